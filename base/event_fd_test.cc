@@ -21,8 +21,8 @@ TEST(EventFdTest, WriteThenReadReturnsTheSum) {
 
 TEST(EventFdTest, NonBlockingReadOfZeroIsUnavailable) {
   ASSERT_OK_AND_ASSIGN(EventFd efd, EventFd::Create());
-  EXPECT_THAT(efd.Read(), StatusIs(absl::StatusCode::kUnavailable,
-                                   testing::HasSubstr("eventfd read fd=")));
+  EXPECT_THAT(efd.Read(),
+              StatusIs(absl::StatusCode::kUnavailable, testing::HasSubstr("eventfd read fd=")));
 }
 
 TEST(EventFdTest, InitialValueAndSemaphore) {

@@ -26,7 +26,10 @@ TEST(ScopedFdTest, DefaultIsEmpty) {
 TEST(ScopedFdTest, ClosesOnDestruction) {
   int raw = OpenDevNull();
   ASSERT_GE(raw, 0);
-  { ScopedFd fd(raw); EXPECT_TRUE(IsOpen(raw)); }
+  {
+    ScopedFd fd(raw);
+    EXPECT_TRUE(IsOpen(raw));
+  }
   EXPECT_FALSE(IsOpen(raw));
 }
 
@@ -54,7 +57,11 @@ TEST(ScopedFdTest, MoveAssignClosesPreviousFd) {
 TEST(ScopedFdTest, ReleaseDoesNotClose) {
   int raw = OpenDevNull();
   int released;
-  { ScopedFd fd(raw); released = fd.release(); EXPECT_FALSE(fd.valid()); }
+  {
+    ScopedFd fd(raw);
+    released = fd.release();
+    EXPECT_FALSE(fd.valid());
+  }
   EXPECT_EQ(released, raw);
   EXPECT_TRUE(IsOpen(raw));
   ::close(raw);

@@ -17,17 +17,17 @@
 #include "absl/status/statusor.h"
 
 // Evaluates `expr` (an absl::Status) once; returns it from the enclosing function if not OK.
-#define RETURN_IF_ERROR(expr)                                   \
-  do {                                                          \
-    ::absl::Status vmmkit_status_macro_status_ = (expr);        \
-    if (!vmmkit_status_macro_status_.ok()) {                    \
-      return vmmkit_status_macro_status_;                       \
-    }                                                           \
+#define RETURN_IF_ERROR(expr)                            \
+  do {                                                   \
+    ::absl::Status vmmkit_status_macro_status_ = (expr); \
+    if (!vmmkit_status_macro_status_.ok()) {             \
+      return vmmkit_status_macro_status_;                \
+    }                                                    \
   } while (false)
 
 // Evaluates `rexpr` (an absl::StatusOr<T>) once; on error returns its status, otherwise moves the
 // value into `lhs`, which may be a declaration (`ASSIGN_OR_RETURN(auto x, F())`) or an lvalue.
-#define ASSIGN_OR_RETURN(lhs, rexpr)                                                          \
+#define ASSIGN_OR_RETURN(lhs, rexpr)                                                           \
   VMMKIT_ASSIGN_OR_RETURN_IMPL_(VMMKIT_STATUS_MACROS_CONCAT_(vmmkit_statusor_, __LINE__), lhs, \
                                 rexpr)
 

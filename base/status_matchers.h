@@ -111,7 +111,7 @@ status_matchers_internal::IsOkAndHoldsMatcher<InnerMatcher> IsOkAndHolds(InnerMa
 #define EXPECT_OK(expr) EXPECT_THAT((expr), ::vmmkit::IsOk())
 
 // Unwraps a StatusOr in a test, failing the test (and returning) if it is not OK.
-#define ASSERT_OK_AND_ASSIGN(lhs, rexpr)                                                      \
+#define ASSERT_OK_AND_ASSIGN(lhs, rexpr)                                                        \
   VMMKIT_ASSERT_OK_AND_ASSIGN_IMPL_(VMMKIT_STATUS_MATCHERS_CONCAT_(vmmkit_sor_, __LINE__), lhs, \
                                     rexpr)
 #define VMMKIT_ASSERT_OK_AND_ASSIGN_IMPL_(statusor, lhs, rexpr) \

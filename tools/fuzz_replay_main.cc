@@ -20,7 +20,8 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "fuzz replay: cannot open %s\n", argv[i]);
       return 1;
     }
-    std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)),
+                               std::istreambuf_iterator<char>());
     LLVMFuzzerTestOneInput(bytes.data(), bytes.size());
     ++files;
   }
@@ -32,6 +33,7 @@ int main(int argc, char** argv) {
     for (auto& b : buf) b = static_cast<uint8_t>(rng());
     LLVMFuzzerTestOneInput(buf.data(), buf.size());
   }
-  std::printf("fuzz replay: %d corpus files and %d random inputs ran cleanly\n", files, kRandomInputs);
+  std::printf("fuzz replay: %d corpus files and %d random inputs ran cleanly\n", files,
+              kRandomInputs);
   return 0;
 }

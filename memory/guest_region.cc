@@ -1,0 +1,87 @@
+#include "memory/guest_region.h"
+
+#include <fcntl.h>
+#include <linux/memfd.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "absl/strings/str_cat.h"
+#include "base/status.h"
+
+namespace vmmkit {
+namespace {
+
+constexpr uint64_t kPageSize = 4096;
+constexpr uint64_t kHugePageSize = 2 << 20;
+
+std::string RangeString(GuestAddress start, uint64_t size) {
+  return absl::StrCat("[", start.ToString(), ", +", Hex(size), ")");
+}
+
+}  // namespace
+
+absl::StatusOr<std::shared_ptr<GuestRegion>> GuestRegion::Create(
+    GuestAddress start, uint64_t size, const GuestRegionOptions& options) {
+  const uint64_t page =
+      options.backing == GuestRegionBacking::kMemfdHugetlb ? kHugePageSize : kPageSize;
+  const std::string what = absl::StrCat("guest region ", RangeString(start, size));
+  if (size == 0) return absl::InvalidArgumentError(absl::StrCat(what, ": size is zero"));
+  if (!start.IsAligned(page) || size % page != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, ": start and size must be multiples of the page size ", Hex(page)));
+  }
+  if (!RangeLast(start.raw(), size)) {
+    return absl::OutOfRangeError(absl::StrCat(what, ": extends past 2^64"));
+  }
+  if (size > static_cast<uint64_t>(PTRDIFF_MAX)) {
+    return absl::InvalidArgumentError(absl::StrCat(what, ": larger than the host address space"));
+  }
+
+  ScopedFd fd;
+  int prot = PROT_READ | PROT_WRITE;
+  // hugetlb pages are always reserved at mmap time: with MAP_NORESERVE an exhausted pool would
+  // surface later as SIGBUS on first touch (possibly by the guest) instead of an error here.
+  int flags =
+      options.noreserve && options.backing != GuestRegionBacking::kMemfdHugetlb ? MAP_NORESERVE : 0;
+  if (options.backing == GuestRegionBacking::kAnonymous) {
+    flags |= MAP_PRIVATE | MAP_ANONYMOUS;
+  } else {
+    unsigned int mfd_flags = MFD_CLOEXEC;
+    if (options.backing == GuestRegionBacking::kMemfdHugetlb) {
+      mfd_flags |= MFD_HUGETLB | MFD_HUGE_2MB;
+    } else {
+      // Sealing lets a consumer that receives the fd trust that it cannot shrink under it.
+      mfd_flags |= MFD_ALLOW_SEALING;
+    }
+    fd.reset(::memfd_create(options.name.c_str(), mfd_flags));
+    if (!fd.valid()) {
+      return ErrnoStatus(errno, what, ": memfd_create(", options.name, ")");
+    }
+    if (::ftruncate(fd.get(), static_cast<off_t>(size)) != 0) {
+      return ErrnoStatus(errno, what, ": ftruncate memfd to ", Hex(size));
+    }
+    if (options.backing == GuestRegionBacking::kMemfd &&
+        ::fcntl(fd.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0) {
+      return ErrnoStatus(errno, what, ": F_ADD_SEALS on memfd");
+    }
+    flags |= MAP_SHARED;
+  }
+  void* host = ::mmap(nullptr, size, prot, flags, fd.get(), 0);
+  if (host == MAP_FAILED) {
+    absl::Status s = ErrnoStatus(errno, what, ": mmap ", Hex(size), " bytes");
+    if (options.backing == GuestRegionBacking::kMemfdHugetlb) {
+      return absl::Status(s.code(), absl::StrCat(s.message(),
+                                                 " (is the 2 MiB hugetlb pool large enough? see "
+                                                 "/proc/sys/vm/nr_hugepages)"));
+    }
+    return s;
+  }
+  return std::shared_ptr<GuestRegion>(new GuestRegion(start, size, static_cast<uint8_t*>(host),
+                                                      std::move(fd), options.backing, page));
+}
+
+GuestRegion::~GuestRegion() { ::munmap(host_, size_); }
+
+}  // namespace vmmkit
