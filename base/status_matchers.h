@@ -44,25 +44,30 @@ class IsOkMatcher {
 class StatusIsMatcher {
  public:
   using is_gtest_matcher = void;
-  StatusIsMatcher(absl::StatusCode code, testing::Matcher<const std::string&> message)
+  StatusIsMatcher(testing::Matcher<absl::StatusCode> code,
+                  testing::Matcher<const std::string&> message)
       : code_(code), message_(std::move(message)) {}
   template <typename S>
   bool MatchAndExplain(const S& s, testing::MatchResultListener* listener) const {
     const absl::Status& status = GetStatus(s);
     *listener << "which is " << status;
-    return status.code() == code_ && message_.Matches(std::string(status.message()));
+    return code_.Matches(status.code()) && message_.Matches(std::string(status.message()));
   }
   void DescribeTo(std::ostream* os) const {
-    *os << "has code " << absl::StatusCodeToString(code_) << " and a message that ";
+    *os << "has a code that ";
+    code_.DescribeTo(os);
+    *os << " and a message that ";
     message_.DescribeTo(os);
   }
   void DescribeNegationTo(std::ostream* os) const {
-    *os << "does not have code " << absl::StatusCodeToString(code_) << " or a message that ";
-    message_.DescribeTo(os);
+    *os << "has a code that ";
+    code_.DescribeNegationTo(os);
+    *os << " or a message that ";
+    message_.DescribeNegationTo(os);
   }
 
  private:
-  absl::StatusCode code_;
+  testing::Matcher<absl::StatusCode> code_;
   testing::Matcher<const std::string&> message_;
 };
 
@@ -93,9 +98,11 @@ class IsOkAndHoldsMatcher {
 // Matches an OK absl::Status or absl::StatusOr<T>.
 inline status_matchers_internal::IsOkMatcher IsOk() { return {}; }
 
-// Matches a Status/StatusOr with `code` and, optionally, a message matching `message`.
+// Matches a Status/StatusOr whose code matches `code` (a StatusCode or a matcher, e.g. `_`) and,
+// optionally, whose message matches `message`.
 inline status_matchers_internal::StatusIsMatcher StatusIs(
-    absl::StatusCode code, testing::Matcher<const std::string&> message = testing::_) {
+    testing::Matcher<absl::StatusCode> code,
+    testing::Matcher<const std::string&> message = testing::_) {
   return {code, std::move(message)};
 }
 

@@ -24,6 +24,9 @@ TEST(StatusMatchersTest, StatusIsChecksCodeAndMessage) {
   EXPECT_THAT(s, Not(StatusIs(absl::StatusCode::kInvalidArgument)));
   EXPECT_THAT(s, Not(StatusIs(absl::StatusCode::kOutOfRange, HasSubstr("hole"))));
   EXPECT_THAT(absl::StatusOr<int>(s), StatusIs(absl::StatusCode::kOutOfRange));
+  // Any code, specific message: for errors whose code depends on the kernel.
+  EXPECT_THAT(s, StatusIs(testing::_, HasSubstr("crosses")));
+  EXPECT_THAT(absl::OkStatus(), Not(StatusIs(testing::_, HasSubstr("crosses"))));
 }
 
 TEST(StatusMatchersTest, IsOkAndHolds) {

@@ -1,0 +1,73 @@
+#include "kvm/long_mode.h"
+
+#include <vector>
+
+#include "base/status_matchers.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "kvm/kvm.h"
+#include "kvm/testing/tiny_guest.h"
+#include "kvm/vm.h"
+
+namespace vmmkit::kvm {
+namespace {
+
+using ::testing::HasSubstr;
+
+class LongModeTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (std::string why = testing::KvmUnavailableReason(); !why.empty()) GTEST_SKIP() << why;
+    auto kvm = Kvm::Open();
+    ASSERT_OK(kvm.status());
+    kvm_ = std::make_unique<Kvm>(std::move(kvm).value());
+  }
+  std::unique_ptr<Kvm> kvm_;
+};
+
+TEST_F(LongModeTest, WritesTablesAndLoadsControlRegisters) {
+  ASSERT_OK_AND_ASSIGN(auto vm, kvm_->CreateVm());
+  ASSERT_OK_AND_ASSIGN(auto vcpu, vm->CreateVcpu(0));
+  ASSERT_OK_AND_ASSIGN(GuestMemory mem, GuestMemory::CreateRam({{GuestAddress(0), 1 << 20}}));
+  ASSERT_OK(EnterLongMode(mem, *vcpu, {.identity_map_gib = 2}));
+  EXPECT_THAT(mem.ReadObj<uint64_t>(GuestAddress(0x9000)), IsOkAndHolds(0xa003u));
+  EXPECT_THAT(mem.ReadObj<uint64_t>(GuestAddress(0xa008)), IsOkAndHolds(0xc003u)) << "2nd GiB";
+  EXPECT_THAT(mem.ReadObj<uint64_t>(GuestAddress(0xb008)), IsOkAndHolds(0x200083u));
+  EXPECT_THAT(mem.ReadObj<uint64_t>(GuestAddress(0xc000)), IsOkAndHolds(0x40000083u));
+  EXPECT_THAT(mem.ReadObj<uint64_t>(GuestAddress(0x508)), IsOkAndHolds(0x00af9a000000ffffu));
+  ASSERT_OK_AND_ASSIGN(kvm_sregs sregs, vcpu->GetSregs());
+  EXPECT_EQ(sregs.cr3, 0x9000u);
+  EXPECT_TRUE(sregs.efer & (1 << 10)) << "LMA";
+  EXPECT_EQ(sregs.cs.l, 1);
+  EXPECT_EQ(sregs.cs.selector, kLongModeCodeSelector);
+  EXPECT_EQ(sregs.ss.selector, kLongModeDataSelector);
+}
+
+TEST_F(LongModeTest, FourGibIdentityMapReachesHighAddresses) {
+  // A read at 0xc0001000: above 3 GiB, only reachable with 4 page directories; no RAM there, so
+  // the access is an MMIO exit at exactly that guest-physical address.
+  const std::vector<uint8_t> code = {
+      0x48, 0xbb, 0x00, 0x10, 0x00, 0xc0, 0, 0, 0, 0,  // mov rbx, 0xc0001000
+      0x8b, 0x03,                                      // mov eax, [rbx]
+      0xf4,                                            // hlt
+  };
+  ASSERT_OK_AND_ASSIGN(auto g, testing::MakeTinyGuest(*kvm_, testing::CpuMode::kLong, code));
+  ASSERT_OK(EnterLongMode(g.memory, *g.vcpu, {.identity_map_gib = 4}));
+  ASSERT_OK_AND_ASSIGN(VcpuExit e, g.vcpu->Run());
+  ASSERT_TRUE(std::holds_alternative<exit::MmioRead>(e)) << DescribeExit(e);
+  EXPECT_EQ(std::get<exit::MmioRead>(e).address, 0xc0001000u);
+}
+
+TEST_F(LongModeTest, RejectsBadLayouts) {
+  ASSERT_OK_AND_ASSIGN(auto vm, kvm_->CreateVm());
+  ASSERT_OK_AND_ASSIGN(auto vcpu, vm->CreateVcpu(0));
+  ASSERT_OK_AND_ASSIGN(GuestMemory small, GuestMemory::CreateRam({{GuestAddress(0), 0x8000}}));
+  EXPECT_THAT(EnterLongMode(small, *vcpu), StatusIs(absl::StatusCode::kOutOfRange));
+  EXPECT_THAT(EnterLongMode(small, *vcpu, {.identity_map_gib = 0}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("identity_map_gib")));
+  EXPECT_THAT(EnterLongMode(small, *vcpu, {.identity_map_gib = 5}),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+}  // namespace
+}  // namespace vmmkit::kvm
