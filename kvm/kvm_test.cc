@@ -8,7 +8,7 @@
 #include "base/status_matchers.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "kvm/testing/tiny_guest.h"
+#include "kvm/testing/kvm_fixture.h"
 #include "kvm/vm.h"
 
 namespace vmmkit::kvm {
@@ -17,12 +17,7 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
-class KvmTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    if (std::string why = testing::KvmUnavailableReason(); !why.empty()) GTEST_SKIP() << why;
-  }
-};
+class KvmTest : public testing::KvmFixture {};
 
 TEST_F(KvmTest, OpensAndReportsApiVersion12) {
   ASSERT_OK_AND_ASSIGN(Kvm kvm, Kvm::Open());

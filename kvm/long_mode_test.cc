@@ -6,6 +6,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "kvm/kvm.h"
+#include "kvm/testing/kvm_fixture.h"
 #include "kvm/testing/tiny_guest.h"
 #include "kvm/vm.h"
 
@@ -14,19 +15,10 @@ namespace {
 
 using ::testing::HasSubstr;
 
-class LongModeTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    if (std::string why = testing::KvmUnavailableReason(); !why.empty()) GTEST_SKIP() << why;
-    auto kvm = Kvm::Open();
-    ASSERT_OK(kvm.status());
-    kvm_ = std::make_unique<Kvm>(std::move(kvm).value());
-  }
-  std::unique_ptr<Kvm> kvm_;
-};
+class LongModeTest : public testing::KvmFixture {};
 
 TEST_F(LongModeTest, WritesTablesAndLoadsControlRegisters) {
-  ASSERT_OK_AND_ASSIGN(auto vm, kvm_->CreateVm());
+  ASSERT_OK_AND_ASSIGN(auto vm, kvm().CreateVm());
   ASSERT_OK_AND_ASSIGN(auto vcpu, vm->CreateVcpu(0));
   ASSERT_OK_AND_ASSIGN(GuestMemory mem, GuestMemory::CreateRam({{GuestAddress(0), 1 << 20}}));
   ASSERT_OK(EnterLongMode(mem, *vcpu, {.identity_map_gib = 2}));
@@ -51,7 +43,7 @@ TEST_F(LongModeTest, FourGibIdentityMapReachesHighAddresses) {
       0x8b, 0x03,                                      // mov eax, [rbx]
       0xf4,                                            // hlt
   };
-  ASSERT_OK_AND_ASSIGN(auto g, testing::MakeTinyGuest(*kvm_, testing::CpuMode::kLong, code));
+  ASSERT_OK_AND_ASSIGN(auto g, testing::MakeTinyGuest(kvm(), testing::CpuMode::kLong, code));
   ASSERT_OK(EnterLongMode(g.memory, *g.vcpu, {.identity_map_gib = 4}));
   ASSERT_OK_AND_ASSIGN(VcpuExit e, g.vcpu->Run());
   ASSERT_TRUE(std::holds_alternative<exit::MmioRead>(e)) << DescribeExit(e);
@@ -59,7 +51,7 @@ TEST_F(LongModeTest, FourGibIdentityMapReachesHighAddresses) {
 }
 
 TEST_F(LongModeTest, RejectsBadLayouts) {
-  ASSERT_OK_AND_ASSIGN(auto vm, kvm_->CreateVm());
+  ASSERT_OK_AND_ASSIGN(auto vm, kvm().CreateVm());
   ASSERT_OK_AND_ASSIGN(auto vcpu, vm->CreateVcpu(0));
   ASSERT_OK_AND_ASSIGN(GuestMemory small, GuestMemory::CreateRam({{GuestAddress(0), 0x8000}}));
   EXPECT_THAT(EnterLongMode(small, *vcpu), StatusIs(absl::StatusCode::kOutOfRange));

@@ -13,6 +13,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "kvm/kvm.h"
+#include "kvm/testing/kvm_fixture.h"
 #include "kvm/testing/tiny_guest.h"
 #include "kvm/vm.h"
 
@@ -25,16 +26,7 @@ using testing::MakeTinyGuest;
 using ::testing::StartsWith;
 using testing::TinyGuest;
 
-class VcpuTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    if (std::string why = testing::KvmUnavailableReason(); !why.empty()) GTEST_SKIP() << why;
-    auto kvm = Kvm::Open();
-    ASSERT_OK(kvm.status());
-    kvm_ = std::make_unique<Kvm>(std::move(kvm).value());
-  }
-  std::unique_ptr<Kvm> kvm_;
-};
+class VcpuTest : public testing::KvmFixture {};
 
 template <typename T>
 T Expect(const absl::StatusOr<VcpuExit>& exit) {
@@ -52,7 +44,7 @@ TEST_F(VcpuTest, RealModePortOutputAndHalt) {
       0xee,              // out dx, al
       0xf4,              // hlt
   };
-  ASSERT_OK_AND_ASSIGN(TinyGuest g, MakeTinyGuest(*kvm_, CpuMode::kReal, code));
+  ASSERT_OK_AND_ASSIGN(TinyGuest g, MakeTinyGuest(kvm(), CpuMode::kReal, code));
   auto out = Expect<exit::IoOut>(g.vcpu->Run());
   EXPECT_EQ(out.port, 0x3f8);
   EXPECT_EQ(out.size, 1);
@@ -74,7 +66,7 @@ TEST_F(VcpuTest, LongModePortInputIsWrittenBackForEverySize) {
       0xef,                    // out dx, eax
       0xf4,                    // hlt
   };
-  ASSERT_OK_AND_ASSIGN(TinyGuest g, MakeTinyGuest(*kvm_, CpuMode::kLong, code));
+  ASSERT_OK_AND_ASSIGN(TinyGuest g, MakeTinyGuest(kvm(), CpuMode::kLong, code));
   constexpr uint64_t kPattern = 0x1122334455667788;
   for (uint8_t size : {uint8_t{1}, uint8_t{2}, uint8_t{4}}) {
     auto in = Expect<exit::IoIn>(g.vcpu->Run());
@@ -103,7 +95,7 @@ TEST_F(VcpuTest, LongModeMmioReadIsWrittenBackForEverySizeAndWritesAreReported) 
       0x48, 0x89, 0x03,                                // mov [rbx], rax
       0xf4,                                            // hlt
   };
-  ASSERT_OK_AND_ASSIGN(TinyGuest g, MakeTinyGuest(*kvm_, CpuMode::kLong, code));
+  ASSERT_OK_AND_ASSIGN(TinyGuest g, MakeTinyGuest(kvm(), CpuMode::kLong, code));
   constexpr uint64_t kPattern = 0x8877665544332211;
   for (size_t size : {size_t{1}, size_t{2}, size_t{4}, size_t{8}}) {
     auto read = Expect<exit::MmioRead>(g.vcpu->Run());
@@ -121,7 +113,7 @@ TEST_F(VcpuTest, LongModeMmioReadIsWrittenBackForEverySizeAndWritesAreReported) 
 
 TEST_F(VcpuTest, KickInterruptsASpinningGuestFromAnotherThread) {
   const std::vector<uint8_t> spin = {0xeb, 0xfe};  // jmp $
-  ASSERT_OK_AND_ASSIGN(TinyGuest g, MakeTinyGuest(*kvm_, CpuMode::kLong, spin));
+  ASSERT_OK_AND_ASSIGN(TinyGuest g, MakeTinyGuest(kvm(), CpuMode::kLong, spin));
   std::atomic<bool> done{false};
   std::thread kicker([&] {
     // Keep kicking until Run() returns, so a lost kick shows up as a failure, not a hang.
@@ -137,7 +129,7 @@ TEST_F(VcpuTest, KickInterruptsASpinningGuestFromAnotherThread) {
 }
 
 TEST_F(VcpuTest, KickBeforeRunReturnsImmediatelyOnceThenRunsNormally) {
-  ASSERT_OK_AND_ASSIGN(TinyGuest g, MakeTinyGuest(*kvm_, CpuMode::kLong, {0xf4}));
+  ASSERT_OK_AND_ASSIGN(TinyGuest g, MakeTinyGuest(kvm(), CpuMode::kLong, {0xf4}));
   g.vcpu->Kick();
   Expect<exit::Interrupted>(g.vcpu->Run());
   Expect<exit::Hlt>(g.vcpu->Run());
@@ -146,7 +138,7 @@ TEST_F(VcpuTest, KickBeforeRunReturnsImmediatelyOnceThenRunsNormally) {
 TEST_F(VcpuTest, TripleFaultIsShutdown) {
   // An IDT with limit 0 turns the #UD into a #GP, then a #DF, then a triple fault. (On this
   // machine's PVM module an int3 there is an emulation failure instead, so the test uses ud2.)
-  ASSERT_OK_AND_ASSIGN(TinyGuest g, MakeTinyGuest(*kvm_, CpuMode::kLong, {0x0f, 0x0b}));
+  ASSERT_OK_AND_ASSIGN(TinyGuest g, MakeTinyGuest(kvm(), CpuMode::kLong, {0x0f, 0x0b}));
   ASSERT_OK_AND_ASSIGN(kvm_sregs sregs, g.vcpu->GetSregs());
   sregs.idt.base = 0;
   sregs.idt.limit = 0;
@@ -156,7 +148,7 @@ TEST_F(VcpuTest, TripleFaultIsShutdown) {
 
 TEST_F(VcpuTest, RegisterStateRoundTrips) {
   ASSERT_OK_AND_ASSIGN(TinyGuest g,
-                       MakeTinyGuest(*kvm_, CpuMode::kLong, {0xf4}, {.irqchip = true}));
+                       MakeTinyGuest(kvm(), CpuMode::kLong, {0xf4}, {.irqchip = true}));
   Vcpu& v = *g.vcpu;
   ASSERT_OK_AND_ASSIGN(kvm_regs regs, v.GetRegs());
   regs.rax = 0xfeedface;
@@ -194,7 +186,7 @@ TEST_F(VcpuTest, RegisterStateRoundTrips) {
 }
 
 TEST_F(VcpuTest, MsrErrorsNameTheMsr) {
-  ASSERT_OK_AND_ASSIGN(TinyGuest g, MakeTinyGuest(*kvm_, CpuMode::kLong, {0xf4}));
+  ASSERT_OK_AND_ASSIGN(TinyGuest g, MakeTinyGuest(kvm(), CpuMode::kLong, {0xf4}));
   EXPECT_THAT(g.vcpu->GetMsrs({0x174, 0xdeadbeef}),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("KVM_GET_MSRS vcpu=0: KVM cannot read MSR 0xdeadbeef")));

@@ -13,6 +13,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "kvm/kvm.h"
+#include "kvm/testing/kvm_fixture.h"
 #include "kvm/testing/tiny_guest.h"
 #include "kvm/vcpu.h"
 
@@ -25,20 +26,13 @@ using testing::MakeTinyGuest;
 using ::testing::StartsWith;
 using testing::TinyGuest;
 
-class VmTest : public ::testing::Test {
+class VmTest : public testing::KvmFixture {
  protected:
-  void SetUp() override {
-    if (std::string why = testing::KvmUnavailableReason(); !why.empty()) GTEST_SKIP() << why;
-    auto kvm = Kvm::Open();
-    ASSERT_OK(kvm.status());
-    kvm_ = std::make_unique<Kvm>(std::move(kvm).value());
-  }
   std::shared_ptr<GuestRegion> Region(uint64_t start, uint64_t size) {
     auto r = GuestRegion::Create(GuestAddress(start), size);
     EXPECT_TRUE(r.ok()) << r.status();
     return r.ok() ? *r : nullptr;
   }
-  std::unique_ptr<Kvm> kvm_;
 };
 
 bool Readable(const EventFd& e) {
@@ -47,7 +41,7 @@ bool Readable(const EventFd& e) {
 }
 
 TEST_F(VmTest, SlotsAreManagedAndOverlapsRejectedBeforeTheKernel) {
-  ASSERT_OK_AND_ASSIGN(auto vm, kvm_->CreateVm());
+  ASSERT_OK_AND_ASSIGN(auto vm, kvm().CreateVm());
   auto a = Region(0, 0x10000);
   auto b = Region(0x10000, 0x10000);
   auto overlap = Region(0xf000, 0x2000);
@@ -70,7 +64,7 @@ TEST_F(VmTest, SlotsAreManagedAndOverlapsRejectedBeforeTheKernel) {
 
 TEST_F(VmTest, SlotExhaustionIsResourceExhausted) {
   // A Vm adopting a real VM fd with a limit of two slots.
-  int raw = ::ioctl(kvm_->fd(), KVM_CREATE_VM, 0);
+  int raw = ::ioctl(kvm().fd(), KVM_CREATE_VM, 0);
   ASSERT_GE(raw, 0);
   Vm vm(ScopedFd(raw), 4096 * 3, 2);
   ASSERT_OK(vm.AddMemoryRegion(Region(0, 0x1000)));
@@ -90,7 +84,7 @@ TEST_F(VmTest, IoeventfdFiresWithoutAUserspaceExit) {
       0x89, 0x03,                                      // mov [rbx], eax (MMIO ioeventfd)
       0xf4,                                            // hlt
   };
-  ASSERT_OK_AND_ASSIGN(TinyGuest g, MakeTinyGuest(*kvm_, CpuMode::kLong, code));
+  ASSERT_OK_AND_ASSIGN(TinyGuest g, MakeTinyGuest(kvm(), CpuMode::kLong, code));
   ASSERT_OK_AND_ASSIGN(EventFd pio, EventFd::Create());
   ASSERT_OK_AND_ASSIGN(EventFd mmio, EventFd::Create());
   ASSERT_OK(g.vm->RegisterIoevent(pio, IoBus::kPio, 0x500, 1, 0x42));
@@ -110,7 +104,7 @@ TEST_F(VmTest, IoeventfdFiresWithoutAUserspaceExit) {
 }
 
 TEST_F(VmTest, IoeventfdArgumentsAreValidated) {
-  ASSERT_OK_AND_ASSIGN(auto vm, kvm_->CreateVm());
+  ASSERT_OK_AND_ASSIGN(auto vm, kvm().CreateVm());
   ASSERT_OK_AND_ASSIGN(EventFd e, EventFd::Create());
   EXPECT_THAT(vm->RegisterIoevent(e, IoBus::kMmio, 0x1000, 3),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("length 3")));
@@ -120,7 +114,7 @@ TEST_F(VmTest, IoeventfdArgumentsAreValidated) {
 
 TEST_F(VmTest, IrqfdInjectsIntoTheInKernelPic) {
   ASSERT_OK_AND_ASSIGN(TinyGuest g,
-                       MakeTinyGuest(*kvm_, CpuMode::kLong, {0xf4}, {.irqchip = true}));
+                       MakeTinyGuest(kvm(), CpuMode::kLong, {0xf4}, {.irqchip = true}));
   ASSERT_OK_AND_ASSIGN(EventFd irq, EventFd::Create());
   ASSERT_OK(g.vm->AssignIrqfd(irq, 3));
   ASSERT_OK_AND_ASSIGN(kvm_irqchip before, g.vm->GetIrqchip(KVM_IRQCHIP_PIC_MASTER));
@@ -148,7 +142,7 @@ TEST_F(VmTest, IrqfdInjectsIntoTheInKernelPic) {
 
 TEST_F(VmTest, IrqLineAndResampleIrqfd) {
   ASSERT_OK_AND_ASSIGN(TinyGuest g,
-                       MakeTinyGuest(*kvm_, CpuMode::kLong, {0xf4}, {.irqchip = true}));
+                       MakeTinyGuest(kvm(), CpuMode::kLong, {0xf4}, {.irqchip = true}));
   ASSERT_OK(g.vm->SetIrqLine(4, true));
   ASSERT_OK_AND_ASSIGN(kvm_irqchip pic, g.vm->GetIrqchip(KVM_IRQCHIP_PIC_MASTER));
   EXPECT_TRUE(pic.chip.pic.irr & (1 << 4));
@@ -162,7 +156,7 @@ TEST_F(VmTest, IrqLineAndResampleIrqfd) {
 
 TEST_F(VmTest, GsiRoutingAndMsi) {
   ASSERT_OK_AND_ASSIGN(TinyGuest g,
-                       MakeTinyGuest(*kvm_, CpuMode::kLong, {0xf4}, {.irqchip = true}));
+                       MakeTinyGuest(kvm(), CpuMode::kLong, {0xf4}, {.irqchip = true}));
   std::vector<GsiRoute> routes = DefaultIrqchipRoutes();
   EXPECT_EQ(routes.size(), 16u + 24u);
   routes.push_back({24, MsiRoute{.address = 0xfee00000, .data = 0x41, .devid = std::nullopt}});
@@ -184,7 +178,7 @@ TEST_F(VmTest, DirtyLogReportsThePageTheGuestWrote) {
       0xf4,                          // hlt
   };
   ASSERT_OK_AND_ASSIGN(
-      TinyGuest g, MakeTinyGuest(*kvm_, CpuMode::kLong, code,
+      TinyGuest g, MakeTinyGuest(kvm(), CpuMode::kLong, code,
                                  {.slot_flags = {.log_dirty = true}, .manual_dirty_log = true}));
   // Forget the writes made while setting the guest up.
   ASSERT_OK(g.vm->GetDirtyLog(g.slot).status());
@@ -204,12 +198,12 @@ TEST_F(VmTest, DirtyLogReportsThePageTheGuestWrote) {
 }
 
 TEST_F(VmTest, DirtyLogNeedsTheFlag) {
-  ASSERT_OK_AND_ASSIGN(TinyGuest g, MakeTinyGuest(*kvm_, CpuMode::kLong, {0xf4}));
+  ASSERT_OK_AND_ASSIGN(TinyGuest g, MakeTinyGuest(kvm(), CpuMode::kLong, {0xf4}));
   EXPECT_THAT(g.vm->GetDirtyLog(g.slot), StatusIs(absl::StatusCode::kFailedPrecondition));
 }
 
 TEST_F(VmTest, PitTssIdentityMapAndCaps) {
-  ASSERT_OK_AND_ASSIGN(auto vm, kvm_->CreateVm());
+  ASSERT_OK_AND_ASSIGN(auto vm, kvm().CreateVm());
   ASSERT_OK(vm->SetTssAddress(GuestAddress(0xfffbd000)));
   ASSERT_OK(vm->SetIdentityMapAddress(GuestAddress(0xfffbc000)));
   ASSERT_OK(vm->CreateIrqchip());

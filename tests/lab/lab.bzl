@@ -1,0 +1,43 @@
+"""lab_test: a Bazel test that runs a scenario script inside the lab's nested QEMU machine (L1).
+
+Lab tests are tagged `lab` and sized `large`; tools/test runs them in its default pass and skips
+them in the sanitizer passes (their binaries run inside L1, not in the test process).
+"""
+
+def lab_test(name, scenario, binaries = [], files = {}, l2_initramfs = {}, qemu_args = [],
+             modules = "kvm,vfio", timeout_s = 300, tags = [], **kwargs):
+    """Runs `scenario` in L1 with `binaries` in /lab/bin.
+
+    Args:
+      name: test name.
+      scenario: shell script; exit status 0 passes.
+      binaries: executables (labels) copied into /lab/bin with their shared libraries.
+      files: {label: "/path/in/L1"} extra files.
+      l2_initramfs: {init script label: "/path/in/L1"}: builds an L2 initramfs around the script.
+      qemu_args: extra QEMU arguments (e.g. ["-device", "edu"]).
+      modules: module groups to insmod in L1.
+      timeout_s: seconds before QEMU is killed.
+      tags: extra tags.
+      **kwargs: passed to sh_test.
+    """
+    args = ["$(location //tests/lab:lab.py)", "--scenario", "$(location %s)" % scenario,
+            "--outb", "$(location //tests/lab:outb)", "--modules", modules,
+            "--timeout", str(timeout_s)]
+    for b in binaries:
+        args += ["--binary", "$(location %s)" % b]
+    for label, dest in files.items():
+        args += ["--file", "$(location %s)=%s" % (label, dest)]
+    for label, dest in l2_initramfs.items():
+        args += ["--l2-initramfs", "$(location %s)=%s" % (label, dest)]
+    for a in qemu_args:
+        args.append("--qemu-arg=" + a)
+    native.sh_test(
+        name = name,
+        srcs = ["//tests/lab:run_lab.sh"],
+        args = args,
+        data = ["//tests/lab:lab.py", "//tests/lab:outb", scenario] + binaries + list(files.keys()) +
+               list(l2_initramfs.keys()),
+        size = "large",
+        tags = tags + ["lab"],
+        **kwargs
+    )

@@ -1,0 +1,249 @@
+#!/usr/bin/env python3
+"""The lab: runs a scenario inside a nested QEMU machine (L1) built from Debian packages.
+
+This machine has no hardware virtualization and no IOMMU, so anything that needs a working KVM
+for a Linux guest, or VFIO, is proven inside L1: QEMU TCG, q35, an EPYC CPU with SVM (so KVM runs
+nested inside L1), the emulated Intel IOMMU with interrupt remapping, QEMU's `edu` PCI device,
+and Debian's cloud kernel with its KVM and VFIO modules. See shared LAB.md for the recipe.
+
+The runner
+  1. builds L1's initramfs: static busybox, an /init that loads the modules and runs the scenario,
+     the given binaries with the shared libraries they need (from ldd) and the dynamic loader, and
+     extra files (for example an L2 initramfs);
+  2. boots QEMU with a timeout, streaming L1's console to stdout (the test log), line by line;
+  3. takes the scenario's exit status from QEMU's isa-debug-exit device and exits with it.
+A failure or a timeout prints the tail of the console again at the end.
+
+Usage (normally through the lab_test Bazel macro in lab.bzl):
+  lab.py --scenario S.sh [--binary PATH]... [--file SRC=DEST]... [--timeout 300]
+         [--qemu-arg=-device --qemu-arg=edu]... [--memory 2048]
+Inside L1, binaries are in /lab/bin, the scenario is /lab/scenario.sh, files are where DEST says,
+the L1 kernel is also at /lab/vmlinuz (for booting it again as L2), /lab/lib.sh has helpers.
+"""
+import argparse
+import collections
+import gzip
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+CACHE = os.environ.get("VMMKIT_LAB_CACHE", "/var/cache/vmmkit/lab")
+DEBUG_EXIT_PORT = 0xF4
+TAIL_LINES = 80
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+# insmod order matters: the extracted kernel has no modules.dep.
+MODULES = {
+    "kvm": ["virt/lib/irqbypass.ko", "arch/x86/kvm/kvm.ko", "arch/x86/kvm/kvm-amd.ko"],
+    "vfio": ["drivers/vfio/vfio.ko", "drivers/vfio/vfio_iommu_type1.ko",
+             "drivers/vfio/vfio_virqfd.ko", "drivers/vfio/pci/vfio-pci-core.ko",
+             "drivers/vfio/pci/vfio-pci.ko"],
+}
+
+
+def fail(msg):
+    print(f"lab: {msg}", file=sys.stderr)
+    sys.exit(2)
+
+
+def kernel_dir():
+    d = os.path.join(CACHE, "kernel")
+    if not os.path.isfile(os.path.join(d, "READY")):
+        fail(f"no lab kernel in {d}: run tools/setup (it downloads Debian's cloud kernel once)")
+    return d
+
+
+def copy_with_libs(src, dest_root, dest_rel, copied):
+    """Copies an executable and every shared library ldd names, at the same paths."""
+    dest = os.path.join(dest_root, dest_rel.lstrip("/"))
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    shutil.copy2(src, dest)
+    os.chmod(dest, 0o755)
+    out = subprocess.run(["ldd", src], capture_output=True, text=True)
+    if out.returncode != 0:
+        return  # Static binary ("not a dynamic executable").
+    for line in out.stdout.splitlines():
+        parts = line.split()
+        path = None
+        if "=>" in parts and len(parts) >= 3 and parts[2].startswith("/"):
+            path = parts[2]
+        elif parts and parts[0].startswith("/"):
+            path = parts[0]  # The dynamic loader.
+        if not path or path in copied:
+            continue
+        copied.add(path)
+        real = os.path.realpath(path)
+        target = os.path.join(dest_root, path.lstrip("/"))
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        shutil.copy2(real, target)
+
+
+def write_cpio(root, out_path, compress):
+    """newc cpio of `root` (gzip-1 when compress; the L1 kernel unpacks either)."""
+    files = subprocess.run(["find", "."], cwd=root, capture_output=True, text=True, check=True)
+    names = "\n".join(sorted(files.stdout.split("\n")[1:])).strip() + "\n"
+    data = subprocess.run(["cpio", "-o", "-H", "newc", "--quiet"], cwd=root, input=names.encode(),
+                          capture_output=True, check=True).stdout
+    with open(out_path, "wb") as fh:
+        fh.write(gzip.compress(data, compresslevel=1) if compress else data)
+
+
+INIT = r"""#!/bin/busybox sh
+/bin/busybox --install -s /bin
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin:/lab/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mkdir -p /dev/pts /tmp && mount -t devpts devpts /dev/pts && mount -t tmpfs tmpfs /tmp
+for m in {modules}; do insmod /lab/modules/$m || echo "lab: insmod $m failed"; done
+echo "lab: L1 up after $(cut -d' ' -f1 /proc/uptime) s"
+cd /lab
+sh /lab/scenario.sh
+rc=$?
+echo "lab: scenario exited with $rc"
+[ "$rc" -gt 127 ] && rc=127
+/bin/outb {port} "$rc"
+echo "lab: isa-debug-exit did not stop QEMU" ; poweroff -f
+"""
+
+LIB = r"""# Helpers for lab scenarios (sourced: . /lab/lib.sh).
+check() {  # check DESCRIPTION COMMAND...: runs COMMAND, prints PASS/FAIL, counts failures.
+  desc=$1; shift
+  if "$@"; then echo "lab: PASS $desc"; else echo "lab: FAIL $desc"; LAB_FAILURES=$((LAB_FAILURES + 1)); fi
+}
+LAB_FAILURES=0
+finish() { echo "lab: $LAB_FAILURES failure(s)"; [ "$LAB_FAILURES" -eq 0 ]; }
+"""
+
+
+def build_initramfs(args, kdir, work):
+    root = os.path.join(work, "root")
+    for d in ["bin", "sbin", "proc", "sys", "dev", "tmp", "lab/bin", "lab/modules"]:
+        os.makedirs(os.path.join(root, d), exist_ok=True)
+    shutil.copy2("/bin/busybox", os.path.join(root, "bin/busybox"))
+    shutil.copy2(args.outb, os.path.join(root, "bin/outb"))
+    mods = []
+    for group in args.modules.split(",") if args.modules else []:
+        if group not in MODULES:
+            fail(f"unknown module group {group!r} (known: {', '.join(MODULES)})")
+        for rel in MODULES[group]:
+            src = os.path.join(kdir, "modules", "kernel", rel)
+            if not os.path.isfile(src):
+                fail(f"module {rel} missing from {kdir}")
+            name = os.path.basename(rel)
+            shutil.copy2(src, os.path.join(root, "lab/modules", name))
+            mods.append(name)
+    with open(os.path.join(root, "init"), "w") as fh:
+        fh.write(INIT.format(modules=" ".join(mods), port=DEBUG_EXIT_PORT))
+    os.chmod(os.path.join(root, "init"), 0o755)
+    with open(os.path.join(root, "lab/lib.sh"), "w") as fh:
+        fh.write(LIB)
+    shutil.copy2(args.scenario, os.path.join(root, "lab/scenario.sh"))
+    shutil.copy2(os.path.join(kdir, "vmlinuz"), os.path.join(root, "lab/vmlinuz"))
+    copied = set()
+    for b in args.binary:
+        copy_with_libs(b, root, "/lab/bin/" + os.path.basename(b), copied)
+    for spec in args.file:
+        src, _, dest = spec.partition("=")
+        if not dest:
+            fail(f"--file wants SRC=DEST, got {spec!r}")
+        target = os.path.join(root, dest.lstrip("/"))
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        shutil.copy2(src, target)
+    for spec in args.l2_initramfs:
+        script, _, dest = spec.partition("=")
+        write_l2_initramfs(script, os.path.join(root, dest.lstrip("/")), work, args.outb)
+    out = os.path.join(work, "l1.cpio.gz")
+    write_cpio(root, out, compress=True)
+    return out
+
+
+def write_l2_initramfs(init_script, dest, work, outb):
+    """A minimal initramfs for an L2 Linux guest: static busybox, outb, `init_script` as /init."""
+    root = tempfile.mkdtemp(prefix="l2root", dir=work)
+    for d in ["bin", "sbin", "proc", "sys", "dev", "tmp"]:
+        os.makedirs(os.path.join(root, d), exist_ok=True)
+    shutil.copy2("/bin/busybox", os.path.join(root, "bin/busybox"))
+    shutil.copy2(outb, os.path.join(root, "bin/outb"))
+    shutil.copy2(init_script, os.path.join(root, "init"))
+    os.chmod(os.path.join(root, "init"), 0o755)
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    write_cpio(root, dest, compress=False)
+
+
+def run_qemu(args, kdir, initramfs):
+    cmd = ["qemu-system-x86_64", "-accel", "tcg", "-M", "q35", "-cpu", "EPYC,+svm",
+           "-smp", "1", "-m", str(args.memory), "-nographic", "-no-reboot",
+           "-device", "intel-iommu,intremap=on",
+           "-device", f"isa-debug-exit,iobase={DEBUG_EXIT_PORT:#x},iosize=0x04",
+           "-kernel", os.path.join(kdir, "vmlinuz"), "-initrd", initramfs,
+           "-append", "console=ttyS0 panic=-1 quiet intel_iommu=on"] + args.qemu_arg
+    print("lab: " + " ".join(cmd), flush=True)
+    start = time.monotonic()
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    tail = collections.deque(maxlen=TAIL_LINES)
+
+    def pump():
+        for raw in iter(proc.stdout.readline, b""):
+            line = raw.decode(errors="replace").rstrip("\r\n")
+            tail.append(line)
+            print(f"L1| {line}", flush=True)
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    try:
+        status = proc.wait(timeout=args.timeout)
+        timed_out = False
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        status = proc.wait()
+        timed_out = True
+    reader.join(timeout=5)
+    elapsed = time.monotonic() - start
+    if timed_out:
+        verdict, rc = f"timed out after {args.timeout} s", 124
+    elif status % 2 == 1:
+        rc = status >> 1
+        verdict = f"scenario exited with {rc}"
+    else:
+        verdict, rc = f"QEMU exited with {status} without a verdict", 125
+    print(f"lab: {verdict} ({elapsed:.1f} s in QEMU)", flush=True)
+    if rc != 0:
+        print(f"lab: --- last {len(tail)} lines of the L1 console ---")
+        for line in tail:
+            print(f"L1| {line}")
+    return rc
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--scenario", required=True, help="shell script run as /lab/scenario.sh in L1")
+    p.add_argument("--binary", action="append", default=[], help="executable for /lab/bin")
+    p.add_argument("--outb", required=True, help="the static outb helper (//tests/lab:outb)")
+    p.add_argument("--file", action="append", default=[], help="SRC=DEST extra file")
+    p.add_argument("--l2-initramfs", action="append", default=[],
+                   help="INIT=DEST: build an L2 initramfs with INIT as /init at DEST")
+    p.add_argument("--modules", default="kvm,vfio", help="module groups to load: kvm,vfio")
+    p.add_argument("--timeout", type=int, default=300, help="seconds before QEMU is killed")
+    p.add_argument("--memory", type=int, default=2048, help="L1 memory in MiB")
+    p.add_argument("--qemu-arg", action="append", default=[], help="extra QEMU argument")
+    args = p.parse_args()
+    if shutil.which("qemu-system-x86_64") is None:
+        fail("qemu-system-x86_64 not found: run tools/setup")
+    kdir = kernel_dir()
+    work = tempfile.mkdtemp(prefix="lab", dir=os.environ.get("TEST_TMPDIR"))
+    try:
+        initramfs = build_initramfs(args, kdir, work)
+        print(f"lab: L1 initramfs {os.path.getsize(initramfs) // 1024} KiB", flush=True)
+        sys.exit(run_qemu(args, kdir, initramfs))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
