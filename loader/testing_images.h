@@ -1,0 +1,24 @@
+// File: loader/testing_images.h
+// -----------------------------------------------------------------------------
+// Testonly: minimal but well-formed kernel images for loader tests and the fuzz seed corpus.
+
+#ifndef VMMKIT_LOADER_TESTING_IMAGES_H_
+#define VMMKIT_LOADER_TESTING_IMAGES_H_
+
+#include <cstdint>
+#include <vector>
+
+namespace vmmkit::loader::testing {
+
+// A bzImage with one setup sector after the boot sector, protocol 2.15, a relocatable 64-bit
+// kernel of `kernel_size` bytes (a multiple of 16) filled with 0xcc, init_size `init_size`.
+std::vector<uint8_t> MakeBzImage(uint32_t kernel_size = 0x2000, uint32_t init_size = 0x10000);
+
+// An ELF64 x86-64 vmlinux with one PT_LOAD at `paddr`: `file_size` bytes of 0x90, then
+// `bss_size` bytes of .bss; the entry point is the start of the segment.
+std::vector<uint8_t> MakeElf(uint64_t paddr = 0x1000000, uint32_t file_size = 0x1000,
+                             uint32_t bss_size = 0x1000);
+
+}  // namespace vmmkit::loader::testing
+
+#endif  // VMMKIT_LOADER_TESTING_IMAGES_H_
