@@ -1,0 +1,67 @@
+// File: acpi/aml.h
+// -----------------------------------------------------------------------------
+// A small encoder for ACPI Machine Language (ACPI 6.x, chapter 20): enough to describe devices to
+// a guest OS in a DSDT (names, integers, strings, EISA IDs, packages, scopes, devices, methods
+// that return a value, and resource templates). Each function returns the encoded bytes, so
+// terms compose by nesting:
+//
+//   Aml dsdt = Scope("\\_SB_", {
+//       Device("PCI0", {
+//           Name("_HID", EisaId("PNP0A08")),
+//           Name("_CRS", ResourceTemplate({WordBusNumber(0, 0), IoPort(0xcf8, 8)})),
+//       }),
+//   });
+//
+// Names are 1-4 characters of [A-Z0-9_] (padded with '_'), or dotted paths of such segments,
+// optionally rooted with '\'. Invalid input is a programming error of the VMM, not guest input:
+// it fails a CHECK-style assertion through std::abort with a message.
+
+#ifndef VMMKIT_ACPI_AML_H_
+#define VMMKIT_ACPI_AML_H_
+
+#include <cstdint>
+#include <initializer_list>
+#include <string>
+#include <vector>
+
+#include "absl/strings/string_view.h"
+
+namespace vmmkit::acpi {
+
+using Aml = std::vector<uint8_t>;
+
+// Concatenation of terms.
+Aml Terms(std::initializer_list<Aml> terms);
+Aml Terms(const std::vector<Aml>& terms);
+
+// Data objects.
+Aml Integer(uint64_t value);  // Shortest encoding: Zero, One, Byte, Word, DWord or QWord.
+Aml String(absl::string_view value);
+Aml EisaId(absl::string_view id);  // "PNP0A08" -> its 32-bit compressed form.
+Aml Package(const std::vector<Aml>& elements);
+Aml Buffer(const Aml& bytes);
+
+// Named objects and scopes.
+Aml NameString(absl::string_view path);
+Aml Name(absl::string_view name, const Aml& value);
+Aml Scope(absl::string_view path, const std::vector<Aml>& terms);
+Aml Device(absl::string_view name, const std::vector<Aml>& terms);
+// A method with no arguments whose body is `Return(value)`.
+Aml MethodReturning(absl::string_view name, const Aml& value);
+
+// Resource descriptors for ResourceTemplate.
+Aml IoPort(uint16_t base, uint8_t length);  // I/O (Decode16, fixed base).
+Aml IrqNoFlags(uint8_t irq);                // IRQ, edge-triggered, active-high.
+Aml WordBusNumber(uint16_t min, uint16_t max);
+Aml WordIo(uint16_t min, uint16_t max);
+Aml DWordMemory(uint32_t min, uint32_t max, bool cacheable);
+Aml QWordMemory(uint64_t min, uint64_t max, bool cacheable);
+// A Buffer holding the descriptors followed by an End Tag.
+Aml ResourceTemplate(const std::vector<Aml>& descriptors);
+
+// PkgLength encoding of a package whose contents are `content_length` bytes (exposed for tests).
+Aml PkgLength(size_t content_length);
+
+}  // namespace vmmkit::acpi
+
+#endif  // VMMKIT_ACPI_AML_H_
