@@ -1,0 +1,125 @@
+#include "devices/legacy.h"
+
+#include <algorithm>
+
+namespace vmmkit::devices {
+namespace {
+
+constexpr uint64_t kI8042Data = 0, kI8042Command = 4;
+constexpr uint8_t kCmdReadControl = 0x20, kCmdWriteControl = 0x60, kCmdSelfTest = 0xaa;
+constexpr uint8_t kCmdResetCpu = 0xfe;
+constexpr uint8_t kStatusOutputFull = 0x01, kStatusSystemFlag = 0x04;
+
+uint8_t Bcd(int v) { return static_cast<uint8_t>(((v / 10) << 4) | (v % 10)); }
+
+}  // namespace
+
+void I8042::Read(uint64_t offset, absl::Span<uint8_t> data) {
+  std::fill(data.begin(), data.end(), 0xff);
+  std::lock_guard<std::mutex> lock(mu_);
+  if (offset == kI8042Data && !data.empty()) {
+    data[0] = pending_ >= 0 ? static_cast<uint8_t>(pending_) : 0;
+    pending_ = -1;
+  } else if (offset == kI8042Command && !data.empty()) {
+    data[0] = kStatusSystemFlag | (pending_ >= 0 ? kStatusOutputFull : 0);
+  }
+}
+
+void I8042::Write(uint64_t offset, absl::Span<const uint8_t> data) {
+  if (data.empty()) return;
+  bool reset = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (offset == kI8042Command) {
+      write_control_next_ = false;
+      switch (data[0]) {
+        case kCmdReadControl:
+          pending_ = control_;
+          break;
+        case kCmdWriteControl:
+          write_control_next_ = true;
+          break;
+        case kCmdSelfTest:
+          pending_ = 0x55;
+          break;  // "Controller OK".
+        case kCmdResetCpu:
+          reset = true;
+          break;
+        default:
+          break;  // Other commands have no effect here.
+      }
+    } else if (offset == kI8042Data && write_control_next_) {
+      control_ = data[0];
+      write_control_next_ = false;
+    }
+  }
+  if (reset) reset_();
+}
+
+uint8_t CmosRtc::Register(uint8_t index) const {
+  const absl::CivilSecond t = absl::ToCivilSecond(now_(), absl::UTCTimeZone());
+  switch (index) {
+    case 0x00:
+      return Bcd(t.second());
+    case 0x02:
+      return Bcd(t.minute());
+    case 0x04:
+      return Bcd(t.hour());
+    case 0x06:
+      return Bcd(static_cast<int>(absl::GetWeekday(t)) % 7 + 1);
+    case 0x07:
+      return Bcd(t.day());
+    case 0x08:
+      return Bcd(t.month());
+    case 0x09:
+      return Bcd(static_cast<int>(t.year() % 100));
+    case 0x32:
+      return Bcd(static_cast<int>(t.year() / 100));
+    case 0x0a:
+      return 0x26;  // Status A: no update in progress, 32.768 kHz, 1024 Hz.
+    case 0x0b:
+      return 0x02;  // Status B: 24-hour mode, BCD.
+    case 0x0c:
+      return 0x00;  // Status C: no interrupt flags.
+    case 0x0d:
+      return 0x80;  // Status D: the battery (and so the time) is valid.
+    default:
+      return ram_[index & 0x7f];
+  }
+}
+
+void CmosRtc::Read(uint64_t offset, absl::Span<uint8_t> data) {
+  std::fill(data.begin(), data.end(), 0xff);
+  if (offset != 1 || data.empty()) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  data[0] = Register(index_);
+}
+
+void CmosRtc::Write(uint64_t offset, absl::Span<const uint8_t> data) {
+  if (data.empty()) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  if (offset == 0) {
+    index_ = data[0] & 0x7f;  // Bit 7 is the NMI mask, not part of the index.
+  } else if (offset == 1 && index_ > 0x0d && index_ != 0x32) {
+    ram_[index_] = data[0];  // Time registers are read-only here: the host clock is the truth.
+  }
+}
+
+void AcpiSleepControl::Read(uint64_t, absl::Span<uint8_t> data) {
+  std::fill(data.begin(), data.end(), 0);  // Sleep status: nothing to report.
+}
+
+void AcpiSleepControl::Write(uint64_t offset, absl::Span<const uint8_t> data) {
+  if (offset != 0 || data.empty()) return;
+  constexpr uint8_t kSlpEn = 1 << 5;
+  const uint8_t slp_typ = (data[0] >> 2) & 0x7;
+  if ((data[0] & kSlpEn) && slp_typ == 5) power_off_();  // S5, as the DSDT's _S5_ says.
+}
+
+void BootTimer::Read(uint64_t, absl::Span<uint8_t> data) { std::fill(data.begin(), data.end(), 0); }
+
+void BootTimer::Write(uint64_t offset, absl::Span<const uint8_t> data) {
+  if (offset == 0 && !data.empty() && data[0] == kBootCompleteMagic) on_boot_(absl::Now() - start_);
+}
+
+}  // namespace vmmkit::devices
