@@ -83,6 +83,9 @@ absl::StatusOr<VcpuExit> Vcpu::Run() {
       ImmediateExit(run_).store(0, std::memory_order_relaxed);
       return exit::Interrupted{};
     }
+    // An AP leaving wait-for-SIPI (INIT/SIPI from the in-kernel LAPIC) makes KVM_RUN return
+    // EAGAIN before the vCPU runs: call it again. Not a kick, so a pending one stays pending.
+    if (err == EAGAIN) return exit::Interrupted{};
     return ErrnoStatus(err, "KVM_RUN vcpu=", id_);
   }
   return DecodeExit();

@@ -63,8 +63,9 @@ class Vcpu {
   // The raw shared area, for exits this wrapper does not decode. Valid for the Vcpu's lifetime.
   kvm_run* run_area() const { return run_; }
 
-  // KVM_RUN. A failing ioctl is an error naming KVM_RUN; EINTR (a signal, Kick) is
-  // exit::Interrupted. Malformed exit data from the kernel is an INTERNAL error, never a crash.
+  // KVM_RUN. A failing ioctl is an error naming KVM_RUN; EINTR (a signal, Kick) and EAGAIN (an
+  // AP that just received its startup IPI) are exit::Interrupted: call Run() again. Malformed exit
+  // data from the kernel is an INTERNAL error, never a crash.
   absl::StatusOr<VcpuExit> Run();
   // Thread-safe: interrupts a Run() in progress, or makes the next one return at once.
   void Kick();

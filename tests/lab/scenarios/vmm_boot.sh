@@ -1,0 +1,55 @@
+# vmm boots Debian's cloud kernel as an L2 guest on L1's KVM: 1 and 2 vCPUs, reboot and power
+# off make vmm exit 0, the serial console takes input, and a truncated kernel is rejected.
+. /lab/lib.sh
+K=/lab/vmlinuz
+I=/lab/l2.cpio
+# quiet: every console byte is a port-I/O exit, which is slow under nested TCG.
+CMD="console=ttyS0 reboot=k quiet"
+
+run_vmm() {  # run_vmm LOG ARGS...: runs vmm with a timeout, console to LOG; returns vmm's status.
+  log=$1; shift
+  timeout 180 vmm --kernel=$K --initrd=$I --memory=256 --boot_timer "$@" </dev/null >"$log" 2>&1
+}
+
+start=$(date +%s)
+run_vmm /tmp/boot1.log --cpus=1 --cmdline="$CMD l2mode=reboot"
+rc=$?
+sed 's/^/  boot1| /' /tmp/boot1.log | tail -n 25
+check "1 vCPU: vmm exits 0 when the guest reboots (rc=$rc)" test "$rc" -eq 0
+check "1 vCPU: the guest sees 1 CPU" grep -q "L2: booted, cpus=1" /tmp/boot1.log
+check "boot timer reported" grep -q "guest boot time" /tmp/boot1.log
+echo "lab: 1-vCPU boot+reboot took $(( $(date +%s) - start )) s"
+
+run_vmm /tmp/boot2.log --cpus=2 --cmdline="$CMD l2mode=poweroff"
+rc=$?
+sed 's/^/  boot2| /' /tmp/boot2.log | tail -n 15
+check "2 vCPUs: vmm exits 0 when the guest powers off (rc=$rc)" test "$rc" -eq 0
+check "2 vCPUs: the guest sees 2 CPUs" grep -q "L2: booted, cpus=2" /tmp/boot2.log
+
+# Interactive console: a command typed into vmm's stdin runs in the guest's shell.
+mkfifo /tmp/console.in
+timeout 180 vmm --kernel=$K --initrd=$I --memory=256 --cmdline="$CMD l2mode=shell" \
+  </tmp/console.in >/tmp/shell.log 2>&1 &
+vmm_pid=$!
+exec 3>/tmp/console.in
+for i in $(seq 1 150); do grep -q "L2: shell ready" /tmp/shell.log && break; sleep 1; done
+sleep 1
+echo 'echo "hello-from-$((6*7))"' >&3
+for i in $(seq 1 30); do grep -q "hello-from-42" /tmp/shell.log && break; sleep 1; done
+echo 'reboot -f' >&3
+wait $vmm_pid
+rc=$?
+exec 3>&-
+sed 's/^/  shell| /' /tmp/shell.log | tail -n 8
+check "a command on vmm's stdin ran in the guest shell" grep -q "^hello-from-42" /tmp/shell.log
+check "vmm exits 0 after the shell's reboot (rc=$rc)" test "$rc" -eq 0
+
+# A truncated kernel image: one clear line and exit status 2, before anything starts.
+head -c 200000 $K > /tmp/truncated
+vmm --kernel=/tmp/truncated --initrd=$I >/tmp/trunc.log 2>&1
+rc=$?
+cat /tmp/trunc.log
+check "truncated kernel: exit status 2 (rc=$rc)" test "$rc" -eq 2
+check "truncated kernel: the error says so" grep -q "truncated" /tmp/trunc.log
+check "truncated kernel: one line" test "$(wc -l < /tmp/trunc.log)" -eq 1
+finish

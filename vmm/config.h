@@ -1,0 +1,51 @@
+// File: vmm/config.h
+// -----------------------------------------------------------------------------
+// VmmConfig: what one `vmm` process runs, validated before anything starts. Every problem with a
+// flag or a file comes back as an INVALID_ARGUMENT whose message is one line naming the flag,
+// which main() prints before exiting with status 2.
+//
+//   ASSIGN_OR_RETURN(VmmConfig config, ValidateConfig(raw));
+
+#ifndef VMMKIT_VMM_CONFIG_H_
+#define VMMKIT_VMM_CONFIG_H_
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/statusor.h"
+
+namespace vmmkit::vmm {
+
+enum class SerialMode { kStdio, kFile, kNone };
+
+// The flags as given on the command line, unparsed.
+struct RawConfig {
+  std::string kernel;
+  std::string initrd;
+  std::string cmdline;
+  std::string memory_mib;
+  std::string cpus;
+  std::string serial;
+  bool boot_timer = false;
+};
+
+struct VmmConfig {
+  std::string kernel_path;
+  std::string initrd_path;  // Empty: no initrd.
+  std::string cmdline;
+  uint64_t memory_bytes;
+  uint32_t cpus;
+  SerialMode serial;
+  std::string serial_path;  // kFile only.
+  bool boot_timer;
+};
+
+inline constexpr uint64_t kMinMemoryMib = 64;
+inline constexpr uint64_t kMaxMemoryMib = 1 << 20;  // 1 TiB.
+inline constexpr uint32_t kMaxCpus = 254;           // APIC IDs 0..253; the IOAPIC takes the next.
+
+absl::StatusOr<VmmConfig> ValidateConfig(const RawConfig& raw);
+
+}  // namespace vmmkit::vmm
+
+#endif  // VMMKIT_VMM_CONFIG_H_

@@ -1,0 +1,62 @@
+// File: vmm/layout.h
+// -----------------------------------------------------------------------------
+// The guest-physical memory map of a vmm x86-64 guest, in one place:
+//
+//   0x0000_0500  GDT                  0x0000_7000  boot_params (zero page)
+//   0x0000_9000  page tables (4 GiB identity map: PML4, PDPT, 4 PDs)
+//   0x0002_0000  kernel command line  0x0009_fc00  EBDA (reserved)
+//   0x000e_0000  ACPI tables (RSDP first; 128 KiB, reserved)
+//   0x0010_0000  kernel (bzImage protected-mode part), then RAM up to min(memory, 3 GiB)
+//   0xc000_0000  PCI MMIO window (512 MiB)
+//   0xe000_0000  PCIe ECAM for bus 0 (1 MiB, reserved)
+//   0xfec0_0000  IOAPIC              0xfee0_0000  LAPIC
+//   0x1_0000_0000  RAM above 3 GiB, if any
+//
+// Port I/O: 0x60-0x64 i8042, 0x70-0x71 CMOS RTC, 0x3b0-0x3b1 ACPI sleep control/status,
+// 0x3f8-0x3ff COM1 (IRQ 4), 0x440 boot timer, 0xcf8-0xcff PCI configuration.
+
+#ifndef VMMKIT_VMM_LAYOUT_H_
+#define VMMKIT_VMM_LAYOUT_H_
+
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+#include "loader/linux_loader.h"
+#include "memory/address.h"
+
+namespace vmmkit::vmm {
+
+inline constexpr GuestAddress kGdt(0x500);
+inline constexpr GuestAddress kBootParams(0x7000);
+inline constexpr GuestAddress kPageTables(0x9000);
+inline constexpr GuestAddress kCmdline(0x20000);
+inline constexpr uint64_t kEbdaStart = 0x9fc00;
+inline constexpr GuestAddress kAcpiTables(0xe0000);
+inline constexpr uint64_t kAcpiTablesSize = 0x20000;
+inline constexpr uint64_t kLowRamLimit = 0xc0000000;  // RAM below the 32-bit MMIO hole.
+inline constexpr uint64_t kPciMmioStart = 0xc0000000;
+inline constexpr uint64_t kPciMmioEnd = 0xdfffffff;
+inline constexpr uint64_t kEcamBase = 0xe0000000;
+inline constexpr uint64_t kEcamSize = 1 << 20;  // Bus 0 only.
+inline constexpr uint32_t kIoapicAddress = 0xfec00000;
+inline constexpr uint64_t kHighRamStart = uint64_t{1} << 32;
+inline constexpr GuestAddress kTssAddress(0xfffbd000);
+inline constexpr GuestAddress kIdentityMapAddress(0xfffbc000);
+
+inline constexpr uint16_t kPortI8042 = 0x60;
+inline constexpr uint16_t kPortCmos = 0x70;
+inline constexpr uint16_t kPortAcpiSleep = 0x3b0;
+inline constexpr uint16_t kPortCom1 = 0x3f8;
+inline constexpr uint32_t kCom1Irq = 4;
+inline constexpr uint16_t kPortBootTimer = 0x440;
+inline constexpr uint16_t kPortPciConfig = 0xcf8;
+
+// The RAM regions for `memory_bytes` of guest memory: below the 3 GiB hole, then above 4 GiB.
+std::vector<std::pair<GuestAddress, uint64_t>> RamRegions(uint64_t memory_bytes);
+// The e820 map for those regions: RAM, the reserved EBDA/ACPI area below 1 MiB, and ECAM.
+std::vector<loader::E820Entry> E820Map(uint64_t memory_bytes);
+
+}  // namespace vmmkit::vmm
+
+#endif  // VMMKIT_VMM_LAYOUT_H_

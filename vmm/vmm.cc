@@ -1,0 +1,441 @@
+#include "vmm/vmm.h"
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "acpi/aml.h"
+#include "acpi/tables.h"
+#include "base/log.h"
+#include "base/status.h"
+#include "base/status_macros.h"
+#include "devices/legacy.h"
+#include "kvm/cpuid.h"
+#include "kvm/long_mode.h"
+#include "loader/linux_loader.h"
+#include "vmm/layout.h"
+
+namespace vmmkit::vmm {
+namespace {
+
+absl::StatusOr<std::vector<uint8_t>> ReadFile(const std::string& path, const char* what) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::InvalidArgumentError(absl::StrCat(what, " ", path, ": cannot open"));
+  return std::vector<uint8_t>((std::istreambuf_iterator<char>(in)),
+                              std::istreambuf_iterator<char>());
+}
+
+// MSRs Linux expects a firmware to have initialized; values as after a reset, plus write-back
+// caching by default (MTRRdefType), without which every access would be uncached.
+struct BootMsr {
+  uint32_t index;
+  uint64_t value;
+};
+constexpr BootMsr kBootMsrs[] = {
+    {0x174, 0},              // IA32_SYSENTER_CS
+    {0x175, 0},              // IA32_SYSENTER_ESP
+    {0x176, 0},              // IA32_SYSENTER_EIP
+    {0xc0000081, 0},         // STAR
+    {0xc0000082, 0},         // LSTAR
+    {0xc0000083, 0},         // CSTAR
+    {0xc0000084, 0},         // SYSCALL_MASK
+    {0xc0000102, 0},         // KERNEL_GS_BASE
+    {0x10, 0},               // IA32_TSC
+    {0x1a0, 1},              // IA32_MISC_ENABLE: fast strings
+    {0x2ff, (1 << 11) | 6},  // MTRRdefType: MTRRs enabled, default type write-back
+};
+
+void SetLapicLvt(kvm_lapic_state& lapic, size_t reg, uint32_t value) {
+  std::memcpy(&lapic.regs[reg], &value, sizeof(value));
+}
+
+acpi::Aml BuildDsdt() {
+  using namespace acpi;  // NOLINT: the AML vocabulary reads best unqualified.
+  return Terms({
+      Scope("\\_SB_",
+            {
+                Device("PCI0",
+                       {
+                           Name("_HID", EisaId("PNP0A08")),
+                           Name("_CID", EisaId("PNP0A03")),
+                           Name("_SEG", Integer(0)),
+                           Name("_UID", Integer(0)),
+                           Name("_BBN", Integer(0)),
+                           Name("_CRS", ResourceTemplate({
+                                            WordBusNumber(0, 0),
+                                            IoPort(kPortPciConfig, 8),
+                                            WordIo(0x0000, 0x0cf7),
+                                            WordIo(0x0d00, 0xffff),
+                                            DWordMemory(kPciMmioStart, kPciMmioEnd, false),
+                                        })),
+                       }),
+                Device("COM1",
+                       {
+                           Name("_HID", EisaId("PNP0501")),
+                           Name("_UID", Integer(1)),
+                           Name("_CRS",
+                                ResourceTemplate({IoPort(kPortCom1, 8), IrqNoFlags(kCom1Irq)})),
+                       }),
+            }),
+      // Sleep type 5 written to the sleep control register powers off (AcpiSleepControl).
+      Name("_S5_", Package({Integer(5), Integer(0)})),
+  });
+}
+
+std::string DescribeRegisters(kvm::Vcpu& vcpu) {
+  absl::StatusOr<kvm_regs> r = vcpu.GetRegs();
+  absl::StatusOr<kvm_sregs> s = vcpu.GetSregs();
+  if (!r.ok() || !s.ok()) return "registers unavailable";
+  return absl::StrFormat(
+      "rip=%#x rsp=%#x rflags=%#x rax=%#x rbx=%#x rcx=%#x rdx=%#x rsi=%#x rdi=%#x "
+      "cr0=%#x cr2=%#x cr3=%#x cr4=%#x efer=%#x cs=%#x",
+      r->rip, r->rsp, r->rflags, r->rax, r->rbx, r->rcx, r->rdx, r->rsi, r->rdi, s->cr0, s->cr2,
+      s->cr3, s->cr4, s->efer, s->cs.selector);
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Vmm>> Vmm::Create(const VmmConfig& config, absl::Time start) {
+  std::unique_ptr<Vmm> vmm(new Vmm(config, start));
+  RETURN_IF_ERROR(vmm->Build());
+  return vmm;
+}
+
+Vmm::~Vmm() {
+  StopVcpus();
+  if (slots_ != nullptr) (void)system_memory_.UnregisterListener(slots_.get());
+}
+
+absl::Status Vmm::Build() {
+  // Input files first: a bad image is the user's error and must be reported before KVM is touched.
+  ASSIGN_OR_RETURN(std::vector<uint8_t> kernel, ReadFile(config_.kernel_path, "--kernel"));
+  std::vector<uint8_t> initrd;
+  if (!config_.initrd_path.empty()) {
+    ASSIGN_OR_RETURN(initrd, ReadFile(config_.initrd_path, "--initrd"));
+  }
+  ASSIGN_OR_RETURN(EventFd exit_event, EventFd::Create());
+  exit_event_ = std::make_unique<EventFd>(std::move(exit_event));
+
+  ASSIGN_OR_RETURN(GuestMemory memory, GuestMemory::CreateRam(RamRegions(config_.memory_bytes),
+                                                              {.name = "vmm-guest-ram"}));
+  memory_ = std::make_unique<GuestMemory>(std::move(memory));
+
+  ASSIGN_OR_RETURN(kvm::Kvm kvm, kvm::Kvm::Open());
+  kvm_ = std::make_unique<kvm::Kvm>(std::move(kvm));
+  ASSIGN_OR_RETURN(vm_, kvm_->CreateVm());
+  RETURN_IF_ERROR(vm_->SetTssAddress(kTssAddress));
+  RETURN_IF_ERROR(vm_->SetIdentityMapAddress(kIdentityMapAddress));
+  RETURN_IF_ERROR(vm_->CreateIrqchip());
+  RETURN_IF_ERROR(vm_->CreatePit2(KVM_PIT_SPEAKER_DUMMY));
+
+  slots_ = std::make_unique<kvm::KvmMemorySlots>(vm_.get());
+  RETURN_IF_ERROR(system_memory_.RegisterListener(slots_.get()));
+  for (size_t i = 0; i < memory_->regions().size(); ++i) {
+    RETURN_IF_ERROR(system_memory_.AddRam(absl::StrCat("ram", i), memory_->regions()[i]));
+  }
+
+  // ACPI first: the loader passes the RSDP's address in the zero page.
+  acpi::AcpiTables tables{
+      .dsdt_body = BuildDsdt(),
+      .fadt = {.reset_register = acpi::SystemIoByte(kPortI8042 + 4),
+               .reset_value = 0xfe,
+               .sleep_control = acpi::SystemIoByte(kPortAcpiSleep),
+               .sleep_status = acpi::SystemIoByte(kPortAcpiSleep + 1),
+               .iapc_boot_arch = acpi::kIapc8042 | acpi::kIapcVgaNotPresent},
+      .madt = {.ioapic_id = static_cast<uint8_t>(config_.cpus),
+               .ioapic_address = kIoapicAddress,
+               .overrides = {{.source = 0, .gsi = 2, .flags = 0}}},
+      .mcfg = acpi::McfgConfig{.ecam_base = kEcamBase},
+  };
+  for (uint32_t i = 0; i < config_.cpus; ++i)
+    tables.madt.apic_ids.push_back(static_cast<uint8_t>(i));
+  ASSIGN_OR_RETURN(GuestAddress rsdp,
+                   acpi::WriteAcpiTables(*memory_, kAcpiTables, kAcpiTablesSize, tables));
+
+  loader::LinuxBootConfig boot{.kernel = kernel,
+                               .initrd = initrd,
+                               .cmdline = config_.cmdline,
+                               .e820 = E820Map(config_.memory_bytes),
+                               .rsdp = rsdp,
+                               .boot_params_address = kBootParams,
+                               .cmdline_address = kCmdline};
+  ASSIGN_OR_RETURN(loader::LinuxBootInfo info, loader::LoadLinux(*memory_, boot));
+  RETURN_IF_ERROR(SetUpDevices());
+  return SetUpVcpus(info.entry, info.boot_params);
+}
+
+absl::Status Vmm::SetUpDevices() {
+  switch (config_.serial) {
+    case SerialMode::kStdio:
+      serial_out_.reset(::fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 0));
+      break;
+    case SerialMode::kFile:
+      serial_out_.reset(
+          ::open(config_.serial_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+      if (!serial_out_.valid()) return ErrnoStatus(errno, "--serial=file:", config_.serial_path);
+      break;
+    case SerialMode::kNone:
+      break;
+  }
+  ASSIGN_OR_RETURN(EventFd irq, EventFd::Create());
+  serial_irq_ = std::make_unique<EventFd>(std::move(irq));
+  RETURN_IF_ERROR(vm_->AssignIrqfd(*serial_irq_, kCom1Irq));
+  serial_ = std::make_shared<devices::Serial16550>(
+      [this] { (void)serial_irq_->Write(1); },
+      [this](absl::Span<const uint8_t> bytes) { WriteSerial(bytes); });
+  RETURN_IF_ERROR(pio_.Insert(serial_, kPortCom1, 8));
+  RETURN_IF_ERROR(pio_.Insert(
+      std::make_shared<devices::I8042>([this] { RequestExit(ExitReason::kReset, "guest reset"); }),
+      kPortI8042, 5));
+  RETURN_IF_ERROR(pio_.Insert(std::make_shared<devices::CmosRtc>(), kPortCmos, 2));
+  RETURN_IF_ERROR(pio_.Insert(std::make_shared<devices::AcpiSleepControl>([this] {
+                                RequestExit(ExitReason::kPowerOff, "guest powered off");
+                              }),
+                              kPortAcpiSleep, 2));
+  if (config_.boot_timer) {
+    RETURN_IF_ERROR(pio_.Insert(std::make_shared<devices::BootTimer>(
+                                    start_,
+                                    [](absl::Duration d) {
+                                      LogInfo("guest boot time: ", absl::ToInt64Milliseconds(d),
+                                              " ms since vmm started");
+                                    }),
+                                kPortBootTimer, 1));
+  }
+  pci_ = std::make_shared<devices::PciRootBus>();
+  RETURN_IF_ERROR(pio_.Insert(std::make_shared<devices::PciConfigIo>(pci_), kPortPciConfig, 8));
+  RETURN_IF_ERROR(
+      mmio_.Insert(std::make_shared<devices::PciConfigMmio>(pci_), kEcamBase, kEcamSize));
+  return absl::OkStatus();
+}
+
+absl::Status Vmm::SetUpVcpus(GuestAddress entry, GuestAddress boot_params) {
+  ASSIGN_OR_RETURN(kvm::Cpuid supported, kvm_->GetSupportedCpuid());
+  ASSIGN_OR_RETURN(std::vector<uint32_t> saved_msrs, kvm_->GetMsrIndexList());
+  std::vector<kvm_msr_entry> msrs;
+  for (const BootMsr& m : kBootMsrs) {
+    // Only MSRs this KVM saves and restores; the rest are left at KVM's reset values.
+    if (std::find(saved_msrs.begin(), saved_msrs.end(), m.index) != saved_msrs.end()) {
+      msrs.push_back(kvm_msr_entry{.index = m.index, .reserved = 0, .data = m.value});
+    }
+  }
+  for (uint32_t id = 0; id < config_.cpus; ++id) {
+    ASSIGN_OR_RETURN(std::unique_ptr<kvm::Vcpu> vcpu, vm_->CreateVcpu(id));
+    ASSIGN_OR_RETURN(kvm::Cpuid cpuid, kvm::BuildGuestCpuid(supported, id, config_.cpus));
+    RETURN_IF_ERROR(vcpu->SetCpuid2(cpuid));
+    RETURN_IF_ERROR(vcpu->SetMsrs(msrs));
+    ASSIGN_OR_RETURN(kvm_lapic_state lapic, vcpu->GetLapic());
+    SetLapicLvt(lapic, 0x350, 0x700);  // LVT LINT0: ExtINT, so the PIC reaches the CPU.
+    SetLapicLvt(lapic, 0x360, 0x400);  // LVT LINT1: NMI.
+    RETURN_IF_ERROR(vcpu->SetLapic(lapic));
+    ASSIGN_OR_RETURN(kvm_fpu fpu, vcpu->GetFpu());
+    fpu.fcw = 0x37f;
+    fpu.mxcsr = 0x1f80;
+    RETURN_IF_ERROR(vcpu->SetFpu(fpu));
+    if (id == 0) {
+      // The BSP starts at the kernel's 64-bit entry; the in-kernel LAPIC holds the APs in
+      // wait-for-SIPI until Linux starts them.
+      RETURN_IF_ERROR(kvm::EnterLongMode(
+          *memory_, *vcpu, {.gdt = kGdt, .page_tables = kPageTables, .identity_map_gib = 4}));
+      kvm_regs regs{};
+      regs.rip = entry.raw();
+      regs.rsi = boot_params.raw();
+      regs.rflags = 0x2;
+      RETURN_IF_ERROR(vcpu->SetRegs(regs));
+    }
+    vcpus_.push_back(std::move(vcpu));
+  }
+  return absl::OkStatus();
+}
+
+void Vmm::WriteSerial(absl::Span<const uint8_t> bytes) {
+  if (!serial_out_.valid()) return;
+  while (!bytes.empty()) {
+    const ssize_t n = ::write(serial_out_.get(), bytes.data(), bytes.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;  // The console went away; the guest keeps running.
+    bytes.remove_prefix(static_cast<size_t>(n));
+  }
+}
+
+void Vmm::RequestExit(ExitReason reason, const std::string& detail) {
+  {
+    std::lock_guard<std::mutex> lock(exit_mu_);
+    if (exit_reason_ != ExitReason::kNone) return;
+    exit_reason_ = reason;
+    exit_detail_ = detail;
+  }
+  (void)exit_event_->Write(1);
+}
+
+void Vmm::HandleExit(kvm::Vcpu* vcpu, const kvm::VcpuExit& exit) {
+  if (const auto* in = std::get_if<kvm::exit::IoIn>(&exit)) {
+    for (uint32_t i = 0; i < in->count; ++i) {
+      absl::Span<uint8_t> one = in->data.subspan(size_t{i} * in->size, in->size);
+      if (!pio_.Read(in->port, one)) std::fill(one.begin(), one.end(), 0xff);
+    }
+  } else if (const auto* out = std::get_if<kvm::exit::IoOut>(&exit)) {
+    for (uint32_t i = 0; i < out->count; ++i) {
+      pio_.Write(out->port, out->data.subspan(size_t{i} * out->size, out->size));
+    }
+  } else if (const auto* rd = std::get_if<kvm::exit::MmioRead>(&exit)) {
+    if (!mmio_.Read(rd->address, rd->data)) std::fill(rd->data.begin(), rd->data.end(), 0xff);
+  } else if (const auto* wr = std::get_if<kvm::exit::MmioWrite>(&exit)) {
+    mmio_.Write(wr->address, wr->data);
+  } else if (std::holds_alternative<kvm::exit::Hlt>(exit) ||
+             std::holds_alternative<kvm::exit::Interrupted>(exit)) {
+    // HLT is handled by the in-kernel LAPIC; an interrupted run just loops (and sees stopping_).
+  } else if (std::holds_alternative<kvm::exit::Shutdown>(exit)) {
+    RequestExit(ExitReason::kTripleFault,
+                absl::StrCat("vCPU ", vcpu->id(), " triple fault: ", DescribeRegisters(*vcpu)));
+  } else if (const auto* ev = std::get_if<kvm::exit::SystemEvent>(&exit)) {
+    if (ev->type == KVM_SYSTEM_EVENT_RESET) {
+      RequestExit(ExitReason::kReset, "guest reset (system event)");
+    } else if (ev->type == KVM_SYSTEM_EVENT_SHUTDOWN) {
+      RequestExit(ExitReason::kPowerOff, "guest shut down (system event)");
+    } else {
+      RequestExit(ExitReason::kError,
+                  absl::StrCat("vCPU ", vcpu->id(), ": ", kvm::DescribeExit(exit)));
+    }
+  } else {
+    RequestExit(ExitReason::kError, absl::StrCat("vCPU ", vcpu->id(), ": ", kvm::DescribeExit(exit),
+                                                 "; ", DescribeRegisters(*vcpu)));
+  }
+}
+
+void Vmm::VcpuLoop(kvm::Vcpu* vcpu) {
+  while (!stopping_.load(std::memory_order_acquire)) {
+    absl::StatusOr<kvm::VcpuExit> exit = vcpu->Run();
+    if (!exit.ok()) {
+      RequestExit(ExitReason::kError, std::string(exit.status().message()));
+      return;
+    }
+    HandleExit(vcpu, *exit);
+  }
+}
+
+void Vmm::StopVcpus() {
+  stopping_.store(true, std::memory_order_release);
+  for (auto& v : vcpus_) v->Kick();
+  for (auto& t : vcpu_threads_) {
+    if (t.joinable()) t.join();
+  }
+  vcpu_threads_.clear();
+}
+
+void Vmm::EventLoop() {
+  ScopedFd epoll(::epoll_create1(EPOLL_CLOEXEC));
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  ScopedFd sigfd(::signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK));
+  const bool use_stdin = config_.serial == SerialMode::kStdio;
+  auto add = [&](int fd) {
+    epoll_event ev{.events = EPOLLIN, .data = {.fd = fd}};
+    return ::epoll_ctl(epoll.get(), EPOLL_CTL_ADD, fd, &ev) == 0;
+  };
+  if (!epoll.valid() || !sigfd.valid() || !add(exit_event_->fd()) || !add(sigfd.get())) {
+    RequestExit(ExitReason::kError, absl::StrCat("event loop setup: ", std::strerror(errno)));
+    return;
+  }
+  bool stdin_open = use_stdin && add(STDIN_FILENO);
+  std::vector<uint8_t> pending;  // Host input the UART's FIFO had no room for yet.
+  for (;;) {
+    epoll_event events[8];
+    const int timeout_ms = pending.empty() ? -1 : 10;
+    const int n = ::epoll_wait(epoll.get(), events, 8, timeout_ms);
+    if (n < 0 && errno != EINTR) {
+      RequestExit(ExitReason::kError, absl::StrCat("epoll_wait: ", std::strerror(errno)));
+    }
+    if (!pending.empty()) {
+      const size_t took = serial_->QueueInput(pending);
+      pending.erase(pending.begin(), pending.begin() + static_cast<long>(took));
+    }
+    for (int i = 0; i < std::max(n, 0); ++i) {
+      const int fd = events[i].data.fd;
+      if (fd == sigfd.get()) {
+        signalfd_siginfo info;
+        if (::read(sigfd.get(), &info, sizeof(info)) == sizeof(info)) {
+          RequestExit(ExitReason::kSignal, absl::StrCat("stopped by signal ", info.ssi_signo));
+        }
+      } else if (fd == STDIN_FILENO && stdin_open && pending.empty()) {
+        uint8_t buf[256];
+        const ssize_t got = ::read(STDIN_FILENO, buf, sizeof(buf));
+        if (got <= 0) {
+          // End of input (or an error): the guest keeps running without a keyboard.
+          ::epoll_ctl(epoll.get(), EPOLL_CTL_DEL, STDIN_FILENO, nullptr);
+          stdin_open = false;
+          continue;
+        }
+        pending.assign(buf, buf + got);
+        const size_t took = serial_->QueueInput(pending);
+        pending.erase(pending.begin(), pending.begin() + static_cast<long>(took));
+      }
+    }
+    std::lock_guard<std::mutex> lock(exit_mu_);
+    if (exit_reason_ != ExitReason::kNone) return;
+  }
+}
+
+int Vmm::Run() {
+  // SIGINT/SIGTERM go to the event loop's signalfd: block them before any thread starts, so that
+  // every thread inherits the mask. The vCPU kick signal stays deliverable.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  // An interactive console: raw mode, so keys reach the guest's shell as typed.
+  termios saved{};
+  const bool tty = config_.serial == SerialMode::kStdio && ::isatty(STDIN_FILENO) &&
+                   ::tcgetattr(STDIN_FILENO, &saved) == 0;
+  if (tty) {
+    termios raw = saved;
+    cfmakeraw(&raw);
+    raw.c_oflag = saved.c_oflag;  // Keep output processing (\n -> \r\n).
+    raw.c_lflag |= ISIG;          // Ctrl-C still stops the VMM.
+    ::tcsetattr(STDIN_FILENO, TCSANOW, &raw);
+  }
+
+  for (auto& v : vcpus_) {
+    kvm::Vcpu* vcpu = v.get();
+    vcpu_threads_.emplace_back([this, vcpu] {
+      pthread_setname_np(pthread_self(), absl::StrCat("vcpu", vcpu->id()).c_str());
+      VcpuLoop(vcpu);
+    });
+  }
+  EventLoop();
+  StopVcpus();
+  if (tty) ::tcsetattr(STDIN_FILENO, TCSANOW, &saved);
+
+  std::lock_guard<std::mutex> lock(exit_mu_);
+  switch (exit_reason_) {
+    case ExitReason::kReset:
+    case ExitReason::kPowerOff:
+    case ExitReason::kSignal:
+      LogInfo("vmm: ", exit_detail_);
+      return 0;
+    case ExitReason::kTripleFault:
+      LogError("vmm: ", exit_detail_);
+      return 3;
+    case ExitReason::kError:
+    case ExitReason::kNone:
+      LogError("vmm: ", exit_detail_);
+      return 1;
+  }
+  return 1;
+}
+
+}  // namespace vmmkit::vmm
