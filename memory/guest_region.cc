@@ -78,6 +78,11 @@ absl::StatusOr<std::shared_ptr<GuestRegion>> GuestRegion::Create(
     }
     return s;
   }
+  if (options.backing == GuestRegionBacking::kAnonymous) {
+    // Advice only: fewer page faults and TLB misses, most of all for nested guests. Where THP is
+    // off, the memory simply stays in 4 KiB pages.
+    (void)::madvise(host, size, MADV_HUGEPAGE);
+  }
   return std::shared_ptr<GuestRegion>(new GuestRegion(start, size, static_cast<uint8_t*>(host),
                                                       std::move(fd), options.backing, page));
 }

@@ -25,7 +25,8 @@ namespace vmmkit {
 enum class GuestRegionBacking {
   kMemfd,         // memfd_create(): shareable by fd, 4 KiB pages. The default.
   kMemfdHugetlb,  // memfd_create(MFD_HUGETLB | MFD_HUGE_2MB): 2 MiB pages from the hugetlb pool.
-  kAnonymous,     // MAP_ANONYMOUS | MAP_PRIVATE: not shareable, no fd.
+  kAnonymous,     // MAP_ANONYMOUS | MAP_PRIVATE: not shareable, no fd; transparent huge
+                  // pages requested (MADV_HUGEPAGE), which shmem-backed memfds do not get.
 };
 
 struct GuestRegionOptions {

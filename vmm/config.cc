@@ -60,6 +60,16 @@ absl::StatusOr<VmmConfig> ValidateConfig(const RawConfig& raw) {
   absl::StatusOr<uint64_t> mib = ParseRange("memory", raw.memory_mib, kMinMemoryMib, kMaxMemoryMib);
   if (!mib.ok()) return mib.status();
   c.memory_bytes = *mib << 20;
+  if (raw.memory_backing == "memfd") {
+    c.memory_backing = GuestRegionBacking::kMemfd;
+  } else if (raw.memory_backing == "anonymous") {
+    c.memory_backing = GuestRegionBacking::kAnonymous;
+  } else if (raw.memory_backing == "hugetlb") {
+    c.memory_backing = GuestRegionBacking::kMemfdHugetlb;
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat("--memory_backing=", raw.memory_backing,
+                                                   ": expected memfd, anonymous or hugetlb"));
+  }
   absl::StatusOr<uint64_t> cpus = ParseRange("cpus", raw.cpus, 1, kMaxCpus);
   if (!cpus.ok()) return cpus.status();
   c.cpus = static_cast<uint32_t>(*cpus);

@@ -13,6 +13,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "memory/guest_region.h"
 
 namespace vmmkit::vmm {
 
@@ -26,6 +27,7 @@ struct RawConfig {
   std::string memory_mib;
   std::string cpus;
   std::string serial;
+  std::string memory_backing = "anonymous";
   bool boot_timer = false;
 };
 
@@ -34,6 +36,7 @@ struct VmmConfig {
   std::string initrd_path;  // Empty: no initrd.
   std::string cmdline;
   uint64_t memory_bytes;
+  GuestRegionBacking memory_backing;
   uint32_t cpus;
   SerialMode serial;
   std::string serial_path;  // kFile only.

@@ -54,6 +54,7 @@ TEST_F(ConfigTest, EachBadValueNamesItsFlag) {
        "--serial=tcp:1: expected stdio, file:PATH or none"},
       {[](RawConfig& r) { r.serial = "file:"; }, "--serial=file:"},
       {[](RawConfig& r) { r.cmdline = std::string("a\0b", 3); }, "NUL"},
+      {[](RawConfig& r) { r.memory_backing = "shm"; }, "--memory_backing=shm: expected memfd"},
   };
   for (const Case& c : cases) {
     RawConfig r = Valid();

@@ -19,6 +19,9 @@ ABSL_FLAG(std::string, kernel, "", "Linux kernel: a bzImage or an ELF vmlinux (r
 ABSL_FLAG(std::string, initrd, "", "Initial ramdisk (optional).");
 ABSL_FLAG(std::string, cmdline, "console=ttyS0 reboot=k panic=1", "Kernel command line.");
 ABSL_FLAG(std::string, memory, "512", "Guest memory in MiB (64 to 1048576).");
+ABSL_FLAG(std::string, memory_backing, "anonymous",
+          "Guest RAM backing: anonymous (private, transparent huge pages; the fastest), memfd "
+          "(shareable with other processes) or hugetlb (2 MiB pages from the hugetlb pool).");
 ABSL_FLAG(std::string, cpus, "1", "Number of vCPUs (1 to 254).");
 ABSL_FLAG(std::string, serial, "stdio",
           "Guest console (COM1): stdio (interactive), file:PATH, or none.");
@@ -30,6 +33,7 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "boots a Linux guest on KVM.\n"
       "  vmm --kernel=bzImage [--initrd=FILE] [--cmdline=...] [--memory=MiB] [--cpus=N]\n"
+      "      [--memory_backing=memfd|anonymous|hugetlb]\n"
       "      [--serial=stdio|file:PATH|none] [--boot_timer]\n"
       "Exit status: 0 guest reboot/poweroff or SIGINT/SIGTERM; 1 VMM or KVM failure;\n"
       "2 bad flag or input file; 3 guest triple fault.");
@@ -40,6 +44,7 @@ int main(int argc, char** argv) {
                                    .memory_mib = absl::GetFlag(FLAGS_memory),
                                    .cpus = absl::GetFlag(FLAGS_cpus),
                                    .serial = absl::GetFlag(FLAGS_serial),
+                                   .memory_backing = absl::GetFlag(FLAGS_memory_backing),
                                    .boot_timer = absl::GetFlag(FLAGS_boot_timer)};
   absl::StatusOr<vmmkit::vmm::VmmConfig> config = vmmkit::vmm::ValidateConfig(raw);
   if (!config.ok()) {

@@ -5,13 +5,12 @@
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <termios.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
-#include <fstream>
-#include <iterator>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -29,11 +28,27 @@
 namespace vmmkit::vmm {
 namespace {
 
+// Reads a whole file with a few large read(2)s: a kernel is megabytes, and a byte-at-a-time stream
+// costs seconds in a slow (nested, emulated) machine.
 absl::StatusOr<std::vector<uint8_t>> ReadFile(const std::string& path, const char* what) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::InvalidArgumentError(absl::StrCat(what, " ", path, ": cannot open"));
-  return std::vector<uint8_t>((std::istreambuf_iterator<char>(in)),
-                              std::istreambuf_iterator<char>());
+  ScopedFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  struct stat st;
+  if (!fd.valid() || ::fstat(fd.get(), &st) != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(what, "=", path, ": ", std::strerror(errno)));
+  }
+  std::vector<uint8_t> data(static_cast<size_t>(st.st_size));
+  size_t done = 0;
+  while (done < data.size()) {
+    const ssize_t n = ::read(fd.get(), data.data() + done, data.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, "=", path, ": read failed after ", done,
+                       " bytes: ", n < 0 ? std::strerror(errno) : "early EOF"));
+    }
+    done += static_cast<size_t>(n);
+  }
+  return data;
 }
 
 // MSRs Linux expects a firmware to have initialized; values as after a reset, plus write-back
@@ -128,7 +143,8 @@ absl::Status Vmm::Build() {
   exit_event_ = std::make_unique<EventFd>(std::move(exit_event));
 
   ASSIGN_OR_RETURN(GuestMemory memory, GuestMemory::CreateRam(RamRegions(config_.memory_bytes),
-                                                              {.name = "vmm-guest-ram"}));
+                                                              {.backing = config_.memory_backing,
+                                                               .name = "vmm-guest-ram"}));
   memory_ = std::make_unique<GuestMemory>(std::move(memory));
 
   ASSIGN_OR_RETURN(kvm::Kvm kvm, kvm::Kvm::Open());
@@ -409,6 +425,10 @@ int Vmm::Run() {
     ::tcsetattr(STDIN_FILENO, TCSANOW, &raw);
   }
 
+  if (config_.boot_timer) {
+    LogInfo("vm built in ", absl::ToInt64Milliseconds(absl::Now() - start_), " ms; starting ",
+            vcpus_.size(), " vCPU(s)");
+  }
   for (auto& v : vcpus_) {
     kvm::Vcpu* vcpu = v.get();
     vcpu_threads_.emplace_back([this, vcpu] {

@@ -5,7 +5,8 @@ them in the sanitizer passes (their binaries run inside L1, not in the test proc
 """
 
 def lab_test(name, scenario, binaries = [], files = {}, l2_initramfs = {}, qemu_args = [],
-             modules = "kvm,vfio", timeout_s = 300, tags = [], **kwargs):
+             modules = "kvm,vfio", timeout_s = 300, tags = [], host_binaries = [], host_dirs = [],
+             **kwargs):
     """Runs `scenario` in L1 with `binaries` in /lab/bin.
 
     Args:
@@ -16,6 +17,9 @@ def lab_test(name, scenario, binaries = [], files = {}, l2_initramfs = {}, qemu_
       l2_initramfs: {init script label: "/path/in/L1"}: builds an L2 initramfs around the script.
       qemu_args: extra QEMU arguments (e.g. ["-device", "edu"]).
       modules: module groups to insmod in L1.
+      host_binaries: absolute paths of this machine's executables (from Debian packages) to copy
+        into /lab/bin with their libraries, e.g. QEMU as a peer to measure against.
+      host_dirs: absolute paths of this machine's directories to copy to the same place in L1.
       timeout_s: seconds before QEMU is killed.
       tags: extra tags.
       **kwargs: passed to sh_test.
@@ -25,6 +29,10 @@ def lab_test(name, scenario, binaries = [], files = {}, l2_initramfs = {}, qemu_
             "--timeout", str(timeout_s)]
     for b in binaries:
         args += ["--binary", "$(location %s)" % b]
+    for b in host_binaries:
+        args += ["--binary", b]
+    for d in host_dirs:
+        args += ["--host-dir", d]
     for label, dest in files.items():
         args += ["--file", "$(location %s)=%s" % (label, dest)]
     for label, dest in l2_initramfs.items():

@@ -147,6 +147,9 @@ def build_initramfs(args, kdir, work):
     copied = set()
     for b in args.binary:
         copy_with_libs(b, root, "/lab/bin/" + os.path.basename(b), copied)
+    for d in args.host_dir:
+        target = os.path.join(root, d.lstrip("/"))
+        shutil.copytree(d, target, symlinks=False, dirs_exist_ok=True)
     for spec in args.file:
         src, _, dest = spec.partition("=")
         if not dest:
@@ -226,6 +229,8 @@ def main():
     p.add_argument("--binary", action="append", default=[], help="executable for /lab/bin")
     p.add_argument("--outb", required=True, help="the static outb helper (//tests/lab:outb)")
     p.add_argument("--file", action="append", default=[], help="SRC=DEST extra file")
+    p.add_argument("--host-dir", action="append", default=[],
+                   help="a directory of this machine copied to the same path in L1 (e.g. firmware)")
     p.add_argument("--l2-initramfs", action="append", default=[],
                    help="INIT=DEST: build an L2 initramfs with INIT as /init at DEST")
     p.add_argument("--modules", default="kvm,vfio", help="module groups to load: kvm,vfio")
