@@ -178,6 +178,13 @@ def write_l2_initramfs(init_script, dest, work, outb):
     write_cpio(root, dest, compress=False)
 
 
+def run_interactive(cmd):
+    """QEMU on this terminal: the L1 console is the user's (Ctrl-A X quits QEMU)."""
+    proc = subprocess.run(cmd)
+    status = proc.returncode
+    return status >> 1 if status % 2 == 1 else 125
+
+
 def run_qemu(args, kdir, initramfs):
     cmd = ["qemu-system-x86_64", "-accel", "tcg", "-M", "q35", "-cpu", "EPYC,+svm",
            "-smp", "1", "-m", str(args.memory), "-nographic", "-no-reboot",
@@ -186,6 +193,8 @@ def run_qemu(args, kdir, initramfs):
            "-kernel", os.path.join(kdir, "vmlinuz"), "-initrd", initramfs,
            "-append", "console=ttyS0 panic=-1 quiet intel_iommu=on"] + args.qemu_arg
     print("lab: " + " ".join(cmd), flush=True)
+    if args.interactive:
+        return run_interactive(cmd)
     start = time.monotonic()
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT)
@@ -225,7 +234,11 @@ def run_qemu(args, kdir, initramfs):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--scenario", required=True, help="shell script run as /lab/scenario.sh in L1")
+    p.add_argument("--scenario", help="shell script run as /lab/scenario.sh in L1")
+    p.add_argument("--interactive", action="store_true",
+                   help="give QEMU this terminal (no timeout, no console capture): tools/demo")
+    p.add_argument("--build-l2-initramfs", nargs=2, metavar=("INIT", "OUT"),
+                   help="only write an L2 guest initramfs with INIT as /init to OUT, and exit")
     p.add_argument("--binary", action="append", default=[], help="executable for /lab/bin")
     p.add_argument("--outb", required=True, help="the static outb helper (//tests/lab:outb)")
     p.add_argument("--file", action="append", default=[], help="SRC=DEST extra file")
@@ -238,6 +251,16 @@ def main():
     p.add_argument("--memory", type=int, default=2048, help="L1 memory in MiB")
     p.add_argument("--qemu-arg", action="append", default=[], help="extra QEMU argument")
     args = p.parse_args()
+    if args.build_l2_initramfs:
+        init, out = args.build_l2_initramfs
+        work = tempfile.mkdtemp(prefix="l2")
+        try:
+            write_l2_initramfs(init, os.path.abspath(out), work, args.outb)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return
+    if not args.scenario:
+        fail("--scenario is required")
     if shutil.which("qemu-system-x86_64") is None:
         fail("qemu-system-x86_64 not found: run tools/setup")
     kdir = kernel_dir()

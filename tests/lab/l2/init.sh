@@ -11,6 +11,6 @@ mode=$(sed -n 's/.*l2mode=\([a-z]*\).*/\1/p' /proc/cmdline)
 case "$mode" in
   reboot) echo "L2: rebooting"; reboot -f ;;
   poweroff) echo "L2: powering off"; poweroff -f ;;
-  shell) echo "L2: shell ready"; exec setsid cttyhack sh ;;
+  shell) echo "L2: shell ready (leave with: reboot -f)"; exec setsid cttyhack sh ;;
   *) echo "L2: unknown l2mode '$mode'"; exec sh ;;
 esac

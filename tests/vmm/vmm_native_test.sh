@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# vmm on this machine's /dev/kvm with tiny ELF "kernels" (no Linux needed): console output,
+# power-off through the ACPI sleep control register, a triple fault, and bad flags.
+set -uo pipefail
+vmm=$1
+make_elf="python3 $2"
+tmp=${TEST_TMPDIR:-$(mktemp -d)}
+failures=0
+check() { if "${@:2}"; then echo "PASS $1"; else echo "FAIL $1"; failures=$((failures + 1)); fi; }
+
+if [ ! -w /dev/kvm ]; then echo "SKIP: /dev/kvm is not usable here"; exit 0; fi
+
+# Prints "hi\n" on COM1, then writes S5 | SLP_EN to the sleep control register (port 0x3b0).
+#   mov dx,0x3f8; mov al,'h'; out; mov al,'i'; out; mov al,'\n'; out;
+#   mov dx,0x3b0; mov al,0x34; out; hlt; jmp $
+$make_elf "$tmp/hello.elf" 66baf803b068eeb069eeb00aee66bab003b034eef4ebfe
+out=$("$vmm" --kernel="$tmp/hello.elf" --memory=64 --serial=stdio 2>"$tmp/hello.err" </dev/null)
+rc=$?
+echo "console: $out"; cat "$tmp/hello.err"
+check "guest output reaches the console" test "$out" = "hi"
+check "ACPI power-off: exit status 0 (rc=$rc)" test "$rc" -eq 0
+check "power-off is logged" grep -q "guest powered off" "$tmp/hello.err"
+
+"$vmm" --kernel="$tmp/hello.elf" --memory=64 --serial=file:"$tmp/console.txt" </dev/null 2>/dev/null
+check "--serial=file: writes the console to the file" test "$(cat "$tmp/console.txt")" = "hi"
+out=$("$vmm" --kernel="$tmp/hello.elf" --memory=64 --serial=none </dev/null 2>/dev/null)
+check "--serial=none: no console output" test -z "$out"
+
+# ud2 with no usable IDT: #UD, #GP/#NP, double fault, triple fault.
+$make_elf "$tmp/fault.elf" 0f0b
+"$vmm" --kernel="$tmp/fault.elf" --memory=64 --serial=none </dev/null 2>"$tmp/fault.err"
+rc=$?
+cat "$tmp/fault.err"
+check "triple fault: exit status 3 (rc=$rc)" test "$rc" -eq 3
+check "triple fault: the reason and the registers are shown" \
+  grep -q "triple fault: rip=0x1000000" "$tmp/fault.err"
+
+# Bad input: one line, exit status 2, nothing started.
+for args in "--kernel=/nonexistent" "--kernel=$tmp/hello.elf --memory=12" \
+            "--kernel=$tmp/hello.elf --cpus=0" "--kernel=$tmp/hello.elf --serial=bogus"; do
+  # shellcheck disable=SC2086
+  "$vmm" $args </dev/null >"$tmp/bad.out" 2>"$tmp/bad.err"
+  rc=$?
+  check "bad input ($args): exit 2, one line (rc=$rc)" \
+    test "$rc" -eq 2 -a "$(wc -l < "$tmp/bad.err")" -eq 1 -a ! -s "$tmp/bad.out"
+done
+head -c 130 "$tmp/hello.elf" > "$tmp/cut.elf"  # Inside the code segment.
+"$vmm" --kernel="$tmp/cut.elf" </dev/null 2>"$tmp/cut.err"
+rc=$?
+cat "$tmp/cut.err"
+check "truncated ELF: exit 2 naming the problem (rc=$rc)" grep -q "truncated" "$tmp/cut.err"
+
+echo "$failures failure(s)"
+[ "$failures" -eq 0 ]
