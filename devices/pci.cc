@@ -9,14 +9,37 @@ namespace {
 
 constexpr uint32_t kConfigEnable = 1u << 31;
 
-// Splits an access of data.size() bytes at byte offset `reg` (within one dword) into the dword
-// register, the byte shift and the byte mask. Accesses that cross a dword are not delivered.
-bool Decompose(uint64_t reg, size_t size, uint16_t* dword, int* shift, uint8_t* mask) {
-  if (size == 0 || size > 4 || (reg & 3) + size > 4) return false;
-  *dword = static_cast<uint16_t>(reg & ~uint64_t{3});
-  *shift = static_cast<int>(reg & 3) * 8;
-  *mask = static_cast<uint8_t>(((1u << size) - 1) << (reg & 3));
-  return true;
+// Where one configuration access goes: function, dword register, and the access's position in
+// that dword. Accesses that cross a dword boundary (or are wider than 4 bytes) go nowhere.
+struct ConfigTarget {
+  uint8_t bus, slot, function;
+  uint16_t reg;
+  int shift;     // Bit offset of the access in the dword.
+  uint8_t mask;  // Bytes of the dword the access covers.
+};
+
+std::optional<ConfigTarget> Target(uint32_t bdf_bits, uint64_t reg_offset, size_t size) {
+  if (size == 0 || size > 4 || (reg_offset & 3) + size > 4) return std::nullopt;
+  return ConfigTarget{.bus = static_cast<uint8_t>(bdf_bits >> 16),
+                      .slot = static_cast<uint8_t>((bdf_bits >> 11) & 0x1f),
+                      .function = static_cast<uint8_t>((bdf_bits >> 8) & 0x7),
+                      .reg = static_cast<uint16_t>(reg_offset & ~uint64_t{3}),
+                      .shift = static_cast<int>(reg_offset & 3) * 8,
+                      .mask = static_cast<uint8_t>(((1u << size) - 1) << (reg_offset & 3))};
+}
+
+// CONFIG_ADDRESS: enable bit 31, bus 23:16, device 15:11, function 10:8, register 7:2.
+std::optional<ConfigTarget> FromConfigAddress(uint32_t address, uint64_t data_offset, size_t size) {
+  if (!(address & kConfigEnable)) return std::nullopt;
+  return Target(address & 0x00ffff00, (address & 0xfc) | data_offset, size);
+}
+
+// ECAM: bus 27:20, device 19:15, function 14:12, register 11:0. Re-packed into the CONFIG_ADDRESS
+// layout for Target().
+std::optional<ConfigTarget> FromEcamOffset(uint64_t offset, size_t size) {
+  const uint32_t bdf = static_cast<uint32_t>(
+      ((offset >> 20) & 0xff) << 16 | ((offset >> 15) & 0x1f) << 11 | ((offset >> 12) & 0x7) << 8);
+  return Target(bdf, offset & 0xfff, size);
 }
 
 uint32_t Load(absl::Span<const uint8_t> data) {
@@ -27,6 +50,17 @@ uint32_t Load(absl::Span<const uint8_t> data) {
 
 void Store(absl::Span<uint8_t> data, uint32_t v) {
   for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<uint8_t>(v >> (8 * (i % 4)));
+}
+
+void ReadTarget(const PciRootBus& root, const std::optional<ConfigTarget>& t,
+                absl::Span<uint8_t> data) {
+  if (!t) return;  // The caller filled `data` with all-ones.
+  Store(data, root.ConfigRead(t->bus, t->slot, t->function, t->reg) >> t->shift);
+}
+
+void WriteTarget(const PciRootBus& root, const std::optional<ConfigTarget>& t,
+                 absl::Span<const uint8_t> data) {
+  if (t) root.ConfigWrite(t->bus, t->slot, t->function, t->reg, Load(data) << t->shift, t->mask);
 }
 
 }  // namespace
@@ -104,17 +138,7 @@ void PciConfigIo::Read(uint64_t offset, absl::Span<uint8_t> data) {
     if (offset == 0 && data.size() == 4) Store(data, address_);
     return;
   }
-  uint16_t dword;
-  int shift;
-  uint8_t mask;
-  if (!(address_ & kConfigEnable) || !Decompose(offset - 4, data.size(), &dword, &shift, &mask)) {
-    return;
-  }
-  const uint16_t reg = static_cast<uint16_t>((address_ & 0xfc) | dword);
-  const uint32_t v = root_->ConfigRead(static_cast<uint8_t>(address_ >> 16),
-                                       static_cast<uint8_t>((address_ >> 11) & 0x1f),
-                                       static_cast<uint8_t>((address_ >> 8) & 0x7), reg);
-  Store(data, v >> shift);
+  ReadTarget(*root_, FromConfigAddress(address_, offset - 4, data.size()), data);
 }
 
 void PciConfigIo::Write(uint64_t offset, absl::Span<const uint8_t> data) {
@@ -123,38 +147,16 @@ void PciConfigIo::Write(uint64_t offset, absl::Span<const uint8_t> data) {
     if (offset == 0 && data.size() == 4) address_ = Load(data);
     return;
   }
-  uint16_t dword;
-  int shift;
-  uint8_t mask;
-  if (!(address_ & kConfigEnable) || !Decompose(offset - 4, data.size(), &dword, &shift, &mask)) {
-    return;
-  }
-  root_->ConfigWrite(static_cast<uint8_t>(address_ >> 16),
-                     static_cast<uint8_t>((address_ >> 11) & 0x1f),
-                     static_cast<uint8_t>((address_ >> 8) & 0x7),
-                     static_cast<uint16_t>((address_ & 0xfc) | dword), Load(data) << shift, mask);
+  WriteTarget(*root_, FromConfigAddress(address_, offset - 4, data.size()), data);
 }
 
 void PciConfigMmio::Read(uint64_t offset, absl::Span<uint8_t> data) {
   std::fill(data.begin(), data.end(), 0xff);
-  uint16_t dword;
-  int shift;
-  uint8_t mask;
-  if (!Decompose(offset & 0xfff, data.size(), &dword, &shift, &mask)) return;
-  const uint32_t v = root_->ConfigRead(static_cast<uint8_t>(offset >> 20),
-                                       static_cast<uint8_t>((offset >> 15) & 0x1f),
-                                       static_cast<uint8_t>((offset >> 12) & 0x7), dword);
-  Store(data, v >> shift);
+  ReadTarget(*root_, FromEcamOffset(offset, data.size()), data);
 }
 
 void PciConfigMmio::Write(uint64_t offset, absl::Span<const uint8_t> data) {
-  uint16_t dword;
-  int shift;
-  uint8_t mask;
-  if (!Decompose(offset & 0xfff, data.size(), &dword, &shift, &mask)) return;
-  root_->ConfigWrite(static_cast<uint8_t>(offset >> 20),
-                     static_cast<uint8_t>((offset >> 15) & 0x1f),
-                     static_cast<uint8_t>((offset >> 12) & 0x7), dword, Load(data) << shift, mask);
+  WriteTarget(*root_, FromEcamOffset(offset, data.size()), data);
 }
 
 }  // namespace vmmkit::devices
