@@ -52,18 +52,19 @@ TEST(LinuxLoaderTest, LoadsABzImageForThe64BitEntry) {
   EXPECT_THAT(mem.ReadObj<uint8_t>(GuestAddress(0x101fff)), IsOkAndHolds(0xcc));
 
   ASSERT_OK_AND_ASSIGN(boot_params bp, mem.ReadObj<boot_params>(info.boot_params));
-  EXPECT_EQ(bp.hdr.header, 0x53726448u) << "setup header copied";
-  EXPECT_EQ(bp.hdr.version, 0x020f);
-  EXPECT_EQ(bp.hdr.type_of_loader, 0xff);
-  EXPECT_EQ(bp.hdr.cmd_line_ptr, 0x20000u);
-  EXPECT_EQ(bp.acpi_rsdp_addr, 0xe0000u);
-  ASSERT_EQ(bp.e820_entries, 2);
-  EXPECT_EQ(bp.e820_table[1].addr, 0x100000u);
-  EXPECT_EQ(bp.e820_table[1].type, 1u);
+  // boot_params is packed: fields are compared as values (+x), never bound to references.
+  EXPECT_EQ(+bp.hdr.header, 0x53726448u) << "setup header copied";
+  EXPECT_EQ(+bp.hdr.version, 0x020f);
+  EXPECT_EQ(+bp.hdr.type_of_loader, 0xff);
+  EXPECT_EQ(+bp.hdr.cmd_line_ptr, 0x20000u);
+  EXPECT_EQ(+bp.acpi_rsdp_addr, 0xe0000u);
+  ASSERT_EQ(+bp.e820_entries, 2);
+  EXPECT_EQ(+bp.e820_table[1].addr, 0x100000u);
+  EXPECT_EQ(+bp.e820_table[1].type, 1u);
   // The initrd sits as high as possible: page-aligned, ending at most at the top of RAM.
   ASSERT_TRUE(info.initrd.has_value());
-  EXPECT_EQ(bp.hdr.ramdisk_image, info.initrd->raw());
-  EXPECT_EQ(bp.hdr.ramdisk_size, 0x1800u);
+  EXPECT_EQ(+bp.hdr.ramdisk_image, info.initrd->raw());
+  EXPECT_EQ(+bp.hdr.ramdisk_size, 0x1800u);
   EXPECT_EQ(info.initrd->raw() % 4096, 0u);
   EXPECT_EQ(info.initrd->raw(), kRam - 0x2000);
   EXPECT_THAT(mem.ReadObj<uint8_t>(*info.initrd), IsOkAndHolds(0x5a));
@@ -176,9 +177,9 @@ TEST(LinuxLoaderTest, LoadsAnElfVmlinuxWithBss) {
   EXPECT_THAT(mem.ReadObj<uint8_t>(GuestAddress(0x1000fff)), IsOkAndHolds(0x90));
   EXPECT_THAT(mem.ReadObj<uint64_t>(GuestAddress(0x1001000)), IsOkAndHolds(0u)) << ".bss zeroed";
   ASSERT_OK_AND_ASSIGN(boot_params bp, mem.ReadObj<boot_params>(info.boot_params));
-  EXPECT_EQ(bp.hdr.boot_flag, 0xaa55);
-  EXPECT_EQ(bp.hdr.header, 0x53726448u);
-  EXPECT_EQ(bp.acpi_rsdp_addr, 0xe0000u);
+  EXPECT_EQ(+bp.hdr.boot_flag, 0xaa55);
+  EXPECT_EQ(+bp.hdr.header, 0x53726448u);
+  EXPECT_EQ(+bp.acpi_rsdp_addr, 0xe0000u);
 }
 
 TEST(LinuxLoaderTest, RejectsBadElfFiles) {
