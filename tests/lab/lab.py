@@ -39,7 +39,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # insmod order matters: the extracted kernel has no modules.dep.
 MODULES = {
     "kvm": ["virt/lib/irqbypass.ko", "arch/x86/kvm/kvm.ko", "arch/x86/kvm/kvm-amd.ko"],
-    "vfio": ["drivers/vfio/vfio.ko", "drivers/vfio/vfio_iommu_type1.ko",
+    # vfio-pci-core needs irqbypass too, so the group carries it (loaded once when both are used).
+    "vfio": ["virt/lib/irqbypass.ko", "drivers/vfio/vfio.ko", "drivers/vfio/vfio_iommu_type1.ko",
              "drivers/vfio/vfio_virqfd.ko", "drivers/vfio/pci/vfio-pci-core.ko",
              "drivers/vfio/pci/vfio-pci.ko"],
 }
@@ -99,7 +100,7 @@ mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 mkdir -p /dev/pts /tmp && mount -t devpts devpts /dev/pts && mount -t tmpfs tmpfs /tmp
-for m in {modules}; do insmod /lab/modules/$m || echo "lab: insmod $m failed"; done
+for m in {modules}; do insmod /lab/modules/$m || echo "lab: FAIL insmod $m"; done
 echo "lab: L1 up after $(cut -d' ' -f1 /proc/uptime) s"
 cd /lab
 sh /lab/scenario.sh
@@ -135,6 +136,8 @@ def build_initramfs(args, kdir, work):
             if not os.path.isfile(src):
                 fail(f"module {rel} missing from {kdir}")
             name = os.path.basename(rel)
+            if name in mods:
+                continue
             shutil.copy2(src, os.path.join(root, "lab/modules", name))
             mods.append(name)
     with open(os.path.join(root, "init"), "w") as fh:
