@@ -60,13 +60,14 @@ absl::StatusOr<std::unique_ptr<Vcpu>> Vcpu::Adopt(uint32_t id, ScopedFd fd, size
   }
   void* run = ::mmap(nullptr, run_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0);
   if (run == MAP_FAILED) return ErrnoStatus(errno, "mmap kvm_run of vcpu ", id);
+  // Every Vcpu is made here, so Run() and Kick() can rely on the handler without checking again.
+  InstallKickHandler();
   return std::unique_ptr<Vcpu>(new Vcpu(id, std::move(fd), static_cast<kvm_run*>(run), run_size));
 }
 
 Vcpu::~Vcpu() { ::munmap(run_, run_size_); }
 
 absl::StatusOr<VcpuExit> Vcpu::Run() {
-  InstallKickHandler();
   {
     std::lock_guard<std::mutex> lock(kick_mu_);
     in_run_ = true;
@@ -92,7 +93,6 @@ absl::StatusOr<VcpuExit> Vcpu::Run() {
 }
 
 void Vcpu::Kick() {
-  InstallKickHandler();
   ImmediateExit(run_).store(1, std::memory_order_release);
   std::lock_guard<std::mutex> lock(kick_mu_);
   if (in_run_) ::pthread_kill(run_thread_, KickSignal());

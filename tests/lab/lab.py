@@ -121,12 +121,17 @@ finish() { echo "lab: $LAB_FAILURES failure(s)"; [ "$LAB_FAILURES" -eq 0 ]; }
 """
 
 
-def build_initramfs(args, kdir, work):
-    root = os.path.join(work, "root")
-    for d in ["bin", "sbin", "proc", "sys", "dev", "tmp", "lab/bin", "lab/modules"]:
+def make_root(root, outb, extra_dirs=()):
+    """The skeleton both L1's and L2's initramfs start from: mount points, busybox and outb."""
+    for d in ["bin", "sbin", "proc", "sys", "dev", "tmp", *extra_dirs]:
         os.makedirs(os.path.join(root, d), exist_ok=True)
     shutil.copy2("/bin/busybox", os.path.join(root, "bin/busybox"))
-    shutil.copy2(args.outb, os.path.join(root, "bin/outb"))
+    shutil.copy2(outb, os.path.join(root, "bin/outb"))
+
+
+def build_initramfs(args, kdir, work):
+    root = os.path.join(work, "root")
+    make_root(root, args.outb, ["lab/bin", "lab/modules"])
     mods = []
     for group in args.modules.split(",") if args.modules else []:
         if group not in MODULES:
@@ -171,10 +176,7 @@ def build_initramfs(args, kdir, work):
 def write_l2_initramfs(init_script, dest, work, outb):
     """A minimal initramfs for an L2 Linux guest: static busybox, outb, `init_script` as /init."""
     root = tempfile.mkdtemp(prefix="l2root", dir=work)
-    for d in ["bin", "sbin", "proc", "sys", "dev", "tmp"]:
-        os.makedirs(os.path.join(root, d), exist_ok=True)
-    shutil.copy2("/bin/busybox", os.path.join(root, "bin/busybox"))
-    shutil.copy2(outb, os.path.join(root, "bin/outb"))
+    make_root(root, outb)
     shutil.copy2(init_script, os.path.join(root, "init"))
     os.chmod(os.path.join(root, "init"), 0o755)
     os.makedirs(os.path.dirname(dest), exist_ok=True)
