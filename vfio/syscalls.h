@@ -13,6 +13,7 @@
 #ifndef VMMKIT_VFIO_SYSCALLS_H_
 #define VMMKIT_VFIO_SYSCALLS_H_
 
+#include <cstddef>
 #include <cstdint>
 
 #include "absl/status/statusor.h"
@@ -27,6 +28,12 @@ class VfioSyscalls {
   virtual int Open(const char* path, int flags) = 0;
   // ioctl(2) with an integer or pointer argument: the result or -errno.
   virtual int Ioctl(int fd, unsigned long request, uintptr_t arg) = 0;
+  // pread(2)/pwrite(2) on a device fd (region access): bytes transferred or -errno.
+  virtual int64_t Pread(int fd, void* buf, size_t len, uint64_t offset) = 0;
+  virtual int64_t Pwrite(int fd, const void* buf, size_t len, uint64_t offset) = 0;
+  // mmap(2) of a device region (shared) and munmap(2). Mmap returns MAP_FAILED and sets *err.
+  virtual void* Mmap(size_t len, int prot, int fd, uint64_t offset, int* err) = 0;
+  virtual void Munmap(void* addr, size_t len) = 0;
 };
 
 // The kernel's VFIO interface.
