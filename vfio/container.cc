@@ -210,7 +210,7 @@ absl::Status VfioContainer::RegisterMemory(const GuestRegion& region, uint64_t o
   if (type_ != IommuType::kSpaprTceV2) return DmaBackend::RegisterMemory(region, offset, size);
   const std::string what =
       absl::StrCat("VFIO_IOMMU_SPAPR_REGISTER_MEMORY offset=", Hex(offset), " size=", Hex(size));
-  RETURN_IF_ERROR(CheckDmaArgs(what, Iova(0), &region, offset, size));
+  RETURN_IF_ERROR(CheckDmaArgs([&] { return what; }, Iova(0), &region, offset, size));
   const uint64_t vaddr = reinterpret_cast<uintptr_t>(region.host_address() + offset);
   vfio_iommu_spapr_register_memory reg{};
   reg.argsz = sizeof(reg);
@@ -228,7 +228,7 @@ absl::Status VfioContainer::UnregisterMemory(const GuestRegion& region, uint64_t
   if (type_ != IommuType::kSpaprTceV2) return DmaBackend::UnregisterMemory(region, offset, size);
   const std::string what =
       absl::StrCat("VFIO_IOMMU_SPAPR_UNREGISTER_MEMORY offset=", Hex(offset), " size=", Hex(size));
-  RETURN_IF_ERROR(CheckDmaArgs(what, Iova(0), &region, offset, size));
+  RETURN_IF_ERROR(CheckDmaArgs([&] { return what; }, Iova(0), &region, offset, size));
   const uint64_t vaddr = reinterpret_cast<uintptr_t>(region.host_address() + offset);
   auto it = registered_.find(vaddr);
   if (it == registered_.end() || it->second != size) {
@@ -270,15 +270,17 @@ absl::Status VfioContainer::CheckSpaprMap(const std::string& what, Iova iova,
   return absl::OkStatus();
 }
 
+// MapDma and UnmapDma are hot (a vIOMMU shadow makes one per guest page): their messages are
+// formatted only on error.
 absl::Status VfioContainer::MapDma(Iova iova, const GuestRegion& region, uint64_t offset,
                                    uint64_t size, bool writable) {
-  const std::string what = absl::StrCat("VFIO_IOMMU_MAP_DMA ", DmaRange(iova, size));
+  auto what = [&] { return absl::StrCat("VFIO_IOMMU_MAP_DMA ", DmaRange(iova, size)); };
   RETURN_IF_ERROR(CheckDmaArgs(what, iova, &region, offset, size));
   if (!type_) {
-    return absl::FailedPreconditionError(absl::StrCat(what, ": no IOMMU model set yet"));
+    return absl::FailedPreconditionError(absl::StrCat(what(), ": no IOMMU model set yet"));
   }
   if (type_ == IommuType::kSpaprTceV2) {
-    RETURN_IF_ERROR(CheckSpaprMap(what, iova, region, offset, size));
+    RETURN_IF_ERROR(CheckSpaprMap(what(), iova, region, offset, size));
   }
   vfio_iommu_type1_dma_map map{};
   map.argsz = sizeof(map);
@@ -286,23 +288,28 @@ absl::Status VfioContainer::MapDma(Iova iova, const GuestRegion& region, uint64_
   map.vaddr = reinterpret_cast<uintptr_t>(region.host_address() + offset);
   map.iova = iova.raw();
   map.size = size;
-  return WithDmaHint(
-      VfioIoctl(sys_, fd_.get(), VFIO_IOMMU_MAP_DMA, reinterpret_cast<uintptr_t>(&map), what)
-          .status());
+  const int ret = sys_.Ioctl(fd_.get(), VFIO_IOMMU_MAP_DMA, reinterpret_cast<uintptr_t>(&map));
+  if (ret < 0) [[unlikely]] {
+    return WithDmaHint(ErrnoStatus(-ret, what()));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status VfioContainer::UnmapDma(Iova iova, uint64_t size) {
-  const std::string what = absl::StrCat("VFIO_IOMMU_UNMAP_DMA ", DmaRange(iova, size));
+  auto what = [&] { return absl::StrCat("VFIO_IOMMU_UNMAP_DMA ", DmaRange(iova, size)); };
   RETURN_IF_ERROR(CheckDmaArgs(what, iova, nullptr, 0, size));
   vfio_iommu_type1_dma_unmap unmap{};
   unmap.argsz = sizeof(unmap);
   unmap.iova = iova.raw();
   unmap.size = size;
-  RETURN_IF_ERROR(WithDmaHint(
-      VfioIoctl(sys_, fd_.get(), VFIO_IOMMU_UNMAP_DMA, reinterpret_cast<uintptr_t>(&unmap), what)
-          .status()));
+  const int ret = sys_.Ioctl(fd_.get(), VFIO_IOMMU_UNMAP_DMA, reinterpret_cast<uintptr_t>(&unmap));
+  if (ret < 0) [[unlikely]] {
+    return WithDmaHint(ErrnoStatus(-ret, what()));
+  }
   // The kernel reports how much it unmapped; nothing means nothing was mapped there.
-  if (unmap.size == 0) return absl::NotFoundError(absl::StrCat(what, ": nothing is mapped there"));
+  if (unmap.size == 0) {
+    return absl::NotFoundError(absl::StrCat(what(), ": nothing is mapped there"));
+  }
   return absl::OkStatus();
 }
 

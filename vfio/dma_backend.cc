@@ -27,14 +27,14 @@ absl::Status IommuCapabilities::CheckIovaRange(Iova iova, uint64_t size) const {
 }
 
 absl::Status DmaBackend::RegisterMemory(const GuestRegion& region, uint64_t offset, uint64_t size) {
-  return internal::CheckDmaArgs(absl::StrCat(name(), ": register memory"), Iova(0), &region, offset,
-                                size);
+  return internal::CheckDmaArgs([&] { return absl::StrCat(name(), ": register memory"); }, Iova(0),
+                                &region, offset, size);
 }
 
 absl::Status DmaBackend::UnregisterMemory(const GuestRegion& region, uint64_t offset,
                                           uint64_t size) {
-  return internal::CheckDmaArgs(absl::StrCat(name(), ": unregister memory"), Iova(0), &region,
-                                offset, size);
+  return internal::CheckDmaArgs([&] { return absl::StrCat(name(), ": unregister memory"); },
+                                Iova(0), &region, offset, size);
 }
 
 }  // namespace vmmkit::vfio

@@ -78,7 +78,9 @@ absl::StatusOr<std::vector<IovaRange>> Iommufd::IoasIovaRanges(uint32_t ioas_id,
 
 absl::Status Iommufd::IoasMap(uint32_t ioas_id, Iova iova, const GuestRegion& region,
                               uint64_t offset, uint64_t size, bool writable) {
-  const std::string what = absl::StrCat("IOMMU_IOAS_MAP ioas=", ioas_id, " ", DmaRange(iova, size));
+  auto what = [&] {
+    return absl::StrCat("IOMMU_IOAS_MAP ioas=", ioas_id, " ", DmaRange(iova, size));
+  };
   RETURN_IF_ERROR(CheckDmaArgs(what, iova, &region, offset, size));
   internal::iommu_ioas_map map{};
   map.size = sizeof(map);
@@ -88,14 +90,17 @@ absl::Status Iommufd::IoasMap(uint32_t ioas_id, Iova iova, const GuestRegion& re
   map.user_va = reinterpret_cast<uintptr_t>(region.host_address() + offset);
   map.length = size;
   map.iova = iova.raw();
-  return WithDmaHint(
-      VfioIoctl(sys_, fd_.get(), internal::kIommuIoasMap, reinterpret_cast<uintptr_t>(&map), what)
-          .status());
+  const int ret = sys_.Ioctl(fd_.get(), internal::kIommuIoasMap, reinterpret_cast<uintptr_t>(&map));
+  if (ret < 0) [[unlikely]] {
+    return WithDmaHint(ErrnoStatus(-ret, what()));
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<uint64_t> Iommufd::IoasUnmap(uint32_t ioas_id, Iova iova, uint64_t size) {
-  const std::string what =
-      absl::StrCat("IOMMU_IOAS_UNMAP ioas=", ioas_id, " ", DmaRange(iova, size));
+  auto what = [&] {
+    return absl::StrCat("IOMMU_IOAS_UNMAP ioas=", ioas_id, " ", DmaRange(iova, size));
+  };
   RETURN_IF_ERROR(CheckDmaArgs(what, iova, nullptr, 0, size));
   internal::iommu_ioas_unmap unmap{};
   unmap.size = sizeof(unmap);
@@ -105,8 +110,8 @@ absl::StatusOr<uint64_t> Iommufd::IoasUnmap(uint32_t ioas_id, Iova iova, uint64_
   const int ret =
       sys_.Ioctl(fd_.get(), internal::kIommuIoasUnmap, reinterpret_cast<uintptr_t>(&unmap));
   // iommufd says ENOENT where type1 reports zero bytes: both mean nothing was mapped there.
-  if (ret == -ENOENT) return absl::NotFoundError(absl::StrCat(what, ": nothing is mapped there"));
-  if (ret < 0) return WithDmaHint(ErrnoStatus(-ret, what));
+  if (ret == -ENOENT) return absl::NotFoundError(absl::StrCat(what(), ": nothing is mapped there"));
+  if (ret < 0) return WithDmaHint(ErrnoStatus(-ret, what()));
   return unmap.length;
 }
 

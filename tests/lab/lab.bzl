@@ -6,7 +6,7 @@ them in the sanitizer passes (their binaries run inside L1, not in the test proc
 
 def lab_test(name, scenario, binaries = [], files = {}, l2_initramfs = {}, qemu_args = [],
              modules = "kvm,vfio", timeout_s = 300, tags = [], host_binaries = [], host_dirs = [],
-             **kwargs):
+             memory_mib = 2048, **kwargs):
     """Runs `scenario` in L1 with `binaries` in /lab/bin.
 
     Args:
@@ -21,12 +21,13 @@ def lab_test(name, scenario, binaries = [], files = {}, l2_initramfs = {}, qemu_
         into /lab/bin with their libraries, e.g. QEMU as a peer to measure against.
       host_dirs: absolute paths of this machine's directories to copy to the same place in L1.
       timeout_s: seconds before QEMU is killed.
+      memory_mib: L1's memory.
       tags: extra tags.
       **kwargs: passed to sh_test.
     """
     args = ["$(location //tests/lab:lab.py)", "--scenario", "$(location %s)" % scenario,
             "--outb", "$(location //tests/lab:outb)", "--modules", modules,
-            "--timeout", str(timeout_s)]
+            "--timeout", str(timeout_s), "--memory", str(memory_mib)]
     for b in binaries:
         args += ["--binary", "$(location %s)" % b]
     for b in host_binaries:

@@ -9,7 +9,7 @@ std::string DmaRange(Iova iova, uint64_t size) {
   return absl::StrCat("iova=", iova.ToString(), " size=", Hex(size));
 }
 
-absl::Status CheckDmaArgs(const std::string& what, Iova iova, const GuestRegion* region,
+absl::Status DmaArgsError(const std::string& what, Iova iova, const GuestRegion* region,
                           uint64_t offset, uint64_t size) {
   if (size == 0 || !iova.IsAligned(kDmaPage) || offset % kDmaPage != 0 || size % kDmaPage != 0) {
     return absl::InvalidArgumentError(
@@ -22,7 +22,7 @@ absl::Status CheckDmaArgs(const std::string& what, Iova iova, const GuestRegion*
     return absl::OutOfRangeError(absl::StrCat(what, " offset=", Hex(offset), ": outside the ",
                                               Hex(region->size()), "-byte region"));
   }
-  return absl::OkStatus();
+  return absl::InternalError(absl::StrCat(what, ": arguments refused"));  // Not reached.
 }
 
 absl::Status WithDmaHint(const absl::Status& s) {
