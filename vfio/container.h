@@ -39,7 +39,7 @@ namespace vmmkit::vfio {
 
 enum class IommuType : uint32_t {
   kType1 = 1,       // VFIO_TYPE1_IOMMU
-  kType1v2 = 3,     // VFIO_TYPE1v2_IOMMU: unmaps may split mappings; preferred.
+  kType1v2 = 3,     // VFIO_TYPE1v2_IOMMU: unmaps never silently bisect a mapping; preferred.
   kSpaprTceV2 = 7,  // VFIO_SPAPR_TCE_v2_IOMMU
 };
 const char* IommuTypeName(IommuType type);

@@ -34,6 +34,11 @@ absl::Status WithDmaHint(const absl::Status& s) {
     case absl::StatusCode::kAlreadyExists:  // EEXIST
       hint = " (the range overlaps an existing mapping)";
       break;
+    case absl::StatusCode::kInvalidArgument:  // EINVAL
+      hint =
+          " (check the range against GetCapabilities(): valid IOVA ranges and page sizes; an "
+          "unmap must cover whole mappings)";
+      break;
     case absl::StatusCode::kFailedPrecondition:  // EBUSY
       hint = " (the IOMMU context is busy: is an IOMMU model set and a device attached?)";
       break;
