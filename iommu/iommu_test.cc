@@ -1,0 +1,177 @@
+#include "iommu/iommu.h"
+
+#include "base/status_matchers.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "iommu/testing/page_table_iommu.h"
+
+namespace vmmkit::iommu {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using testing::PageTableIommu;
+
+constexpr IommuAccess kRw = IommuAccess::kReadWrite;
+constexpr uint8_t kAll = kMapEvents | kUnmapEvents;
+
+// "MAP 0x1000+0x1000->0x80000" / "UNMAP ..." for readable expectations.
+class Recorder : public IommuNotifier {
+ public:
+  absl::Status Notify(absl::Span<const IommuEvent> events) override {
+    for (const IommuEvent& e : events) {
+      log.push_back(absl::StrCat(e.type == IommuEventType::kMap ? "MAP " : "UNMAP ",
+                                 e.mapping.iova.ToString(), "+0x", absl::Hex(e.mapping.size),
+                                 "->0x", absl::Hex(e.mapping.translated)));
+    }
+    ++batches;
+    return fail ? absl::ResourceExhaustedError("host said no") : absl::OkStatus();
+  }
+  std::vector<std::string> Take() {
+    std::vector<std::string> out;
+    out.swap(log);
+    return out;
+  }
+  std::vector<std::string> log;
+  int batches = 0;
+  bool fail = false;
+};
+
+class IommuTest : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_OK(as_.RegisterNotifier(&rec_, Iova(0), Iova(~0ull), kAll)); }
+  PageTableIommu model_;
+  IommuAddressSpace as_{"dev0", model_};
+  Recorder rec_;
+};
+
+TEST_F(IommuTest, PageInvalidationsMapOnceAndUnmapOnce) {
+  model_.SetPage(0x1000, 0x1000, 0x80000, kRw);
+  as_.InvalidateRange(Iova(0x1000), 0x1000);
+  EXPECT_THAT(rec_.Take(), ElementsAre("MAP 0x1000+0x1000->0x80000"));
+  as_.InvalidateRange(Iova(0x1000), 0x1000);  // Nothing changed: nothing said.
+  EXPECT_THAT(rec_.Take(), IsEmpty());
+  model_.ClearRange(0x1000, 0x1000);
+  for (int i = 0; i < 3; ++i) as_.InvalidateRange(Iova(0x1000), 0x1000);
+  EXPECT_THAT(rec_.Take(), ElementsAre("UNMAP 0x1000+0x1000->0x80000"))
+      << "three invalidations of one page, one UNMAP";
+  as_.InvalidateAll();
+  EXPECT_THAT(rec_.Take(), IsEmpty());
+}
+
+TEST_F(IommuTest, DomainInvalidationUnmapsExactlyWhatWasMappedAndMapsWhatIsNew) {
+  for (uint64_t i = 0; i < 4; ++i) model_.SetPage(i * 0x1000, 0x1000, 0x80000 + i * 0x1000, kRw);
+  as_.InvalidateAll();
+  EXPECT_EQ(rec_.Take().size(), 4u);
+  model_.ClearRange(0x1000, 0x1000);                             // Gone.
+  model_.SetPage(0x2000, 0x1000, 0x99000, kRw);                  // Changed.
+  model_.SetPage(0x10000, 0x1000, 0xa0000, IommuAccess::kRead);  // New.
+  as_.InvalidateAll();
+  EXPECT_THAT(rec_.Take(),
+              ElementsAre("UNMAP 0x1000+0x1000->0x81000", "UNMAP 0x2000+0x1000->0x82000",
+                          "MAP 0x2000+0x1000->0x99000", "MAP 0x10000+0x1000->0xa0000"));
+  EXPECT_EQ(as_.tracked().size(), 4u);
+  // A page invalidation for a range the guest never mapped says nothing.
+  as_.InvalidateRange(Iova(0x50000), 0x10000);
+  EXPECT_THAT(rec_.Take(), IsEmpty());
+}
+
+TEST_F(IommuTest, AHugePageReplacedBySmallPagesIsUnmappedOnce) {
+  model_.SetPage(0x200000, 0x200000, 0x40000000, kRw);
+  as_.InvalidateRange(Iova(0x200000), 0x1000);  // Invalidation of part of it.
+  EXPECT_THAT(rec_.Take(), ElementsAre("MAP 0x200000+0x200000->0x40000000"));
+  model_.SetPage(0x200000, 0x1000, 0x50000000, kRw);  // The guest splits it.
+  as_.InvalidateRange(Iova(0x200000), 0x1000);
+  EXPECT_THAT(rec_.Take(), ElementsAre("UNMAP 0x200000+0x200000->0x40000000",
+                                       "MAP 0x200000+0x1000->0x50000000"));
+}
+
+TEST_F(IommuTest, GlobalInvalidationCoversEveryAddressSpace) {
+  PageTableIommu model2;
+  IommuAddressSpace as2("dev1", model2);
+  Recorder rec2;
+  ASSERT_OK(as2.RegisterNotifier(&rec2, Iova(0), Iova(~0ull), kAll));
+  model_.SetPage(0x1000, 0x1000, 0x1000, kRw);
+  model2.SetPage(0x2000, 0x1000, 0x2000, kRw);
+  IommuAddressSpace* all[] = {&as_, &as2};
+  InvalidateGlobal(all);
+  EXPECT_THAT(rec_.Take(), ElementsAre("MAP 0x1000+0x1000->0x1000"));
+  EXPECT_THAT(rec2.Take(), ElementsAre("MAP 0x2000+0x1000->0x2000"));
+}
+
+TEST_F(IommuTest, ContextInvalidationReplays) {
+  model_.SetPage(0x1000, 0x1000, 0x80000, kRw);
+  as_.InvalidateAll();
+  rec_.Take();
+  as_.InvalidateContext();
+  EXPECT_THAT(rec_.Take(),
+              ElementsAre("UNMAP 0x1000+0x1000->0x80000", "MAP 0x1000+0x1000->0x80000"));
+}
+
+TEST_F(IommuTest, NotifiersRegisterOnceReplayAndSeeOnlyTheirRangeAndEvents) {
+  model_.SetPage(0x1000, 0x1000, 0x80000, kRw);
+  model_.SetPage(0x9000, 0x1000, 0x90000, kRw);
+  as_.InvalidateAll();
+  Recorder low, unmaps_only;
+  ASSERT_OK(as_.RegisterNotifier(&low, Iova(0), Iova(0x7fff), kAll));  // Replays.
+  EXPECT_THAT(low.Take(), ElementsAre("MAP 0x1000+0x1000->0x80000"));
+  EXPECT_THAT(as_.RegisterNotifier(&low, Iova(0), Iova(0x7fff), kAll),
+              StatusIs(absl::StatusCode::kAlreadyExists));
+  EXPECT_EQ(as_.notifier_count(), 2u);
+  ASSERT_OK(as_.RegisterNotifier(&unmaps_only, Iova(0), Iova(~0ull), kUnmapEvents));
+  EXPECT_THAT(unmaps_only.Take(), IsEmpty());
+  model_.ClearRange(0, 0x10000);
+  as_.InvalidateAll();
+  EXPECT_THAT(low.Take(), ElementsAre("UNMAP 0x1000+0x1000->0x80000"));
+  EXPECT_EQ(unmaps_only.Take().size(), 2u);
+  ASSERT_OK(as_.UnregisterNotifier(&low));
+  EXPECT_THAT(as_.UnregisterNotifier(&low), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(as_.Replay(&low), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(as_.RegisterNotifier(nullptr, Iova(0), Iova(1), kAll),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+TEST_F(IommuTest, AFailedReplayLeavesTheNotifierUnregisteredAndUndone) {
+  model_.SetPage(0x1000, 0x1000, 0x80000, kRw);
+  as_.InvalidateAll();
+  Recorder bad;
+  bad.fail = true;
+  EXPECT_THAT(as_.RegisterNotifier(&bad, Iova(0), Iova(~0ull), kAll),
+              StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("replay")));
+  EXPECT_THAT(bad.Take(),
+              ElementsAre("MAP 0x1000+0x1000->0x80000", "UNMAP 0x1000+0x1000->0x80000"));
+  EXPECT_EQ(as_.notifier_count(), 1u);
+}
+
+TEST_F(IommuTest, ANotifierFailureBecomesAFaultNotACrash) {
+  rec_.fail = true;
+  model_.SetPage(0x3000, 0x1000, 0x80000, kRw);
+  as_.InvalidateRange(Iova(0x3000), 0x1000);
+  auto faults = as_.TakeFaults();
+  ASSERT_EQ(faults.size(), 1u);
+  EXPECT_EQ(faults[0].iova, Iova(0x3000));
+  EXPECT_THAT(faults[0].reason, HasSubstr("host said no"));
+  EXPECT_THAT(as_.TakeFaults(), IsEmpty());
+}
+
+TEST_F(IommuTest, TranslateGoesThroughTheIotlb) {
+  model_.SetPage(0x200000, 0x200000, 0x40000000, IommuAccess::kRead);
+  ASSERT_OK_AND_ASSIGN(IotlbEntry e, as_.Translate(Iova(0x234567), IommuAccess::kRead));
+  EXPECT_EQ(e.iova, Iova(0x200000));
+  EXPECT_EQ(e.addr_mask, 0x1fffffu);
+  EXPECT_EQ(model_.translations, 1);
+  ASSERT_OK(as_.Translate(Iova(0x234000), IommuAccess::kRead).status());
+  EXPECT_EQ(model_.translations, 1) << "an IOTLB hit";
+  EXPECT_THAT(as_.Translate(Iova(0x234000), IommuAccess::kWrite),
+              StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("w access to 0x234000")));
+  EXPECT_THAT(as_.Translate(Iova(0x1000), IommuAccess::kRead),
+              StatusIs(absl::StatusCode::kNotFound));
+  model_.SetPage(0x200000, 0x200000, 0x60000000, IommuAccess::kRead);
+  as_.InvalidateRange(Iova(0x200000), 0x200000);
+  ASSERT_OK_AND_ASSIGN(e, as_.Translate(Iova(0x234000), IommuAccess::kRead));
+  EXPECT_EQ(e.translated, 0x60000000u) << "the invalidation flushed the IOTLB";
+}
+
+}  // namespace
+}  // namespace vmmkit::iommu
