@@ -7,7 +7,9 @@
 namespace vmmkit::iommu {
 namespace {
 
-uint64_t Bits(uint64_t v, int hi, int lo) { return (v >> lo) & ((uint64_t{1} << (hi - lo + 1)) - 1); }
+uint64_t Bits(uint64_t v, int hi, int lo) {
+  return (v >> lo) & ((uint64_t{1} << (hi - lo + 1)) - 1);
+}
 
 }  // namespace
 
@@ -32,12 +34,13 @@ InterruptRemappingTable::InterruptRemappingTable(uint32_t entries)
 
 absl::Status InterruptRemappingTable::Set(uint32_t index, const Irte& irte) {
   if (index >= table_.size()) {
-    return absl::OutOfRangeError(absl::StrCat("IRTE ", index, ": the table has ", table_.size(),
-                                              " entries"));
+    return absl::OutOfRangeError(
+        absl::StrCat("IRTE ", index, ": the table has ", table_.size(), " entries"));
   }
   if (irte.source_validation > 2 || irte.source_qualifier > 3 || irte.delivery_mode == 3 ||
       irte.delivery_mode == 6) {
-    return absl::InvalidArgumentError(absl::StrCat("IRTE ", index, ": reserved SVT, SQ or delivery mode"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("IRTE ", index, ": reserved SVT, SQ or delivery mode"));
   }
   table_[index] = irte;
   return absl::OkStatus();
@@ -45,8 +48,8 @@ absl::Status InterruptRemappingTable::Set(uint32_t index, const Irte& irte) {
 
 absl::Status InterruptRemappingTable::Clear(uint32_t index) {
   if (index >= table_.size()) {
-    return absl::OutOfRangeError(absl::StrCat("IRTE ", index, ": the table has ", table_.size(),
-                                              " entries"));
+    return absl::OutOfRangeError(
+        absl::StrCat("IRTE ", index, ": the table has ", table_.size(), " entries"));
   }
   table_[index] = Irte{};
   return absl::OkStatus();
@@ -72,8 +75,8 @@ absl::StatusOr<MsiMessage> InterruptRemappingTable::Remap(const MsiMessage& msg,
   uint64_t index = Bits(msg.address, 19, 5) | (Bits(msg.address, 2, 2) << 15);
   if (Bits(msg.address, 3, 3)) index += msg.data & 0xffff;
   if (index >= table_.size()) {
-    return absl::OutOfRangeError(absl::StrCat(what(), ": index ", index, " is past the ",
-                                              table_.size(), "-entry table"));
+    return absl::OutOfRangeError(
+        absl::StrCat(what(), ": index ", index, " is past the ", table_.size(), "-entry table"));
   }
   const Irte& e = table_[index];
   if (!e.present) {
@@ -90,8 +93,9 @@ absl::StatusOr<MsiMessage> InterruptRemappingTable::Remap(const MsiMessage& msg,
     source_ok = bus >= (e.source_id >> 8) && bus <= (e.source_id & 0xff);
   }
   if (!source_ok) {
-    return absl::PermissionDeniedError(absl::StrCat(
-        what(), ": IRTE ", index, " belongs to requester ", absl::Hex(e.source_id, absl::kZeroPad4)));
+    return absl::PermissionDeniedError(absl::StrCat(what(), ": IRTE ", index,
+                                                    " belongs to requester ",
+                                                    absl::Hex(e.source_id, absl::kZeroPad4)));
   }
   MsiMessage out;
   out.address = 0xfee00000 | (uint64_t{e.destination & 0xff} << 12) |
@@ -107,14 +111,14 @@ absl::Status MsiIovaWindow::Register(Iova base, uint64_t size) {
     return absl::StrCat("MSI IOVA window ", base.ToString(), "+", Hex(size));
   };
   if (window_) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        what(), ": the domain has a window already [", window_->first.ToString(), ", ",
-        window_->second.ToString(), "]"));
+    return absl::FailedPreconditionError(absl::StrCat(what(), ": the domain has a window already [",
+                                                      window_->first.ToString(), ", ",
+                                                      window_->second.ToString(), "]"));
   }
   if (size == 0 || size % page_size_ != 0 || !base.IsAligned(page_size_) ||
       !RangeLast(base.raw(), size)) {
-    return absl::InvalidArgumentError(absl::StrCat(what(), ": must be whole ", Hex(page_size_),
-                                                   "-byte pages, not past 2^64"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(what(), ": must be whole ", Hex(page_size_), "-byte pages, not past 2^64"));
   }
   window_ = {base, Iova(base.raw() + (size - 1))};
   return absl::OkStatus();

@@ -58,10 +58,10 @@ struct Irte {
   bool level_triggered = false;
   uint8_t delivery_mode = 0;  // 0 fixed, 1 lowest priority, 2 SMI, 4 NMI, 5 INIT, 7 ExtINT.
   uint8_t vector = 0;
-  uint32_t destination = 0;  // APIC id (x2APIC: 32 bits).
-  uint16_t source_id = 0;    // Requester id (bus << 8 | devfn), or a bus range for SVT 2.
-  uint8_t source_qualifier = 0;     // SQ: which low function bits to ignore (0-3).
-  uint8_t source_validation = 0;    // SVT: 0 none, 1 requester id, 2 bus range.
+  uint32_t destination = 0;       // APIC id (x2APIC: 32 bits).
+  uint16_t source_id = 0;         // Requester id (bus << 8 | devfn), or a bus range for SVT 2.
+  uint8_t source_qualifier = 0;   // SQ: which low function bits to ignore (0-3).
+  uint8_t source_validation = 0;  // SVT: 0 none, 1 requester id, 2 bus range.
 
   // From the 128-bit in-memory format a guest writes.
   static Irte Decode(uint64_t low, uint64_t high);

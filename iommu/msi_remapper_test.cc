@@ -36,7 +36,10 @@ TEST(InterruptRemappingTest, DecodesTheInMemoryFormat) {
 
 TEST(InterruptRemappingTest, RemapsByHandleAndSubhandle) {
   InterruptRemappingTable irt(1 << 16);
-  Irte e{.present = true, .vector = 0x41, .destination = 3, .source_id = 0x0018,
+  Irte e{.present = true,
+         .vector = 0x41,
+         .destination = 3,
+         .source_id = 0x0018,
          .source_validation = 1};
   ASSERT_OK(irt.Set(7, e));
   e.vector = 0x42;
@@ -57,20 +60,23 @@ TEST(InterruptRemappingTest, RemapsByHandleAndSubhandle) {
 
 TEST(InterruptRemappingTest, RejectsTheWrongRequesterAndBadMessages) {
   InterruptRemappingTable irt(256);
-  ASSERT_OK(irt.Set(1, {.present = true, .vector = 0x50, .source_id = 0x0018,
-                        .source_validation = 1}));
-  EXPECT_THAT(irt.Remap({RemappableAddress(1, false), 0}, 0x0020),
-              StatusIs(absl::StatusCode::kPermissionDenied,
-                       HasSubstr("IRTE 1 belongs to requester 0018")));
+  ASSERT_OK(
+      irt.Set(1, {.present = true, .vector = 0x50, .source_id = 0x0018, .source_validation = 1}));
+  EXPECT_THAT(
+      irt.Remap({RemappableAddress(1, false), 0}, 0x0020),
+      StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("IRTE 1 belongs to requester 0018")));
   // SQ 3 ignores the function number: 00:03.x may all use it.
-  ASSERT_OK(irt.Set(2, {.present = true, .vector = 0x51, .source_id = 0x0018,
-                        .source_qualifier = 3, .source_validation = 1}));
+  ASSERT_OK(irt.Set(2, {.present = true,
+                        .vector = 0x51,
+                        .source_id = 0x0018,
+                        .source_qualifier = 3,
+                        .source_validation = 1}));
   EXPECT_OK(irt.Remap({RemappableAddress(2, false), 0}, 0x001f).status());
   EXPECT_THAT(irt.Remap({RemappableAddress(2, false), 0}, 0x0020),
               StatusIs(absl::StatusCode::kPermissionDenied));
   // SVT 2: a bus range (buses 1-3).
-  ASSERT_OK(irt.Set(3, {.present = true, .vector = 0x52, .source_id = 0x0103,
-                        .source_validation = 2}));
+  ASSERT_OK(
+      irt.Set(3, {.present = true, .vector = 0x52, .source_id = 0x0103, .source_validation = 2}));
   EXPECT_OK(irt.Remap({RemappableAddress(3, false), 0}, 0x0210).status());
   EXPECT_THAT(irt.Remap({RemappableAddress(3, false), 0}, 0x0410),
               StatusIs(absl::StatusCode::kPermissionDenied));
@@ -110,8 +116,8 @@ constexpr uint64_t kItsC = 0x80b0040;
 TEST(MsiIovaWindowTest, DoorbellPagesAreSharedRefcountedAndReleased) {
   FakeMapper mapper;
   MsiIovaWindow window(mapper);
-  EXPECT_THAT(window.Acquire({kItsA}), StatusIs(absl::StatusCode::kFailedPrecondition,
-                                                HasSubstr("no MSI IOVA window")));
+  EXPECT_THAT(window.Acquire({kItsA}),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("no MSI IOVA window")));
   ASSERT_OK(window.Register(Iova(0x8000000), 0x2000));
   EXPECT_THAT(window.Register(Iova(0x9000000), 0x1000),
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("already")));
@@ -132,17 +138,17 @@ TEST(MsiIovaWindowTest, AFullWindowFailsTheWholeEnableAndMapsNothingNew) {
   MsiIovaWindow window(mapper);
   ASSERT_OK(window.Register(Iova(0x8000000), 0x2000));  // Two doorbell pages.
   ASSERT_OK(window.Acquire({kItsA}).status());
-  EXPECT_THAT(window.Acquire({kItsA, kItsB, kItsC}),
-              StatusIs(absl::StatusCode::kResourceExhausted,
-                       AllOf(HasSubstr("holds 2 doorbell pages"),
-                             HasSubstr("enabling these 3 vectors"),
-                             HasSubstr("register a larger window"))));
+  EXPECT_THAT(
+      window.Acquire({kItsA, kItsB, kItsC}),
+      StatusIs(absl::StatusCode::kResourceExhausted,
+               AllOf(HasSubstr("holds 2 doorbell pages"), HasSubstr("enabling these 3 vectors"),
+                     HasSubstr("register a larger window"))));
   EXPECT_EQ(window.references(kItsA), 1u) << "the failed call's references are dropped";
   EXPECT_EQ(window.references(kItsB), 0u);
   EXPECT_EQ(mapper.mapped.size(), 1u) << "B's page was unmapped again";
   mapper.fail = true;
-  EXPECT_THAT(window.Acquire({kItsB}), StatusIs(absl::StatusCode::kInternal,
-                                                HasSubstr("map doorbell page 0x80a0000")));
+  EXPECT_THAT(window.Acquire({kItsB}),
+              StatusIs(absl::StatusCode::kInternal, HasSubstr("map doorbell page 0x80a0000")));
   EXPECT_EQ(window.mapped_pages(), 1u);
   EXPECT_THAT(window.Register(Iova(0x1000), 0), StatusIs(absl::StatusCode::kFailedPrecondition));
   MsiIovaWindow other(mapper);

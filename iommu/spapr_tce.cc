@@ -7,9 +7,7 @@
 namespace vmmkit::iommu {
 namespace {
 
-IommuAccess TcePerm(uint64_t tce) {
-  return static_cast<IommuAccess>(tce & (kTceRead | kTceWrite));
-}
+IommuAccess TcePerm(uint64_t tce) { return static_cast<IommuAccess>(tce & (kTceRead | kTceWrite)); }
 
 }  // namespace
 
@@ -23,8 +21,8 @@ absl::StatusOr<std::unique_ptr<SpaprTceTable>> SpaprTceTable::Create(
   }
   if (entries == 0 || entries > (uint64_t{1} << 32) || bus_offset % (uint64_t{1} << page_shift) ||
       !RangeLast(bus_offset, entries << page_shift)) {
-    return absl::InvalidArgumentError(absl::StrCat(what, ": bad window ", Hex(bus_offset), " + ",
-                                                   entries, " pages"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, ": bad window ", Hex(bus_offset), " + ", entries, " pages"));
   }
   if (elsewhere != nullptr && elsewhere->size() != entries) {
     return absl::InvalidArgumentError(absl::StrCat(what, ": the in-kernel view has ",
@@ -103,17 +101,16 @@ absl::StatusOr<IotlbEntry> SpaprTceTable::Translate(Iova iova, IommuAccess acces
     return absl::PermissionDeniedError(
         absl::StrCat(name_, ": TCE for ", iova.ToString(), " does not allow ", AccessName(access)));
   }
-  return IotlbEntry{Iova(page_start), tce & ~(kTceRead | kTceWrite), page_size() - 1,
-                    TcePerm(tce)};
+  return IotlbEntry{Iova(page_start), tce & ~(kTceRead | kTceWrite), page_size() - 1, TcePerm(tce)};
 }
 
 void SpaprTceTable::Walk(Iova start, Iova last,
                          const std::function<void(const IotlbEntry&)>& visit) {
   const uint64_t window_last = bus_offset_ + ((view().size() << page_shift_) - 1);
   if (last.raw() < bus_offset_ || start.raw() > window_last) return;
-  const uint64_t first_index = start.raw() <= bus_offset_ ? 0 : (start.raw() - bus_offset_) >> page_shift_;
-  const uint64_t last_index =
-      (std::min(last.raw(), window_last) - bus_offset_) >> page_shift_;
+  const uint64_t first_index =
+      start.raw() <= bus_offset_ ? 0 : (start.raw() - bus_offset_) >> page_shift_;
+  const uint64_t last_index = (std::min(last.raw(), window_last) - bus_offset_) >> page_shift_;
   for (uint64_t i = first_index; i <= last_index; ++i) {
     const uint64_t tce = view().Get(i);
     if (TcePerm(tce) == IommuAccess::kNone) continue;

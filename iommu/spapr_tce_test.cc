@@ -66,8 +66,8 @@ TEST(SpaprTceTest, FirstPassthroughDeviceMovesTheViewAndReplaysExistingEntries) 
   ASSERT_OK(t->PutTce(kWindow + 7 * kPage, 0x30000000 | kTceWrite | kTceRead));
   ASSERT_OK(t->PutTce(kWindow, 0));
   ExpectAgree(*t, hw);
-  ASSERT_OK_AND_ASSIGN(IotlbEntry e, t->Translate(Iova(kWindow + 7 * kPage + 0x123),
-                                                  IommuAccess::kWrite));
+  ASSERT_OK_AND_ASSIGN(IotlbEntry e,
+                       t->Translate(Iova(kWindow + 7 * kPage + 0x123), IommuAccess::kWrite));
   EXPECT_EQ(e.translated, 0x30000000u);
   EXPECT_EQ(e.addr_mask, kPage - 1);
 }
@@ -104,8 +104,8 @@ TEST(SpaprTceTest, AUserspaceTableWorksTheSameFromTheStart) {
 
 TEST(SpaprTceTest, HypercallArgumentsAreChecked) {
   auto t = Table(/*in_kernel=*/false);
-  EXPECT_THAT(t->PutTce(kWindow - kPage, 0), StatusIs(absl::StatusCode::kInvalidArgument,
-                                                      HasSubstr("H_PUT_TCE ioba 0x7fff0000")));
+  EXPECT_THAT(t->PutTce(kWindow - kPage, 0),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("H_PUT_TCE ioba 0x7fff0000")));
   EXPECT_THAT(t->PutTce(kWindow + 64 * kPage, 0), StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_THAT(t->PutTce(kWindow + 0x1000, 0), StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_THAT(t->PutTce(kWindow, 0x1000 | kTceRead),

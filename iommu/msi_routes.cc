@@ -1,0 +1,136 @@
+#include "iommu/msi_routes.h"
+
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
+
+namespace vmmkit::iommu {
+namespace {
+
+std::string Name(MsiVector v) {
+  return absl::StrCat("MSI device ", v.device, " vector ", v.vector);
+}
+
+}  // namespace
+
+MsiRoutes::MsiRoutes(kvm::Vm& vm, uint32_t first_gsi, uint32_t count,
+                     std::vector<kvm::GsiRoute> base, const InterruptRemappingTable* remapper)
+    : vm_(vm), first_gsi_(first_gsi), count_(count), base_(std::move(base)), remapper_(remapper) {}
+
+std::optional<uint32_t> MsiRoutes::gsi(MsiVector v) const {
+  auto it = routes_.find(v);
+  if (it == routes_.end()) return std::nullopt;
+  return it->second.gsi;
+}
+
+std::optional<MsiMessage> MsiRoutes::delivered(MsiVector v) const {
+  auto it = routes_.find(v);
+  if (it == routes_.end()) return std::nullopt;
+  return it->second.msg;
+}
+
+absl::StatusOr<MsiRoutes::Route*> MsiRoutes::Find(MsiVector v, const char* op) {
+  auto it = routes_.find(v);
+  if (it == routes_.end()) {
+    return absl::NotFoundError(absl::StrCat(op, " ", Name(v), ": not enabled"));
+  }
+  return &it->second;
+}
+
+absl::StatusOr<MsiMessage> MsiRoutes::Resolve(const MsiMessage& msg, uint16_t source_id) const {
+  if (!InterruptRemappingTable::IsRemappable(msg)) return msg;
+  if (remapper_ == nullptr) {
+    return absl::InvalidArgumentError(
+        "a remappable-format MSI, but interrupt remapping is not enabled");
+  }
+  return remapper_->Remap(msg, source_id);
+}
+
+absl::Status MsiRoutes::Push() {
+  std::vector<kvm::GsiRoute> table = base_;
+  for (const auto& [v, r] : routes_) {
+    table.push_back(
+        {r.gsi,
+         kvm::MsiRoute{.address = r.msg.address, .data = r.msg.data, .devid = std::nullopt}});
+  }
+  return vm_.SetGsiRouting(table);
+}
+
+absl::StatusOr<uint32_t> MsiRoutes::Enable(MsiVector v, const MsiMessage& msg, uint16_t source_id,
+                                           const EventFd& trigger, bool masked) {
+  const auto fail = [&](const absl::Status& s) {
+    return absl::Status(s.code(), absl::StrCat("enable ", Name(v), ": ", s.message()));
+  };
+  if (routes_.count(v)) return fail(absl::AlreadyExistsError("already enabled"));
+  absl::StatusOr<MsiMessage> delivered = Resolve(msg, source_id);
+  if (!delivered.ok()) return fail(delivered.status());
+  std::set<uint32_t> used;
+  for (const auto& [key, r] : routes_) used.insert(r.gsi);
+  uint32_t gsi = first_gsi_;
+  while (gsi - first_gsi_ < count_ && used.count(gsi)) ++gsi;
+  if (gsi - first_gsi_ >= count_) {
+    return fail(absl::ResourceExhaustedError(
+        absl::StrCat("all ", count_, " MSI GSIs from ", first_gsi_, " are in use")));
+  }
+  routes_[v] = Route{gsi, *delivered, source_id, &trigger, masked};
+  if (absl::Status s = Push(); !s.ok()) {
+    routes_.erase(v);
+    return fail(s);
+  }
+  if (!masked) {
+    if (absl::Status s = vm_.AssignIrqfd(trigger, gsi); !s.ok()) {
+      routes_.erase(v);
+      (void)Push();  // Back to the table that worked before.
+      return fail(s);
+    }
+  }
+  return gsi;
+}
+
+absl::Status MsiRoutes::Update(MsiVector v, const MsiMessage& msg) {
+  ASSIGN_OR_RETURN(Route * r, Find(v, "update"));
+  absl::StatusOr<MsiMessage> delivered = Resolve(msg, r->source_id);
+  if (!delivered.ok()) {
+    return absl::Status(delivered.status().code(),
+                        absl::StrCat("update ", Name(v), ": ", delivered.status().message()));
+  }
+  const MsiMessage old = r->msg;
+  r->msg = *delivered;
+  if (absl::Status s = Push(); !s.ok()) {
+    r->msg = old;
+    return s;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status MsiRoutes::Mask(MsiVector v) {
+  ASSIGN_OR_RETURN(Route * r, Find(v, "mask"));
+  if (r->masked) return absl::OkStatus();
+  RETURN_IF_ERROR(vm_.DeassignIrqfd(*r->trigger, r->gsi));
+  r->masked = true;
+  return absl::OkStatus();
+}
+
+absl::Status MsiRoutes::Unmask(MsiVector v) {
+  ASSIGN_OR_RETURN(Route * r, Find(v, "unmask"));
+  if (!r->masked) return absl::OkStatus();
+  RETURN_IF_ERROR(vm_.AssignIrqfd(*r->trigger, r->gsi));
+  r->masked = false;
+  return absl::OkStatus();
+}
+
+absl::Status MsiRoutes::Disable(MsiVector v) {
+  ASSIGN_OR_RETURN(Route * r, Find(v, "disable"));
+  if (!r->masked) RETURN_IF_ERROR(vm_.DeassignIrqfd(*r->trigger, r->gsi));
+  const Route saved = *r;
+  routes_.erase(v);
+  if (absl::Status s = Push(); !s.ok()) {
+    routes_[v] = saved;
+    if (!saved.masked) (void)vm_.AssignIrqfd(*saved.trigger, saved.gsi);
+    return s;
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace vmmkit::iommu

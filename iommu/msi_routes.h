@@ -1,0 +1,90 @@
+// File: iommu/msi_routes.h
+// -----------------------------------------------------------------------------
+// MsiRoutes turns the MSI/MSI-X messages a guest programs into a passthrough device into KVM
+// interrupt routes: each enabled vector gets a GSI routed to its (remapped, if need be) message,
+// and the eventfd VFIO signals for that vector is bound to the GSI as an irqfd, so an interrupt
+// goes from the device to the guest without the VMM running.
+//
+// KVM_SET_GSI_ROUTING replaces the whole table, so this class owns it: `base` (the irqchip pin
+// routes) plus one route per vector, pushed whole on every change. Masking a vector detaches its
+// irqfd (VFIO's eventfd then just counts, and the VMM can set the pending bit); unmasking attaches
+// it again. Remappable-format messages (x86 interrupt remapping) go through an
+// InterruptRemappingTable first; a message it rejects is an error, never a route.
+//
+//   MsiRoutes routes(vm, /*first_gsi=*/24, /*count=*/1000, kvm::DefaultIrqchipRoutes());
+//   ASSIGN_OR_RETURN(uint32_t gsi, routes.Enable({dev, 0}, msg, source_id, vfio_eventfd));
+//   RETURN_IF_ERROR(device->EnableIrqs(VFIO_PCI_MSIX_IRQ_INDEX, 0, {vfio_eventfd.fd()}));
+//
+// Every call is all-or-nothing: on failure the routing table and irqfds are as before.
+// Thread-safety: none; the event loop (or the caller's lock) owns it.
+
+#ifndef VMMKIT_IOMMU_MSI_ROUTES_H_
+#define VMMKIT_IOMMU_MSI_ROUTES_H_
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "base/event_fd.h"
+#include "iommu/msi_remapper.h"
+#include "kvm/vm.h"
+
+namespace vmmkit::iommu {
+
+// A vector of a device: the caller's device number and the vector index.
+struct MsiVector {
+  uint32_t device = 0;
+  uint32_t vector = 0;
+  friend auto operator<=>(const MsiVector&, const MsiVector&) = default;
+};
+
+class MsiRoutes {
+ public:
+  // MSI routes use GSIs [first_gsi, first_gsi + count); `base` is the rest of the table.
+  // `remapper` (optional, not owned) translates remappable-format messages.
+  MsiRoutes(kvm::Vm& vm, uint32_t first_gsi, uint32_t count, std::vector<kvm::GsiRoute> base,
+            const InterruptRemappingTable* remapper = nullptr);
+
+  // Routes `msg` from requester `source_id` to a free GSI and, unless `masked`, binds `trigger`
+  // to it. `trigger` must stay alive until Disable. ALREADY_EXISTS if the vector is enabled;
+  // RESOURCE_EXHAUSTED when the GSI range is full.
+  absl::StatusOr<uint32_t> Enable(MsiVector v, const MsiMessage& msg, uint16_t source_id,
+                                  const EventFd& trigger, bool masked = false);
+  // The guest reprogrammed the vector's address/data.
+  absl::Status Update(MsiVector v, const MsiMessage& msg);
+  absl::Status Mask(MsiVector v);
+  absl::Status Unmask(MsiVector v);
+  // Unbinds and removes the route; the GSI is free again.
+  absl::Status Disable(MsiVector v);
+
+  size_t size() const { return routes_.size(); }
+  std::optional<uint32_t> gsi(MsiVector v) const;
+  // The message KVM delivers for `v` (after remapping).
+  std::optional<MsiMessage> delivered(MsiVector v) const;
+
+ private:
+  struct Route {
+    uint32_t gsi;
+    MsiMessage msg;  // As delivered (remapped).
+    uint16_t source_id;
+    const EventFd* trigger;
+    bool masked;
+  };
+  absl::StatusOr<MsiMessage> Resolve(const MsiMessage& msg, uint16_t source_id) const;
+  absl::Status Push();
+  absl::StatusOr<Route*> Find(MsiVector v, const char* op);
+
+  kvm::Vm& vm_;
+  uint32_t first_gsi_, count_;
+  std::vector<kvm::GsiRoute> base_;
+  const InterruptRemappingTable* remapper_;
+  std::map<MsiVector, Route> routes_;
+};
+
+}  // namespace vmmkit::iommu
+
+#endif  // VMMKIT_IOMMU_MSI_ROUTES_H_

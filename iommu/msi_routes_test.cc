@@ -1,0 +1,131 @@
+// MsiRoutes against the real /dev/kvm: routes and irqfds are checked by the interrupt arriving in
+// the vCPU's local APIC (its IRR), not by trusting the ioctls.
+#include "iommu/msi_routes.h"
+
+#include <linux/kvm.h>
+
+#include <cstring>
+
+#include "base/status_matchers.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "kvm/testing/kvm_fixture.h"
+#include "kvm/testing/tiny_guest.h"
+
+namespace vmmkit::iommu {
+namespace {
+
+using ::testing::HasSubstr;
+
+class MsiRoutesTest : public kvm::testing::KvmFixture {
+ protected:
+  void SetUp() override {
+    KvmFixture::SetUp();
+    if (IsSkipped()) return;
+    auto g =
+        kvm::testing::MakeTinyGuest(kvm(), kvm::testing::CpuMode::kLong, {0xf4}, {.irqchip = true});
+    ASSERT_OK(g.status());
+    guest_ = std::make_unique<kvm::testing::TinyGuest>(std::move(g).value());
+    // Software-enable the local APIC (SVR bit 8), or fixed interrupts are dropped.
+    ASSERT_OK_AND_ASSIGN(kvm_lapic_state lapic, guest_->vcpu->GetLapic());
+    uint32_t svr;
+    std::memcpy(&svr, lapic.regs + 0xf0, 4);
+    svr |= 0x100;
+    std::memcpy(lapic.regs + 0xf0, &svr, 4);
+    ASSERT_OK(guest_->vcpu->SetLapic(lapic));
+  }
+  // Whether `vector` is pending in the vCPU's IRR.
+  bool Pending(uint8_t vector) {
+    auto lapic = guest_->vcpu->GetLapic();
+    EXPECT_OK(lapic.status());
+    uint32_t irr;
+    std::memcpy(&irr, lapic->regs + 0x200 + (vector / 32) * 0x10, 4);
+    return irr & (1u << (vector % 32));
+  }
+  kvm::Vm& vm() { return *guest_->vm; }
+  std::unique_ptr<kvm::testing::TinyGuest> guest_;
+};
+
+TEST_F(MsiRoutesTest, AnEnabledVectorDeliversThroughItsIrqfd) {
+  MsiRoutes routes(vm(), 24, 8, kvm::DefaultIrqchipRoutes());
+  ASSERT_OK_AND_ASSIGN(EventFd trigger, EventFd::Create());
+  ASSERT_OK_AND_ASSIGN(uint32_t gsi, routes.Enable({1, 0}, {0xfee00000, 0x41}, 0x18, trigger));
+  EXPECT_EQ(gsi, 24u);
+  ASSERT_OK(trigger.Write(1));
+  EXPECT_TRUE(Pending(0x41));
+  // The guest reprograms the vector: the next interrupt uses the new message.
+  ASSERT_OK(routes.Update({1, 0}, {0xfee00000, 0x52}));
+  ASSERT_OK(trigger.Write(1));
+  EXPECT_TRUE(Pending(0x52));
+}
+
+TEST_F(MsiRoutesTest, MaskedVectorsDoNotDeliver) {
+  MsiRoutes routes(vm(), 24, 8, kvm::DefaultIrqchipRoutes());
+  ASSERT_OK_AND_ASSIGN(EventFd trigger, EventFd::Create());
+  ASSERT_OK(routes.Enable({1, 0}, {0xfee00000, 0x61}, 0x18, trigger, /*masked=*/true).status());
+  ASSERT_OK(trigger.Write(1));
+  EXPECT_FALSE(Pending(0x61));
+  ASSERT_OK(routes.Unmask({1, 0}));
+  ASSERT_OK(trigger.Write(1));
+  EXPECT_TRUE(Pending(0x61));
+  ASSERT_OK(routes.Mask({1, 0}));
+  ASSERT_OK(routes.Update({1, 0}, {0xfee00000, 0x62}));
+  ASSERT_OK(trigger.Write(1));
+  EXPECT_FALSE(Pending(0x62));
+  ASSERT_OK(routes.Disable({1, 0}));
+  EXPECT_EQ(routes.size(), 0u);
+}
+
+TEST_F(MsiRoutesTest, RemappableMessagesGoThroughTheRemapper) {
+  InterruptRemappingTable irt(64);
+  ASSERT_OK(irt.Set(5, {.present = true,
+                        .vector = 0x71,
+                        .destination = 0,
+                        .source_id = 0x18,
+                        .source_validation = 1}));
+  MsiRoutes routes(vm(), 24, 8, kvm::DefaultIrqchipRoutes(), &irt);
+  ASSERT_OK_AND_ASSIGN(EventFd trigger, EventFd::Create());
+  const MsiMessage remappable{0xfee00000 | (5 << 5) | (1 << 4), 0};
+  ASSERT_OK(routes.Enable({2, 0}, remappable, 0x18, trigger).status());
+  EXPECT_EQ(routes.delivered({2, 0}), (MsiMessage{0xfee00000, 0x71}));
+  ASSERT_OK(trigger.Write(1));
+  EXPECT_TRUE(Pending(0x71));
+  // Another requester presenting the same handle gets no route.
+  ASSERT_OK_AND_ASSIGN(EventFd other, EventFd::Create());
+  EXPECT_THAT(routes.Enable({3, 0}, remappable, 0x20, other),
+              StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("enable MSI device 3")));
+  MsiRoutes no_ir(vm(), 40, 8, kvm::DefaultIrqchipRoutes());
+  EXPECT_THAT(no_ir.Enable({2, 0}, remappable, 0x18, trigger),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("remapping is not enabled")));
+}
+
+TEST_F(MsiRoutesTest, ErrorsLeaveEverythingAsItWas) {
+  MsiRoutes routes(vm(), 24, 2, kvm::DefaultIrqchipRoutes());
+  ASSERT_OK_AND_ASSIGN(EventFd a, EventFd::Create());
+  ASSERT_OK_AND_ASSIGN(EventFd b, EventFd::Create());
+  ASSERT_OK_AND_ASSIGN(EventFd c, EventFd::Create());
+  ASSERT_OK(routes.Enable({1, 0}, {0xfee00000, 0x41}, 0, a).status());
+  EXPECT_THAT(routes.Enable({1, 0}, {0xfee00000, 0x41}, 0, a),
+              StatusIs(absl::StatusCode::kAlreadyExists));
+  ASSERT_OK(routes.Enable({1, 1}, {0xfee00000, 0x42}, 0, b).status());
+  EXPECT_THAT(routes.Enable({1, 2}, {0xfee00000, 0x43}, 0, c),
+              StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("all 2 MSI GSIs")));
+  EXPECT_EQ(routes.size(), 2u);
+  // The same eventfd cannot be bound twice to one GSI... but a second irqfd for an eventfd
+  // already in use is refused by KVM (EBUSY): the route is rolled back.
+  ASSERT_OK(routes.Disable({1, 1}));
+  EXPECT_THAT(routes.Enable({1, 3}, {0xfee00000, 0x44}, 0, a),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("KVM_IRQFD")));
+  EXPECT_EQ(routes.size(), 1u);
+  EXPECT_FALSE(routes.gsi({1, 3}).has_value());
+  EXPECT_THAT(routes.Update({9, 9}, {}),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("update MSI device 9 vector 9")));
+  EXPECT_THAT(routes.Mask({9, 9}), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(routes.Disable({9, 9}), StatusIs(absl::StatusCode::kNotFound));
+  // The first vector still works.
+  ASSERT_OK(a.Write(1));
+  EXPECT_TRUE(Pending(0x41));
+}
+
+}  // namespace
+}  // namespace vmmkit::iommu
