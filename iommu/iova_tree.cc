@@ -23,6 +23,12 @@ absl::Status IovaTree::Insert(const IovaMapping& m) {
 }
 
 std::vector<IovaMapping> IovaTree::Remove(Iova iova, uint64_t size) {
+  // The common case, removing exactly one mapping: mappings are disjoint, so nothing else overlaps.
+  if (auto it = map_.find(iova.raw()); it != map_.end() && it->second.size == size) {
+    std::vector<IovaMapping> removed = {it->second};
+    map_.erase(it);
+    return removed;
+  }
   std::vector<IovaMapping> removed = Overlapping(iova, size);
   if (removed.empty()) return removed;
   // Overlapping() checked the range: it is non-empty and does not wrap.
