@@ -109,6 +109,15 @@ absl::StatusOr<Iova> IovaTree::FindFree(Iova window_start, Iova window_last, uin
       window_start.ToString(), ", ", window_last.ToString(), "]"));
 }
 
+absl::StatusOr<Iova> IovaTree::Allocate(Iova window_start, Iova window_last, uint64_t size,
+                                        uint64_t alignment, uint64_t translated, IommuAccess perm) {
+  absl::StatusOr<Iova> at = FindFree(window_start, window_last, size, alignment);
+  if (!at.ok()) return at;
+  // FindFree found [at, at + size) free and inside the window: the insert cannot fail.
+  (void)Insert({*at, size, translated, perm});
+  return at;
+}
+
 std::vector<IovaMapping> IovaTree::mappings() const {
   std::vector<IovaMapping> out;
   out.reserve(map_.size());

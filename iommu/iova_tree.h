@@ -10,6 +10,7 @@
 //   auto m = tree.Find(Iova(0x1800));                    // the mapping containing 0x1800
 //   std::vector<IovaMapping> gone = tree.Remove(Iova(0x2000), 0x1000);  // splits if needed
 //   ASSIGN_OR_RETURN(Iova free, tree.FindFree(Iova(0), Iova(0xffffffff), 0x10000, 0x10000));
+//   ASSIGN_OR_RETURN(Iova at, tree.Allocate(Iova(0), Iova(0xffffffff), 0x1000, 0x1000, gpa, rw));
 //
 // Thread-safety: none (like a std::map).
 
@@ -54,6 +55,10 @@ class IovaTree {
   // (a power of two >= 1) with `size` free bytes. RESOURCE_EXHAUSTED if none.
   absl::StatusOr<Iova> FindFree(Iova window_start, Iova window_last, uint64_t size,
                                 uint64_t alignment) const;
+
+  // FindFree, then Insert there: allocates `size` bytes of IOVA mapped to `translated`.
+  absl::StatusOr<Iova> Allocate(Iova window_start, Iova window_last, uint64_t size,
+                                uint64_t alignment, uint64_t translated, IommuAccess perm);
 
   size_t size() const { return map_.size(); }
   bool empty() const { return map_.empty(); }

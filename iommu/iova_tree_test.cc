@@ -77,6 +77,14 @@ TEST(IovaTreeTest, FirstFitAllocationWithAlignment) {
               StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_THAT(t.FindFree(Iova(~0ull - 0xfff), Iova(~0ull), 0x1000, 0x1000),
               IsOkAndHolds(Iova(~0ull - 0xfff)));
+  // Allocate takes what FindFree finds.
+  EXPECT_THAT(t.Allocate(Iova(0x10000), Iova(0x1ffff), 0x1000, 0x1000, 0xabc000, kRw),
+              IsOkAndHolds(Iova(0x11000)));
+  EXPECT_EQ(t.Find(Iova(0x11000))->translated, 0xabc000u);
+  EXPECT_THAT(t.Allocate(Iova(0x10000), Iova(0x1ffff), 0x1000, 0x1000, 0, kRw),
+              IsOkAndHolds(Iova(0x13000)));
+  EXPECT_THAT(t.Allocate(Iova(0x10000), Iova(0x12fff), 0x1000, 0x1000, 0, kRw),
+              StatusIs(absl::StatusCode::kResourceExhausted));
 }
 
 // Randomized model test: the tree against a byte-granular (page-granular) reference.

@@ -151,8 +151,8 @@ absl::StatusOr<std::vector<Iova>> MsiIovaWindow::Acquire(absl::Span<const uint64
     const uint64_t page = doorbell & ~(page_size_ - 1);
     auto it = pages_.find(page);
     if (it == pages_.end()) {
-      absl::StatusOr<Iova> iova =
-          allocated_.FindFree(window_->first, window_->second, page_size_, page_size_);
+      absl::StatusOr<Iova> iova = allocated_.Allocate(window_->first, window_->second, page_size_,
+                                                      page_size_, page, IommuAccess::kWrite);
       if (!iova.ok()) {
         rollback();
         const uint64_t capacity = (window_->second.raw() - window_->first.raw()) / page_size_ + 1;
@@ -163,12 +163,11 @@ absl::StatusOr<std::vector<Iova>> MsiIovaWindow::Acquire(absl::Span<const uint64
             " vectors needs doorbell page ", Hex(page), " too (register a larger window)"));
       }
       if (absl::Status s = mapper_.MapDoorbell(*iova, page, page_size_); !s.ok()) {
+        allocated_.Remove(*iova, page_size_);
         rollback();
         return absl::Status(s.code(), absl::StrCat("MSI doorbells: map doorbell page ", Hex(page),
                                                    " at ", iova->ToString(), ": ", s.message()));
       }
-      // FindFree found the range free.
-      (void)allocated_.Insert({*iova, page_size_, page, IommuAccess::kWrite});
       it = pages_.emplace(page, Page{*iova, 0}).first;
     }
     ++it->second.refs;
