@@ -119,12 +119,16 @@ absl::Status VfioDevice::ReadInfo() {
                             reinterpret_cast<uintptr_t>(&info), Name("VFIO_DEVICE_GET_INFO"))
                       .status());
   info_ = {info.flags, info.num_regions, info.num_irqs};
-  if (info_.is_pci()) {
-    if (info_.num_regions <= VFIO_PCI_CONFIG_REGION_INDEX) {
-      return absl::InternalError(absl::StrCat(Name("VFIO_DEVICE_GET_INFO"), ": a PCI device with ",
-                                              info_.num_regions, " regions has no config space"));
-    }
-    ASSIGN_OR_RETURN(config_, GetRegionInfo(VFIO_PCI_CONFIG_REGION_INDEX));
+  if (info_.is_pci() && info_.num_regions <= VFIO_PCI_CONFIG_REGION_INDEX) {
+    return absl::InternalError(absl::StrCat(Name("VFIO_DEVICE_GET_INFO"), ": a PCI device with ",
+                                            info_.num_regions, " regions has no config space"));
+  }
+  // Region layouts do not change while the device is open: read them once, so that region and
+  // config accesses (which a guest drives) cost one pread/pwrite each.
+  regions_.clear();
+  for (uint32_t i = 0; i < info_.num_regions && i < kMaxCachedRegions; ++i) {
+    ASSIGN_OR_RETURN(RegionInfo r, GetRegionInfo(i));
+    regions_.push_back(std::move(r));
   }
   return absl::OkStatus();
 }
@@ -235,78 +239,79 @@ absl::StatusOr<RegionInfo> VfioDevice::GetRegionInfo(uint32_t index) const {
   return out;
 }
 
-absl::Status VfioDevice::ReadRegion(uint32_t index, uint64_t offset,
-                                    absl::Span<uint8_t> out) const {
-  ASSIGN_OR_RETURN(RegionInfo r, GetRegionInfo(index));
-  const std::string what =
-      absl::StrFormat("read %s region %u offset %#x size %#x", name_, index, offset, out.size());
-  if (!r.readable()) return absl::PermissionDeniedError(absl::StrCat(what, ": not readable"));
-  if (offset > r.size || out.size() > r.size - offset) {
-    return absl::OutOfRangeError(absl::StrCat(what, ": outside the ", Hex(r.size), "-byte region"));
+template <typename Describe>
+absl::Status VfioDevice::Access(bool write, uint32_t index, uint64_t offset, void* buf, size_t len,
+                                const Describe& what) const {
+  if (index >= regions_.size()) {
+    return absl::OutOfRangeError(
+        absl::StrCat(what(), ": the device has ", regions_.size(), " regions"));
   }
-  const int64_t n = sys_.Pread(fd_.get(), out.data(), out.size(), r.offset + offset);
-  if (n < 0) return ErrnoStatus(static_cast<int>(-n), what);
-  if (static_cast<uint64_t>(n) != out.size()) {
-    return absl::DataLossError(absl::StrCat(what, ": short read of ", n, " bytes"));
+  const RegionInfo& r = regions_[index];
+  if (write ? !r.writable() : !r.readable()) [[unlikely]] {
+    return absl::PermissionDeniedError(
+        absl::StrCat(what(), write ? ": not writable" : ": not readable"));
+  }
+  if (offset > r.size || len > r.size - offset) [[unlikely]] {
+    return absl::OutOfRangeError(
+        absl::StrCat(what(), ": outside the ", Hex(r.size), "-byte region"));
+  }
+  const int64_t n = write ? sys_.Pwrite(fd_.get(), buf, len, r.offset + offset)
+                          : sys_.Pread(fd_.get(), buf, len, r.offset + offset);
+  if (n < 0) [[unlikely]] {
+    return ErrnoStatus(static_cast<int>(-n), what());
+  }
+  if (static_cast<uint64_t>(n) != len) [[unlikely]] {
+    return absl::DataLossError(absl::StrCat(what(), ": short transfer of ", n, " bytes"));
   }
   return absl::OkStatus();
+}
+
+absl::Status VfioDevice::ReadRegion(uint32_t index, uint64_t offset,
+                                    absl::Span<uint8_t> out) const {
+  return Access(false, index, offset, out.data(), out.size(), [&] {
+    return absl::StrFormat("read %s region %u offset %#x size %#x", name_, index, offset,
+                           out.size());
+  });
 }
 
 absl::Status VfioDevice::WriteRegion(uint32_t index, uint64_t offset,
                                      absl::Span<const uint8_t> data) const {
-  ASSIGN_OR_RETURN(RegionInfo r, GetRegionInfo(index));
-  const std::string what =
-      absl::StrFormat("write %s region %u offset %#x size %#x", name_, index, offset, data.size());
-  if (!r.writable()) return absl::PermissionDeniedError(absl::StrCat(what, ": not writable"));
-  if (offset > r.size || data.size() > r.size - offset) {
-    return absl::OutOfRangeError(absl::StrCat(what, ": outside the ", Hex(r.size), "-byte region"));
-  }
-  const int64_t n = sys_.Pwrite(fd_.get(), data.data(), data.size(), r.offset + offset);
-  if (n < 0) return ErrnoStatus(static_cast<int>(-n), what);
-  if (static_cast<uint64_t>(n) != data.size()) {
-    return absl::DataLossError(absl::StrCat(what, ": short write of ", n, " bytes"));
-  }
-  return absl::OkStatus();
+  return Access(true, index, offset, const_cast<uint8_t*>(data.data()), data.size(), [&] {
+    return absl::StrFormat("write %s region %u offset %#x size %#x", name_, index, offset,
+                           data.size());
+  });
 }
-
-namespace {
-absl::Status CheckConfigAccess(const std::string& what, const std::optional<RegionInfo>& config,
-                               uint64_t offset, uint32_t size) {
-  if (!config) return absl::FailedPreconditionError(absl::StrCat(what, ": not a PCI device"));
-  if ((size != 1 && size != 2 && size != 4) || offset % size != 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(what, ": size must be 1, 2 or 4 and the offset naturally aligned"));
-  }
-  if (offset > config->size || size > config->size - offset) {
-    return absl::OutOfRangeError(
-        absl::StrCat(what, ": outside the ", Hex(config->size), "-byte config space"));
-  }
-  return absl::OkStatus();
-}
-}  // namespace
 
 absl::StatusOr<uint32_t> VfioDevice::ReadConfig(uint64_t offset, uint32_t size) const {
-  const std::string what =
-      absl::StrFormat("read %s config offset %#x size %u", name_, offset, size);
-  RETURN_IF_ERROR(CheckConfigAccess(what, config_, offset, size));
+  auto what = [&] {
+    return absl::StrFormat("read %s config offset %#x size %u", name_, offset, size);
+  };
+  if (!info_.is_pci())
+    return absl::FailedPreconditionError(absl::StrCat(what(), ": not a PCI device"));
+  if ((size != 1 && size != 2 && size != 4) || offset % size != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what(), ": size must be 1, 2 or 4 and the offset naturally aligned"));
+  }
   uint32_t value = 0;  // Little-endian host: the low `size` bytes.
-  const int64_t n = sys_.Pread(fd_.get(), &value, size, config_->offset + offset);
-  if (n < 0) return ErrnoStatus(static_cast<int>(-n), what);
-  if (n != size) return absl::DataLossError(absl::StrCat(what, ": short read of ", n, " bytes"));
+  RETURN_IF_ERROR(Access(false, VFIO_PCI_CONFIG_REGION_INDEX, offset, &value, size, what));
   return value;
 }
 
 absl::Status VfioDevice::WriteConfig(uint64_t offset, uint32_t size, uint32_t value) const {
-  const std::string what =
-      absl::StrFormat("write %s config offset %#x size %u value %#x", name_, offset, size, value);
-  RETURN_IF_ERROR(CheckConfigAccess(what, config_, offset, size));
-  if (size < 4 && (value >> (8 * size)) != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(what, ": value wider than the access"));
+  auto what = [&] {
+    return absl::StrFormat("write %s config offset %#x size %u value %#x", name_, offset, size,
+                           value);
+  };
+  if (!info_.is_pci())
+    return absl::FailedPreconditionError(absl::StrCat(what(), ": not a PCI device"));
+  if ((size != 1 && size != 2 && size != 4) || offset % size != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what(), ": size must be 1, 2 or 4 and the offset naturally aligned"));
   }
-  const int64_t n = sys_.Pwrite(fd_.get(), &value, size, config_->offset + offset);
-  if (n < 0) return ErrnoStatus(static_cast<int>(-n), what);
-  if (n != size) return absl::DataLossError(absl::StrCat(what, ": short write of ", n, " bytes"));
-  return absl::OkStatus();
+  if (size < 4 && (value >> (8 * size)) != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(what(), ": value wider than the access"));
+  }
+  return Access(true, VFIO_PCI_CONFIG_REGION_INDEX, offset, &value, size, what);
 }
 
 absl::StatusOr<MappedRegion> VfioDevice::MapRegion(uint32_t index) const {

@@ -149,7 +149,8 @@ class VfioDevice {
 
   // VFIO_DEVICE_GET_REGION_INFO.
   absl::StatusOr<RegionInfo> GetRegionInfo(uint32_t index) const;
-  // pread/pwrite of a region (full transfers or an error). OUT_OF_RANGE outside the region.
+  // pread/pwrite of a region (full transfers or an error). OUT_OF_RANGE outside the region. The
+  // region layouts are read once when the device is opened.
   absl::Status ReadRegion(uint32_t index, uint64_t offset, absl::Span<uint8_t> out) const;
   absl::Status WriteRegion(uint32_t index, uint64_t offset, absl::Span<const uint8_t> data) const;
   // PCI config space (region VFIO_PCI_CONFIG_REGION_INDEX), 1/2/4 bytes, naturally aligned.
@@ -187,6 +188,10 @@ class VfioDevice {
   VfioDevice(VfioSyscalls& sys, std::shared_ptr<VfioGroup> group, std::string name, ScopedFd fd)
       : sys_(sys), group_(std::move(group)), name_(std::move(name)), fd_(std::move(fd)) {}
   absl::Status ReadInfo();
+  // pread/pwrite of `len` bytes of a cached region; describe() names the access in errors.
+  template <typename Describe>
+  absl::Status Access(bool write, uint32_t index, uint64_t offset, void* buf, size_t len,
+                      const Describe& what) const;
   absl::Status SetIrqs(uint32_t index, uint32_t flags, uint32_t start, uint32_t count,
                        absl::Span<const int> eventfds, const std::string& what) const;
   std::string Name(const char* op) const;
@@ -199,7 +204,8 @@ class VfioDevice {
   std::optional<uint32_t> attached_ioas_;
   std::string name_;
   DeviceInfo info_;
-  std::optional<RegionInfo> config_;  // PCI devices: the config region.
+  static constexpr uint32_t kMaxCachedRegions = 64;  // vfio-pci has 9 (+ device-specific ones).
+  std::vector<RegionInfo> regions_;                  // Read once at open (ReadInfo).
   ScopedFd fd_;
 };
 

@@ -152,9 +152,15 @@ TEST_F(DeviceTest, DeviceInfoAndRegions) {
 TEST_F(DeviceTest, SparseAreasOutsideTheRegionAreRejected) {
   edu().regions[VFIO_PCI_BAR0_REGION_INDEX].sparse =
       std::vector<std::pair<uint64_t, uint64_t>>{{0xff000, 0x2000}};
-  auto dev = OpenEdu();
-  EXPECT_THAT(dev->GetRegionInfo(VFIO_PCI_BAR0_REGION_INDEX),
-              StatusIs(absl::StatusCode::kInternal, HasSubstr("lies outside the 0x100000-byte")));
+  // Region layouts are read when the device is opened: a malformed one fails the open, naming it.
+  ASSERT_OK_AND_ASSIGN(auto container, VfioContainer::Open(kernel_));
+  ASSERT_OK_AND_ASSIGN(auto group, VfioGroup::Open(5, kernel_, Paths()));
+  ASSERT_OK(group->SetContainer(container));
+  ASSERT_OK(container->SetType1Iommu().status());
+  EXPECT_THAT(group->GetDevice(kEdu),
+              StatusIs(absl::StatusCode::kInternal,
+                       HasSubstr("index=0: sparse area 0xff000+0x2000 lies outside the 0x100000")));
+  EXPECT_EQ(kernel_.OpenFds().count("device"), 0u) << "the device fd was closed again";
 }
 
 TEST_F(DeviceTest, MapRegionHonoursSparseAreas) {
@@ -212,7 +218,8 @@ TEST_F(DeviceTest, ConfigSpaceAccess) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("naturally aligned")));
   EXPECT_THAT(dev->ReadConfig(0, 3), StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_THAT(dev->ReadConfig(256, 4),
-              StatusIs(absl::StatusCode::kOutOfRange, HasSubstr("0x100-byte config space")));
+              StatusIs(absl::StatusCode::kOutOfRange,
+                       HasSubstr("config offset 0x100 size 4: outside the 0x100-byte region")));
   EXPECT_THAT(dev->WriteConfig(4, 1, 0x100),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("wider than the access")));
   uint8_t buf[8];
