@@ -127,8 +127,12 @@ absl::Status VfioDevice::ReadInfo() {
   // config accesses (which a guest drives) cost one pread/pwrite each.
   regions_.clear();
   for (uint32_t i = 0; i < info_.num_regions && i < kMaxCachedRegions; ++i) {
-    ASSIGN_OR_RETURN(RegionInfo r, GetRegionInfo(i));
-    regions_.push_back(std::move(r));
+    absl::StatusOr<RegionInfo> r = GetRegionInfo(i);
+    // vfio-pci counts regions a device may not have (the VGA region of a non-VGA device) and
+    // answers EINVAL for them: such a region is empty, neither readable nor writable.
+    if (r.status().code() == absl::StatusCode::kInvalidArgument) r = RegionInfo{.index = i};
+    if (!r.ok()) return r.status();
+    regions_.push_back(*std::move(r));
   }
   return absl::OkStatus();
 }

@@ -145,6 +145,12 @@ TEST_F(DeviceTest, DeviceInfoAndRegions) {
   ASSERT_OK_AND_ASSIGN(RegionInfo bar1, dev->GetRegionInfo(VFIO_PCI_BAR1_REGION_INDEX));
   EXPECT_EQ(bar1.size, 0u);
   EXPECT_FALSE(bar1.sparse_areas.has_value());
+  // The VGA region a non-VGA device does not have: the ioctl says EINVAL, accesses are refused.
+  EXPECT_THAT(dev->GetRegionInfo(VFIO_PCI_VGA_REGION_INDEX),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  uint8_t byte[1];
+  EXPECT_THAT(dev->ReadRegion(VFIO_PCI_VGA_REGION_INDEX, 0, byte),
+              StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("not readable")));
   EXPECT_THAT(dev->GetRegionInfo(VFIO_PCI_NUM_REGIONS),
               StatusIs(absl::StatusCode::kOutOfRange, HasSubstr("index=9: the device has 9")));
 }

@@ -48,8 +48,10 @@ FakeVfioKernel::Device FakeVfioKernel::PciDevice(int group) {
   d.flags = VFIO_DEVICE_FLAGS_PCI | VFIO_DEVICE_FLAGS_RESET;
   d.regions.resize(VFIO_PCI_NUM_REGIONS);
   const uint32_t rw = VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE;
-  d.regions[VFIO_PCI_BAR0_REGION_INDEX] = {rw | VFIO_REGION_INFO_FLAG_MMAP, 1 << 20, {}, false, {}};
-  d.regions[VFIO_PCI_CONFIG_REGION_INDEX] = {rw, 256, {}, false, {}};
+  d.regions[VFIO_PCI_BAR0_REGION_INDEX] = {
+      false, rw | VFIO_REGION_INFO_FLAG_MMAP, 1 << 20, {}, false, {}};
+  d.regions[VFIO_PCI_CONFIG_REGION_INDEX] = {false, rw, 256, {}, false, {}};
+  d.regions[VFIO_PCI_VGA_REGION_INDEX].absent = true;
   d.irqs.resize(VFIO_PCI_NUM_IRQS);
   d.irqs[VFIO_PCI_INTX_IRQ_INDEX] = {
       VFIO_IRQ_INFO_EVENTFD | VFIO_IRQ_INFO_MASKABLE | VFIO_IRQ_INFO_AUTOMASKED, 1};
@@ -467,6 +469,7 @@ int FakeVfioKernel::RegionInfo(const Device& d, uintptr_t arg) {
   auto* ri = reinterpret_cast<vfio_region_info*>(arg);
   if (ri->argsz < sizeof(*ri) || ri->index >= d.regions.size()) return -EINVAL;
   const Region& r = d.regions[ri->index];
+  if (r.absent) return -EINVAL;
   std::vector<uint8_t> caps;
   auto append = [&caps](const void* p, size_t n) {
     const auto* b = static_cast<const uint8_t*>(p);

@@ -43,6 +43,7 @@ class FakeVfioKernel : public VfioSyscalls {
     int enable_calls = 0;                     // VFIO_IOMMU_ENABLE (sPAPR v2 must not call it).
   };
   struct Region {
+    bool absent = false;  // VFIO_DEVICE_GET_REGION_INFO says EINVAL (e.g. VGA on a non-VGA device).
     uint32_t flags = 0;
     uint64_t size = 0;
     std::optional<std::vector<std::pair<uint64_t, uint64_t>>> sparse;  // (offset, size) areas.
@@ -80,7 +81,8 @@ class FakeVfioKernel : public VfioSyscalls {
     int attached_devices = 0;
   };
 
-  // A PCI device with a config region, a 1 MiB mmappable BAR0 and INTx/MSI/MSI-X IRQ indexes.
+  // A PCI device with a config region, a 1 MiB mmappable BAR0, no VGA region and INTx/MSI/MSI-X
+  // IRQ indexes.
   static Device PciDevice(int group);
 
   int Open(const char* path, int flags) override;
