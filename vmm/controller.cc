@@ -1,0 +1,259 @@
+#include "vmm/controller.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
+
+namespace vmmkit::vmm {
+
+const char* VmStateName(VmState state) {
+  switch (state) {
+    case VmState::kCreated:
+      return "CREATED";
+    case VmState::kRunning:
+      return "RUNNING";
+    case VmState::kPaused:
+      return "PAUSED";
+    case VmState::kStopping:
+      return "STOPPING";
+  }
+  return "?";
+}
+
+// --- EventStream --------------------------------------------------------------------------------
+
+void EventStream::Push(const VmEvent& e) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (closed_) return;
+    if (queue_.size() >= kCapacity) {
+      queue_.pop_front();
+      ++dropped_;
+    }
+    queue_.push_back(e);
+  }
+  cv_.notify_all();
+}
+
+std::optional<VmEvent> EventStream::Next(absl::Duration timeout) {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait_for(lock, absl::ToChronoNanoseconds(timeout),
+               [this] { return !queue_.empty() || closed_ || dropped_ > 0; });
+  if (dropped_ > 0) {
+    VmEvent lost{absl::Now(), VmEvent::Error{absl::ResourceExhaustedError(absl::StrCat(
+                                  dropped_, " events were dropped: the watcher read too slowly"))}};
+    dropped_ = 0;
+    return lost;
+  }
+  if (queue_.empty()) return std::nullopt;
+  VmEvent e = std::move(queue_.front());
+  queue_.pop_front();
+  return e;
+}
+
+bool EventStream::closed() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return closed_;
+}
+
+void EventStream::Close() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    closed_ = true;
+  }
+  cv_.notify_all();
+}
+
+// --- VmController -------------------------------------------------------------------------------
+
+absl::Status VmController::OnLoop(const char* rpc, std::function<void()> fn) {
+  absl::Status s = loop_.RunOnLoop(std::move(fn));
+  if (!s.ok()) {
+    return absl::UnavailableError(
+        absl::StrCat(rpc, ": the VM is shutting down (", s.message(), ")"));
+  }
+  return absl::OkStatus();
+}
+
+VmState VmController::state() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return state_;
+}
+
+VmStatus VmController::StatusLocked() const {
+  VmStatus s = ops_.Describe();
+  s.state = state_;
+  s.boot_time = boot_time_;
+  return s;
+}
+
+void VmController::Publish(VmEvent e) {
+  for (auto it = watchers_.begin(); it != watchers_.end();) {
+    if (auto w = it->lock(); w != nullptr && !w->closed()) {
+      w->Push(e);
+      ++it;
+    } else {
+      it = watchers_.erase(it);  // The watcher went away.
+    }
+  }
+}
+
+void VmController::SetState(VmState next, const std::string& reason) {
+  if (next == state_) return;
+  const VmState old = std::exchange(state_, next);
+  Publish({absl::Now(), VmEvent::StateChanged{old, next, reason}});
+}
+
+absl::StatusOr<VmStatus> VmController::GetVm() {
+  VmStatus out;
+  RETURN_IF_ERROR(OnLoop("GetVm", [&] {
+    std::lock_guard<std::mutex> lock(mu_);
+    out = StatusLocked();
+  }));
+  return out;
+}
+
+absl::StatusOr<VmStatus> VmController::Pause() {
+  absl::StatusOr<VmStatus> out;
+  RETURN_IF_ERROR(OnLoop("Pause", [&] {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (state_ != VmState::kRunning) {
+        out = absl::FailedPreconditionError(
+            absl::StrCat("Pause: the VM is ", VmStateName(state_), ", not RUNNING"));
+        return;
+      }
+    }
+    // Requests are serialized on the loop, so the state cannot change in between.
+    if (absl::Status s = ops_.PauseVcpus(); !s.ok()) {
+      out = absl::Status(s.code(), absl::StrCat("Pause: ", s.message()));
+      return;
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    SetState(VmState::kPaused, "Pause request");
+    out = StatusLocked();
+  }));
+  return out;
+}
+
+absl::StatusOr<VmStatus> VmController::Resume() {
+  absl::StatusOr<VmStatus> out;
+  RETURN_IF_ERROR(OnLoop("Resume", [&] {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (state_ != VmState::kPaused) {
+        out = absl::FailedPreconditionError(
+            absl::StrCat("Resume: the VM is ", VmStateName(state_), ", not PAUSED"));
+        return;
+      }
+    }
+    if (absl::Status s = ops_.ResumeVcpus(); !s.ok()) {
+      out = absl::Status(s.code(), absl::StrCat("Resume: ", s.message()));
+      return;
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    SetState(VmState::kRunning, "Resume request");
+    out = StatusLocked();
+  }));
+  return out;
+}
+
+absl::StatusOr<VmState> VmController::Shutdown(bool graceful, absl::Duration timeout) {
+  if (graceful) {
+    if (timeout == absl::ZeroDuration()) timeout = kDefaultGracefulTimeout;
+    if (timeout < absl::ZeroDuration() || timeout > kMaxGracefulTimeout) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("Shutdown: graceful timeout ", absl::FormatDuration(timeout),
+                       " is not in (0, ", absl::FormatDuration(kMaxGracefulTimeout), "]"));
+    }
+  }
+  absl::StatusOr<VmState> out;
+  RETURN_IF_ERROR(OnLoop("Shutdown", [&] {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (state_ == VmState::kStopping) {
+        out = absl::FailedPreconditionError("Shutdown: the VM is already STOPPING");
+        return;
+      }
+    }
+    if (!graceful) {
+      ops_.Stop("Shutdown request (forced)");
+      OnStopping("Shutdown request (forced)");
+      out = VmState::kStopping;
+      return;
+    }
+    if (absl::Status s = ops_.RequestGuestPowerOff(); !s.ok()) {
+      out = absl::Status(
+          s.code(), absl::StrCat("Shutdown (graceful): ", s.message(), "; use a forced shutdown"));
+      return;
+    }
+    // If the guest has not powered off by the deadline, stop it.
+    loop_.RunOnLoopAfter(timeout, [this, timeout] {
+      if (state() == VmState::kStopping) return;
+      const std::string why = absl::StrCat("graceful shutdown: the guest did not power off within ",
+                                           absl::FormatDuration(timeout));
+      ops_.Stop(why);
+      OnStopping(why);
+    });
+    out = state();  // Still RUNNING (or PAUSED) until the guest powers off.
+  }));
+  return out;
+}
+
+absl::StatusOr<std::vector<DeviceSummary>> VmController::ListDevices() {
+  std::vector<DeviceSummary> out;
+  RETURN_IF_ERROR(OnLoop("ListDevices", [&] { out = ops_.Describe().devices; }));
+  return out;
+}
+
+absl::StatusOr<std::shared_ptr<EventStream>> VmController::Watch() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (state_ == VmState::kStopping) {
+    return absl::UnavailableError("WatchEvents: the VM is shutting down");
+  }
+  std::erase_if(watchers_, [](const std::weak_ptr<EventStream>& w) {
+    auto s = w.lock();
+    return s == nullptr || s->closed();
+  });
+  if (watchers_.size() >= kMaxWatchers) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("WatchEvents: ", kMaxWatchers, " watchers already; close one first"));
+  }
+  auto stream = std::make_shared<EventStream>();
+  watchers_.push_back(stream);
+  return stream;
+}
+
+void VmController::OnStarted() {
+  std::lock_guard<std::mutex> lock(mu_);
+  SetState(VmState::kRunning, "vCPUs started");
+}
+
+void VmController::OnBootComplete(absl::Duration boot_time) {
+  std::lock_guard<std::mutex> lock(mu_);
+  boot_time_ = boot_time;
+  Publish({absl::Now(), VmEvent::BootComplete{boot_time}});
+}
+
+void VmController::OnStopping(const std::string& reason) {
+  std::lock_guard<std::mutex> lock(mu_);
+  SetState(VmState::kStopping, reason);
+  for (auto& w : watchers_) {
+    if (auto s = w.lock()) s->Close();
+  }
+  watchers_.clear();
+}
+
+void VmController::OnError(const absl::Status& status) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Publish({absl::Now(), VmEvent::Error{status}});
+}
+
+void VmController::OnDeviceEvent(VmEvent::DeviceChanged event) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Publish({absl::Now(), std::move(event)});
+}
+
+}  // namespace vmmkit::vmm

@@ -1,0 +1,177 @@
+// File: vmm/controller.h
+// -----------------------------------------------------------------------------
+// VmController is the transport-free control plane of vmm: every RPC of proto/vmm/v1 is one
+// method here, and every rule about when a request is allowed lives here (Pause only while
+// RUNNING, nothing after Shutdown, ...). The gRPC layer only converts protos to these calls and
+// absl::Status to grpc::Status; tests drive the controller directly, without gRPC.
+//
+// Threads. Requests arrive on gRPC threads. Each one is applied on the VMM's event loop through a
+// LoopExecutor (the loop owns the VM), so they are serialized with everything else the loop does;
+// the caller waits for the result. State lives behind mu_ so that GetVm and the watchers can read
+// it from any thread.
+//
+//   VmController controller(vmm_ops, loop);
+//   ASSIGN_OR_RETURN(VmStatus vm, controller.Pause());          // FAILED_PRECONDITION if paused
+//   ASSIGN_OR_RETURN(auto events, controller.Watch());
+//   while (auto e = events->Next(absl::Seconds(1))) { ... }
+
+#ifndef VMMKIT_VMM_CONTROLLER_H_
+#define VMMKIT_VMM_CONTROLLER_H_
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "vmm/config.h"
+
+namespace vmmkit::vmm {
+
+enum class VmState { kCreated, kRunning, kPaused, kStopping };
+const char* VmStateName(VmState state);
+
+struct DeviceSummary {
+  enum class Kind { kPlatform, kPci, kVfioPci };
+  std::string id;
+  Kind kind = Kind::kPlatform;
+  std::string guest_bdf;  // PCI only.
+  std::string host_bdf;   // VFIO only.
+  std::string description;
+};
+
+// What GetVm returns.
+struct VmStatus {
+  VmState state = VmState::kCreated;
+  VmmConfig config;
+  absl::Time create_time;
+  std::optional<absl::Duration> boot_time;
+  std::vector<int64_t> vcpu_tids;  // Host thread ids, by vCPU index (0 before start).
+  std::vector<DeviceSummary> devices;
+};
+
+struct VmEvent {
+  struct StateChanged {
+    VmState old_state, new_state;
+    std::string reason;
+  };
+  struct DeviceChanged {
+    enum class Type { kAdded, kRemoved, kFailed };
+    Type type;
+    DeviceSummary device;
+    std::string detail;
+  };
+  struct BootComplete {
+    absl::Duration boot_time;
+  };
+  struct Error {
+    absl::Status status;
+  };
+  absl::Time time;
+  std::variant<StateChanged, DeviceChanged, BootComplete, Error> what;
+};
+
+// What the controller drives: the Vmm (or a fake in tests). Called on the event loop only.
+class VmOperations {
+ public:
+  virtual ~VmOperations() = default;
+  // Parks every vCPU outside KVM_RUN; returns once all are parked.
+  virtual absl::Status PauseVcpus() = 0;
+  virtual absl::Status ResumeVcpus() = 0;
+  // Asks the guest to power off (ACPI power button). UNIMPLEMENTED if the VM has no way to.
+  virtual absl::Status RequestGuestPowerOff() = 0;
+  // Stops the VM now (the process then exits).
+  virtual void Stop(const std::string& reason) = 0;
+  // Everything in VmStatus but the state, which the controller keeps.
+  virtual VmStatus Describe() const = 0;
+};
+
+// Runs work on the event loop.
+class LoopExecutor {
+ public:
+  virtual ~LoopExecutor() = default;
+  // Runs `fn` on the loop and waits for it. UNAVAILABLE if the loop no longer runs.
+  virtual absl::Status RunOnLoop(std::function<void()> fn) = 0;
+  // Runs `fn` on the loop after `delay` (if the loop still runs then).
+  virtual void RunOnLoopAfter(absl::Duration delay, std::function<void()> fn) = 0;
+};
+
+// One watcher's events: a bounded queue. A slow reader loses the oldest events and gets an Error
+// event saying how many were dropped.
+class EventStream {
+ public:
+  static constexpr size_t kCapacity = 256;
+  // The next event, waiting up to `timeout`; nullopt on timeout or once closed and drained.
+  std::optional<VmEvent> Next(absl::Duration timeout);
+  // No more events will come (the VM stopped, or the watcher went away).
+  bool closed() const;
+  void Close();
+
+ private:
+  friend class VmController;
+  void Push(const VmEvent& e);
+  // std::mutex rather than absl::Mutex: Debian's Abseil is not built with TSan, which then cannot
+  // see absl::Mutex's synchronization.
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<VmEvent> queue_;  // Guarded by mu_.
+  uint64_t dropped_ = 0;       // Guarded by mu_.
+  bool closed_ = false;        // Guarded by mu_.
+};
+
+class VmController {
+ public:
+  static constexpr int kMaxWatchers = 16;
+  static constexpr absl::Duration kDefaultGracefulTimeout = absl::Seconds(30);
+  static constexpr absl::Duration kMaxGracefulTimeout = absl::Minutes(10);
+
+  VmController(VmOperations& ops, LoopExecutor& loop) : ops_(ops), loop_(loop) {}
+
+  absl::StatusOr<VmStatus> GetVm();
+  // FAILED_PRECONDITION unless RUNNING (Pause) / PAUSED (Resume).
+  absl::StatusOr<VmStatus> Pause();
+  absl::StatusOr<VmStatus> Resume();
+  // Graceful: the guest is asked to power off and the VM is stopped after `timeout` if it has not
+  // (INVALID_ARGUMENT outside (0, 10 min]; zero means the default 30 s). Forced: stops now.
+  // FAILED_PRECONDITION if already stopping.
+  absl::StatusOr<VmState> Shutdown(bool graceful, absl::Duration timeout = absl::ZeroDuration());
+  absl::StatusOr<std::vector<DeviceSummary>> ListDevices();
+  // RESOURCE_EXHAUSTED beyond kMaxWatchers open streams; UNAVAILABLE once stopping.
+  absl::StatusOr<std::shared_ptr<EventStream>> Watch();
+
+  // From the VMM, on the event loop.
+  void OnStarted();
+  void OnBootComplete(absl::Duration boot_time);
+  void OnStopping(const std::string& reason);  // Closes every event stream.
+  void OnError(const absl::Status& status);
+  void OnDeviceEvent(VmEvent::DeviceChanged event);
+
+  VmState state() const;
+
+ private:
+  // Runs `fn` on the loop; maps a loop that is gone to UNAVAILABLE.
+  absl::Status OnLoop(const char* rpc, std::function<void()> fn);
+  // These three need mu_ held.
+  void SetState(VmState next, const std::string& reason);
+  void Publish(VmEvent e);
+  VmStatus StatusLocked() const;
+
+  VmOperations& ops_;
+  LoopExecutor& loop_;
+  mutable std::mutex mu_;
+  VmState state_ = VmState::kCreated;                 // Guarded by mu_.
+  std::optional<absl::Duration> boot_time_;           // Guarded by mu_.
+  std::vector<std::weak_ptr<EventStream>> watchers_;  // Guarded by mu_.
+};
+
+}  // namespace vmmkit::vmm
+
+#endif  // VMMKIT_VMM_CONTROLLER_H_

@@ -1,0 +1,256 @@
+// VmController without gRPC: a fake VM and two loop executors (inline, and a real loop thread for
+// the concurrency test, which the TSan pass checks).
+#include "vmm/controller.h"
+
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <thread>
+
+#include "base/status_matchers.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace vmmkit::vmm {
+namespace {
+
+using ::testing::HasSubstr;
+
+class FakeVm : public VmOperations {
+ public:
+  absl::Status PauseVcpus() override {
+    ++pauses;
+    return pause_error;
+  }
+  absl::Status ResumeVcpus() override {
+    ++resumes;
+    return absl::OkStatus();
+  }
+  absl::Status RequestGuestPowerOff() override {
+    ++power_button;
+    return power_off_error;
+  }
+  void Stop(const std::string& reason) override { stopped = reason; }
+  VmStatus Describe() const override {
+    VmStatus s;
+    s.config.cpus = 2;
+    s.vcpu_tids = {100, 101};
+    s.devices = {{"com1", DeviceSummary::Kind::kPlatform, "", "", "16550A UART at 0x3f8"}};
+    return s;
+  }
+  int pauses = 0, resumes = 0, power_button = 0;
+  absl::Status pause_error, power_off_error;
+  std::string stopped;
+};
+
+class InlineLoop : public LoopExecutor {
+ public:
+  absl::Status RunOnLoop(std::function<void()> fn) override {
+    if (gone) return absl::CancelledError("event loop exited");
+    fn();
+    return absl::OkStatus();
+  }
+  void RunOnLoopAfter(absl::Duration delay, std::function<void()> fn) override {
+    delayed.push_back({delay, std::move(fn)});
+  }
+  bool gone = false;
+  std::vector<std::pair<absl::Duration, std::function<void()>>> delayed;
+};
+
+class ControllerTest : public ::testing::Test {
+ protected:
+  FakeVm vm_;
+  InlineLoop loop_;
+  VmController c_{vm_, loop_};
+};
+
+TEST_F(ControllerTest, PauseAndResumeFollowTheStateMachine) {
+  EXPECT_THAT(c_.Pause(), StatusIs(absl::StatusCode::kFailedPrecondition,
+                                   HasSubstr("Pause: the VM is CREATED, not RUNNING")));
+  c_.OnStarted();
+  ASSERT_OK_AND_ASSIGN(VmStatus s, c_.Pause());
+  EXPECT_EQ(s.state, VmState::kPaused);
+  EXPECT_EQ(vm_.pauses, 1);
+  EXPECT_THAT(c_.Pause(), StatusIs(absl::StatusCode::kFailedPrecondition,
+                                   HasSubstr("the VM is PAUSED, not RUNNING")));
+  EXPECT_EQ(vm_.pauses, 1) << "a refused Pause never reaches the VM";
+  ASSERT_OK_AND_ASSIGN(s, c_.Resume());
+  EXPECT_EQ(s.state, VmState::kRunning);
+  EXPECT_THAT(c_.Resume(), StatusIs(absl::StatusCode::kFailedPrecondition));
+}
+
+TEST_F(ControllerTest, AFailedPauseLeavesTheVmRunning) {
+  c_.OnStarted();
+  vm_.pause_error = absl::InternalError("KVM_RUN would not stop");
+  EXPECT_THAT(c_.Pause(), StatusIs(absl::StatusCode::kInternal, HasSubstr("Pause: KVM_RUN")));
+  EXPECT_EQ(c_.state(), VmState::kRunning);
+}
+
+TEST_F(ControllerTest, GetVmAndListDevicesDescribeTheVm) {
+  c_.OnStarted();
+  c_.OnBootComplete(absl::Milliseconds(850));
+  ASSERT_OK_AND_ASSIGN(VmStatus s, c_.GetVm());
+  EXPECT_EQ(s.state, VmState::kRunning);
+  EXPECT_EQ(s.config.cpus, 2u);
+  EXPECT_EQ(s.boot_time, absl::Milliseconds(850));
+  EXPECT_EQ(s.vcpu_tids.size(), 2u);
+  ASSERT_OK_AND_ASSIGN(auto devices, c_.ListDevices());
+  ASSERT_EQ(devices.size(), 1u);
+  EXPECT_EQ(devices[0].id, "com1");
+}
+
+TEST_F(ControllerTest, ForcedShutdownStopsAtOnceAndOnlyOnce) {
+  c_.OnStarted();
+  ASSERT_OK_AND_ASSIGN(auto events, c_.Watch());
+  EXPECT_THAT(c_.Shutdown(/*graceful=*/false), IsOkAndHolds(VmState::kStopping));
+  EXPECT_EQ(vm_.stopped, "Shutdown request (forced)");
+  EXPECT_THAT(c_.Shutdown(false),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("already STOPPING")));
+  EXPECT_THAT(c_.Pause(), StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(c_.Watch(), StatusIs(absl::StatusCode::kUnavailable));
+  // The watcher saw the state change, then its stream closed.
+  auto e = events->Next(absl::ZeroDuration());
+  ASSERT_TRUE(e.has_value());
+  const auto* change = std::get_if<VmEvent::StateChanged>(&e->what);
+  ASSERT_NE(change, nullptr);
+  EXPECT_EQ(change->new_state, VmState::kStopping);
+  EXPECT_FALSE(events->Next(absl::ZeroDuration()).has_value());
+  EXPECT_TRUE(events->closed());
+}
+
+TEST_F(ControllerTest, GracefulShutdownAsksTheGuestThenStopsAtTheDeadline) {
+  c_.OnStarted();
+  EXPECT_THAT(c_.Shutdown(true, absl::Minutes(11)),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not in (0, 10m]")));
+  EXPECT_THAT(c_.Shutdown(true, absl::Seconds(-1)), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(c_.Shutdown(true), IsOkAndHolds(VmState::kRunning));
+  EXPECT_EQ(vm_.power_button, 1);
+  ASSERT_EQ(loop_.delayed.size(), 1u);
+  EXPECT_EQ(loop_.delayed[0].first, absl::Seconds(30));
+  loop_.delayed[0].second();  // The deadline passes.
+  EXPECT_THAT(vm_.stopped, HasSubstr("did not power off within 30s"));
+  EXPECT_EQ(c_.state(), VmState::kStopping);
+}
+
+TEST_F(ControllerTest, GracefulShutdownWithoutAPowerButtonSaysSo) {
+  c_.OnStarted();
+  vm_.power_off_error = absl::UnimplementedError("no ACPI power button");
+  EXPECT_THAT(c_.Shutdown(true),
+              StatusIs(absl::StatusCode::kUnimplemented, HasSubstr("use a forced shutdown")));
+  EXPECT_EQ(c_.state(), VmState::kRunning);
+}
+
+TEST_F(ControllerTest, RequestsAfterTheLoopExitedAreUnavailable) {
+  loop_.gone = true;
+  EXPECT_THAT(c_.GetVm(), StatusIs(absl::StatusCode::kUnavailable,
+                                   HasSubstr("GetVm: the VM is shutting down")));
+  EXPECT_THAT(c_.ListDevices(), StatusIs(absl::StatusCode::kUnavailable));
+}
+
+TEST_F(ControllerTest, WatchersAreBoundedAndSlowOnesLearnWhatTheyMissed) {
+  std::vector<std::shared_ptr<EventStream>> streams;
+  for (int i = 0; i < VmController::kMaxWatchers; ++i) {
+    ASSERT_OK_AND_ASSIGN(auto s, c_.Watch());
+    streams.push_back(s);
+  }
+  EXPECT_THAT(c_.Watch(), StatusIs(absl::StatusCode::kResourceExhausted));
+  streams.pop_back();  // A watcher that goes away frees its place.
+  ASSERT_OK_AND_ASSIGN(auto slow, c_.Watch());
+  for (size_t i = 0; i < EventStream::kCapacity + 10; ++i) c_.OnError(absl::InternalError("x"));
+  auto first = slow->Next(absl::ZeroDuration());
+  ASSERT_TRUE(first.has_value());
+  const auto* err = std::get_if<VmEvent::Error>(&first->what);
+  ASSERT_NE(err, nullptr);
+  EXPECT_THAT(err->status.message(), HasSubstr("10 events were dropped"));
+}
+
+// A real loop thread, requests from several threads, a watcher reading concurrently.
+class ThreadLoop : public LoopExecutor {
+ public:
+  ThreadLoop() : thread_([this] { Loop(); }) {}
+  ~ThreadLoop() override {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      done_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+  absl::Status RunOnLoop(std::function<void()> fn) override {
+    std::mutex m;
+    std::condition_variable cv;
+    bool finished = false;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      queue_.push_back([&] {
+        fn();
+        std::lock_guard<std::mutex> l2(m);
+        finished = true;
+        cv.notify_all();
+      });
+    }
+    cv_.notify_all();
+    std::unique_lock<std::mutex> l(m);
+    cv.wait(l, [&] { return finished; });
+    return absl::OkStatus();
+  }
+  void RunOnLoopAfter(absl::Duration, std::function<void()>) override {}
+
+ private:
+  void Loop() {
+    for (;;) {
+      std::function<void()> fn;
+      {
+        std::unique_lock<std::mutex> l(mu_);
+        cv_.wait(l, [&] { return done_ || !queue_.empty(); });
+        if (queue_.empty()) return;
+        fn = std::move(queue_.front());
+        queue_.pop_front();
+      }
+      fn();
+    }
+  }
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> queue_;
+  bool done_ = false;
+  std::thread thread_;
+};
+
+TEST(ControllerConcurrencyTest, RequestsFromManyThreadsAreSerializedOnTheLoop) {
+  FakeVm vm;
+  ThreadLoop loop;
+  VmController c(vm, loop);
+  ASSERT_OK(loop.RunOnLoop([&] { c.OnStarted(); }));
+  ASSERT_OK_AND_ASSIGN(auto events, c.Watch());
+  std::atomic<int> ok_pauses{0}, ok_resumes{0};
+  std::vector<std::thread> clients;
+  for (int t = 0; t < 4; ++t) {
+    clients.emplace_back([&] {
+      for (int i = 0; i < 200; ++i) {
+        if (c.Pause().ok()) ++ok_pauses;
+        if (c.Resume().ok()) ++ok_resumes;
+        (void)c.GetVm();
+      }
+    });
+  }
+  std::atomic<bool> clients_done{false};
+  int seen = 0;
+  std::thread reader([&] {
+    while (!clients_done.load()) {
+      if (events->Next(absl::Milliseconds(10))) ++seen;
+    }
+  });
+  for (auto& t : clients) t.join();
+  clients_done = true;
+  reader.join();
+  EXPECT_GT(seen, 0);
+  // Every accepted Pause reached the VM once and was matched by a Resume (or is the last one).
+  EXPECT_EQ(vm.pauses, ok_pauses.load());
+  EXPECT_EQ(vm.resumes, ok_resumes.load());
+  EXPECT_LE(ok_pauses - ok_resumes, 1);
+  EXPECT_GT(ok_pauses.load(), 0);
+}
+
+}  // namespace
+}  // namespace vmmkit::vmm
