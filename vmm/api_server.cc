@@ -1,0 +1,293 @@
+#include "vmm/api_server.h"
+
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "base/log.h"
+#include "base/scoped_fd.h"
+#include "base/status.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "proto/vmm/v1/vmm.grpc.pb.h"
+
+namespace vmmkit::vmm {
+namespace {
+
+namespace pb = ::vmmkit::vmm::v1;
+
+pb::VmState ToProto(VmState s) {
+  switch (s) {
+    case VmState::kCreated:
+      return pb::VM_STATE_CREATED;
+    case VmState::kRunning:
+      return pb::VM_STATE_RUNNING;
+    case VmState::kPaused:
+      return pb::VM_STATE_PAUSED;
+    case VmState::kStopping:
+      return pb::VM_STATE_STOPPING;
+  }
+  return pb::VM_STATE_UNSPECIFIED;
+}
+
+void ToProto(absl::Time t, google::protobuf::Timestamp* out) {
+  const int64_t ns = absl::ToUnixNanos(t);
+  out->set_seconds(ns / 1000000000);
+  out->set_nanos(static_cast<int32_t>(ns % 1000000000));
+}
+
+void ToProto(absl::Duration d, google::protobuf::Duration* out) {
+  const int64_t ns = absl::ToInt64Nanoseconds(d);
+  out->set_seconds(ns / 1000000000);
+  out->set_nanos(static_cast<int32_t>(ns % 1000000000));
+}
+
+void ToProto(const DeviceSummary& d, pb::Device* out) {
+  out->set_id(d.id);
+  switch (d.kind) {
+    case DeviceSummary::Kind::kPlatform:
+      out->set_kind(pb::DEVICE_KIND_PLATFORM);
+      break;
+    case DeviceSummary::Kind::kPci:
+      out->set_kind(pb::DEVICE_KIND_PCI);
+      break;
+    case DeviceSummary::Kind::kVfioPci:
+      out->set_kind(pb::DEVICE_KIND_VFIO_PCI);
+      break;
+  }
+  out->set_guest_bdf(d.guest_bdf);
+  out->set_host_bdf(d.host_bdf);
+  out->set_description(d.description);
+}
+
+void ToProto(const VmStatus& s, pb::Vm* out) {
+  out->set_state(ToProto(s.state));
+  pb::VmConfig* c = out->mutable_config();
+  c->set_vcpus(s.config.cpus);
+  c->set_memory_mib(s.config.memory_bytes >> 20);
+  c->set_kernel(s.config.kernel_path);
+  c->set_initrd(s.config.initrd_path);
+  c->set_cmdline(s.config.cmdline);
+  ToProto(s.create_time, out->mutable_create_time());
+  if (s.boot_time) ToProto(*s.boot_time, out->mutable_boot_time());
+  for (size_t i = 0; i < s.vcpu_tids.size(); ++i) {
+    pb::Vcpu* v = out->add_vcpus();
+    v->set_index(static_cast<uint32_t>(i));
+    v->set_host_tid(s.vcpu_tids[i]);
+  }
+  for (const DeviceSummary& d : s.devices) ToProto(d, out->add_devices());
+}
+
+void ToProto(const VmEvent& e, pb::Event* out) {
+  ToProto(e.time, out->mutable_time());
+  if (const auto* c = std::get_if<VmEvent::StateChanged>(&e.what)) {
+    auto* sc = out->mutable_state_changed();
+    sc->set_old_state(ToProto(c->old_state));
+    sc->set_new_state(ToProto(c->new_state));
+    sc->set_reason(c->reason);
+  } else if (const auto* d = std::get_if<VmEvent::DeviceChanged>(&e.what)) {
+    auto* de = out->mutable_device();
+    de->set_type(
+        d->type == VmEvent::DeviceChanged::Type::kAdded     ? pb::Event::DeviceEvent::TYPE_ADDED
+        : d->type == VmEvent::DeviceChanged::Type::kRemoved ? pb::Event::DeviceEvent::TYPE_REMOVED
+                                                            : pb::Event::DeviceEvent::TYPE_FAILED);
+    ToProto(d->device, de->mutable_device());
+    de->set_detail(d->detail);
+  } else if (const auto* b = std::get_if<VmEvent::BootComplete>(&e.what)) {
+    ToProto(b->boot_time, out->mutable_guest_boot_complete()->mutable_boot_time());
+  } else if (const auto* err = std::get_if<VmEvent::Error>(&e.what)) {
+    out->mutable_error()->set_code(static_cast<int32_t>(err->status.code()));
+    out->mutable_error()->set_message(std::string(err->status.message()));
+  }
+}
+
+// A Unix socket path is usable: nothing there, or a stale socket (removed). Refuses a live one.
+absl::Status ClaimSocketPath(const std::string& path) {
+  sockaddr_un addr{};
+  if (path.empty() || path.size() >= sizeof(addr.sun_path)) {
+    return absl::InvalidArgumentError(absl::StrCat("API socket path \"", path,
+                                                   "\": empty or longer than ",
+                                                   sizeof(addr.sun_path) - 1, " bytes"));
+  }
+  struct stat st;
+  if (::lstat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT) return absl::OkStatus();
+    return ErrnoStatus(errno, "API socket ", path, ": stat");
+  }
+  if (!S_ISSOCK(st.st_mode)) {
+    return absl::AlreadyExistsError(absl::StrCat(
+        "API socket ", path, ": the path exists and is not a socket; not replacing it"));
+  }
+  ScopedFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd.valid()) return ErrnoStatus(errno, "API socket ", path, ": socket");
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, path.c_str(), path.size());
+  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "API socket ", path, ": another server is listening there (is another vmm running?)"));
+  }
+  if (errno != ECONNREFUSED) return ErrnoStatus(errno, "API socket ", path, ": probing it");
+  if (::unlink(path.c_str()) != 0)
+    return ErrnoStatus(errno, "API socket ", path, ": removing the stale socket");
+  LogInfo("api: replaced the stale socket ", path);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+grpc::Status ToGrpcStatus(const absl::Status& status) {
+  if (status.ok()) return grpc::Status::OK;
+  // absl and gRPC share the canonical code numbers.
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
+}
+
+class ApiServer::Service final : public pb::VmService::Service {
+ public:
+  explicit Service(VmController& c) : c_(c) {}
+
+  grpc::Status GetVm(grpc::ServerContext*, const pb::GetVmRequest*, pb::Vm* out) override {
+    absl::StatusOr<VmStatus> s = c_.GetVm();
+    if (s.ok()) ToProto(*s, out);
+    return ToGrpcStatus(s.status());
+  }
+  grpc::Status Pause(grpc::ServerContext*, const pb::PauseRequest*, pb::Vm* out) override {
+    absl::StatusOr<VmStatus> s = c_.Pause();
+    if (s.ok()) ToProto(*s, out);
+    return ToGrpcStatus(s.status());
+  }
+  grpc::Status Resume(grpc::ServerContext*, const pb::ResumeRequest*, pb::Vm* out) override {
+    absl::StatusOr<VmStatus> s = c_.Resume();
+    if (s.ok()) ToProto(*s, out);
+    return ToGrpcStatus(s.status());
+  }
+  grpc::Status Shutdown(grpc::ServerContext*, const pb::ShutdownRequest* req,
+                        pb::ShutdownResponse* out) override {
+    bool graceful;
+    switch (req->mode()) {
+      case pb::ShutdownRequest::MODE_GRACEFUL:
+        graceful = true;
+        break;
+      case pb::ShutdownRequest::MODE_FORCED:
+        graceful = false;
+        break;
+      default:
+        return ToGrpcStatus(absl::InvalidArgumentError(absl::StrCat(
+            "Shutdown: mode must be MODE_GRACEFUL or MODE_FORCED, not ", req->mode())));
+    }
+    absl::Duration timeout = absl::ZeroDuration();
+    if (req->has_graceful_timeout()) {
+      if (!graceful) {
+        return ToGrpcStatus(
+            absl::InvalidArgumentError("Shutdown: graceful_timeout is for MODE_GRACEFUL only"));
+      }
+      const auto& d = req->graceful_timeout();
+      if (d.nanos() < 0 || d.nanos() >= 1000000000 || d.seconds() <= 0 || d.seconds() > 600) {
+        return ToGrpcStatus(absl::InvalidArgumentError(
+            absl::StrCat("Shutdown: graceful_timeout ", d.seconds(), "s ", d.nanos(),
+                         "ns is not a positive duration of at most 10 minutes")));
+      }
+      timeout = absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
+    }
+    absl::StatusOr<VmState> s = c_.Shutdown(graceful, timeout);
+    if (s.ok()) out->set_state(ToProto(*s));
+    return ToGrpcStatus(s.status());
+  }
+  grpc::Status ListDevices(grpc::ServerContext*, const pb::ListDevicesRequest*,
+                           pb::ListDevicesResponse* out) override {
+    absl::StatusOr<std::vector<DeviceSummary>> s = c_.ListDevices();
+    if (s.ok()) {
+      for (const DeviceSummary& d : *s) ToProto(d, out->add_devices());
+    }
+    return ToGrpcStatus(s.status());
+  }
+  grpc::Status WatchEvents(grpc::ServerContext* ctx, const pb::WatchEventsRequest*,
+                           grpc::ServerWriter<pb::Event>* writer) override {
+    absl::StatusOr<std::shared_ptr<EventStream>> stream = c_.Watch();
+    if (!stream.ok()) return ToGrpcStatus(stream.status());
+    // Poll so that a client that goes away (or a server shutdown) ends the call promptly.
+    while (!ctx->IsCancelled()) {
+      std::optional<VmEvent> e = (*stream)->Next(absl::Milliseconds(200));
+      if (e) {
+        pb::Event out;
+        ToProto(*e, &out);
+        if (!writer->Write(out)) break;
+      } else if ((*stream)->closed()) {
+        break;
+      }
+    }
+    (*stream)->Close();
+    return grpc::Status::OK;
+  }
+
+ private:
+  VmController& c_;
+};
+
+absl::StatusOr<std::unique_ptr<ApiServer>> ApiServer::Start(VmController& controller,
+                                                            const std::string& uri) {
+  std::unique_ptr<ApiServer> s(new ApiServer());
+  s->service_ = std::make_unique<Service>(controller);
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(uri, grpc::InsecureServerCredentials(), &s->port_);
+  builder.RegisterService(s->service_.get());
+  s->server_ = builder.BuildAndStart();
+  if (s->server_ == nullptr) {
+    return absl::UnavailableError(absl::StrCat("API server: cannot listen on ", uri));
+  }
+  return s;
+}
+
+absl::StatusOr<std::unique_ptr<ApiServer>> ApiServer::StartUnix(VmController& controller,
+                                                                const std::string& path) {
+  if (absl::Status s = ClaimSocketPath(path); !s.ok()) return s;
+  // gRPC creates the socket with the process umask: make it 0600 from the start (no window in
+  // which another user could connect), and chmod again in case the umask was ignored.
+  const mode_t old_umask = ::umask(0177);
+  absl::StatusOr<std::unique_ptr<ApiServer>> server = Start(controller, "unix:" + path);
+  ::umask(old_umask);
+  if (!server.ok()) return server.status();
+  (*server)->socket_path_ = path;
+  if (::chmod(path.c_str(), 0600) != 0) {
+    return ErrnoStatus(errno, "API socket ", path, ": chmod 0600");
+  }
+  return server;
+}
+
+absl::StatusOr<std::unique_ptr<ApiServer>> ApiServer::StartTcp(VmController& controller,
+                                                               const std::string& address) {
+  const size_t colon = address.rfind(':');
+  int port = -1;
+  const std::string host = colon == std::string::npos ? "" : address.substr(0, colon);
+  if (colon == std::string::npos || !absl::SimpleAtoi(address.substr(colon + 1), &port) ||
+      port < 0 || port > 65535) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("API TCP address \"", address, "\": expected 127.0.0.1:PORT or [::1]:PORT"));
+  }
+  if (host != "127.0.0.1" && host != "[::1]" && host != "localhost") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "API TCP address \"", address,
+        "\": only loopback is allowed (the API has no authentication); use the Unix socket "
+        "and forward it if you must"));
+  }
+  return Start(controller, address);
+}
+
+ApiServer::~ApiServer() { Shutdown(); }
+
+void ApiServer::Shutdown() {
+  if (server_ == nullptr) return;
+  server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  server_.reset();
+  if (!socket_path_.empty()) ::unlink(socket_path_.c_str());
+}
+
+}  // namespace vmmkit::vmm

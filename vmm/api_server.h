@@ -1,0 +1,64 @@
+// File: vmm/api_server.h
+// -----------------------------------------------------------------------------
+// ApiServer serves proto/vmm/v1's VmService over gRPC, on a Unix domain socket by default (mode
+// 0600: only vmm's user may drive the VM) or, when explicitly asked, on a loopback TCP port. It
+// is a thin layer: each RPC converts its request to a VmController call and the result back to a
+// proto; absl::Status becomes grpc::Status in exactly one function, ToGrpcStatus. gRPC health
+// checking (grpc.health.v1) and server reflection (v1alpha) are enabled.
+//
+//   ASSIGN_OR_RETURN(auto server, ApiServer::StartUnix(controller, "/run/vmm.sock"));
+//   ...
+//   server->Shutdown();   // also on destruction; removes the socket file
+//
+// Socket path rules: a path where another live server answers is refused (FAILED_PRECONDITION);
+// a stale socket file (nothing listens) is replaced; a path that is not a socket is never touched
+// (ALREADY_EXISTS).
+
+#ifndef VMMKIT_VMM_API_SERVER_H_
+#define VMMKIT_VMM_API_SERVER_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "grpcpp/grpcpp.h"
+#include "vmm/controller.h"
+
+namespace vmmkit::vmm {
+
+// The one absl::Status -> grpc::Status conversion (same code, same message).
+grpc::Status ToGrpcStatus(const absl::Status& status);
+
+class ApiServer {
+ public:
+  static absl::StatusOr<std::unique_ptr<ApiServer>> StartUnix(VmController& controller,
+                                                              const std::string& path);
+  // `address` is "127.0.0.1:PORT" or "[::1]:PORT" (PORT 0 picks one; see port()). Other hosts are
+  // refused: the API has no authentication, so it never listens beyond loopback.
+  static absl::StatusOr<std::unique_ptr<ApiServer>> StartTcp(VmController& controller,
+                                                             const std::string& address);
+  ~ApiServer();
+  ApiServer(const ApiServer&) = delete;
+  ApiServer& operator=(const ApiServer&) = delete;
+
+  // The TCP port (0 for Unix sockets).
+  int port() const { return port_; }
+  // Stops accepting, ends open streams, and removes the socket file. Idempotent.
+  void Shutdown();
+
+ private:
+  class Service;
+  ApiServer() = default;
+  static absl::StatusOr<std::unique_ptr<ApiServer>> Start(VmController& controller,
+                                                          const std::string& uri);
+
+  std::unique_ptr<Service> service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::string socket_path_;
+  int port_ = 0;
+};
+
+}  // namespace vmmkit::vmm
+
+#endif  // VMMKIT_VMM_API_SERVER_H_

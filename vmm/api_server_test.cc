@@ -1,0 +1,277 @@
+// ApiServer over real gRPC on a Unix socket (and loopback TCP), with a fake VM behind the
+// controller: codes, socket rules, health, reflection, event streams.
+#include "vmm/api_server.h"
+
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <thread>
+
+#include "base/status_matchers.h"
+#include "gmock/gmock.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "grpcpp/generic/generic_stub.h"
+#include "gtest/gtest.h"
+#include "proto/grpc/health/v1/health.grpc.pb.h"
+#include "proto/vmm/v1/vmm.grpc.pb.h"
+#include "vmm/testing/fake_vm.h"
+
+namespace vmmkit::vmm {
+namespace {
+
+using testing::FakeVm;
+using ::testing::HasSubstr;
+using testing::ThreadLoop;
+namespace pb = ::vmmkit::vmm::v1;
+
+// Socket paths must fit sun_path (108 bytes); Bazel's TEST_TMPDIR is longer than that.
+std::string TempPath(const std::string& name) {
+  static const std::string dir = [] {
+    char tmpl[] = "/tmp/vmmkit-api-XXXXXX";
+    const char* d = ::mkdtemp(tmpl);
+    return std::string(d == nullptr ? "/tmp" : d);
+  }();
+  return dir + "/" + name;
+}
+
+class ApiServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    path_ = TempPath("vmm.sock");
+    ::unlink(path_.c_str());
+    ASSERT_OK(loop_.RunOnLoop([&] { controller_.OnStarted(); }));
+    auto server = ApiServer::StartUnix(controller_, path_);
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = std::move(server).value();
+    channel_ = grpc::CreateChannel("unix:" + path_, grpc::InsecureChannelCredentials());
+    stub_ = pb::VmService::NewStub(channel_);
+  }
+  void TearDown() override { server_.reset(); }
+
+  FakeVm vm_;
+  ThreadLoop loop_;
+  VmController controller_{vm_, loop_};
+  std::string path_;
+  std::unique_ptr<ApiServer> server_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<pb::VmService::Stub> stub_;
+};
+
+TEST_F(ApiServerTest, GetPauseResumeWithTheSpecifiedCodes) {
+  grpc::ClientContext c1;
+  pb::Vm vm;
+  ASSERT_TRUE(stub_->GetVm(&c1, {}, &vm).ok());
+  EXPECT_EQ(vm.state(), pb::VM_STATE_RUNNING);
+  EXPECT_EQ(vm.config().vcpus(), 2u);
+  EXPECT_EQ(vm.vcpus_size(), 2);
+  ASSERT_EQ(vm.devices_size(), 1);
+  EXPECT_EQ(vm.devices(0).kind(), pb::DEVICE_KIND_PLATFORM);
+
+  grpc::ClientContext c2, c3, c4;
+  ASSERT_TRUE(stub_->Pause(&c2, {}, &vm).ok());
+  EXPECT_EQ(vm.state(), pb::VM_STATE_PAUSED);
+  grpc::Status s = stub_->Pause(&c3, {}, &vm);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(s.error_message(), HasSubstr("PAUSED, not RUNNING"));
+  ASSERT_TRUE(stub_->Resume(&c4, {}, &vm).ok());
+  EXPECT_EQ(vm.state(), pb::VM_STATE_RUNNING);
+  grpc::ClientContext c5;
+  pb::ListDevicesResponse devices;
+  ASSERT_TRUE(stub_->ListDevices(&c5, {}, &devices).ok());
+  EXPECT_EQ(devices.devices(0).id(), "com1");
+}
+
+TEST_F(ApiServerTest, ShutdownValidatesItsRequestAndHappensOnce) {
+  pb::ShutdownResponse resp;
+  grpc::ClientContext c1;
+  EXPECT_EQ(stub_->Shutdown(&c1, {}, &resp).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  pb::ShutdownRequest forced_with_timeout;
+  forced_with_timeout.set_mode(pb::ShutdownRequest::MODE_FORCED);
+  forced_with_timeout.mutable_graceful_timeout()->set_seconds(5);
+  grpc::ClientContext c2;
+  EXPECT_EQ(stub_->Shutdown(&c2, forced_with_timeout, &resp).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  pb::ShutdownRequest too_long;
+  too_long.set_mode(pb::ShutdownRequest::MODE_GRACEFUL);
+  too_long.mutable_graceful_timeout()->set_seconds(601);
+  grpc::ClientContext c3;
+  EXPECT_EQ(stub_->Shutdown(&c3, too_long, &resp).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  pb::ShutdownRequest forced;
+  forced.set_mode(pb::ShutdownRequest::MODE_FORCED);
+  grpc::ClientContext c4, c5, c6;
+  ASSERT_TRUE(stub_->Shutdown(&c4, forced, &resp).ok());
+  EXPECT_EQ(resp.state(), pb::VM_STATE_STOPPING);
+  EXPECT_EQ(stub_->Shutdown(&c5, forced, &resp).error_code(),
+            grpc::StatusCode::FAILED_PRECONDITION);
+  pb::Vm vm;
+  EXPECT_EQ(stub_->Pause(&c6, {}, &vm).error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+}
+
+TEST_F(ApiServerTest, WatchEventsStreamsStateChangesUntilTheVmStops) {
+  grpc::ClientContext ctx;
+  auto reader = stub_->WatchEvents(&ctx, {});
+  // Wait until the server has registered the watcher before changing state.
+  for (int i = 0; i < 100; ++i) {
+    grpc::ClientContext c;
+    pb::Vm vm;
+    ASSERT_TRUE(stub_->GetVm(&c, {}, &vm).ok());
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  grpc::ClientContext c1, c2;
+  pb::Vm vm;
+  ASSERT_TRUE(stub_->Pause(&c1, {}, &vm).ok());
+  pb::ShutdownRequest forced;
+  forced.set_mode(pb::ShutdownRequest::MODE_FORCED);
+  pb::ShutdownResponse resp;
+  ASSERT_TRUE(stub_->Shutdown(&c2, forced, &resp).ok());
+  std::vector<pb::VmState> states;
+  pb::Event e;
+  while (reader->Read(&e)) {
+    if (e.has_state_changed()) states.push_back(e.state_changed().new_state());
+  }
+  EXPECT_TRUE(reader->Finish().ok());
+  EXPECT_THAT(states, ::testing::ElementsAre(pb::VM_STATE_PAUSED, pb::VM_STATE_STOPPING));
+}
+
+TEST_F(ApiServerTest, HealthAndReflectionAnswer) {
+  auto health = grpc::health::v1::Health::NewStub(channel_);
+  grpc::ClientContext c1;
+  grpc::health::v1::HealthCheckResponse hc;
+  ASSERT_TRUE(health->Check(&c1, {}, &hc).ok());
+  EXPECT_EQ(hc.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+
+  // Reflection (v1alpha) through a generic stub: gRPC's own reflection library already registers
+  // the reflection messages, so the test speaks the wire format: request field 7 (list_services),
+  // response field 6 (list_services_response) of field 1 (service) of field 1 (name).
+  grpc::GenericStub generic(channel_);
+  grpc::ClientContext c2;
+  grpc::CompletionQueue cq;
+  auto call = generic.PrepareCall(
+      &c2, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", &cq);
+  void* tag;
+  bool ok;
+  call->StartCall(reinterpret_cast<void*>(1));
+  ASSERT_TRUE(cq.Next(&tag, &ok) && ok);
+  const std::string request = "\x3a\x01*";  // list_services: "*"
+  grpc::Slice slice(request);
+  grpc::ByteBuffer out(&slice, 1);
+  call->Write(out, reinterpret_cast<void*>(2));
+  ASSERT_TRUE(cq.Next(&tag, &ok) && ok);
+  grpc::ByteBuffer in;
+  call->Read(&in, reinterpret_cast<void*>(3));
+  ASSERT_TRUE(cq.Next(&tag, &ok) && ok);
+  std::vector<grpc::Slice> slices;
+  ASSERT_TRUE(in.Dump(&slices).ok());
+  std::string bytes;
+  for (const auto& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  std::vector<std::string> names;
+  auto fields = [](const std::string& msg, uint32_t want, std::vector<std::string>* found) {
+    google::protobuf::io::CodedInputStream in(reinterpret_cast<const uint8_t*>(msg.data()),
+                                              static_cast<int>(msg.size()));
+    while (uint32_t t = in.ReadTag()) {
+      std::string value;
+      if ((t & 7) != 2) return;  // Only length-delimited fields are expected here.
+      uint32_t len;
+      if (!in.ReadVarint32(&len) || !in.ReadString(&value, static_cast<int>(len))) return;
+      if ((t >> 3) == want) found->push_back(value);
+    }
+  };
+  std::vector<std::string> lists, services;
+  fields(bytes, 6, &lists);
+  ASSERT_EQ(lists.size(), 1u);
+  fields(lists[0], 1, &services);
+  for (const std::string& service : services) fields(service, 1, &names);
+  EXPECT_THAT(names, ::testing::Contains("vmmkit.vmm.v1.VmService"));
+  c2.TryCancel();
+  call->Finish(nullptr, reinterpret_cast<void*>(4));
+  cq.Shutdown();
+  while (cq.Next(&tag, &ok)) {
+  }
+}
+
+TEST_F(ApiServerTest, TheSocketIsForItsOwnerOnly) {
+  struct stat st;
+  ASSERT_EQ(::stat(path_.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  // Another user cannot connect (tests run as root, which ignores file modes: drop to nobody).
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    if (::setgid(65534) != 0 || ::setuid(65534) != 0) ::_exit(2);
+    const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::strncpy(addr.sun_path, path_.c_str(), sizeof(addr.sun_path) - 1);
+    const bool refused =
+        ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 && errno == EACCES;
+    ::_exit(refused ? 0 : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "a client as another user was not refused (EACCES)";
+}
+
+TEST_F(ApiServerTest, SocketPathRules) {
+  // A live server owns the path: refused.
+  EXPECT_THAT(ApiServer::StartUnix(controller_, path_),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("another server")));
+  // A stale socket (nothing listening) is replaced.
+  const std::string stale = TempPath("stale.sock");
+  ::unlink(stale.c_str());
+  {
+    const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::strncpy(addr.sun_path, stale.c_str(), sizeof(addr.sun_path) - 1);
+    ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+    ::close(fd);
+  }
+  ASSERT_OK_AND_ASSIGN(auto second, ApiServer::StartUnix(controller_, stale));
+  second->Shutdown();
+  struct stat st;
+  EXPECT_NE(::stat(stale.c_str(), &st), 0) << "Shutdown removes the socket file";
+  // Not a socket: never replaced.
+  const std::string file = TempPath("not-a-socket");
+  std::ofstream(file) << "precious";
+  EXPECT_THAT(ApiServer::StartUnix(controller_, file),
+              StatusIs(absl::StatusCode::kAlreadyExists, HasSubstr("not a socket")));
+  EXPECT_THAT(ApiServer::StartUnix(controller_, std::string(200, 'x')),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+TEST(ApiServerTcpTest, LoopbackOnly) {
+  FakeVm vm;
+  ThreadLoop loop;
+  VmController controller(vm, loop);
+  EXPECT_THAT(ApiServer::StartTcp(controller, "0.0.0.0:0"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("only loopback")));
+  EXPECT_THAT(ApiServer::StartTcp(controller, "127.0.0.1"),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  ASSERT_OK_AND_ASSIGN(auto server, ApiServer::StartTcp(controller, "127.0.0.1:0"));
+  ASSERT_GT(server->port(), 0);
+  auto stub = pb::VmService::NewStub(grpc::CreateChannel(absl::StrCat("127.0.0.1:", server->port()),
+                                                         grpc::InsecureChannelCredentials()));
+  grpc::ClientContext c;
+  pb::Vm out;
+  ASSERT_TRUE(stub->GetVm(&c, {}, &out).ok());
+  EXPECT_EQ(out.state(), pb::VM_STATE_CREATED);
+}
+
+TEST(ToGrpcStatusTest, KeepsCodeAndMessage) {
+  EXPECT_TRUE(ToGrpcStatus(absl::OkStatus()).ok());
+  const grpc::Status s = ToGrpcStatus(absl::NotFoundError("no device \"x\""));
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(s.error_message(), "no device \"x\"");
+  EXPECT_EQ(ToGrpcStatus(absl::ResourceExhaustedError("")).error_code(),
+            grpc::StatusCode::RESOURCE_EXHAUSTED);
+}
+
+}  // namespace
+}  // namespace vmmkit::vmm

@@ -1,0 +1,119 @@
+// File: vmm/testing/fake_vm.h
+// -----------------------------------------------------------------------------
+// Testonly: what VmController drives, without a VM: FakeVm (VmOperations that count calls and
+// fail on demand), InlineLoop (runs work at once; delayed work waits for the test) and ThreadLoop
+// (a real event-loop thread, for concurrency tests under TSan).
+
+#ifndef VMMKIT_VMM_TESTING_FAKE_VM_H_
+#define VMMKIT_VMM_TESTING_FAKE_VM_H_
+
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "vmm/controller.h"
+
+namespace vmmkit::vmm::testing {
+
+class FakeVm : public VmOperations {
+ public:
+  absl::Status PauseVcpus() override {
+    ++pauses;
+    return pause_error;
+  }
+  absl::Status ResumeVcpus() override {
+    ++resumes;
+    return absl::OkStatus();
+  }
+  absl::Status RequestGuestPowerOff() override {
+    ++power_button;
+    return power_off_error;
+  }
+  void Stop(const std::string& reason) override { stopped = reason; }
+  VmStatus Describe() const override {
+    VmStatus s;
+    s.config.cpus = 2;
+    s.vcpu_tids = {100, 101};
+    s.devices = {{"com1", DeviceSummary::Kind::kPlatform, "", "", "16550A UART at 0x3f8"}};
+    return s;
+  }
+  // Touched only on the loop thread.
+  int pauses = 0, resumes = 0, power_button = 0;
+  absl::Status pause_error, power_off_error;
+  std::string stopped;
+};
+
+class InlineLoop : public LoopExecutor {
+ public:
+  absl::Status RunOnLoop(std::function<void()> fn) override {
+    if (gone) return absl::CancelledError("event loop exited");
+    fn();
+    return absl::OkStatus();
+  }
+  void RunOnLoopAfter(absl::Duration delay, std::function<void()> fn) override {
+    delayed.push_back({delay, std::move(fn)});
+  }
+  bool gone = false;
+  std::vector<std::pair<absl::Duration, std::function<void()>>> delayed;
+};
+
+class ThreadLoop : public LoopExecutor {
+ public:
+  ThreadLoop() : thread_([this] { Loop(); }) {}
+  ~ThreadLoop() override {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      done_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+  absl::Status RunOnLoop(std::function<void()> fn) override {
+    std::mutex m;
+    std::condition_variable cv;
+    bool finished = false;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      queue_.push_back([&] {
+        fn();
+        std::lock_guard<std::mutex> l2(m);
+        finished = true;
+        cv.notify_all();
+      });
+    }
+    cv_.notify_all();
+    std::unique_lock<std::mutex> l(m);
+    cv.wait(l, [&] { return finished; });
+    return absl::OkStatus();
+  }
+  void RunOnLoopAfter(absl::Duration, std::function<void()>) override {}
+
+ private:
+  void Loop() {
+    for (;;) {
+      std::function<void()> fn;
+      {
+        std::unique_lock<std::mutex> l(mu_);
+        cv_.wait(l, [&] { return done_ || !queue_.empty(); });
+        if (queue_.empty()) return;
+        fn = std::move(queue_.front());
+        queue_.pop_front();
+      }
+      fn();
+    }
+  }
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> queue_;
+  bool done_ = false;
+  std::thread thread_;
+};
+
+}  // namespace vmmkit::vmm::testing
+
+#endif  // VMMKIT_VMM_TESTING_FAKE_VM_H_
