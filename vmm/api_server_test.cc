@@ -30,15 +30,7 @@ using ::testing::HasSubstr;
 using testing::ThreadLoop;
 namespace pb = ::vmmkit::vmm::v1;
 
-// Socket paths must fit sun_path (108 bytes); Bazel's TEST_TMPDIR is longer than that.
-std::string TempPath(const std::string& name) {
-  static const std::string dir = [] {
-    char tmpl[] = "/tmp/vmmkit-api-XXXXXX";
-    const char* d = ::mkdtemp(tmpl);
-    return std::string(d == nullptr ? "/tmp" : d);
-  }();
-  return dir + "/" + name;
-}
+std::string TempPath(const std::string& name) { return testing::ShortTempPath(name); }
 
 class ApiServerTest : public ::testing::Test {
  protected:

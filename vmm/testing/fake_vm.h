@@ -7,6 +7,8 @@
 #ifndef VMMKIT_VMM_TESTING_FAKE_VM_H_
 #define VMMKIT_VMM_TESTING_FAKE_VM_H_
 
+#include <stdlib.h>
+
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -19,6 +21,17 @@
 #include "vmm/controller.h"
 
 namespace vmmkit::vmm::testing {
+
+// A path for a Unix socket in a per-process directory under /tmp: socket paths must fit sun_path
+// (108 bytes), and Bazel's TEST_TMPDIR is longer than that.
+inline std::string ShortTempPath(const std::string& name) {
+  static const std::string dir = [] {
+    char tmpl[] = "/tmp/vmmkit-api-XXXXXX";
+    const char* d = ::mkdtemp(tmpl);
+    return std::string(d == nullptr ? "/tmp" : d);
+  }();
+  return dir + "/" + name;
+}
 
 class FakeVm : public VmOperations {
  public:

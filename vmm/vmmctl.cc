@@ -1,0 +1,316 @@
+#include "vmm/vmmctl.h"
+
+#include <chrono>
+#include <memory>
+#include <optional>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/time.h"
+#include "google/protobuf/util/json_util.h"
+#include "grpcpp/grpcpp.h"
+#include "proto/grpc/health/v1/health.grpc.pb.h"
+#include "proto/vmm/v1/vmm.grpc.pb.h"
+
+namespace vmmkit::vmm {
+namespace {
+
+namespace pb = ::vmmkit::vmm::v1;
+
+constexpr char kUsage[] =
+    "usage: vmmctl [--socket=PATH | --tcp=127.0.0.1:PORT] [--json] [--timeout=10s] COMMAND\n"
+    "commands:\n"
+    "  get                       the VM: state, configuration, boot time, vCPUs, devices\n"
+    "  pause | resume            stop or restart the vCPUs\n"
+    "  shutdown [--force] [--grace=30s]\n"
+    "                            ask the guest to power off (or stop the VM at once)\n"
+    "  devices                   list the VM's devices\n"
+    "  health                    the server's gRPC health status\n"
+    "  watch                     print events until the VM stops\n"
+    "exit status: 0 done, 1 server error, 2 usage, 3 unreachable, 4 refused in this state,\n"
+    "5 bad request, 6 timed out\n";
+
+struct Options {
+  std::string target = "unix:/run/vmm.sock";
+  bool json = false;
+  absl::Duration timeout = absl::Seconds(10);
+  bool force = false;
+  std::optional<absl::Duration> grace;
+  std::string command;
+};
+
+int ExitFor(const grpc::Status& s) {
+  switch (s.error_code()) {
+    case grpc::StatusCode::OK:
+      return kExitOk;
+    case grpc::StatusCode::UNAVAILABLE:
+      return kExitUnreachable;
+    case grpc::StatusCode::FAILED_PRECONDITION:
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+      return kExitRefused;
+    case grpc::StatusCode::INVALID_ARGUMENT:
+    case grpc::StatusCode::NOT_FOUND:
+    case grpc::StatusCode::ALREADY_EXISTS:
+    case grpc::StatusCode::OUT_OF_RANGE:
+      return kExitBadRequest;
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return kExitTimeout;
+    default:
+      return kExitServerError;
+  }
+}
+
+const char* CodeName(grpc::StatusCode code) {
+  static const char* kNames[] = {"OK",
+                                 "CANCELLED",
+                                 "UNKNOWN",
+                                 "INVALID_ARGUMENT",
+                                 "DEADLINE_EXCEEDED",
+                                 "NOT_FOUND",
+                                 "ALREADY_EXISTS",
+                                 "PERMISSION_DENIED",
+                                 "RESOURCE_EXHAUSTED",
+                                 "FAILED_PRECONDITION",
+                                 "ABORTED",
+                                 "OUT_OF_RANGE",
+                                 "UNIMPLEMENTED",
+                                 "INTERNAL",
+                                 "UNAVAILABLE",
+                                 "DATA_LOSS",
+                                 "UNAUTHENTICATED"};
+  const auto i = static_cast<size_t>(code);
+  return i < sizeof(kNames) / sizeof(kNames[0]) ? kNames[i] : "?";
+}
+
+int Fail(std::ostream& err, const Options& o, const grpc::Status& s) {
+  err << "vmmctl: " << o.command << ": " << CodeName(s.error_code()) << ": " << s.error_message()
+      << "\n";
+  return ExitFor(s);
+}
+
+std::string Json(const google::protobuf::Message& m, bool pretty) {
+  std::string out;
+  google::protobuf::util::JsonPrintOptions opts;
+  opts.add_whitespace = pretty;
+  opts.preserve_proto_field_names = true;
+  (void)google::protobuf::util::MessageToJsonString(m, &out, opts);
+  if (!pretty) out += "\n";
+  return out;
+}
+
+std::string StateName(pb::VmState s) {
+  std::string name = pb::VmState_Name(s);
+  return absl::StartsWith(name, "VM_STATE_") ? name.substr(9) : name;
+}
+
+std::string KindName(pb::DeviceKind k) {
+  switch (k) {
+    case pb::DEVICE_KIND_PLATFORM:
+      return "platform";
+    case pb::DEVICE_KIND_PCI:
+      return "pci";
+    case pb::DEVICE_KIND_VFIO_PCI:
+      return "vfio-pci";
+    default:
+      return "?";
+  }
+}
+
+void PrintDevices(std::ostream& out, const google::protobuf::RepeatedPtrField<pb::Device>& devs) {
+  for (const pb::Device& d : devs) {
+    out << "  " << d.id() << "\t" << KindName(d.kind());
+    if (!d.guest_bdf().empty()) out << "\t" << d.guest_bdf();
+    if (!d.host_bdf().empty()) out << "\thost " << d.host_bdf();
+    out << "\t" << d.description() << "\n";
+  }
+}
+
+void PrintVm(std::ostream& out, const pb::Vm& vm) {
+  std::vector<int64_t> tids;
+  for (const pb::Vcpu& v : vm.vcpus()) tids.push_back(v.host_tid());
+  out << "state     " << StateName(vm.state()) << "\n"
+      << "vcpus     " << vm.config().vcpus() << " (host threads " << absl::StrJoin(tids, " ")
+      << ")\n"
+      << "memory    " << vm.config().memory_mib() << " MiB\n"
+      << "kernel    " << vm.config().kernel() << "\n";
+  if (!vm.config().initrd().empty()) out << "initrd    " << vm.config().initrd() << "\n";
+  out << "cmdline   " << vm.config().cmdline() << "\n"
+      << "created   "
+      << absl::FormatTime(absl::FromUnixSeconds(vm.create_time().seconds()), absl::UTCTimeZone())
+      << "\n";
+  if (vm.has_boot_time()) {
+    out << "boot time "
+        << absl::FormatDuration(absl::Seconds(vm.boot_time().seconds()) +
+                                absl::Nanoseconds(vm.boot_time().nanos()))
+        << "\n";
+  }
+  out << "devices   " << vm.devices_size() << "\n";
+  PrintDevices(out, vm.devices());
+}
+
+void PrintEvent(std::ostream& out, const pb::Event& e) {
+  out << absl::FormatTime(
+      "%H:%M:%E3S ",
+      absl::FromUnixSeconds(e.time().seconds()) + absl::Nanoseconds(e.time().nanos()),
+      absl::UTCTimeZone());
+  if (e.has_state_changed()) {
+    out << "state " << StateName(e.state_changed().old_state()) << " -> "
+        << StateName(e.state_changed().new_state()) << " (" << e.state_changed().reason() << ")";
+  } else if (e.has_device()) {
+    out << "device " << pb::Event::DeviceEvent::Type_Name(e.device().type()) << " "
+        << e.device().device().id() << " " << e.device().detail();
+  } else if (e.has_guest_boot_complete()) {
+    out << "guest boot complete after "
+        << absl::FormatDuration(absl::Seconds(e.guest_boot_complete().boot_time().seconds()) +
+                                absl::Nanoseconds(e.guest_boot_complete().boot_time().nanos()));
+  } else if (e.has_error()) {
+    out << "error " << e.error().code() << ": " << e.error().message();
+  }
+  out << "\n";
+}
+
+bool ParseOptions(const std::vector<std::string>& args, Options* o, std::ostream& err) {
+  for (const std::string& a : args) {
+    auto value = [&](const char* flag) -> std::optional<std::string> {
+      const std::string prefix = absl::StrCat(flag, "=");
+      if (absl::StartsWith(a, prefix)) return a.substr(prefix.size());
+      return std::nullopt;
+    };
+    if (auto v = value("--socket")) {
+      o->target = "unix:" + *v;
+    } else if (auto t = value("--tcp")) {
+      o->target = *t;
+    } else if (a == "--json") {
+      o->json = true;
+    } else if (auto d = value("--timeout")) {
+      if (!absl::ParseDuration(*d, &o->timeout) || o->timeout <= absl::ZeroDuration()) {
+        err << "vmmctl: --timeout=" << *d << ": not a positive duration (e.g. 5s)\n";
+        return false;
+      }
+    } else if (a == "--force") {
+      o->force = true;
+    } else if (auto g = value("--grace")) {
+      absl::Duration grace;
+      if (!absl::ParseDuration(*g, &grace) || grace <= absl::ZeroDuration()) {
+        err << "vmmctl: --grace=" << *g << ": not a positive duration (e.g. 30s)\n";
+        return false;
+      }
+      o->grace = grace;
+    } else if (absl::StartsWith(a, "-")) {
+      err << "vmmctl: unknown option " << a << "\n" << kUsage;
+      return false;
+    } else if (o->command.empty()) {
+      o->command = a;
+    } else {
+      err << "vmmctl: unexpected argument " << a << "\n" << kUsage;
+      return false;
+    }
+  }
+  if (o->command.empty()) {
+    err << kUsage;
+    return false;
+  }
+  if ((o->force || o->grace) && o->command != "shutdown") {
+    err << "vmmctl: --force and --grace go with shutdown\n";
+    return false;
+  }
+  if (o->force && o->grace) {
+    err << "vmmctl: --force and --grace exclude each other\n";
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+int RunVmmctl(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+  Options o;
+  if (!ParseOptions(args, &o, err)) return kExitUsage;
+  auto channel = grpc::CreateChannel(o.target, grpc::InsecureChannelCredentials());
+  auto stub = pb::VmService::NewStub(channel);
+  auto deadline = [&](grpc::ClientContext* ctx) {
+    ctx->set_deadline(std::chrono::system_clock::now() +
+                      std::chrono::nanoseconds(absl::ToInt64Nanoseconds(o.timeout)));
+  };
+  grpc::ClientContext ctx;
+  if (o.command != "watch") deadline(&ctx);
+
+  if (o.command == "get" || o.command == "pause" || o.command == "resume") {
+    pb::Vm vm;
+    const grpc::Status s = o.command == "get"     ? stub->GetVm(&ctx, {}, &vm)
+                           : o.command == "pause" ? stub->Pause(&ctx, {}, &vm)
+                                                  : stub->Resume(&ctx, {}, &vm);
+    if (!s.ok()) return Fail(err, o, s);
+    if (o.json) {
+      out << Json(vm, true);
+    } else if (o.command == "get") {
+      PrintVm(out, vm);
+    } else {
+      out << "state " << StateName(vm.state()) << "\n";
+    }
+    return kExitOk;
+  }
+  if (o.command == "devices") {
+    pb::ListDevicesResponse resp;
+    const grpc::Status s = stub->ListDevices(&ctx, {}, &resp);
+    if (!s.ok()) return Fail(err, o, s);
+    if (o.json) {
+      out << Json(resp, true);
+    } else {
+      PrintDevices(out, resp.devices());
+    }
+    return kExitOk;
+  }
+  if (o.command == "shutdown") {
+    pb::ShutdownRequest req;
+    req.set_mode(o.force ? pb::ShutdownRequest::MODE_FORCED : pb::ShutdownRequest::MODE_GRACEFUL);
+    if (o.grace) {
+      const int64_t ns = absl::ToInt64Nanoseconds(*o.grace);
+      req.mutable_graceful_timeout()->set_seconds(ns / 1000000000);
+      req.mutable_graceful_timeout()->set_nanos(static_cast<int32_t>(ns % 1000000000));
+    }
+    pb::ShutdownResponse resp;
+    const grpc::Status s = stub->Shutdown(&ctx, req, &resp);
+    if (!s.ok()) return Fail(err, o, s);
+    if (o.json) {
+      out << Json(resp, true);
+    } else {
+      out << "state " << StateName(resp.state()) << "\n";
+    }
+    return kExitOk;
+  }
+  if (o.command == "health") {
+    auto health = grpc::health::v1::Health::NewStub(channel);
+    grpc::health::v1::HealthCheckResponse resp;
+    const grpc::Status s = health->Check(&ctx, {}, &resp);
+    if (!s.ok()) return Fail(err, o, s);
+    const std::string status =
+        grpc::health::v1::HealthCheckResponse::ServingStatus_Name(resp.status());
+    if (o.json) {
+      out << Json(resp, true);
+    } else {
+      out << status << "\n";
+    }
+    return resp.status() == grpc::health::v1::HealthCheckResponse::SERVING ? kExitOk
+                                                                           : kExitServerError;
+  }
+  if (o.command == "watch") {
+    auto reader = stub->WatchEvents(&ctx, {});
+    pb::Event e;
+    while (reader->Read(&e)) {
+      if (o.json) {
+        out << Json(e, false);
+      } else {
+        PrintEvent(out, e);
+      }
+      out.flush();
+    }
+    const grpc::Status s = reader->Finish();
+    return s.ok() ? kExitOk : Fail(err, o, s);
+  }
+  err << "vmmctl: unknown command " << o.command << "\n" << kUsage;
+  return kExitUsage;
+}
+
+}  // namespace vmmkit::vmm

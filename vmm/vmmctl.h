@@ -1,0 +1,35 @@
+// File: vmm/vmmctl.h
+// -----------------------------------------------------------------------------
+// vmmctl, the command-line client of vmm's control plane, as a library so tests can run it in
+// process against a real server. main() in vmmctl_main.cc only calls RunVmmctl.
+//
+//   vmmctl [--socket=PATH | --tcp=127.0.0.1:PORT] [--json] [--timeout=10s] COMMAND [options]
+//
+// Commands: get, pause, resume, devices, health, watch, shutdown [--force] [--grace=30s].
+// Exit status (kExit*): 0 done; 1 the server failed; 2 bad usage; 3 the server cannot be
+// reached; 4 refused in the VM's current state (FAILED_PRECONDITION, RESOURCE_EXHAUSTED); 5 a bad
+// request (INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS, OUT_OF_RANGE); 6 timed out.
+
+#ifndef VMMKIT_VMM_VMMCTL_H_
+#define VMMKIT_VMM_VMMCTL_H_
+
+#include <ostream>
+#include <string>
+#include <vector>
+
+namespace vmmkit::vmm {
+
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitServerError = 1;
+inline constexpr int kExitUsage = 2;
+inline constexpr int kExitUnreachable = 3;
+inline constexpr int kExitRefused = 4;
+inline constexpr int kExitBadRequest = 5;
+inline constexpr int kExitTimeout = 6;
+
+// `args` excludes the program name. Output goes to `out`, diagnostics to `err`.
+int RunVmmctl(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
+
+}  // namespace vmmkit::vmm
+
+#endif  // VMMKIT_VMM_VMMCTL_H_
