@@ -85,6 +85,16 @@ absl::StatusOr<VmmConfig> ValidateConfig(const RawConfig& raw) {
         absl::StrCat("--serial=", raw.serial, ": expected stdio, file:PATH or none"));
   }
   c.boot_timer = raw.boot_timer;
+  if (!raw.api_socket.empty() && !raw.api_tcp.empty()) {
+    return absl::InvalidArgumentError("--api_socket and --api_tcp exclude each other");
+  }
+  // sun_path holds 107 bytes and a NUL.
+  if (raw.api_socket.size() > 107) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--api_socket=", raw.api_socket, ": longer than a socket path may be (107)"));
+  }
+  c.api_socket = raw.api_socket;
+  c.api_tcp = raw.api_tcp;
   return c;
 }
 

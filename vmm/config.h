@@ -29,6 +29,8 @@ struct RawConfig {
   std::string serial;
   std::string memory_backing = "anonymous";
   bool boot_timer = false;
+  std::string api_socket;
+  std::string api_tcp;
 };
 
 struct VmmConfig {
@@ -41,6 +43,9 @@ struct VmmConfig {
   SerialMode serial;
   std::string serial_path;  // kFile only.
   bool boot_timer;
+  // The control plane: a Unix socket path, or a loopback TCP address; both empty: no API.
+  std::string api_socket;
+  std::string api_tcp;
 };
 
 inline constexpr uint64_t kMinMemoryMib = 64;

@@ -55,6 +55,12 @@ TEST_F(ConfigTest, EachBadValueNamesItsFlag) {
       {[](RawConfig& r) { r.serial = "file:"; }, "--serial=file:"},
       {[](RawConfig& r) { r.cmdline = std::string("a\0b", 3); }, "NUL"},
       {[](RawConfig& r) { r.memory_backing = "shm"; }, "--memory_backing=shm: expected memfd"},
+      {[](RawConfig& r) {
+         r.api_socket = "/tmp/a.sock";
+         r.api_tcp = "127.0.0.1:0";
+       },
+       "--api_socket and --api_tcp exclude each other"},
+      {[](RawConfig& r) { r.api_socket = std::string(120, 'x'); }, "longer than a socket path"},
   };
   for (const Case& c : cases) {
     RawConfig r = Valid();

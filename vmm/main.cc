@@ -27,6 +27,12 @@ ABSL_FLAG(std::string, serial, "stdio",
           "Guest console (COM1): stdio (interactive), file:PATH, or none.");
 ABSL_FLAG(bool, boot_timer, false,
           "Log the time from vmm's start until the guest writes 123 to I/O port 0x440.");
+ABSL_FLAG(std::string, api_socket, "",
+          "Serve the gRPC control plane (proto/vmm/v1) on this Unix socket, created with mode "
+          "0600. A stale socket file is replaced; a path where a server answers is refused.");
+ABSL_FLAG(std::string, api_tcp, "",
+          "Serve the control plane on this loopback TCP address instead (127.0.0.1:PORT); the "
+          "API has no authentication, so other addresses are refused.");
 
 int main(int argc, char** argv) {
   const absl::Time start = absl::Now();
@@ -35,6 +41,7 @@ int main(int argc, char** argv) {
       "  vmm --kernel=bzImage [--initrd=FILE] [--cmdline=...] [--memory=MiB] [--cpus=N]\n"
       "      [--memory_backing=memfd|anonymous|hugetlb]\n"
       "      [--serial=stdio|file:PATH|none] [--boot_timer]\n"
+      "      [--api_socket=PATH | --api_tcp=127.0.0.1:PORT]\n"
       "Exit status: 0 guest reboot/poweroff or SIGINT/SIGTERM; 1 VMM or KVM failure;\n"
       "2 bad flag or input file; 3 guest triple fault.");
   absl::ParseCommandLine(argc, argv);
@@ -45,7 +52,9 @@ int main(int argc, char** argv) {
                                    .cpus = absl::GetFlag(FLAGS_cpus),
                                    .serial = absl::GetFlag(FLAGS_serial),
                                    .memory_backing = absl::GetFlag(FLAGS_memory_backing),
-                                   .boot_timer = absl::GetFlag(FLAGS_boot_timer)};
+                                   .boot_timer = absl::GetFlag(FLAGS_boot_timer),
+                                   .api_socket = absl::GetFlag(FLAGS_api_socket),
+                                   .api_tcp = absl::GetFlag(FLAGS_api_tcp)};
   absl::StatusOr<vmmkit::vmm::VmmConfig> config = vmmkit::vmm::ValidateConfig(raw);
   if (!config.ok()) {
     std::fprintf(stderr, "vmm: %s\n", std::string(config.status().message()).c_str());

@@ -6,9 +6,11 @@
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <termios.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -123,11 +125,32 @@ std::string DescribeRegisters(kvm::Vcpu& vcpu) {
 
 absl::StatusOr<std::unique_ptr<Vmm>> Vmm::Create(const VmmConfig& config, absl::Time start) {
   std::unique_ptr<Vmm> vmm(new Vmm(config, start));
+  // The API first, so that it accepts as early as possible; requests wait for the event loop.
+  RETURN_IF_ERROR(vmm->StartApi());
   RETURN_IF_ERROR(vmm->Build());
   return vmm;
 }
 
+absl::Status Vmm::StartApi() {
+  ASSIGN_OR_RETURN(EventFd loop_event, EventFd::Create());
+  loop_event_ = std::make_unique<EventFd>(std::move(loop_event));
+  vcpu_tids_ = std::vector<std::atomic<int64_t>>(config_.cpus);
+  if (config_.api_socket.empty() && config_.api_tcp.empty()) return absl::OkStatus();
+  VmOperations& ops = *this;  // Private bases: converted here, inside the class.
+  LoopExecutor& loop = *this;
+  controller_ = std::make_unique<VmController>(ops, loop);
+  absl::StatusOr<std::unique_ptr<ApiServer>> server =
+      config_.api_socket.empty() ? ApiServer::StartTcp(*controller_, config_.api_tcp)
+                                 : ApiServer::StartUnix(*controller_, config_.api_socket);
+  if (!server.ok()) return server.status();
+  api_server_ = std::move(server).value();
+  return absl::OkStatus();
+}
+
 Vmm::~Vmm() {
+  // Release RPCs waiting for the loop before the server goes; then the vCPUs.
+  CloseLoop();
+  api_server_.reset();
   StopVcpus();
   if (slots_ != nullptr) (void)system_memory_.UnregisterListener(slots_.get());
 }
@@ -219,12 +242,18 @@ absl::Status Vmm::SetUpDevices() {
                                 RequestExit(ExitReason::kPowerOff, "guest powered off");
                               }),
                               kPortAcpiSleep, 2));
-  if (config_.boot_timer) {
+  // The boot timer also feeds the control plane's boot time and guest-boot-complete event.
+  if (config_.boot_timer || controller_ != nullptr) {
     RETURN_IF_ERROR(pio_.Insert(std::make_shared<devices::BootTimer>(
                                     start_,
-                                    [](absl::Duration d) {
-                                      LogInfo("guest boot time: ", absl::ToInt64Milliseconds(d),
-                                              " ms since vmm started");
+                                    [this](absl::Duration d) {
+                                      if (config_.boot_timer) {
+                                        LogInfo("guest boot time: ", absl::ToInt64Milliseconds(d),
+                                                " ms since vmm started");
+                                      }
+                                      if (controller_ != nullptr) {
+                                        PostToLoop([this, d] { controller_->OnBootComplete(d); });
+                                      }
                                     }),
                                 kPortBootTimer, 1));
   }
@@ -330,7 +359,18 @@ void Vmm::HandleExit(kvm::Vcpu* vcpu, const kvm::VcpuExit& exit) {
 }
 
 void Vmm::VcpuLoop(kvm::Vcpu* vcpu) {
+  vcpu_tids_[vcpu->id()].store(::gettid(), std::memory_order_relaxed);
   while (!stopping_.load(std::memory_order_acquire)) {
+    {
+      std::unique_lock<std::mutex> lock(pause_mu_);
+      if (paused_) {
+        ++parked_;
+        pause_cv_.notify_all();
+        pause_cv_.wait(lock, [&] { return !paused_ || stopping_.load(); });
+        --parked_;
+        continue;  // Look at stopping_ again before running.
+      }
+    }
     absl::StatusOr<kvm::VcpuExit> exit = vcpu->Run();
     if (!exit.ok()) {
       RequestExit(ExitReason::kError, std::string(exit.status().message()));
@@ -342,6 +382,11 @@ void Vmm::VcpuLoop(kvm::Vcpu* vcpu) {
 
 void Vmm::StopVcpus() {
   stopping_.store(true, std::memory_order_release);
+  {
+    std::lock_guard<std::mutex> lock(pause_mu_);
+    paused_ = false;
+  }
+  pause_cv_.notify_all();
   for (auto& v : vcpus_) v->Kick();
   for (auto& t : vcpu_threads_) {
     if (t.joinable()) t.join();
@@ -361,15 +406,20 @@ void Vmm::EventLoop() {
     epoll_event ev{.events = EPOLLIN, .data = {.fd = fd}};
     return ::epoll_ctl(epoll.get(), EPOLL_CTL_ADD, fd, &ev) == 0;
   };
-  if (!epoll.valid() || !sigfd.valid() || !add(exit_event_->fd()) || !add(sigfd.get())) {
+  if (!epoll.valid() || !sigfd.valid() || !add(exit_event_->fd()) || !add(sigfd.get()) ||
+      !add(loop_event_->fd())) {
     RequestExit(ExitReason::kError, absl::StrCat("event loop setup: ", std::strerror(errno)));
     return;
   }
   bool stdin_open = use_stdin && add(STDIN_FILENO);
   std::vector<uint8_t> pending;  // Host input the UART's FIFO had no room for yet.
+  loop_thread_.store(std::this_thread::get_id());
+  if (controller_ != nullptr) controller_->OnStarted();
   for (;;) {
     epoll_event events[8];
-    const int timeout_ms = pending.empty() ? -1 : 10;
+    const int timer_ms = RunLoopWork();
+    const int timeout_ms =
+        pending.empty() ? timer_ms : (timer_ms < 0 ? 10 : std::min(timer_ms, 10));
     const int n = ::epoll_wait(epoll.get(), events, 8, timeout_ms);
     if (n < 0 && errno != EINTR) {
       RequestExit(ExitReason::kError, absl::StrCat("epoll_wait: ", std::strerror(errno)));
@@ -399,9 +449,93 @@ void Vmm::EventLoop() {
         pending.erase(pending.begin(), pending.begin() + static_cast<long>(took));
       }
     }
-    std::lock_guard<std::mutex> lock(exit_mu_);
-    if (exit_reason_ != ExitReason::kNone) return;
+    std::string stopping_detail;
+    {
+      std::lock_guard<std::mutex> lock(exit_mu_);
+      if (exit_reason_ == ExitReason::kNone) continue;
+      stopping_detail = exit_detail_;
+    }
+    if (controller_ != nullptr) controller_->OnStopping(stopping_detail);
+    return;
   }
+}
+
+// --- Control plane: the event loop's work queue and timers --------------------------------------
+
+bool Vmm::PostToLoop(std::function<void()> fn) {
+  {
+    std::lock_guard<std::mutex> lock(loop_mu_);
+    if (!loop_open_) return false;
+    loop_work_.push_back(std::move(fn));
+  }
+  (void)loop_event_->Write(1);
+  return true;
+}
+
+absl::Status Vmm::RunOnLoop(std::function<void()> fn) {
+  if (std::this_thread::get_id() == loop_thread_.load()) {  // On the loop: no queueing.
+    fn();
+    return absl::OkStatus();
+  }
+  auto ran = std::make_shared<bool>(false);  // Guarded by loop_mu_.
+  {
+    std::lock_guard<std::mutex> lock(loop_mu_);
+    if (!loop_open_) return absl::UnavailableError("the event loop has stopped");
+    loop_work_.push_back([this, fn = std::move(fn), ran] {
+      fn();
+      std::lock_guard<std::mutex> l(loop_mu_);
+      *ran = true;
+      loop_cv_.notify_all();
+    });
+  }
+  (void)loop_event_->Write(1);
+  std::unique_lock<std::mutex> lock(loop_mu_);
+  loop_cv_.wait(lock, [&] { return *ran || !loop_open_; });
+  if (!*ran) return absl::UnavailableError("the event loop stopped before running the request");
+  return absl::OkStatus();
+}
+
+void Vmm::RunOnLoopAfter(absl::Duration delay, std::function<void()> fn) {
+  {
+    std::lock_guard<std::mutex> lock(loop_mu_);
+    if (!loop_open_) return;
+    timers_.emplace(absl::Now() + delay, std::move(fn));
+  }
+  (void)loop_event_->Write(1);
+}
+
+int Vmm::RunLoopWork() {
+  (void)loop_event_->Read();  // Non-blocking: clears the wakeup if there was one.
+  std::deque<std::function<void()>> work;
+  std::vector<std::function<void()>> due;
+  int timeout_ms = -1;
+  {
+    std::lock_guard<std::mutex> lock(loop_mu_);
+    work.swap(loop_work_);
+    const absl::Time now = absl::Now();
+    while (!timers_.empty() && timers_.begin()->first <= now) {
+      due.push_back(std::move(timers_.begin()->second));
+      timers_.erase(timers_.begin());
+    }
+    if (!timers_.empty()) {
+      timeout_ms = static_cast<int>(
+          std::min<int64_t>(absl::ToInt64Milliseconds(timers_.begin()->first - now) + 1, 60000));
+    }
+  }
+  for (auto& fn : work) fn();
+  for (auto& fn : due) fn();
+  return timeout_ms;
+}
+
+void Vmm::CloseLoop() {
+  std::deque<std::function<void()>> dropped;  // Destroyed outside the lock.
+  {
+    std::lock_guard<std::mutex> lock(loop_mu_);
+    loop_open_ = false;
+    dropped.swap(loop_work_);
+    timers_.clear();
+  }
+  loop_cv_.notify_all();  // Waiters in RunOnLoop see the loop closed.
 }
 
 int Vmm::Run() {
@@ -437,6 +571,7 @@ int Vmm::Run() {
     });
   }
   EventLoop();
+  CloseLoop();
   StopVcpus();
   if (tty) ::tcsetattr(STDIN_FILENO, TCSANOW, &saved);
 
@@ -445,6 +580,7 @@ int Vmm::Run() {
     case ExitReason::kReset:
     case ExitReason::kPowerOff:
     case ExitReason::kSignal:
+    case ExitReason::kApiShutdown:
       LogInfo("vmm: ", exit_detail_);
       return 0;
     case ExitReason::kTripleFault:
@@ -456,6 +592,66 @@ int Vmm::Run() {
       return 1;
   }
   return 1;
+}
+
+}  // namespace vmmkit::vmm
+
+namespace vmmkit::vmm {
+
+// --- VmOperations: what the controller asks of the VM (on the event loop) ------------------------
+
+absl::Status Vmm::PauseVcpus() {
+  {
+    std::lock_guard<std::mutex> lock(pause_mu_);
+    paused_ = true;
+  }
+  for (auto& v : vcpus_) v->Kick();  // Out of KVM_RUN; they park at the top of VcpuLoop.
+  std::unique_lock<std::mutex> lock(pause_mu_);
+  const bool all = pause_cv_.wait_for(lock, std::chrono::seconds(5), [&] {
+    return parked_ == vcpu_threads_.size() || stopping_.load();
+  });
+  if (!all) {
+    paused_ = false;
+    pause_cv_.notify_all();
+    return absl::DeadlineExceededError(absl::StrCat("only ", parked_, " of ", vcpu_threads_.size(),
+                                                    " vCPUs stopped within 5 s; resumed them"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Vmm::ResumeVcpus() {
+  {
+    std::lock_guard<std::mutex> lock(pause_mu_);
+    paused_ = false;
+  }
+  pause_cv_.notify_all();
+  return absl::OkStatus();
+}
+
+absl::Status Vmm::RequestGuestPowerOff() {
+  // The VM's ACPI is hardware-reduced without a power button device (GED) yet.
+  return absl::UnimplementedError("this VM has no ACPI power button to press");
+}
+
+void Vmm::Stop(const std::string& reason) { RequestExit(ExitReason::kApiShutdown, reason); }
+
+VmStatus Vmm::Describe() const {
+  VmStatus s;
+  s.config = config_;
+  s.create_time = start_;
+  for (const auto& tid : vcpu_tids_) s.vcpu_tids.push_back(tid.load(std::memory_order_relaxed));
+  using Kind = DeviceSummary::Kind;
+  s.devices = {
+      {"com1", Kind::kPlatform, "", "", "16550A UART, I/O 0x3f8, IRQ 4"},
+      {"i8042", Kind::kPlatform, "", "", "keyboard controller (reset line), I/O 0x60/0x64"},
+      {"rtc", Kind::kPlatform, "", "", "CMOS RTC, I/O 0x70"},
+      {"acpi-sleep", Kind::kPlatform, "", "", "ACPI sleep control/status registers"},
+      {"pci-host", Kind::kPci, "0000:00:00.0", "", "PCI host bridge (0xcf8 and ECAM)"},
+  };
+  if (config_.boot_timer || controller_ != nullptr) {
+    s.devices.push_back({"boot-timer", Kind::kPlatform, "", "", "boot-complete port 0x440"});
+  }
+  return s;
 }
 
 }  // namespace vmmkit::vmm

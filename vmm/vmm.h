@@ -12,9 +12,13 @@
 //   - one thread per vCPU runs KVM_RUN and dispatches port-I/O and MMIO exits to the buses
 //     (the buses and devices lock internally);
 //   - the caller's thread runs the event loop (epoll): host input for the UART, SIGINT/SIGTERM
-//     through a signalfd, and exit requests. Devices and vCPUs ask the VM to stop through
-//     RequestExit, which only records the first reason and signals an eventfd; the event loop
-//     then stops the vCPUs (Kick) and joins them. A gRPC control plane plugs into the same loop.
+//     through a signalfd, exit requests, and control-plane work. Devices and vCPUs ask the VM to
+//     stop through RequestExit, which only records the first reason and signals an eventfd; the
+//     event loop then stops the vCPUs (Kick) and joins them.
+//   - with --api-socket/--api-tcp, gRPC threads serve proto/vmm/v1 (ApiServer). They reach the VM
+//     only through VmController, which queues each request onto the event loop (RunOnLoop: a
+//     mutex-protected queue and an eventfd) and waits for it; so the VM's state is changed by the
+//     loop thread alone. Pause parks the vCPU threads on a condition variable outside KVM_RUN.
 //
 //   ASSIGN_OR_RETURN(std::unique_ptr<Vmm> vmm, Vmm::Create(config));
 //   return vmm->Run();   // the process exit status
@@ -23,6 +27,10 @@
 #define VMMKIT_VMM_VMM_H_
 
 #include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -42,7 +50,9 @@
 #include "kvm/vm.h"
 #include "memory/address_space.h"
 #include "memory/guest_memory.h"
+#include "vmm/api_server.h"
 #include "vmm/config.h"
+#include "vmm/controller.h"
 
 namespace vmmkit::vmm {
 
@@ -53,9 +63,10 @@ enum class ExitReason {
   kSignal,       // SIGINT or SIGTERM: 0 after a clean stop.
   kTripleFault,  // 3, with the vCPU's registers on stderr.
   kError,        // 1: KVM or the VMM failed.
+  kApiShutdown,  // 0: a Shutdown request on the control plane.
 };
 
-class Vmm {
+class Vmm : private VmOperations, private LoopExecutor {
  public:
   // Builds the VM; nothing runs yet. INVALID_ARGUMENT for bad input files (main exits 2).
   static absl::StatusOr<std::unique_ptr<Vmm>> Create(const VmmConfig& config,
@@ -69,6 +80,22 @@ class Vmm {
 
  private:
   explicit Vmm(const VmmConfig& config, absl::Time start) : config_(config), start_(start) {}
+  absl::Status StartApi();
+
+  // VmOperations (called on the event loop by the controller).
+  absl::Status PauseVcpus() override;
+  absl::Status ResumeVcpus() override;
+  absl::Status RequestGuestPowerOff() override;
+  void Stop(const std::string& reason) override;
+  VmStatus Describe() const override;
+  // LoopExecutor.
+  absl::Status RunOnLoop(std::function<void()> fn) override;
+  void RunOnLoopAfter(absl::Duration delay, std::function<void()> fn) override;
+  // Queues `fn` for the loop without waiting (from vCPU threads). False once the loop is gone.
+  bool PostToLoop(std::function<void()> fn);
+  // On the loop: runs queued work and due timers; returns the epoll timeout for the next timer.
+  int RunLoopWork();
+  void CloseLoop();  // No more work: what is queued is dropped (its callers see UNAVAILABLE).
   absl::Status Build();
   absl::Status SetUpDevices();
   absl::Status SetUpVcpus(GuestAddress entry, GuestAddress boot_params);
@@ -95,6 +122,25 @@ class Vmm {
   std::shared_ptr<devices::PciRootBus> pci_;
   std::unique_ptr<EventFd> serial_irq_;
   ScopedFd serial_out_;  // stdout (dup) or the --serial file; invalid for none.
+
+  // Pause: vCPU threads park here while paused_ (outside KVM_RUN).
+  std::mutex pause_mu_;
+  std::condition_variable pause_cv_;
+  bool paused_ = false;  // Guarded by pause_mu_.
+  size_t parked_ = 0;    // Guarded by pause_mu_.
+  std::vector<std::atomic<int64_t>> vcpu_tids_;
+
+  // Work for the event loop from other threads (RunOnLoop/PostToLoop) and timers.
+  std::mutex loop_mu_;
+  std::deque<std::function<void()>> loop_work_;              // Guarded by loop_mu_.
+  std::multimap<absl::Time, std::function<void()>> timers_;  // Guarded by loop_mu_.
+  std::condition_variable loop_cv_;  // RunOnLoop waiters: their work ran, or the loop closed.
+  bool loop_open_ = true;            // Guarded by loop_mu_.
+  std::unique_ptr<EventFd> loop_event_;
+  std::atomic<std::thread::id> loop_thread_;  // Set when the event loop starts.
+
+  std::unique_ptr<VmController> controller_;
+  std::unique_ptr<ApiServer> api_server_;
 
   std::unique_ptr<EventFd> exit_event_;
   std::atomic<bool> stopping_{false};

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # vmm on this machine's /dev/kvm with tiny ELF "kernels" (no Linux needed): console output,
-# power-off through the ACPI sleep control register, a triple fault, and bad flags.
+# power-off through the ACPI sleep control register, a triple fault, bad flags, and the gRPC
+# control plane driven by vmmctl (get, pause, resume, shutdown, the specified refusals).
 set -uo pipefail
 vmm=$1
 make_elf="python3 $2"
+vmmctl=$3
 tmp=${TEST_TMPDIR:-$(mktemp -d)}
 failures=0
 check() { if "${@:2}"; then echo "PASS $1"; else echo "FAIL $1"; failures=$((failures + 1)); fi; }
@@ -49,6 +51,45 @@ head -c 130 "$tmp/hello.elf" > "$tmp/cut.elf"  # Inside the code segment.
 rc=$?
 cat "$tmp/cut.err"
 check "truncated ELF: exit 2 naming the problem (rc=$rc)" grep -q "truncated" "$tmp/cut.err"
+
+# The control plane. The guest halts with interrupts off, so it idles until told otherwise.
+$make_elf "$tmp/idle.elf" f4ebfd
+sock=$(mktemp -u /tmp/vmmkit-native-XXXXXX.sock)  # Short: socket paths have a 107-byte limit.
+"$vmm" --kernel="$tmp/idle.elf" --memory=64 --serial=none --api_socket="$sock" \
+  </dev/null 2>"$tmp/api.err" &
+vmm_pid=$!
+for i in $(seq 1 100); do "$vmmctl" --socket="$sock" --timeout=1s health >/dev/null 2>&1 && break; sleep 0.1; done
+ctl() { "$vmmctl" --socket="$sock" "$@"; }
+check "health: SERVING" test "$(ctl health)" = SERVING
+check "socket mode 0600" test "$(stat -c %a "$sock")" = 600
+check "get: RUNNING, 64 MiB" sh -c "\"$vmmctl\" --socket=$sock get | grep -q 'state     RUNNING' &&
+  \"$vmmctl\" --socket=$sock get | grep -q 'memory    64 MiB'"
+check "pause" test "$(ctl pause)" = "state PAUSED"
+ctl pause 2>"$tmp/pause2.err"; rc=$?
+check "pause while paused: exit 4, FAILED_PRECONDITION (rc=$rc)" \
+  sh -c "test $rc -eq 4 && grep -q FAILED_PRECONDITION $tmp/pause2.err"
+check "get: PAUSED" sh -c "\"$vmmctl\" --socket=$sock get | grep -q 'state     PAUSED'"
+check "resume" test "$(ctl resume)" = "state RUNNING"
+ctl resume 2>/dev/null; rc=$?
+check "resume while running: exit 4 (rc=$rc)" test "$rc" -eq 4
+check "--json get" sh -c "\"$vmmctl\" --socket=$sock --json get | grep -q '\"state\": \"VM_STATE_RUNNING\"'"
+check "devices lists com1" sh -c "\"$vmmctl\" --socket=$sock devices | grep -q com1"
+ctl shutdown 2>"$tmp/graceful.err"; rc=$?
+check "graceful shutdown without a power button: refused, saying so (rc=$rc)" \
+  sh -c "test $rc -ne 0 && grep -q 'use a forced shutdown' $tmp/graceful.err"
+"$vmm" --kernel="$tmp/idle.elf" --memory=64 --serial=none --api_socket="$sock" \
+  </dev/null >/dev/null 2>"$tmp/second.err"; rc=$?
+check "a second vmm on the same socket is refused (rc=$rc)" \
+  sh -c "test $rc -ne 0 && grep -q 'another server' $tmp/second.err"
+check "the VM kept running through the bad requests" \
+  sh -c "\"$vmmctl\" --socket=$sock get | grep -q 'state     RUNNING'"
+check "shutdown --force" test "$(ctl shutdown --force)" = "state STOPPING"
+wait "$vmm_pid"; rc=$?
+cat "$tmp/api.err"
+check "vmm exits 0 after a forced shutdown (rc=$rc)" test "$rc" -eq 0
+check "the socket file is removed" test ! -e "$sock"
+ctl get 2>/dev/null; rc=$?
+check "vmmctl against no server: exit 3 (rc=$rc)" test "$rc" -eq 3
 
 echo "$failures failure(s)"
 [ "$failures" -eq 0 ]
