@@ -8,6 +8,14 @@ alone pulls in about 40 Abseil libraries; a hand-written list goes stale and fai
 Targets in @system_libs: absl, protobuf, grpc, grpc_reflection, gtest, gtest_main, benchmark.
 """
 
+# Libraries that stay shared even in a static build (the C runtime's).
+_ALWAYS_SHARED = ["-ldl", "-pthread", "-lrt", "-latomic", "-lm"]
+
+# Targets that can be linked statically (Debian ships their .a archives): with
+# --define=vmmkit_static_system_libs=1 they link against the archives, so a binary does not
+# resolve symbols across ~70 shared libraries at start (see //tests/vmm:api_start_benchmark).
+_STATIC_OK = ["absl", "protobuf", "grpc", "grpc_reflection"]
+
 # Target name -> (pkg-config modules, extra link flags).
 _LIBS = {
     "absl": ([
@@ -49,7 +57,21 @@ def _system_libs_impl(ctx):
         build.append("cc_library(")
         build.append("    name = %r," % name)
         build.append("    defines = %r," % defines)
-        build.append("    linkopts = %r," % linkopts)
+        if name in _STATIC_OK:
+            static = [f for f in extra + _pkg_config(ctx, "--static", ["--libs"] + modules)
+                      if f.startswith("-l") and f not in _ALWAYS_SHARED]
+            deduped = []
+            for f in static:
+                if f not in deduped:
+                    deduped.append(f)
+            static_opts = (["-Wl,-Bstatic", "-Wl,--start-group"] + deduped +
+                           ["-Wl,--end-group", "-Wl,-Bdynamic"] + _ALWAYS_SHARED)
+            build.append("    linkopts = select({")
+            build.append("        \"@//tools:static_system_libs\": %r," % static_opts)
+            build.append("        \"//conditions:default\": %r," % linkopts)
+            build.append("    }),")
+        else:
+            build.append("    linkopts = %r," % linkopts)
         build.append(")")
         build.append("")
     ctx.file("WORKSPACE", 'workspace(name = "%s")\n' % ctx.name)

@@ -1,7 +1,7 @@
 """How fast vmm's API socket accepts: process start -> a successful connect(), in wall ms and in
 the vmm process's CPU ms up to that moment (the sum of /proc/PID/task/*/schedstat, in ns, which
 counts dynamic loading and static initialisation too). Firecracker's specification for its API
-socket is at most 8 CPU ms; vmmkit's goal is the same, measured natively.
+socket is at most 8 CPU ms; vmmkit's goal is the same, measured natively with --config=release.
 
 usage: api_start_benchmark.py VMM MAKE_ELF [RUNS]
 """
