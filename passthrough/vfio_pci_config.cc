@@ -150,6 +150,23 @@ absl::Status VfioPciConfig::Init() {
   return absl::OkStatus();
 }
 
+MsiState VfioPciConfig::MsiStateLocked() const {
+  MsiState s;
+  if (!msi_cap_) return s;
+  const uint16_t off = *msi_cap_;
+  const uint16_t ctl = Word(shadow_, static_cast<uint16_t>(off + PCI_MSI_FLAGS));
+  const bool is64 = ctl & PCI_MSI_FLAGS_64BIT;
+  s.enabled = ctl & PCI_MSI_FLAGS_ENABLE;
+  s.vectors = 1u << ((ctl & PCI_MSI_FLAGS_QSIZE) >> 4);
+  s.address = Dword(shadow_, static_cast<uint16_t>(off + 4)) |
+              (is64 ? uint64_t{Dword(shadow_, static_cast<uint16_t>(off + 8))} << 32 : 0);
+  s.data = Word(shadow_, static_cast<uint16_t>(off + (is64 ? 12 : 8)));
+  if (ctl & PCI_MSI_FLAGS_MASKBIT) {
+    s.mask = Dword(shadow_, static_cast<uint16_t>(off + (is64 ? 16 : 12)));
+  }
+  return s;
+}
+
 std::vector<VirtualBar> VfioPciConfig::bars() const {
   std::lock_guard<std::mutex> lock(mu_);
   std::vector<VirtualBar> out;
@@ -197,21 +214,7 @@ void VfioPciConfig::ConfigWrite(uint16_t reg, uint32_t value, uint8_t byte_mask)
     for (size_t i = 0; i < 6; ++i) {
       if (bars_[i]) before[i] = Decoded(*bars_[i]);
     }
-    const MsiState msi_before = [&] {
-      MsiState s;
-      if (!msi_cap_) return s;
-      const uint16_t off = *msi_cap_;
-      const uint16_t ctl = Word(shadow_, static_cast<uint16_t>(off + 2));
-      s.enabled = ctl & PCI_MSI_FLAGS_ENABLE;
-      s.vectors = 1u << ((ctl & PCI_MSI_FLAGS_QSIZE) >> 4);
-      const bool is64 = ctl & PCI_MSI_FLAGS_64BIT;
-      s.address = Dword(shadow_, static_cast<uint16_t>(off + 4)) |
-                  (is64 ? uint64_t{Dword(shadow_, static_cast<uint16_t>(off + 8))} << 32 : 0);
-      s.data = Word(shadow_, static_cast<uint16_t>(off + (is64 ? 12 : 8)));
-      if (ctl & PCI_MSI_FLAGS_MASKBIT)
-        s.mask = Dword(shadow_, static_cast<uint16_t>(off + (is64 ? 16 : 12)));
-      return s;
-    }();
+    const MsiState msi_before = MsiStateLocked();
     const uint16_t msix_before =
         msix_cap_ ? Word(shadow_, static_cast<uint16_t>(*msix_cap_ + 2)) : 0;
 
@@ -244,20 +247,8 @@ void VfioPciConfig::ConfigWrite(uint16_t reg, uint32_t value, uint8_t byte_mask)
       }
     }
     if (msi_cap_ && callbacks_.msi_changed) {
-      const uint16_t off = *msi_cap_;
-      const uint16_t ctl = Word(shadow_, static_cast<uint16_t>(off + 2));
-      MsiState s;
-      s.enabled = ctl & PCI_MSI_FLAGS_ENABLE;
-      s.vectors = 1u << ((ctl & PCI_MSI_FLAGS_QSIZE) >> 4);
-      const bool is64 = ctl & PCI_MSI_FLAGS_64BIT;
-      s.address = Dword(shadow_, static_cast<uint16_t>(off + 4)) |
-                  (is64 ? uint64_t{Dword(shadow_, static_cast<uint16_t>(off + 8))} << 32 : 0);
-      s.data = Word(shadow_, static_cast<uint16_t>(off + (is64 ? 12 : 8)));
-      if (ctl & PCI_MSI_FLAGS_MASKBIT)
-        s.mask = Dword(shadow_, static_cast<uint16_t>(off + (is64 ? 16 : 12)));
-      if (s.enabled != msi_before.enabled || s.vectors != msi_before.vectors ||
-          s.address != msi_before.address || s.data != msi_before.data ||
-          s.mask != msi_before.mask) {
+      const MsiState s = MsiStateLocked();
+      if (!(s == msi_before)) {
         events.push_back([this, s] { callbacks_.msi_changed(s); });
       }
     }

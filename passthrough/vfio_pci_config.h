@@ -57,6 +57,7 @@ struct MsiState {
   uint64_t address = 0;
   uint16_t data = 0;
   uint32_t mask = 0;  // Per-vector mask bits, if the capability has them.
+  friend bool operator==(const MsiState&, const MsiState&) = default;
 };
 
 struct MsixInfo {
@@ -96,7 +97,8 @@ class VfioPciConfig : public devices::PciDevice {
   absl::Status Init();
   uint8_t Get8(uint16_t off) const { return shadow_[off]; }
   void WriteByte(uint16_t off, uint8_t value, std::vector<std::function<void()>>* events);
-  std::optional<uint64_t> Decoded(const VirtualBar& bar) const;
+  std::optional<uint64_t> Decoded(const VirtualBar& bar) const;  // mu_ held.
+  MsiState MsiStateLocked() const;                               // mu_ held.
 
   const vfio::VfioDevice& device_;
   const Callbacks callbacks_;

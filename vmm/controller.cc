@@ -115,49 +115,38 @@ absl::StatusOr<VmStatus> VmController::GetVm() {
   return out;
 }
 
-absl::StatusOr<VmStatus> VmController::Pause() {
+absl::StatusOr<VmStatus> VmController::Transition(const char* rpc, VmState from, VmState to,
+                                                  const std::function<absl::Status()>& op) {
   absl::StatusOr<VmStatus> out;
-  RETURN_IF_ERROR(OnLoop("Pause", [&] {
+  RETURN_IF_ERROR(OnLoop(rpc, [&] {
     {
       std::lock_guard<std::mutex> lock(mu_);
-      if (state_ != VmState::kRunning) {
+      if (state_ != from) {
         out = absl::FailedPreconditionError(
-            absl::StrCat("Pause: the VM is ", VmStateName(state_), ", not RUNNING"));
+            absl::StrCat(rpc, ": the VM is ", VmStateName(state_), ", not ", VmStateName(from)));
         return;
       }
     }
     // Requests are serialized on the loop, so the state cannot change in between.
-    if (absl::Status s = ops_.PauseVcpus(); !s.ok()) {
-      out = absl::Status(s.code(), absl::StrCat("Pause: ", s.message()));
+    if (absl::Status s = op(); !s.ok()) {
+      out = absl::Status(s.code(), absl::StrCat(rpc, ": ", s.message()));
       return;
     }
     std::lock_guard<std::mutex> lock(mu_);
-    SetState(VmState::kPaused, "Pause request");
+    SetState(to, absl::StrCat(rpc, " request"));
     out = StatusLocked();
   }));
   return out;
 }
 
+absl::StatusOr<VmStatus> VmController::Pause() {
+  return Transition("Pause", VmState::kRunning, VmState::kPaused,
+                    [this] { return ops_.PauseVcpus(); });
+}
+
 absl::StatusOr<VmStatus> VmController::Resume() {
-  absl::StatusOr<VmStatus> out;
-  RETURN_IF_ERROR(OnLoop("Resume", [&] {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (state_ != VmState::kPaused) {
-        out = absl::FailedPreconditionError(
-            absl::StrCat("Resume: the VM is ", VmStateName(state_), ", not PAUSED"));
-        return;
-      }
-    }
-    if (absl::Status s = ops_.ResumeVcpus(); !s.ok()) {
-      out = absl::Status(s.code(), absl::StrCat("Resume: ", s.message()));
-      return;
-    }
-    std::lock_guard<std::mutex> lock(mu_);
-    SetState(VmState::kRunning, "Resume request");
-    out = StatusLocked();
-  }));
-  return out;
+  return Transition("Resume", VmState::kPaused, VmState::kRunning,
+                    [this] { return ops_.ResumeVcpus(); });
 }
 
 absl::StatusOr<VmState> VmController::Shutdown(bool graceful, absl::Duration timeout) {

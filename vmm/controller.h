@@ -157,6 +157,9 @@ class VmController {
   VmState state() const;
 
  private:
+  // On the loop: `op` moves the VM from `from` to `to` (FAILED_PRECONDITION in any other state).
+  absl::StatusOr<VmStatus> Transition(const char* rpc, VmState from, VmState to,
+                                      const std::function<absl::Status()>& op);
   // Runs `fn` on the loop; maps a loop that is gone to UNAVAILABLE.
   absl::Status OnLoop(const char* rpc, std::function<void()> fn);
   // These three need mu_ held.
