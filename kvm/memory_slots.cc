@@ -6,7 +6,8 @@
 namespace vmmkit::kvm {
 
 absl::Status KvmMemorySlots::RegionAdd(const AddressSpaceRegion& region) {
-  if (region.kind != RegionKind::kRam) return absl::OkStatus();  // MMIO traps to userspace.
+  // RAM and a device's mapped memory get slots; MMIO traps to userspace.
+  if (region.kind == RegionKind::kMmio) return absl::OkStatus();
   ASSIGN_OR_RETURN(uint32_t slot, vm_->AddMemoryRegion(region.ram, flags_));
   slots_[region.start.raw()] = slot;
   return absl::OkStatus();

@@ -42,6 +42,13 @@ TEST(KvmMemorySlotsTest, RamRegionsBecomeSlotsAndMmioDoesNot) {
   ASSERT_OK(system.AddRam("extra", extra));
   ASSERT_OK(system.AddMmio("device", GuestAddress(0x500000), 0x1000));
   EXPECT_EQ(g.vm->slot_count(), base_slots + 1) << "MMIO gets no slot";
+  // A device's mapped memory (a passed-through BAR) does get one.
+  ASSERT_OK_AND_ASSIGN(auto bar, GuestRegion::Create(GuestAddress(0x600000), 0x1000));
+  ASSERT_OK(system.AddDeviceMemory("bar", bar));
+  EXPECT_EQ(g.vm->slot_count(), base_slots + 2);
+  ASSERT_TRUE(slots.SlotFor(GuestAddress(0x600000)).has_value());
+  ASSERT_OK(system.Remove(GuestAddress(0x600000)));
+  EXPECT_EQ(g.vm->slot_count(), base_slots + 1);
   ASSERT_TRUE(slots.SlotFor(GuestAddress(0x400000)).has_value());
   EXPECT_FALSE(slots.SlotFor(GuestAddress(0x500000)).has_value());
 

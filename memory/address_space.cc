@@ -26,6 +26,8 @@ const char* RegionKindName(RegionKind kind) {
       return "RAM";
     case RegionKind::kMmio:
       return "MMIO";
+    case RegionKind::kDeviceMemory:
+      return "device memory";
   }
   return "?";
 }
@@ -45,6 +47,19 @@ absl::Status AddressSpace::AddRam(std::string name, std::shared_ptr<GuestRegion>
                             .size = ram->size(),
                             .kind = RegionKind::kRam,
                             .ram = std::move(ram)};
+  return Add(std::move(region));
+}
+
+absl::Status AddressSpace::AddDeviceMemory(std::string name, std::shared_ptr<GuestRegion> memory) {
+  if (memory == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("address space ", name_, ": add ", name, ": null device memory region"));
+  }
+  AddressSpaceRegion region{.name = std::move(name),
+                            .start = memory->start(),
+                            .size = memory->size(),
+                            .kind = RegionKind::kDeviceMemory,
+                            .ram = std::move(memory)};
   return Add(std::move(region));
 }
 

@@ -41,6 +41,9 @@ namespace vmmkit {
 enum class RegionKind {
   kRam,   // Host memory the guest accesses directly; DMA-mappable.
   kMmio,  // Emulated device memory: accesses trap; never DMA-mapped, never a KVM slot.
+  // A host device's memory (a passed-through BAR, mmapped from VFIO) the guest accesses directly
+  // through a KVM slot. Not RAM: never DMA-mapped (peer-to-peer DMA is not offered).
+  kDeviceMemory,
 };
 
 const char* RegionKindName(RegionKind kind);
@@ -51,8 +54,9 @@ struct AddressSpaceRegion {
   GuestAddress start;
   uint64_t size = 0;
   RegionKind kind = RegionKind::kMmio;
-  // kRam only: the backing region; the whole of it appears at `start`. Listeners that map it
-  // elsewhere copy this shared_ptr to keep the host memory alive for as long as they need it.
+  // kRam and kDeviceMemory: the backing region; the whole of it appears at `start`. Listeners that
+  // map it elsewhere copy this shared_ptr to keep the host memory alive for as long as they need
+  // it.
   std::shared_ptr<GuestRegion> ram;
 
   GuestAddress last() const { return GuestAddress(start.raw() + (size - 1)); }
@@ -89,6 +93,8 @@ class AddressSpace {
 
   // Adds `ram` at ram->start(). ALREADY_EXISTS if it overlaps an existing region.
   absl::Status AddRam(std::string name, std::shared_ptr<GuestRegion> ram);
+  // Adds a host device's mapped memory at memory->start() (kDeviceMemory).
+  absl::Status AddDeviceMemory(std::string name, std::shared_ptr<GuestRegion> memory);
   // Adds an MMIO range [start, start + size). INVALID_ARGUMENT for size 0 or a range past 2^64.
   absl::Status AddMmio(std::string name, GuestAddress start, uint64_t size);
   // Removes the region that starts at `start`; NOT_FOUND if there is none.

@@ -62,6 +62,21 @@ TEST(AddressSpaceTest, PreRegistrationSeesAddsFirstAndDeletesLast) {
   EXPECT_THAT(j, ElementsAre("prereg +ram", "map +ram", "map -ram", "prereg -ram"));
 }
 
+TEST(AddressSpaceTest, DeviceMemoryIsItsOwnKindWithItsHostMapping) {
+  AddressSpace as("system");
+  auto bar = Ram(0xc0000000, 0x1000);
+  ASSERT_OK(as.AddDeviceMemory("bar0", bar));
+  const AddressSpaceRegion* r = as.Find(GuestAddress(0xc0000800));
+  ASSERT_NE(r, nullptr);
+  EXPECT_EQ(r->kind, RegionKind::kDeviceMemory);
+  EXPECT_EQ(r->host_address(), bar->host_address());
+  EXPECT_EQ(r->ToString(), "bar0 [0xc0000000, 0xc0000fff] device memory");
+  EXPECT_THAT(as.AddDeviceMemory("none", nullptr),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("null device memory")));
+  EXPECT_THAT(as.AddDeviceMemory("overlap", Ram(0xc0000000, 0x1000)),
+              StatusIs(absl::StatusCode::kAlreadyExists));
+}
+
 TEST(AddressSpaceTest, EqualPrioritiesKeepRegistrationOrder) {
   std::vector<std::string> j;
   RecordingListener a("a", 0, &j), b("b", 0, &j), c("c", 0, &j);

@@ -87,6 +87,29 @@ absl::StatusOr<std::shared_ptr<GuestRegion>> GuestRegion::Create(
                                                       std::move(fd), options.backing, page));
 }
 
-GuestRegion::~GuestRegion() { ::munmap(host_, size_); }
+absl::StatusOr<std::shared_ptr<GuestRegion>> GuestRegion::FromMapping(
+    GuestAddress start, uint64_t size, uint8_t* host, std::shared_ptr<const void> owner) {
+  const std::string what = absl::StrCat("external guest region ", RangeString(start, size));
+  if (size == 0) return absl::InvalidArgumentError(absl::StrCat(what, ": size is zero"));
+  if (host == nullptr || reinterpret_cast<uintptr_t>(host) % kPageSize != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, ": host address is null or not page-aligned"));
+  }
+  if (!start.IsAligned(kPageSize) || size % kPageSize != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, ": start and size must be multiples of the page size ", Hex(kPageSize)));
+  }
+  if (!RangeLast(start.raw(), size)) {
+    return absl::OutOfRangeError(absl::StrCat(what, ": extends past 2^64"));
+  }
+  std::shared_ptr<GuestRegion> r(
+      new GuestRegion(start, size, host, ScopedFd(), GuestRegionBacking::kExternal, kPageSize));
+  r->owner_ = std::move(owner);
+  return r;
+}
+
+GuestRegion::~GuestRegion() {
+  if (backing_ != GuestRegionBacking::kExternal) ::munmap(host_, size_);
+}
 
 }  // namespace vmmkit

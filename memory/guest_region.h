@@ -27,6 +27,7 @@ enum class GuestRegionBacking {
   kMemfdHugetlb,  // memfd_create(MFD_HUGETLB | MFD_HUGE_2MB): 2 MiB pages from the hugetlb pool.
   kAnonymous,     // MAP_ANONYMOUS | MAP_PRIVATE: not shareable, no fd; transparent huge
                   // pages requested (MADV_HUGEPAGE), which shmem-backed memfds do not get.
+  kExternal,      // A mapping someone else made and owns (FromMapping), e.g. a device's BAR.
 };
 
 struct GuestRegionOptions {
@@ -47,9 +48,15 @@ class GuestRegion {
   static absl::StatusOr<std::shared_ptr<GuestRegion>> Create(
       GuestAddress start, uint64_t size, const GuestRegionOptions& options = {});
 
+  // Wraps a host mapping made elsewhere (a VFIO BAR mmap, say) so the guest can see it at `start`
+  // through a KVM slot. `owner` keeps the mapping alive; the region never unmaps it. Same
+  // alignment rules as Create (4 KiB); `host` must be page-aligned and non-null.
+  static absl::StatusOr<std::shared_ptr<GuestRegion>> FromMapping(
+      GuestAddress start, uint64_t size, uint8_t* host, std::shared_ptr<const void> owner);
+
   GuestRegion(const GuestRegion&) = delete;
   GuestRegion& operator=(const GuestRegion&) = delete;
-  ~GuestRegion();  // Unmaps; the memfd closes with it.
+  ~GuestRegion();  // Unmaps (unless external); the memfd closes with it.
 
   GuestAddress start() const { return start_; }
   uint64_t size() const { return size_; }
@@ -80,6 +87,7 @@ class GuestRegion {
   ScopedFd fd_;
   GuestRegionBacking backing_;
   uint64_t page_size_;
+  std::shared_ptr<const void> owner_;  // kExternal: whoever owns the mapping.
 };
 
 }  // namespace vmmkit

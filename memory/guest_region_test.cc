@@ -1,6 +1,7 @@
 #include "memory/guest_region.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -101,6 +102,42 @@ TEST(GuestRegionTest, MemfdNameShowsInMaps) {
   std::ifstream maps("/proc/self/maps");
   std::string all((std::istreambuf_iterator<char>(maps)), std::istreambuf_iterator<char>());
   EXPECT_THAT(all, HasSubstr("memfd:test-ram-xyz"));
+}
+
+TEST(GuestRegionTest, FromMappingWrapsMemoryItDoesNotOwn) {
+  // The "device" mapping: owned elsewhere, released only when the last region wrapping it goes.
+  void* host = ::mmap(nullptr, 0x2000, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(host, MAP_FAILED);
+  bool released = false;
+  std::shared_ptr<const void> owner(host, [&](const void* p) {
+    released = true;
+    ::munmap(const_cast<void*>(p), 0x2000);
+  });
+  {
+    ASSERT_OK_AND_ASSIGN(auto r, GuestRegion::FromMapping(GuestAddress(0xc0000000), 0x2000,
+                                                          static_cast<uint8_t*>(host), owner));
+    owner.reset();
+    EXPECT_EQ(r->backing(), GuestRegionBacking::kExternal);
+    EXPECT_EQ(r->fd(), -1);
+    EXPECT_EQ(r->start(), GuestAddress(0xc0000000));
+    r->host_address()[0x1fff] = 7;  // Still mapped: the region holds the owner.
+    EXPECT_FALSE(released);
+  }
+  EXPECT_TRUE(released);
+}
+
+TEST(GuestRegionTest, FromMappingRejectsBadArguments) {
+  alignas(4096) static uint8_t page[8192];
+  EXPECT_THAT(GuestRegion::FromMapping(GuestAddress(0), 0, page, nullptr),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("size is zero")));
+  EXPECT_THAT(GuestRegion::FromMapping(GuestAddress(0), 0x1000, nullptr, nullptr),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not page-aligned")));
+  EXPECT_THAT(GuestRegion::FromMapping(GuestAddress(0), 0x1000, page + 1, nullptr),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not page-aligned")));
+  EXPECT_THAT(GuestRegion::FromMapping(GuestAddress(0x800), 0x1000, page, nullptr),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("multiples of the page")));
+  EXPECT_THAT(GuestRegion::FromMapping(GuestAddress(kMax - 0xfff), 0x2000, page, nullptr),
+              StatusIs(absl::StatusCode::kOutOfRange, HasSubstr("past 2^64")));
 }
 
 }  // namespace

@@ -61,6 +61,8 @@ TEST_F(DmaListenerTest, MapsRamAtItsGuestAddressAndNeverMmio) {
   ASSERT_OK(space_.RegisterListener(&mapping));  // Replays what is there.
   ASSERT_OK(space_.AddRam("high", Ram(0x100000000, 0x200000)));
   ASSERT_OK(space_.AddMmio("bar", GuestAddress(0xc0000000), 0x100000));
+  // A passed-through BAR the guest reaches through a KVM slot is not RAM: no peer-to-peer DMA.
+  ASSERT_OK(space_.AddDeviceMemory("bar-mapped", Ram(0xd0000000, 0x100000)));
   EXPECT_THAT(Iovas(kernel_.container().mappings), ElementsAre(0, 0x100000000));
   EXPECT_EQ(kernel_.container().mappings.at(0x100000000).size, 0x200000u);
   ASSERT_EQ(mapping.mappings().size(), 2u);

@@ -1,0 +1,461 @@
+#include "passthrough/vfio_pci_device.h"
+
+#include <linux/pci_regs.h>
+#include <linux/vfio.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "base/log.h"
+#include "base/status_macros.h"
+#include "memory/address.h"
+#include "memory/guest_region.h"
+
+namespace vmmkit::passthrough {
+namespace {
+
+constexpr uint64_t kPage = 4096;
+
+uint64_t AlignDown(uint64_t v) { return v & ~(kPage - 1); }
+uint64_t AlignUp(uint64_t v) { return (v + kPage - 1) & ~(kPage - 1); }
+
+// [begin, end) ranges of `areas` minus `holes`, in order.
+std::vector<std::pair<uint64_t, uint64_t>> Subtract(
+    const std::vector<std::pair<uint64_t, uint64_t>>& areas,
+    std::vector<std::pair<uint64_t, uint64_t>> holes) {
+  std::sort(holes.begin(), holes.end());
+  std::vector<std::pair<uint64_t, uint64_t>> out;
+  for (auto [begin, end] : areas) {
+    uint64_t at = begin;
+    for (auto [hb, he] : holes) {
+      if (he <= at || hb >= end) continue;
+      if (hb > at) out.push_back({at, hb});
+      at = std::max(at, he);
+    }
+    if (at < end) out.push_back({at, end});
+  }
+  return out;
+}
+
+}  // namespace
+
+// The trapped parts of one BAR: MSI-X table and PBA to MsixTable, the rest to the device's region.
+class VfioPciDevice::BarTrap : public devices::BusDevice {
+ public:
+  BarTrap(VfioPciDevice* device, uint32_t index) : device_(device), index_(index) {}
+  void Read(uint64_t offset, absl::Span<uint8_t> data) override {
+    device_->BarAccess(index_, false, offset, data.data(), data.size());
+  }
+  void Write(uint64_t offset, absl::Span<const uint8_t> data) override {
+    device_->BarAccess(index_, true, offset, const_cast<uint8_t*>(data.data()), data.size());
+  }
+
+ private:
+  VfioPciDevice* const device_;  // Outlives the trap: it removes the trap before it goes.
+  const uint32_t index_;
+};
+
+absl::StatusOr<std::shared_ptr<VfioPciDevice>> VfioPciDevice::Create(
+    std::unique_ptr<vfio::VfioDevice> device, PassthroughMachine machine,
+    VfioPciDeviceOptions options) {
+  if (device == nullptr || machine.vm == nullptr || machine.memory == nullptr ||
+      machine.mmio == nullptr || machine.pio == nullptr || machine.msi_routes == nullptr ||
+      machine.lock == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat("passthrough device ", options.id,
+                                                   ": no VFIO device or an incomplete machine"));
+  }
+  std::shared_ptr<VfioPciDevice> d(
+      new VfioPciDevice(std::move(device), machine, std::move(options)));
+  RETURN_IF_ERROR(d->Init());  // On failure the destructor undoes what Init did.
+  return d;
+}
+
+absl::Status VfioPciDevice::Init() {
+  const std::string what =
+      absl::StrCat("passthrough device ", options_.id, " (", device_->name(), ")");
+  if (options_.reset) {
+    // A device arrives in whatever state its last user left it; start from a clean one.
+    absl::Status s = device_->Reset();
+    if (!s.ok() && s.code() != absl::StatusCode::kFailedPrecondition) return s;
+    if (!s.ok()) LogWarning(what, ": no reset on attach: ", s.message());
+  }
+  VfioPciConfig::Callbacks callbacks{
+      .bar_moved = [this](const VirtualBar& bar, std::optional<uint64_t> from,
+                          std::optional<uint64_t> to) { OnBarMoved(bar, from, to); },
+      .msi_changed = [this](const MsiState& msi) { OnMsiChanged(msi); },
+      .msix_changed = [this](bool enabled, bool mask) { OnMsixChanged(enabled, mask); },
+  };
+  ASSIGN_OR_RETURN(config_, VfioPciConfig::Create(*device_, std::move(callbacks)));
+  msix_ = config_->msix();
+  if (msix_) {
+    msix_table_ = std::make_unique<MsixTable>(
+        msix_->table_size, [this](uint16_t index, const MsixVector& v) { OnMsixVector(index, v); });
+  }
+  std::lock_guard<std::mutex> lock(*machine_.lock);
+  for (const VirtualBar& bar : config_->bars()) RETURN_IF_ERROR(PrepareBar(bar));
+
+  // INTx: only if the device has a pin, VFIO offers it, and the VMM gave us a line.
+  absl::StatusOr<uint32_t> pin = device_->ReadConfig(PCI_INTERRUPT_PIN, 1);
+  absl::StatusOr<vfio::IrqInfo> intx = device_->GetIrqInfo(VFIO_PCI_INTX_IRQ_INDEX);
+  intx_available_ = options_.intx_gsi.has_value() && pin.ok() && *pin != 0 && intx.ok() &&
+                    intx->count == 1 && intx->eventfd();
+  if (intx_available_) RETURN_IF_ERROR(EnableIntx());
+  return absl::OkStatus();
+}
+
+absl::Status VfioPciDevice::PrepareBar(const VirtualBar& vbar) {
+  Bar bar{.bar = vbar};
+  if (!vbar.io) {
+    ASSIGN_OR_RETURN(vfio::RegionInfo info, device_->GetRegionInfo(vbar.index));
+    if (info.mmappable() && !info.MmapAreas().empty()) {
+      ASSIGN_OR_RETURN(vfio::MappedRegion mapped, device_->MapRegion(vbar.index));
+      bar.mapped = std::make_shared<vfio::MappedRegion>(std::move(mapped));
+      std::vector<std::pair<uint64_t, uint64_t>> areas, holes;
+      for (const auto& a : bar.mapped->areas()) areas.push_back({a.offset, a.offset + a.size});
+      // The MSI-X table and PBA must trap (the guest's messages are emulated), whatever VFIO
+      // allows: whole pages, since a KVM slot cannot be smaller.
+      if (msix_ && msix_->table_bar == vbar.index) {
+        holes.push_back({AlignDown(msix_->table_offset),
+                         AlignUp(msix_->table_offset + msix_->table_size * MsixTable::kEntrySize)});
+      }
+      if (msix_ && msix_->pba_bar == vbar.index) {
+        holes.push_back({AlignDown(msix_->pba_offset),
+                         AlignUp(msix_->pba_offset + (msix_->table_size + 63) / 64 * 8)});
+      }
+      for (auto [begin, end] : Subtract(areas, holes)) {
+        // Slots need whole pages: a sub-page BAR (or area) is simply trapped.
+        const uint64_t b = AlignUp(begin), e = AlignDown(end);
+        if (e > b) bar.slot_areas.push_back({b, e - b});
+      }
+    }
+  }
+  bars_[vbar.index] = std::move(bar);
+  return absl::OkStatus();
+}
+
+VfioPciDevice::~VfioPciDevice() {
+  if (machine_.lock != nullptr) {
+    std::lock_guard<std::mutex> lock(*machine_.lock);
+    if (mode_ == IrqMode::kMsi) DisableVectors(VFIO_PCI_MSI_IRQ_INDEX);
+    if (mode_ == IrqMode::kMsix) DisableVectors(VFIO_PCI_MSIX_IRQ_INDEX);
+    DisableIntx();
+    for (auto& bar : bars_) {
+      if (bar) Unplace(*bar);
+    }
+  }
+  // Stop the device's DMA before the VMM unmaps guest RAM from its container.
+  (void)device_->WriteConfig(PCI_COMMAND, 2, 0);
+  if (options_.reset) {
+    absl::Status s = device_->Reset();
+    if (!s.ok() && s.code() != absl::StatusCode::kFailedPrecondition) {
+      LogWarning("passthrough device ", options_.id, ": reset on detach: ", s.message());
+    }
+  }
+}
+
+absl::Status VfioPciDevice::PlaceBars(
+    const std::function<absl::StatusOr<uint64_t>(const VirtualBar&)>& allocate) {
+  for (const VirtualBar& bar : config_->bars()) {
+    ASSIGN_OR_RETURN(uint64_t address, allocate(bar));
+    if (address % bar.size != 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("passthrough device ", options_.id, ": BAR ", bar.index, " at ",
+                       Hex(address), " is not aligned to its size ", Hex(bar.size)));
+    }
+    const uint16_t off = static_cast<uint16_t>(PCI_BASE_ADDRESS_0 + 4 * bar.index);
+    config_->ConfigWrite(off, static_cast<uint32_t>(address), 0xf);
+    if (bar.is64) {
+      config_->ConfigWrite(static_cast<uint16_t>(off + 4), static_cast<uint32_t>(address >> 32),
+                           0xf);
+    }
+  }
+  if (intx_available_) config_->ConfigWrite(PCI_INTERRUPT_LINE, *options_.intx_gsi, 0x1);
+  return absl::OkStatus();
+}
+
+std::string VfioPciDevice::interrupt_mode() const {
+  std::lock_guard<std::mutex> lock(*machine_.lock);
+  switch (mode_) {
+    case IrqMode::kIntx:
+      return "intx";
+    case IrqMode::kMsi:
+      return "msi";
+    case IrqMode::kMsix:
+      return "msix";
+    case IrqMode::kNone:
+      break;
+  }
+  return "none";
+}
+
+// --- BARs
+// -----------------------------------------------------------------------------------------
+
+void VfioPciDevice::OnBarMoved(const VirtualBar& vbar, std::optional<uint64_t> from,
+                               std::optional<uint64_t> to) {
+  std::lock_guard<std::mutex> lock(*machine_.lock);
+  std::optional<Bar>& bar = bars_[vbar.index];
+  if (!bar) return;
+  (void)from;
+  Unplace(*bar);
+  bar->bar = vbar;
+  if (!to) return;
+  if (absl::Status s = Place(*bar, *to); !s.ok()) {
+    // The guest put the BAR somewhere it cannot be (over RAM, or another device): it decodes
+    // nowhere, as if the guest had left decoding off.
+    LogWarning("passthrough device ", options_.id, ": BAR ", vbar.index, " at ", Hex(*to),
+               " not mapped: ", s.message());
+  }
+}
+
+absl::Status VfioPciDevice::Place(Bar& bar, uint64_t address) {
+  devices::Bus* bus = bar.bar.io ? machine_.pio : machine_.mmio;
+  RETURN_IF_ERROR(
+      bus->Insert(std::make_shared<BarTrap>(this, bar.bar.index), address, bar.bar.size));
+  bar.placed = address;
+  for (auto [offset, size] : bar.slot_areas) {
+    absl::StatusOr<std::shared_ptr<GuestRegion>> region = GuestRegion::FromMapping(
+        GuestAddress(address + offset), size, bar.mapped->HostAddress(offset, size), bar.mapped);
+    absl::Status s = region.status();
+    if (s.ok()) {
+      s = machine_.memory->AddDeviceMemory(SlotName(bar, offset), *region);
+    }
+    if (!s.ok()) {
+      Unplace(bar);  // All or nothing.
+      return s;
+    }
+  }
+  return absl::OkStatus();
+}
+
+void VfioPciDevice::Unplace(Bar& bar) {
+  if (!bar.placed) return;
+  const uint64_t address = *bar.placed;
+  for (auto [offset, size] : bar.slot_areas) {
+    // Only what Place added: a failed Place may have stopped short, and the range may belong to
+    // something else (the RAM the guest tried to cover).
+    const AddressSpaceRegion* r = machine_.memory->Find(GuestAddress(address + offset));
+    if (r != nullptr && r->name == SlotName(bar, offset)) {
+      (void)machine_.memory->Remove(GuestAddress(address + offset));
+    }
+  }
+  devices::Bus* bus = bar.bar.io ? machine_.pio : machine_.mmio;
+  (void)bus->Remove(address);
+  bar.placed.reset();
+}
+
+std::string VfioPciDevice::SlotName(const Bar& bar, uint64_t offset) const {
+  return absl::StrCat(options_.id, "-bar", bar.bar.index, "+", Hex(offset));
+}
+
+void VfioPciDevice::BarAccess(uint32_t index, bool write, uint64_t offset, uint8_t* data,
+                              size_t len) {
+  if (msix_ && msix_table_) {
+    const uint64_t table_end = msix_->table_offset + msix_->table_size * MsixTable::kEntrySize;
+    const uint64_t pba_end = msix_->pba_offset + (msix_->table_size + 63) / 64 * 8;
+    if (index == msix_->table_bar && offset >= msix_->table_offset && offset < table_end) {
+      if (offset + len > table_end) return;  // Straddles the table's end: dropped (reads: 0s).
+      if (write) {
+        msix_table_->WriteTable(offset - msix_->table_offset, absl::MakeConstSpan(data, len));
+      } else {
+        msix_table_->ReadTable(offset - msix_->table_offset, absl::MakeSpan(data, len));
+      }
+      return;
+    }
+    if (index == msix_->pba_bar && offset >= msix_->pba_offset && offset < pba_end) {
+      if (!write && offset + len <= pba_end) {
+        msix_table_->ReadPba(offset - msix_->pba_offset, absl::MakeSpan(data, len));
+      }
+      return;  // The PBA is read-only.
+    }
+  }
+  // Anything else goes to the device (VFIO bounds-checks against the region).
+  absl::Status s = write ? device_->WriteRegion(index, offset, absl::MakeConstSpan(data, len))
+                         : device_->ReadRegion(index, offset, absl::MakeSpan(data, len));
+  if (!s.ok() && !write) std::memset(data, 0xff, len);
+}
+
+// --- Interrupts -------------------------------------------------------------------------------
+
+absl::Status VfioPciDevice::EnableIntx() {
+  if (!intx_available_ || mode_ == IrqMode::kIntx) return absl::OkStatus();
+  if (intx_trigger_ == nullptr) {
+    ASSIGN_OR_RETURN(EventFd trigger, EventFd::Create());
+    ASSIGN_OR_RETURN(EventFd resample, EventFd::Create());
+    intx_trigger_ = std::make_unique<EventFd>(std::move(trigger));
+    intx_resample_ = std::make_unique<EventFd>(std::move(resample));
+  }
+  // Level-triggered: the line stays asserted until the guest EOIs; KVM then signals the resample
+  // eventfd, which VFIO takes as "unmask" (it masked the device when it fired).
+  RETURN_IF_ERROR(
+      machine_.vm->AssignIrqfdWithResample(*intx_trigger_, *intx_resample_, *options_.intx_gsi));
+  const int fd = intx_trigger_->fd();
+  absl::Status s = device_->EnableIrqs(VFIO_PCI_INTX_IRQ_INDEX, 0, absl::MakeConstSpan(&fd, 1));
+  if (s.ok()) s = device_->SetIntxUnmaskEventfd(intx_resample_->fd());
+  if (!s.ok()) {
+    (void)device_->DisableIrqs(VFIO_PCI_INTX_IRQ_INDEX);
+    (void)machine_.vm->DeassignIrqfd(*intx_trigger_, *options_.intx_gsi);
+    return s;
+  }
+  mode_ = IrqMode::kIntx;
+  return absl::OkStatus();
+}
+
+void VfioPciDevice::DisableIntx() {
+  if (mode_ != IrqMode::kIntx) return;
+  (void)device_->DisableIrqs(VFIO_PCI_INTX_IRQ_INDEX);
+  (void)machine_.vm->DeassignIrqfd(*intx_trigger_, *options_.intx_gsi);
+  mode_ = IrqMode::kNone;
+}
+
+void VfioPciDevice::DisableVectors(uint32_t vfio_index) {
+  (void)device_->DisableIrqs(vfio_index);
+  const bool msix = vfio_index == VFIO_PCI_MSIX_IRQ_INDEX;
+  for (uint32_t i = 0; i < vector_fds_.size(); ++i) {
+    (void)machine_.msi_routes->Disable(Key(i, msix));
+  }
+  vector_fds_.clear();
+  mode_ = IrqMode::kNone;
+}
+
+namespace {
+iommu::MsiMessage MsiVectorMessage(const MsiState& msi, uint32_t i) {
+  // Multiple-message MSI: the device puts the vector number in the data's low bits.
+  const uint32_t low = msi.vectors - 1;
+  return {msi.address, (uint32_t{msi.data} & ~low) | i};
+}
+}  // namespace
+
+absl::Status VfioPciDevice::EnableMsi(const MsiState& msi) {
+  std::vector<int> fds;
+  std::vector<std::unique_ptr<EventFd>> created;
+  for (uint32_t i = 0; i < msi.vectors; ++i) {
+    ASSIGN_OR_RETURN(EventFd fd, EventFd::Create());
+    created.push_back(std::make_unique<EventFd>(std::move(fd)));
+    fds.push_back(created.back()->fd());
+  }
+  DisableIntx();  // VFIO runs one interrupt type at a time.
+  vector_fds_ = std::move(created);
+  absl::Status s;
+  uint32_t enabled = 0;
+  for (; enabled < msi.vectors && s.ok(); ++enabled) {
+    s = machine_.msi_routes
+            ->Enable(Key(enabled, false), MsiVectorMessage(msi, enabled),
+                     options_.guest_requester_id, *vector_fds_[enabled], (msi.mask >> enabled) & 1)
+            .status();
+  }
+  if (s.ok()) s = device_->EnableIrqs(VFIO_PCI_MSI_IRQ_INDEX, 0, fds);
+  if (!s.ok()) {
+    for (uint32_t i = 0; i < vector_fds_.size(); ++i) {
+      (void)machine_.msi_routes->Disable(Key(i, false));
+    }
+    vector_fds_.clear();
+    (void)EnableIntx();
+    return s;
+  }
+  mode_ = IrqMode::kMsi;
+  msi_ = msi;
+  return absl::OkStatus();
+}
+
+void VfioPciDevice::OnMsiChanged(const MsiState& msi) {
+  std::lock_guard<std::mutex> lock(*machine_.lock);
+  if (mode_ == IrqMode::kMsix) return;  // The guest enabled both: MSI-X wins, as in QEMU.
+  absl::Status s;
+  if (!msi.enabled) {
+    if (mode_ == IrqMode::kMsi) {
+      DisableVectors(VFIO_PCI_MSI_IRQ_INDEX);
+      s = EnableIntx();
+    }
+  } else if (mode_ != IrqMode::kMsi || msi.vectors != msi_.vectors) {
+    if (mode_ == IrqMode::kMsi) DisableVectors(VFIO_PCI_MSI_IRQ_INDEX);
+    s = EnableMsi(msi);
+  } else {
+    // Reprogrammed or (un)masked while enabled: update the routes in place.
+    for (uint32_t i = 0; i < msi.vectors && s.ok(); ++i) {
+      const iommu::MsiMessage m = MsiVectorMessage(msi, i);
+      if (m != MsiVectorMessage(msi_, i)) s = machine_.msi_routes->Update(Key(i, false), m);
+      if (s.ok() && ((msi.mask ^ msi_.mask) >> i & 1)) {
+        s = (msi.mask >> i & 1) ? machine_.msi_routes->Mask(Key(i, false))
+                                : machine_.msi_routes->Unmask(Key(i, false));
+      }
+    }
+    if (s.ok()) msi_ = msi;
+  }
+  if (!s.ok()) LogWarning("passthrough device ", options_.id, ": MSI: ", s.message());
+}
+
+absl::Status VfioPciDevice::EnableMsix() {
+  std::vector<int> fds;
+  std::vector<std::unique_ptr<EventFd>> created;
+  for (uint16_t i = 0; i < msix_table_->size(); ++i) {
+    ASSIGN_OR_RETURN(EventFd fd, EventFd::Create());
+    created.push_back(std::make_unique<EventFd>(std::move(fd)));
+    fds.push_back(created.back()->fd());
+  }
+  if (mode_ == IrqMode::kMsi) DisableVectors(VFIO_PCI_MSI_IRQ_INDEX);
+  DisableIntx();
+  vector_fds_ = std::move(created);
+  absl::Status s;
+  for (uint16_t i = 0; i < msix_table_->size() && s.ok(); ++i) {
+    const MsixVector v = msix_table_->vector(i);
+    s = machine_.msi_routes
+            ->Enable(Key(i, true), {v.address, v.data}, options_.guest_requester_id,
+                     *vector_fds_[i], v.masked || msix_function_mask_)
+            .status();
+  }
+  if (s.ok()) s = device_->EnableIrqs(VFIO_PCI_MSIX_IRQ_INDEX, 0, fds);
+  if (!s.ok()) {
+    for (uint32_t i = 0; i < vector_fds_.size(); ++i) {
+      (void)machine_.msi_routes->Disable(Key(i, true));
+    }
+    vector_fds_.clear();
+    (void)EnableIntx();
+    return s;
+  }
+  mode_ = IrqMode::kMsix;
+  return absl::OkStatus();
+}
+
+void VfioPciDevice::OnMsixChanged(bool enabled, bool function_mask) {
+  if (!msix_table_) return;
+  std::lock_guard<std::mutex> lock(*machine_.lock);
+  absl::Status s;
+  const bool mask_changed = function_mask != msix_function_mask_;
+  msix_function_mask_ = function_mask;
+  if (!enabled) {
+    if (mode_ == IrqMode::kMsix) {
+      DisableVectors(VFIO_PCI_MSIX_IRQ_INDEX);
+      s = EnableIntx();
+    }
+  } else if (mode_ != IrqMode::kMsix) {
+    s = EnableMsix();
+  } else if (mask_changed) {
+    for (uint16_t i = 0; i < msix_table_->size() && s.ok(); ++i) {
+      const bool masked = function_mask || msix_table_->vector(i).masked;
+      s = masked ? machine_.msi_routes->Mask(Key(i, true))
+                 : machine_.msi_routes->Unmask(Key(i, true));
+    }
+  }
+  if (!s.ok()) LogWarning("passthrough device ", options_.id, ": MSI-X: ", s.message());
+}
+
+void VfioPciDevice::OnMsixVector(uint16_t index, const MsixVector& v) {
+  std::lock_guard<std::mutex> lock(*machine_.lock);
+  if (mode_ != IrqMode::kMsix) return;  // Applied when MSI-X is enabled.
+  const iommu::MsiMessage m{v.address, v.data};
+  absl::Status s;
+  if (machine_.msi_routes->delivered(Key(index, true)) != m) {
+    s = machine_.msi_routes->Update(Key(index, true), m);
+  }
+  if (s.ok()) {
+    s = (v.masked || msix_function_mask_) ? machine_.msi_routes->Mask(Key(index, true))
+                                          : machine_.msi_routes->Unmask(Key(index, true));
+  }
+  if (!s.ok()) {
+    LogWarning("passthrough device ", options_.id, ": MSI-X vector ", index, ": ", s.message());
+  }
+}
+
+}  // namespace vmmkit::passthrough

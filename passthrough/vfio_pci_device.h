@@ -1,0 +1,159 @@
+// File: passthrough/vfio_pci_device.h
+// -----------------------------------------------------------------------------
+// VfioPciDevice gives a guest a host PCI function bound to vfio-pci. It assembles the pieces of
+// this package with the VMM's machine:
+//
+//   - configuration space: VfioPciConfig (emulated, relocatable BARs; filtered capabilities);
+//   - BARs: the mmappable parts of each memory BAR become KVM memory slots at the address the
+//     guest programmed (AddressSpace device memory, never DMA-mapped); everything else in the BAR
+//     (the MSI-X table and PBA, which MsixTable emulates, and any part VFIO will not let us map)
+//     traps to the VMM and is forwarded with region reads and writes. I/O BARs always trap.
+//     When the guest moves a BAR or turns decoding off, slots and traps follow.
+//   - interrupts: MSI and MSI-X messages the guest programs become KVM GSI routes with irqfds
+//     (iommu/'s MsiRoutes), bound to the eventfds VFIO signals; masking detaches the irqfd (KVM
+//     delivers what arrived meanwhile when it is attached again). Without MSI/MSI-X, INTx goes
+//     to a level-triggered GSI through an irqfd whose resample eventfd unmasks the device in VFIO
+//     when the guest EOIs, so the device cannot storm the guest.
+//   - the device is reset when it is attached and when it is detached (if the kernel can).
+//
+// DMA is not this class's job: the VMM maps guest RAM into the device's container with
+// vfio/'s DmaMappingListener, once per container.
+//
+//   ASSIGN_OR_RETURN(auto dev, VfioPciDevice::Create(std::move(vfio_device), machine, options));
+//   RETURN_IF_ERROR(dev->PlaceBars(allocator));        // the firmware's job: initial addresses
+//   RETURN_IF_ERROR(pci_root->AddDevice(slot, dev));   // the guest sees it
+//
+// Thread-safety: config and BAR accesses come from any vCPU thread. Everything that changes the
+// machine (the address space, the buses' device lists, GSI routes) happens under
+// `PassthroughMachine::lock`, which the VMM also holds for its own changes to those objects.
+// A guest's mistakes (a BAR over RAM or another device, a bogus MSI message) are logged and
+// refused; they never reach outside the device's own resources.
+
+#ifndef VMMKIT_PASSTHROUGH_VFIO_PCI_DEVICE_H_
+#define VMMKIT_PASSTHROUGH_VFIO_PCI_DEVICE_H_
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "base/event_fd.h"
+#include "devices/bus.h"
+#include "devices/pci.h"
+#include "iommu/msi_routes.h"
+#include "kvm/vm.h"
+#include "memory/address_space.h"
+#include "passthrough/msix_table.h"
+#include "passthrough/vfio_pci_config.h"
+#include "vfio/device.h"
+
+namespace vmmkit::passthrough {
+
+// The parts of the VMM's machine a passed-through device plugs into; none owned.
+struct PassthroughMachine {
+  kvm::Vm* vm = nullptr;
+  AddressSpace* memory = nullptr;  // Guest-physical space: BAR mappings appear here.
+  devices::Bus* mmio = nullptr;    // Traps for memory BARs.
+  devices::Bus* pio = nullptr;     // Traps for I/O BARs.
+  iommu::MsiRoutes* msi_routes = nullptr;
+  std::mutex* lock = nullptr;  // Serializes changes to all of the above.
+};
+
+struct VfioPciDeviceOptions {
+  std::string id;                    // The VMM's name for the device, used in logs ("hostdev0").
+  uint32_t device_number = 0;        // Unique per VMM: keys this device's vectors in MsiRoutes.
+  uint16_t guest_requester_id = 0;   // bus << 8 | device << 3 | function, as the guest sees it.
+  std::optional<uint32_t> intx_gsi;  // The irqchip pin for INTx; none: INTx is not offered.
+  bool reset = true;                 // Reset on attach and detach (if the kernel offers one).
+};
+
+class VfioPciDevice : public devices::PciDevice {
+ public:
+  // Takes the opened vfio-pci device. Resets it, reads its config space and BARs, maps what can
+  // be mapped and wires INTx. FAILED_PRECONDITION for a device that cannot be passed through;
+  // INVALID_ARGUMENT for an incomplete machine. On failure nothing is left attached.
+  static absl::StatusOr<std::shared_ptr<VfioPciDevice>> Create(
+      std::unique_ptr<vfio::VfioDevice> device, PassthroughMachine machine,
+      VfioPciDeviceOptions options);
+  ~VfioPciDevice() override;  // Detaches: interrupts, slots, traps; then resets the device.
+  VfioPciDevice(const VfioPciDevice&) = delete;
+  VfioPciDevice& operator=(const VfioPciDevice&) = delete;
+
+  // The firmware's job, done before the guest runs: gives each BAR an address from `allocate`
+  // (called with the BAR; returns a naturally aligned guest address) and writes it to the BAR.
+  // Decoding stays off until the guest's driver enables the device.
+  absl::Status PlaceBars(
+      const std::function<absl::StatusOr<uint64_t>(const VirtualBar&)>& allocate);
+
+  // devices::PciDevice.
+  uint32_t ConfigRead(uint16_t reg) override { return config_->ConfigRead(reg); }
+  void ConfigWrite(uint16_t reg, uint32_t value, uint8_t byte_mask) override {
+    config_->ConfigWrite(reg, value, byte_mask);
+  }
+
+  const std::string& id() const { return options_.id; }
+  const vfio::VfioDevice& vfio_device() const { return *device_; }
+  std::vector<VirtualBar> bars() const { return config_->bars(); }
+  // Which interrupt mode is live: "intx", "msi", "msix" or "none".
+  std::string interrupt_mode() const;
+
+ private:
+  class BarTrap;
+  enum class IrqMode { kNone, kIntx, kMsi, kMsix };
+  struct Bar {
+    VirtualBar bar;
+    std::shared_ptr<vfio::MappedRegion> mapped;  // Null: nothing mappable; all of it traps.
+    std::vector<std::pair<uint64_t, uint64_t>> slot_areas;  // (offset, size): KVM slots.
+    std::optional<uint64_t> placed;  // Where the guest sees it now (traps and slots live).
+  };
+
+  VfioPciDevice(std::unique_ptr<vfio::VfioDevice> device, PassthroughMachine machine,
+                VfioPciDeviceOptions options)
+      : device_(std::move(device)), machine_(machine), options_(std::move(options)) {}
+  absl::Status Init();
+  absl::Status PrepareBar(const VirtualBar& vbar);
+  // Callbacks from the config space and the MSI-X table (vCPU threads; take machine_.lock).
+  void OnBarMoved(const VirtualBar& bar, std::optional<uint64_t> from, std::optional<uint64_t> to);
+  void OnMsiChanged(const MsiState& msi);
+  void OnMsixChanged(bool enabled, bool function_mask);
+  void OnMsixVector(uint16_t index, const MsixVector& vector);
+  // machine_.lock held for the rest.
+  void Unplace(Bar& bar);
+  std::string SlotName(const Bar& bar, uint64_t offset) const;
+  absl::Status Place(Bar& bar, uint64_t address);
+  absl::Status EnableIntx();
+  void DisableIntx();
+  absl::Status EnableMsi(const MsiState& msi);
+  absl::Status EnableMsix();
+  void DisableVectors(uint32_t vfio_index);
+  iommu::MsiVector Key(uint32_t vector, bool msix) const {
+    return {options_.device_number, (msix ? 0x10000u : 0u) + vector};
+  }
+  void BarAccess(uint32_t index, bool write, uint64_t offset, uint8_t* data, size_t len);
+
+  std::unique_ptr<vfio::VfioDevice> device_;
+  const PassthroughMachine machine_;
+  const VfioPciDeviceOptions options_;
+  std::shared_ptr<VfioPciConfig> config_;
+  std::unique_ptr<MsixTable> msix_table_;
+  std::optional<MsixInfo> msix_;
+
+  // Guarded by *machine_.lock.
+  std::array<std::optional<Bar>, 6> bars_;
+  IrqMode mode_ = IrqMode::kNone;
+  bool intx_available_ = false;
+  std::unique_ptr<EventFd> intx_trigger_, intx_resample_;
+  std::vector<std::unique_ptr<EventFd>> vector_fds_;  // MSI or MSI-X, by vector.
+  MsiState msi_;                                      // As last applied.
+  bool msix_function_mask_ = false;
+};
+
+}  // namespace vmmkit::passthrough
+
+#endif  // VMMKIT_PASSTHROUGH_VFIO_PCI_DEVICE_H_

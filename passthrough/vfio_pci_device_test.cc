@@ -1,0 +1,304 @@
+// VfioPciDevice against a fake vfio-pci device (vfio/testing) and a real KVM VM with an in-kernel
+// irqchip, so that interrupt routes and irqfds are the kernel's, and delivery is checked in the
+// vCPU's local APIC.
+#include "passthrough/vfio_pci_device.h"
+
+#include <linux/pci_regs.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "base/status_macros.h"
+#include "base/status_matchers.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "kvm/testing/kvm_fixture.h"
+#include "kvm/testing/tiny_guest.h"
+#include "vfio/container.h"
+#include "vfio/group.h"
+#include "vfio/testing/fake_vfio_kernel.h"
+
+namespace vmmkit::passthrough {
+namespace {
+
+using ::testing::HasSubstr;
+using vfio::testing::FakeVfioKernel;
+
+constexpr char kBdf[] = "0000:00:03.0";
+constexpr uint32_t kIntxGsi = 16;
+constexpr uint64_t kBar0 = 0xc0000000;
+constexpr uint64_t kBar4 = 0xc000;
+
+void Put32(std::vector<uint8_t>& c, size_t off, uint32_t v) { std::memcpy(&c[off], &v, 4); }
+void Put16(std::vector<uint8_t>& c, size_t off, uint16_t v) { std::memcpy(&c[off], &v, 2); }
+
+class VfioPciDeviceTest : public kvm::testing::KvmFixture {
+ protected:
+  void SetUp() override {
+    KvmFixture::SetUp();
+    if (IsSkipped()) return;
+    auto g =
+        kvm::testing::MakeTinyGuest(kvm(), kvm::testing::CpuMode::kLong, {0xf4}, {.irqchip = true});
+    ASSERT_OK(g.status());
+    guest_ = std::make_unique<kvm::testing::TinyGuest>(std::move(g).value());
+    // Software-enable the local APIC (SVR bit 8), or fixed interrupts are dropped.
+    ASSERT_OK_AND_ASSIGN(kvm_lapic_state lapic, guest_->vcpu->GetLapic());
+    uint32_t svr;
+    std::memcpy(&svr, lapic.regs + 0xf0, 4);
+    svr |= 0x100;
+    std::memcpy(lapic.regs + 0xf0, &svr, 4);
+    ASSERT_OK(guest_->vcpu->SetLapic(lapic));
+    routes_ = std::make_unique<iommu::MsiRoutes>(*guest_->vm, 24, 64, kvm::DefaultIrqchipRoutes());
+
+    // An edu-like function: BAR0 1 MiB memory with the MSI-X table and PBA in it, BAR4 32 bytes
+    // of I/O, MSI (64-bit, maskable, 1 vector), MSI-X (8 vectors), INTx pin A.
+    kernel_.groups[5] = {};
+    FakeVfioKernel::Device d = FakeVfioKernel::PciDevice(5);
+    std::vector<uint8_t> c(256, 0);
+    Put16(c, 0x00, 0x1234);
+    Put16(c, 0x02, 0x11e8);
+    Put16(c, PCI_STATUS, PCI_STATUS_CAP_LIST);
+    Put32(c, PCI_BASE_ADDRESS_0, 0xfea00000);
+    Put32(c, PCI_BASE_ADDRESS_4, 0x0000c001);
+    c[PCI_INTERRUPT_PIN] = 1;
+    c[PCI_CAPABILITY_LIST] = 0x50;
+    c[0x50] = PCI_CAP_ID_MSI, c[0x51] = 0x70;
+    Put16(c, 0x52, PCI_MSI_FLAGS_64BIT | PCI_MSI_FLAGS_MASKBIT);
+    c[0x70] = PCI_CAP_ID_MSIX, c[0x71] = 0x00;
+    Put16(c, 0x72, 7);       // 8 vectors.
+    Put32(c, 0x74, 0x2000);  // Table in BAR 0 at 0x2000.
+    Put32(c, 0x78, 0x3000);  // PBA in BAR 0 at 0x3000.
+    d.regions[VFIO_PCI_CONFIG_REGION_INDEX].data = c;
+    const uint32_t rw = VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE;
+    d.regions[VFIO_PCI_BAR0_REGION_INDEX].data.assign(1 << 20, 0);
+    Put32(d.regions[VFIO_PCI_BAR0_REGION_INDEX].data, 0x10, 0x010000ed);
+    d.regions[4] = {false, rw, 0x20, {}, false, std::vector<uint8_t>(0x20, 0x5a)};
+    kernel_.devices[kBdf] = d;
+    ASSERT_OK_AND_ASSIGN(auto container, vfio::VfioContainer::Open(kernel_));
+    ASSERT_OK_AND_ASSIGN(group_, vfio::VfioGroup::Open(5, kernel_));
+    ASSERT_OK(group_->SetContainer(container));
+    ASSERT_OK(container->SetType1Iommu().status());
+  }
+
+  FakeVfioKernel::Device& FakeDevice() { return kernel_.devices[kBdf]; }
+  PassthroughMachine Machine() {
+    return {guest_->vm.get(), &memory_, &mmio_, &pio_, routes_.get(), &lock_};
+  }
+  absl::StatusOr<std::shared_ptr<VfioPciDevice>> Attach() {
+    ASSIGN_OR_RETURN(std::unique_ptr<vfio::VfioDevice> dev, group_->GetDevice(kBdf));
+    ASSIGN_OR_RETURN(auto d, VfioPciDevice::Create(std::move(dev), Machine(),
+                                                   {.id = "hostdev0",
+                                                    .device_number = 1,
+                                                    .guest_requester_id = 3 << 3,
+                                                    .intx_gsi = kIntxGsi}));
+    RETURN_IF_ERROR(d->PlaceBars(
+        [](const VirtualBar& b) -> absl::StatusOr<uint64_t> { return b.io ? kBar4 : kBar0; }));
+    return d;
+  }
+  std::vector<AddressSpaceRegion> DeviceMemory() {
+    std::vector<AddressSpaceRegion> out;
+    for (const auto& r : memory_.regions()) {
+      if (r.kind == RegionKind::kDeviceMemory) out.push_back(r);
+    }
+    return out;
+  }
+  uint32_t MmioRead32(uint64_t address) {
+    uint32_t v = 0;
+    if (!mmio_.Read(address, absl::MakeSpan(reinterpret_cast<uint8_t*>(&v), 4))) return ~0u;
+    return v;
+  }
+  void MmioWrite32(uint64_t address, uint32_t v) {
+    ASSERT_TRUE(mmio_.Write(address, absl::MakeConstSpan(reinterpret_cast<uint8_t*>(&v), 4)));
+  }
+  const FakeVfioKernel::IrqSet& LastIrqSet(uint32_t index) {
+    const auto& sets = FakeDevice().irq_sets;
+    for (auto it = sets.rbegin(); it != sets.rend(); ++it) {
+      if (it->index == index) return *it;
+    }
+    static const FakeVfioKernel::IrqSet kNone{};
+    ADD_FAILURE() << "no VFIO_DEVICE_SET_IRQS for index " << index;
+    return kNone;
+  }
+  // Signals what VFIO would: the eventfd VFIO was given for `vector` of irq `index`.
+  void DeviceFires(uint32_t index, uint32_t vector) {
+    const auto& set = LastIrqSet(index);
+    ASSERT_LT(vector, set.fds.size());
+    const uint64_t one = 1;
+    ASSERT_EQ(::write(set.fds[vector], &one, 8), 8);
+  }
+  bool Pending(uint8_t vector) {
+    auto lapic = guest_->vcpu->GetLapic();
+    EXPECT_OK(lapic.status());
+    uint32_t irr;
+    std::memcpy(&irr, lapic->regs + 0x200 + (vector / 32) * 0x10, 4);
+    return irr & (1u << (vector % 32));
+  }
+
+  FakeVfioKernel kernel_;
+  std::shared_ptr<vfio::VfioGroup> group_;
+  std::unique_ptr<kvm::testing::TinyGuest> guest_;
+  std::unique_ptr<iommu::MsiRoutes> routes_;
+  AddressSpace memory_{"system"};
+  devices::Bus mmio_{"mmio"};
+  devices::Bus pio_{"pio"};
+  std::mutex lock_;
+};
+
+TEST_F(VfioPciDeviceTest, BarsAppearWhereTheGuestDecodesThemAndFollowMoves) {
+  ASSERT_OK_AND_ASSIGN(auto dev, Attach());
+  EXPECT_EQ(dev->ConfigRead(PCI_BASE_ADDRESS_0), kBar0);
+  EXPECT_TRUE(DeviceMemory().empty()) << "decoding is off until the guest enables it";
+  EXPECT_EQ(MmioRead32(kBar0 + 0x10), ~0u);
+
+  dev->ConfigWrite(PCI_COMMAND, PCI_COMMAND_MEMORY | PCI_COMMAND_IO, 0x3);
+  // Mapped around the MSI-X table and PBA pages [0x2000, 0x4000).
+  auto regions = DeviceMemory();
+  ASSERT_EQ(regions.size(), 2u);
+  EXPECT_EQ(regions[0].start, GuestAddress(kBar0));
+  EXPECT_EQ(regions[0].size, 0x2000u);
+  EXPECT_EQ(regions[1].start, GuestAddress(kBar0 + 0x4000));
+  EXPECT_EQ(regions[1].size, 0x100000u - 0x4000);
+  uint32_t id;
+  std::memcpy(&id, regions[0].host_address() + 0x10, 4);
+  EXPECT_EQ(id, 0x010000edu) << "the slot shows the device's own BAR mapping";
+  // Trapped: the MSI-X table (vector 0's control: masked) and the region behind it; I/O BAR.
+  EXPECT_EQ(MmioRead32(kBar0 + 0x2000 + 12), 1u);
+  EXPECT_EQ(MmioRead32(kBar0 + 0x10), 0x010000edu);
+  uint8_t io = 0;
+  ASSERT_TRUE(pio_.Read(kBar4 + 3, absl::MakeSpan(&io, 1)));
+  EXPECT_EQ(io, 0x5a);
+
+  dev->ConfigWrite(PCI_BASE_ADDRESS_0, 0xd0000000, 0xf);  // The guest moves it.
+  regions = DeviceMemory();
+  ASSERT_EQ(regions.size(), 2u);
+  EXPECT_EQ(regions[0].start, GuestAddress(0xd0000000));
+  EXPECT_EQ(MmioRead32(kBar0 + 0x10), ~0u);
+  EXPECT_EQ(MmioRead32(0xd0000000 + 0x10), 0x010000edu);
+
+  dev->ConfigWrite(PCI_COMMAND, 0, 0x3);
+  EXPECT_TRUE(DeviceMemory().empty());
+  EXPECT_EQ(MmioRead32(0xd0000000 + 0x10), ~0u);
+  EXPECT_FALSE(pio_.Read(kBar4, absl::MakeSpan(&io, 1)));
+}
+
+TEST_F(VfioPciDeviceTest, ABarTheGuestPutsOverRamIsNotMappedAndTheRamStays) {
+  ASSERT_OK_AND_ASSIGN(auto ram, GuestRegion::Create(GuestAddress(kBar0 + 0x4000), 0x1000));
+  ASSERT_OK(memory_.AddRam("ram", ram));
+  ASSERT_OK_AND_ASSIGN(auto dev, Attach());
+  dev->ConfigWrite(PCI_COMMAND, PCI_COMMAND_MEMORY, 0x3);
+  EXPECT_TRUE(DeviceMemory().empty());
+  EXPECT_EQ(MmioRead32(kBar0 + 0x10), ~0u) << "no half-placed BAR";
+  const AddressSpaceRegion* r = memory_.Find(GuestAddress(kBar0 + 0x4000));
+  ASSERT_NE(r, nullptr);
+  EXPECT_EQ(r->kind, RegionKind::kRam);
+  // Moved somewhere free, it works.
+  dev->ConfigWrite(PCI_BASE_ADDRESS_0, 0xd0000000, 0xf);
+  EXPECT_EQ(DeviceMemory().size(), 2u);
+}
+
+TEST_F(VfioPciDeviceTest, IntxIsWiredAtAttachWithTheResampleEventfdAsUnmask) {
+  ASSERT_OK_AND_ASSIGN(auto dev, Attach());
+  EXPECT_EQ(FakeDevice().resets, 1) << "reset on attach";
+  EXPECT_EQ(dev->interrupt_mode(), "intx");
+  EXPECT_EQ(dev->ConfigRead(PCI_INTERRUPT_LINE) & 0xff, kIntxGsi);
+  const auto& sets = FakeDevice().irq_sets;
+  ASSERT_GE(sets.size(), 2u);
+  EXPECT_EQ(sets[sets.size() - 2].index, VFIO_PCI_INTX_IRQ_INDEX);
+  EXPECT_TRUE(sets[sets.size() - 2].flags & VFIO_IRQ_SET_ACTION_TRIGGER);
+  EXPECT_TRUE(sets.back().flags & VFIO_IRQ_SET_ACTION_UNMASK);
+  EXPECT_EQ(sets.back().fds.size(), 1u);
+}
+
+TEST_F(VfioPciDeviceTest, MsiReplacesIntxRoutesToTheGuestAndHonoursMasking) {
+  ASSERT_OK_AND_ASSIGN(auto dev, Attach());
+  dev->ConfigWrite(0x54, 0xfee00000, 0xf);  // Address (64-bit capability).
+  dev->ConfigWrite(0x58, 0, 0xf);
+  dev->ConfigWrite(0x5c, 0x41, 0x3);  // Data: vector 0x41.
+  dev->ConfigWrite(0x50, uint32_t{PCI_MSI_FLAGS_ENABLE} << 16, 0x4);
+  EXPECT_EQ(dev->interrupt_mode(), "msi");
+  EXPECT_EQ(routes_->size(), 1u);
+  EXPECT_EQ(LastIrqSet(VFIO_PCI_INTX_IRQ_INDEX).count, 0u) << "INTx disabled first";
+  EXPECT_EQ(LastIrqSet(VFIO_PCI_MSI_IRQ_INDEX).fds.size(), 1u);
+
+  DeviceFires(VFIO_PCI_MSI_IRQ_INDEX, 0);
+  EXPECT_TRUE(Pending(0x41));
+
+  // Masked and reprogrammed: an interrupt meanwhile waits, and arrives on unmask.
+  dev->ConfigWrite(0x60, 1, 0xf);  // Mask bits (64-bit capability: offset 0x10).
+  dev->ConfigWrite(0x5c, 0x42, 0x3);
+  DeviceFires(VFIO_PCI_MSI_IRQ_INDEX, 0);
+  EXPECT_FALSE(Pending(0x42));
+  dev->ConfigWrite(0x60, 0, 0xf);
+  EXPECT_TRUE(Pending(0x42));
+
+  dev->ConfigWrite(0x50, 0, 0x4);
+  EXPECT_EQ(dev->interrupt_mode(), "intx");
+  EXPECT_EQ(routes_->size(), 0u);
+  EXPECT_EQ(LastIrqSet(VFIO_PCI_MSI_IRQ_INDEX).count, 0u);
+}
+
+TEST_F(VfioPciDeviceTest, MsixTableIsTrappedAndItsVectorsRouted) {
+  ASSERT_OK_AND_ASSIGN(auto dev, Attach());
+  dev->ConfigWrite(PCI_COMMAND, PCI_COMMAND_MEMORY, 0x3);
+  // As Linux does: enable with the function masked, program, unmask the function.
+  dev->ConfigWrite(0x70, uint32_t{PCI_MSIX_FLAGS_ENABLE | PCI_MSIX_FLAGS_MASKALL} << 16, 0x8);
+  EXPECT_EQ(dev->interrupt_mode(), "msix");
+  EXPECT_EQ(routes_->size(), 8u);
+  EXPECT_EQ(LastIrqSet(VFIO_PCI_MSIX_IRQ_INDEX).fds.size(), 8u);
+  MmioWrite32(kBar0 + 0x2000 + 16 * 2 + 0, 0xfee00000);
+  MmioWrite32(kBar0 + 0x2000 + 16 * 2 + 8, 0x43);
+  MmioWrite32(kBar0 + 0x2000 + 16 * 2 + 12, 0);  // Vector 2 unmasked.
+  DeviceFires(VFIO_PCI_MSIX_IRQ_INDEX, 2);
+  EXPECT_FALSE(Pending(0x43)) << "the function mask still holds it";
+  dev->ConfigWrite(0x70, uint32_t{PCI_MSIX_FLAGS_ENABLE} << 16, 0x8);
+  EXPECT_TRUE(Pending(0x43));
+  EXPECT_EQ(routes_->delivered({1, 0x10002})->data, 0x43u);
+
+  dev->ConfigWrite(0x70, 0, 0x8);
+  EXPECT_EQ(dev->interrupt_mode(), "intx");
+  EXPECT_EQ(routes_->size(), 0u);
+}
+
+TEST_F(VfioPciDeviceTest, DetachUndoesEverythingAndResets) {
+  ASSERT_OK_AND_ASSIGN(auto dev, Attach());
+  dev->ConfigWrite(PCI_COMMAND, PCI_COMMAND_MEMORY | PCI_COMMAND_IO, 0x3);
+  dev->ConfigWrite(0x54, 0xfee00000, 0xf);
+  dev->ConfigWrite(0x50, uint32_t{PCI_MSI_FLAGS_ENABLE} << 16, 0x4);
+  ASSERT_EQ(routes_->size(), 1u);
+  dev.reset();
+  EXPECT_TRUE(DeviceMemory().empty());
+  EXPECT_EQ(MmioRead32(kBar0 + 0x10), ~0u);
+  EXPECT_EQ(routes_->size(), 0u);
+  EXPECT_EQ(LastIrqSet(VFIO_PCI_MSI_IRQ_INDEX).count, 0u);
+  EXPECT_EQ(FakeDevice().resets, 2) << "reset on attach and on detach";
+  EXPECT_TRUE(kernel_.mmaps.empty()) << "BAR mappings released";
+}
+
+TEST_F(VfioPciDeviceTest, AFailedMsiEnableLeavesNoRoutes) {
+  ASSERT_OK_AND_ASSIGN(auto dev, Attach());
+  kernel_.fail_with[VFIO_DEVICE_SET_IRQS] = EINVAL;
+  dev->ConfigWrite(0x54, 0xfee00000, 0xf);
+  dev->ConfigWrite(0x50, uint32_t{PCI_MSI_FLAGS_ENABLE} << 16, 0x4);
+  EXPECT_EQ(routes_->size(), 0u);
+  EXPECT_NE(dev->interrupt_mode(), "msi");
+}
+
+TEST_F(VfioPciDeviceTest, RefusesAnIncompleteMachine) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<vfio::VfioDevice> d, group_->GetDevice(kBdf));
+  PassthroughMachine m = Machine();
+  m.msi_routes = nullptr;
+  EXPECT_THAT(VfioPciDevice::Create(std::move(d), m, {.id = "x"}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("incomplete machine")));
+  EXPECT_THAT(VfioPciDevice::Create(nullptr, Machine(), {.id = "x"}),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+TEST_F(VfioPciDeviceTest, MisalignedBarPlacementIsRefused) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<vfio::VfioDevice> d, group_->GetDevice(kBdf));
+  ASSERT_OK_AND_ASSIGN(auto dev, VfioPciDevice::Create(std::move(d), Machine(), {.id = "x"}));
+  EXPECT_THAT(dev->PlaceBars([](const VirtualBar&) -> absl::StatusOr<uint64_t> { return 0x1000; }),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not aligned")));
+}
+
+}  // namespace
+}  // namespace vmmkit::passthrough
