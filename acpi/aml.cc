@@ -13,7 +13,7 @@ constexpr uint8_t kNameOp = 0x08, kBytePrefix = 0x0a, kWordPrefix = 0x0b, kDWord
 constexpr uint8_t kStringPrefix = 0x0d, kQWordPrefix = 0x0e, kScopeOp = 0x10, kBufferOp = 0x11;
 constexpr uint8_t kPackageOp = 0x12, kMethodOp = 0x14, kDualNamePrefix = 0x2e;
 constexpr uint8_t kMultiNamePrefix = 0x2f, kRootChar = 0x5c, kExtOpPrefix = 0x5b;
-constexpr uint8_t kDeviceOp = 0x82, kReturnOp = 0xa4;
+constexpr uint8_t kDeviceOp = 0x82, kReturnOp = 0xa4, kNotifyOp = 0x86;
 
 [[noreturn]] void Fail(const char* what, absl::string_view arg) {
   std::fprintf(stderr, "acpi/aml: %s: \"%.*s\"\n", what, static_cast<int>(arg.size()), arg.data());
@@ -183,6 +183,30 @@ Aml MethodReturning(absl::string_view name, const Aml& value) {
   contents.push_back(kReturnOp);
   Append(contents, value);
   return WithPkgLength({kMethodOp}, contents);
+}
+
+Aml Method(absl::string_view name, uint8_t args, bool serialized, const std::vector<Aml>& body) {
+  if (args > 7) Fail("a method takes at most 7 arguments", name);
+  Aml contents = NameString(name);
+  contents.push_back(static_cast<uint8_t>(args | (serialized ? 0x08 : 0)));  // MethodFlags.
+  for (const Aml& term : body) Append(contents, term);
+  return WithPkgLength({kMethodOp}, contents);
+}
+
+Aml Notify(absl::string_view object, uint64_t value) {
+  Aml out = {kNotifyOp};
+  Append(out, NameString(object));
+  Append(out, Integer(value));
+  return out;
+}
+
+Aml Interrupt(uint32_t gsi, bool edge, bool active_low) {
+  // Large item 0x89, length 6: flags, one interrupt, its number (no resource source).
+  Aml out = {0x89, 0x06, 0x00};
+  out.push_back(static_cast<uint8_t>(0x01 | (edge ? 0x02 : 0) | (active_low ? 0x04 : 0)));
+  out.push_back(1);
+  AppendLe(out, gsi, 4);
+  return out;
 }
 
 Aml IoPort(uint16_t base, uint8_t length) {

@@ -48,10 +48,16 @@ Aml Scope(absl::string_view path, const std::vector<Aml>& terms);
 Aml Device(absl::string_view name, const std::vector<Aml>& terms);
 // A method with no arguments whose body is `Return(value)`.
 Aml MethodReturning(absl::string_view name, const Aml& value);
+// A method taking `args` (0-7) arguments whose body is `body` (terms).
+Aml Method(absl::string_view name, uint8_t args, bool serialized, const std::vector<Aml>& body);
+// Notify (object, value): e.g. Notify (\_SB.PWRB, 0x80), "power button pressed".
+Aml Notify(absl::string_view object, uint64_t value);
 
 // Resource descriptors for ResourceTemplate.
 Aml IoPort(uint16_t base, uint8_t length);  // I/O (Decode16, fixed base).
 Aml IrqNoFlags(uint8_t irq);                // IRQ, edge-triggered, active-high.
+// Extended Interrupt descriptor for one GSI: ResourceConsumer, exclusive.
+Aml Interrupt(uint32_t gsi, bool edge, bool active_low);
 Aml WordBusNumber(uint16_t min, uint16_t max);
 Aml WordIo(uint16_t min, uint16_t max);
 Aml DWordMemory(uint32_t min, uint32_t max, bool cacheable);

@@ -53,6 +53,17 @@ TEST(AmlTest, DeviceAndScopeWrapTheirContents) {
   EXPECT_THAT(scope, ElementsAre(0x10, 0x03, 0x5c, 0x00));
 }
 
+TEST(AmlTest, MethodsNotifyAndInterrupts) {
+  // Method (_EVT, 1, Serialized) { Notify (PWRB, 0x80) }
+  EXPECT_EQ(Method("_EVT", 1, true, {Notify("PWRB", 0x80)}),
+            (Aml{0x14, 0x0d, '_', 'E', 'V', 'T', 0x09, 0x86, 'P', 'W', 'R', 'B', 0x0a, 0x80}));
+  EXPECT_EQ(Method("_STA", 0, false, {}), (Aml{0x14, 0x06, '_', 'S', 'T', 'A', 0x00}));
+  // Extended interrupt: consumer, edge, active-high, exclusive, one GSI.
+  EXPECT_EQ(Interrupt(5, true, false), (Aml{0x89, 0x06, 0x00, 0x03, 0x01, 0x05, 0, 0, 0}));
+  EXPECT_EQ(Interrupt(0x12345, false, true),
+            (Aml{0x89, 0x06, 0x00, 0x05, 0x01, 0x45, 0x23, 0x01, 0}));
+}
+
 TEST(AmlTest, ResourceTemplateEndsWithEndTag) {
   const Aml rt = ResourceTemplate({IoPort(0x3f8, 8), IrqNoFlags(4)});
   // Buffer(size=13): I/O descriptor (8 bytes), IRQ (3 bytes), End Tag (2 bytes).
@@ -61,6 +72,7 @@ TEST(AmlTest, ResourceTemplateEndsWithEndTag) {
 }
 
 TEST(AmlDeathTest, InvalidNamesAreProgrammingErrors) {
+  EXPECT_DEATH(Method("_EVT", 8, false, {}), "at most 7 arguments");
   EXPECT_DEATH(NameString("toolong"), "1-4 characters");
   EXPECT_DEATH(NameString("a"), "A-Z");
   EXPECT_DEATH(EisaId("PNP0A0"), "EISA ID");

@@ -17,23 +17,27 @@ using ::testing::HasSubstr;
 AcpiTables Example() {
   return AcpiTables{
       .dsdt_body = Terms({
-          Scope("\\_SB_",
-                {Device("PCI0",
-                        {
-                            Name("_HID", EisaId("PNP0A08")),
-                            Name("_CID", EisaId("PNP0A03")),
-                            Name("_UID", Integer(0)),
-                            Name("_CRS", ResourceTemplate({
-                                             WordBusNumber(0, 0),
-                                             IoPort(0xcf8, 8),
-                                             WordIo(0, 0xcf7),
-                                             DWordMemory(0xc0000000, 0xdfffffff, false),
-                                             QWordMemory(0x100000000, 0x1ffffffff, true),
-                                         })),
-                        }),
-                 Device("COM1",
-                        {Name("_HID", EisaId("PNP0501")), Name("_UID", Integer(1)),
-                         Name("_CRS", ResourceTemplate({IoPort(0x3f8, 8), IrqNoFlags(4)}))})}),
+          Scope(
+              "\\_SB_",
+              {Device("PCI0",
+                      {
+                          Name("_HID", EisaId("PNP0A08")),
+                          Name("_CID", EisaId("PNP0A03")),
+                          Name("_UID", Integer(0)),
+                          Name("_CRS", ResourceTemplate({
+                                           WordBusNumber(0, 0),
+                                           IoPort(0xcf8, 8),
+                                           WordIo(0, 0xcf7),
+                                           DWordMemory(0xc0000000, 0xdfffffff, false),
+                                           QWordMemory(0x100000000, 0x1ffffffff, true),
+                                       })),
+                      }),
+               Device("COM1", {Name("_HID", EisaId("PNP0501")), Name("_UID", Integer(1)),
+                               Name("_CRS", ResourceTemplate({IoPort(0x3f8, 8), IrqNoFlags(4)}))}),
+               Device("PWRB", {Name("_HID", EisaId("PNP0C0C"))}),
+               Device("GED0", {Name("_HID", String("ACPI0013")),
+                               Name("_CRS", ResourceTemplate({Interrupt(5, true, false)})),
+                               Method("_EVT", 1, true, {Notify("\\_SB_.PWRB", 0x80)})})}),
           Name("_S5_", Package({Integer(5), Integer(0)})),
           MethodReturning("\\_SB_.PCI0._STA", Integer(0xf)),
       }),
@@ -120,6 +124,9 @@ TEST(AcpiTablesTest, IaslDecodesTheDsdt) {
   EXPECT_THAT(dsl, HasSubstr("IRQNoFlags ()"));
   EXPECT_THAT(dsl, HasSubstr("Name (_S5, Package (0x02)"));
   EXPECT_THAT(dsl, HasSubstr("_STA, 0, NotSerialized)"));
+  EXPECT_THAT(dsl, HasSubstr("Method (_EVT, 1, Serialized)"));
+  EXPECT_THAT(dsl, HasSubstr("Notify (\\_SB.PWRB, 0x80)"));
+  EXPECT_THAT(dsl, HasSubstr("Interrupt (ResourceConsumer, Edge, ActiveHigh, Exclusive, ,, )"));
   EXPECT_THAT(dsl, ::testing::Not(HasSubstr("Error")));
 }
 

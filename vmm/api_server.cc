@@ -207,6 +207,12 @@ class ApiServer::Service final : public pb::VmService::Service {
     }
     return ToGrpcStatus(s.status());
   }
+  grpc::Status GetDevice(grpc::ServerContext*, const pb::GetDeviceRequest* req,
+                         pb::Device* out) override {
+    absl::StatusOr<DeviceSummary> d = c_.GetDevice(req->id());
+    if (d.ok()) ToProto(*d, out);
+    return ToGrpcStatus(d.status());
+  }
   grpc::Status WatchEvents(grpc::ServerContext* ctx, const pb::WatchEventsRequest*,
                            grpc::ServerWriter<pb::Event>* writer) override {
     absl::StatusOr<std::shared_ptr<EventStream>> stream = c_.Watch();

@@ -3,12 +3,17 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstring>
+#include <string_view>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 
 namespace vmmkit::vmm {
 namespace {
@@ -42,7 +47,64 @@ absl::StatusOr<uint64_t> ParseRange(const std::string& flag, const std::string& 
   return v;
 }
 
+bool IsHex(std::string_view s, size_t digits) {
+  return s.size() == digits && std::all_of(s.begin(), s.end(), [](char c) {
+           return std::isxdigit(static_cast<unsigned char>(c));
+         });
+}
+
 }  // namespace
+
+absl::StatusOr<std::string> NormalizeBdf(const std::string& text) {
+  std::string t = absl::AsciiStrToLower(text);
+  if (t.size() == 7) t = "0000:" + t;
+  // DDDD:BB:DD.F with a device number below 32 and a function below 8.
+  const bool shape = t.size() == 12 && t[4] == ':' && t[7] == ':' && t[10] == '.' &&
+                     IsHex(std::string_view(t).substr(0, 4), 4) &&
+                     IsHex(std::string_view(t).substr(5, 2), 2) &&
+                     IsHex(std::string_view(t).substr(8, 2), 2) && t[11] >= '0' && t[11] <= '7';
+  if (!shape || std::stoul(t.substr(8, 2), nullptr, 16) > 31) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "PCI address '", text, "': expected [DDDD:]BB:DD.F in hex (e.g. 0000:00:03.0)"));
+  }
+  return t;
+}
+
+absl::StatusOr<PassthroughConfig> ParseDevice(const std::string& text, size_t index) {
+  const std::string what = absl::StrCat("--device=", text);
+  std::vector<std::string> parts = absl::StrSplit(text, ',');
+  if (parts[0] != "vfio-pci") {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, ": unknown device type '", parts[0], "' (supported: vfio-pci)"));
+  }
+  PassthroughConfig d{.id = absl::StrCat("hostdev", index), .host_bdf = ""};
+  for (size_t i = 1; i < parts.size(); ++i) {
+    std::pair<std::string, std::string> kv = absl::StrSplit(parts[i], absl::MaxSplits('=', 1));
+    if (kv.first == "host") {
+      absl::StatusOr<std::string> bdf = NormalizeBdf(kv.second);
+      if (!bdf.ok())
+        return absl::InvalidArgumentError(absl::StrCat(what, ": host: ", bdf.status().message()));
+      d.host_bdf = *bdf;
+    } else if (kv.first == "id") {
+      const bool ok = !kv.second.empty() && kv.second.size() <= 63 &&
+                      std::all_of(kv.second.begin(), kv.second.end(), [](char c) {
+                        return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_';
+                      });
+      if (!ok) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(what, ": id must be 1-63 letters, digits, '-' or '_'"));
+      }
+      d.id = kv.second;
+    } else {
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, ": unknown option '", kv.first, "' (supported: host, id)"));
+    }
+  }
+  if (d.host_bdf.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(what, ": host=BDF is required"));
+  }
+  return d;
+}
 
 absl::StatusOr<VmmConfig> ValidateConfig(const RawConfig& raw) {
   VmmConfig c;
@@ -95,6 +157,23 @@ absl::StatusOr<VmmConfig> ValidateConfig(const RawConfig& raw) {
   }
   c.api_socket = raw.api_socket;
   c.api_tcp = raw.api_tcp;
+  if (raw.devices.size() > kMaxPassthroughDevices) {
+    return absl::InvalidArgumentError(absl::StrCat("--device: at most ", kMaxPassthroughDevices,
+                                                   " devices, got ", raw.devices.size()));
+  }
+  for (size_t i = 0; i < raw.devices.size(); ++i) {
+    absl::StatusOr<PassthroughConfig> d = ParseDevice(raw.devices[i], i);
+    if (!d.ok()) return d.status();
+    for (const PassthroughConfig& other : c.devices) {
+      if (other.host_bdf == d->host_bdf || other.id == d->id) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--device=", raw.devices[i], ": ",
+                         other.host_bdf == d->host_bdf ? "host " + d->host_bdf : "id " + d->id,
+                         " is already used by another --device"));
+      }
+    }
+    c.devices.push_back(*std::move(d));
+  }
   return c;
 }
 

@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "memory/guest_region.h"
@@ -31,6 +32,13 @@ struct RawConfig {
   bool boot_timer = false;
   std::string api_socket;
   std::string api_tcp;
+  std::vector<std::string> devices;  // Each --device value.
+};
+
+// A host PCI function bound to vfio-pci, passed through to the guest.
+struct PassthroughConfig {
+  std::string id;        // The device's name on the control plane: "hostdev0" unless given.
+  std::string host_bdf;  // Normalized: "0000:00:03.0".
 };
 
 struct VmmConfig {
@@ -46,13 +54,20 @@ struct VmmConfig {
   // The control plane: a Unix socket path, or a loopback TCP address; both empty: no API.
   std::string api_socket;
   std::string api_tcp;
+  std::vector<PassthroughConfig> devices;
 };
 
 inline constexpr uint64_t kMinMemoryMib = 64;
 inline constexpr uint64_t kMaxMemoryMib = 1 << 20;  // 1 TiB.
 inline constexpr uint32_t kMaxCpus = 254;           // APIC IDs 0..253; the IOAPIC takes the next.
 
+inline constexpr size_t kMaxPassthroughDevices = 16;
+
 absl::StatusOr<VmmConfig> ValidateConfig(const RawConfig& raw);
+// One --device value: "vfio-pci,host=[DDDD:]BB:DD.F[,id=NAME]". `index` names it by default.
+absl::StatusOr<PassthroughConfig> ParseDevice(const std::string& text, size_t index);
+// "[DDDD:]BB:DD.F" (hex) -> "DDDD:BB:DD.F", or INVALID_ARGUMENT.
+absl::StatusOr<std::string> NormalizeBdf(const std::string& text);
 
 }  // namespace vmmkit::vmm
 

@@ -61,6 +61,25 @@ TEST_F(ConfigTest, EachBadValueNamesItsFlag) {
        },
        "--api_socket and --api_tcp exclude each other"},
       {[](RawConfig& r) { r.api_socket = std::string(120, 'x'); }, "longer than a socket path"},
+      {[](RawConfig& r) { r.devices = {"virtio-net,host=00:03.0"}; },
+       "--device=virtio-net,host=00:03.0: unknown device type 'virtio-net'"},
+      {[](RawConfig& r) { r.devices = {"vfio-pci"}; }, "host=BDF is required"},
+      {[](RawConfig& r) { r.devices = {"vfio-pci,host=00:03"}; }, "expected [DDDD:]BB:DD.F"},
+      {[](RawConfig& r) { r.devices = {"vfio-pci,host=00:20.0"}; }, "expected [DDDD:]BB:DD.F"},
+      {[](RawConfig& r) { r.devices = {"vfio-pci,host=00:03.8"}; }, "expected [DDDD:]BB:DD.F"},
+      {[](RawConfig& r) { r.devices = {"vfio-pci,host=zz:03.0"}; }, "expected [DDDD:]BB:DD.F"},
+      {[](RawConfig& r) { r.devices = {"vfio-pci,host=00:03.0,rombar=0"}; },
+       "unknown option 'rombar'"},
+      {[](RawConfig& r) { r.devices = {"vfio-pci,host=00:03.0,id=a b"}; }, "id must be"},
+      {[](RawConfig& r) {
+         r.devices = {"vfio-pci,host=00:03.0", "vfio-pci,host=0000:00:03.0"};
+       },
+       "host 0000:00:03.0 is already used"},
+      {[](RawConfig& r) {
+         r.devices = {"vfio-pci,host=00:03.0,id=x", "vfio-pci,host=00:04.0,id=x"};
+       },
+       "id x is already used"},
+      {[](RawConfig& r) { r.devices.assign(17, "vfio-pci,host=00:03.0"); }, "at most 16 devices"},
   };
   for (const Case& c : cases) {
     RawConfig r = Valid();
@@ -68,6 +87,17 @@ TEST_F(ConfigTest, EachBadValueNamesItsFlag) {
     EXPECT_THAT(ValidateConfig(r),
                 StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(c.message)));
   }
+}
+
+TEST_F(ConfigTest, PassthroughDevicesAreParsedAndNamed) {
+  RawConfig r = Valid();
+  r.devices = {"vfio-pci,host=00:03.0", "vfio-pci,id=gpu,host=0000:0A:1f.7"};
+  ASSERT_OK_AND_ASSIGN(VmmConfig c, ValidateConfig(r));
+  ASSERT_EQ(c.devices.size(), 2u);
+  EXPECT_EQ(c.devices[0].id, "hostdev0");
+  EXPECT_EQ(c.devices[0].host_bdf, "0000:00:03.0");
+  EXPECT_EQ(c.devices[1].id, "gpu");
+  EXPECT_EQ(c.devices[1].host_bdf, "0000:0a:1f.7");
 }
 
 TEST_F(ConfigTest, EmptyKernelFileIsRejected) {

@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "base/status_macros.h"
 
 namespace vmmkit::vmm {
@@ -166,6 +167,14 @@ absl::StatusOr<VmState> VmController::Shutdown(bool graceful, absl::Duration tim
         out = absl::FailedPreconditionError("Shutdown: the VM is already STOPPING");
         return;
       }
+      // Pressing the power button again would not make the guest any faster.
+      if (graceful && graceful_deadline_) {
+        out = absl::FailedPreconditionError(absl::StrCat(
+            "Shutdown: a graceful shutdown is already in progress (the VM stops in at most ",
+            absl::FormatDuration(absl::Ceil(*graceful_deadline_ - absl::Now(), absl::Seconds(1))),
+            "); use a forced shutdown to stop it now"));
+        return;
+      }
     }
     if (!graceful) {
       ops_.Stop("Shutdown request (forced)");
@@ -177,6 +186,10 @@ absl::StatusOr<VmState> VmController::Shutdown(bool graceful, absl::Duration tim
       out = absl::Status(
           s.code(), absl::StrCat("Shutdown (graceful): ", s.message(), "; use a forced shutdown"));
       return;
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      graceful_deadline_ = absl::Now() + timeout;
     }
     // If the guest has not powered off by the deadline, stop it.
     loop_.RunOnLoopAfter(timeout, [this, timeout] {
@@ -195,6 +208,18 @@ absl::StatusOr<std::vector<DeviceSummary>> VmController::ListDevices() {
   std::vector<DeviceSummary> out;
   RETURN_IF_ERROR(OnLoop("ListDevices", [&] { out = ops_.Describe().devices; }));
   return out;
+}
+
+absl::StatusOr<DeviceSummary> VmController::GetDevice(const std::string& id) {
+  if (id.empty()) return absl::InvalidArgumentError("GetDevice: the device id is empty");
+  ASSIGN_OR_RETURN(std::vector<DeviceSummary> devices, ListDevices());
+  for (DeviceSummary& d : devices) {
+    if (d.id == id) return std::move(d);
+  }
+  std::vector<std::string> ids;
+  for (const DeviceSummary& d : devices) ids.push_back(d.id);
+  return absl::NotFoundError(absl::StrCat("GetDevice: no device '", id.substr(0, 64),
+                                          "' (devices: ", absl::StrJoin(ids, ", "), ")"));
 }
 
 absl::StatusOr<std::shared_ptr<EventStream>> VmController::Watch() {

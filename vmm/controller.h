@@ -144,6 +144,8 @@ class VmController {
   // FAILED_PRECONDITION if already stopping.
   absl::StatusOr<VmState> Shutdown(bool graceful, absl::Duration timeout = absl::ZeroDuration());
   absl::StatusOr<std::vector<DeviceSummary>> ListDevices();
+  // INVALID_ARGUMENT for an empty id, NOT_FOUND for an unknown one.
+  absl::StatusOr<DeviceSummary> GetDevice(const std::string& id);
   // RESOURCE_EXHAUSTED beyond kMaxWatchers open streams; UNAVAILABLE once stopping.
   absl::StatusOr<std::shared_ptr<EventStream>> Watch();
 
@@ -172,6 +174,7 @@ class VmController {
   mutable std::mutex mu_;
   VmState state_ = VmState::kCreated;                 // Guarded by mu_.
   std::optional<absl::Duration> boot_time_;           // Guarded by mu_.
+  std::optional<absl::Time> graceful_deadline_;       // Guarded by mu_. A power-off was asked.
   std::vector<std::weak_ptr<EventStream>> watchers_;  // Guarded by mu_.
 };
 

@@ -58,6 +58,11 @@ TEST_F(ControllerTest, GetVmAndListDevicesDescribeTheVm) {
   ASSERT_OK_AND_ASSIGN(auto devices, c_.ListDevices());
   ASSERT_EQ(devices.size(), 1u);
   EXPECT_EQ(devices[0].id, "com1");
+  ASSERT_OK_AND_ASSIGN(DeviceSummary com1, c_.GetDevice("com1"));
+  EXPECT_EQ(com1.id, "com1");
+  EXPECT_THAT(c_.GetDevice("nosuch"), StatusIs(absl::StatusCode::kNotFound,
+                                               HasSubstr("no device 'nosuch' (devices: com1)")));
+  EXPECT_THAT(c_.GetDevice(""), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("empty")));
 }
 
 TEST_F(ControllerTest, ForcedShutdownStopsAtOnceAndOnlyOnce) {
@@ -85,6 +90,10 @@ TEST_F(ControllerTest, GracefulShutdownAsksTheGuestThenStopsAtTheDeadline) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not in (0, 10m]")));
   EXPECT_THAT(c_.Shutdown(true, absl::Seconds(-1)), StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_THAT(c_.Shutdown(true), IsOkAndHolds(VmState::kRunning));
+  EXPECT_EQ(vm_.power_button, 1);
+  // A second graceful request is refused (and presses nothing); a forced one would still go.
+  EXPECT_THAT(c_.Shutdown(true), StatusIs(absl::StatusCode::kFailedPrecondition,
+                                          HasSubstr("graceful shutdown is already in progress")));
   EXPECT_EQ(vm_.power_button, 1);
   ASSERT_EQ(loop_.delayed.size(), 1u);
   EXPECT_EQ(loop_.delayed[0].first, absl::Seconds(30));

@@ -22,6 +22,7 @@
 #include <utility>
 #include <vector>
 
+#include "acpi/aml.h"
 #include "loader/linux_loader.h"
 #include "memory/address.h"
 
@@ -49,13 +50,25 @@ inline constexpr uint16_t kPortCmos = 0x70;
 inline constexpr uint16_t kPortAcpiSleep = 0x3b0;
 inline constexpr uint16_t kPortCom1 = 0x3f8;
 inline constexpr uint32_t kCom1Irq = 4;
+inline constexpr uint32_t kGedGsi = 5;  // The ACPI generic event device (power button).
 inline constexpr uint16_t kPortBootTimer = 0x440;
 inline constexpr uint16_t kPortPciConfig = 0xcf8;
+inline constexpr uint16_t kPciIoStart = 0xc000;  // I/O BARs of passed-through devices: to 0xffff.
+// Interrupts: INTx of PCI slots on IOAPIC inputs 16-23; MSI routes above the IOAPIC's 24.
+inline constexpr uint32_t kPciIntxFirstGsi = 16;
+inline constexpr uint32_t kMsiFirstGsi = 24;
+inline constexpr uint32_t kMsiGsiCount = 1000;
 
 // The RAM regions for `memory_bytes` of guest memory: below the 3 GiB hole, then above 4 GiB.
 std::vector<std::pair<GuestAddress, uint64_t>> RamRegions(uint64_t memory_bytes);
 // The e820 map for those regions: RAM, the reserved EBDA/ACPI area below 1 MiB, and ECAM.
 std::vector<loader::E820Entry> E820Map(uint64_t memory_bytes);
+
+// INTx of PCI slot `slot` (every pin): one IOAPIC input per slot, GSIs 16-23 (slot modulo 8).
+uint32_t SlotGsi(uint8_t slot);
+// The DSDT body: the PCI root bridge (resources, INTx routing _PRT), COM1, the power button and
+// its generic event device, and the S5 sleep state.
+acpi::Aml BuildDsdt();
 
 }  // namespace vmmkit::vmm
 

@@ -1,5 +1,11 @@
 #include "vmm/layout.h"
 
+#include <cstdlib>
+#include <fstream>
+#include <iterator>
+#include <string>
+
+#include "acpi/tables.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -33,6 +39,30 @@ TEST(LayoutTest, LargeGuestsSplitAroundTheMmioHole) {
     if (e.type != loader::E820Type::kRam) continue;
     EXPECT_TRUE(e.address + e.size <= kPciMmioStart || e.address >= kHighRamStart);
   }
+}
+
+// ACPICA's disassembler reads the VMM's DSDT as Linux's interpreter will.
+TEST(LayoutTest, IaslDecodesTheVmmDsdt) {
+  if (std::system("command -v iasl > /dev/null") != 0) GTEST_SKIP() << "iasl not installed";
+  const std::string dir = std::getenv("TEST_TMPDIR") ? std::getenv("TEST_TMPDIR") : "/tmp";
+  const std::vector<uint8_t> dsdt = acpi::Dsdt(BuildDsdt());
+  std::ofstream(dir + "/vmm-dsdt.dat", std::ios::binary)
+      .write(reinterpret_cast<const char*>(dsdt.data()), static_cast<std::streamsize>(dsdt.size()));
+  ASSERT_EQ(std::system(("cd " + dir + " && iasl -d vmm-dsdt.dat > iasl.log 2>&1").c_str()), 0);
+  std::ifstream in(dir + "/vmm-dsdt.dsl");
+  const std::string dsl((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  // INTx routing: slot 1 pin A and slot 31 pin D, to GSIs 16 + slot % 8.
+  EXPECT_THAT(dsl, ::testing::HasSubstr("Name (_PRT, Package (0x7C)"));
+  EXPECT_THAT(dsl, ::testing::ContainsRegex("0x0001FFFF,[^}]*Zero,[^}]*Zero,[^}]*0x11"));
+  EXPECT_THAT(dsl, ::testing::ContainsRegex("0x001FFFFF,[^}]*0x03,[^}]*Zero,[^}]*0x17"));
+  // The power button and the generic event device that presses it.
+  EXPECT_THAT(dsl, ::testing::HasSubstr("EisaId (\"PNP0C0C\")"));
+  EXPECT_THAT(dsl, ::testing::HasSubstr("Name (_HID, \"ACPI0013\""));
+  EXPECT_THAT(dsl, ::testing::HasSubstr("Method (_EVT, 1, Serialized)"));
+  EXPECT_THAT(dsl, ::testing::HasSubstr("Notify (\\_SB.PWRB, 0x80)"));
+  EXPECT_THAT(
+      dsl, ::testing::HasSubstr("Interrupt (ResourceConsumer, Edge, ActiveHigh, Exclusive, ,, )"));
+  EXPECT_THAT(dsl, ::testing::Not(::testing::HasSubstr("Error")));
 }
 
 }  // namespace

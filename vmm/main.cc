@@ -11,6 +11,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/match.h"
 #include "absl/time/clock.h"
 #include "vmm/config.h"
 #include "vmm/vmm.h"
@@ -34,6 +35,33 @@ ABSL_FLAG(std::string, api_tcp, "",
           "Serve the control plane on this loopback TCP address instead (127.0.0.1:PORT); the "
           "API has no authentication, so other addresses are refused.");
 
+namespace {
+
+// --device may be repeated, and its value has commas, so it is taken out of argv before Abseil
+// parses the rest (an Abseil flag would keep only the last occurrence).
+std::vector<std::string> TakeDeviceFlags(int& argc, char** argv) {
+  std::vector<std::string> devices;
+  int out = 1;
+  for (int i = 1; i < argc; ++i) {
+    const absl::string_view a = argv[i];
+    if (a == "--") {  // Everything after it is positional: keep as is.
+      while (i < argc) argv[out++] = argv[i++];
+      break;
+    }
+    if (a == "--device" || a == "-device") {
+      devices.push_back(i + 1 < argc ? argv[++i] : "");
+    } else if (absl::StartsWith(a, "--device=") || absl::StartsWith(a, "-device=")) {
+      devices.emplace_back(std::string(a.substr(a.find('=') + 1)));
+    } else {
+      argv[out++] = argv[i];
+    }
+  }
+  argc = out;
+  return devices;
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   const absl::Time start = absl::Now();
   absl::SetProgramUsageMessage(
@@ -42,8 +70,11 @@ int main(int argc, char** argv) {
       "      [--memory_backing=memfd|anonymous|hugetlb]\n"
       "      [--serial=stdio|file:PATH|none] [--boot_timer]\n"
       "      [--api_socket=PATH | --api_tcp=127.0.0.1:PORT]\n"
+      "      [--device vfio-pci,host=DDDD:BB:DD.F[,id=NAME]]...  (a host PCI function bound to\n"
+      "       vfio-pci, passed through to the guest; repeatable)\n"
       "Exit status: 0 guest reboot/poweroff or SIGINT/SIGTERM; 1 VMM or KVM failure;\n"
       "2 bad flag or input file; 3 guest triple fault.");
+  std::vector<std::string> devices = TakeDeviceFlags(argc, argv);
   absl::ParseCommandLine(argc, argv);
   const vmmkit::vmm::RawConfig raw{.kernel = absl::GetFlag(FLAGS_kernel),
                                    .initrd = absl::GetFlag(FLAGS_initrd),
@@ -54,7 +85,8 @@ int main(int argc, char** argv) {
                                    .memory_backing = absl::GetFlag(FLAGS_memory_backing),
                                    .boot_timer = absl::GetFlag(FLAGS_boot_timer),
                                    .api_socket = absl::GetFlag(FLAGS_api_socket),
-                                   .api_tcp = absl::GetFlag(FLAGS_api_tcp)};
+                                   .api_tcp = absl::GetFlag(FLAGS_api_tcp),
+                                   .devices = std::move(devices)};
   absl::StatusOr<vmmkit::vmm::VmmConfig> config = vmmkit::vmm::ValidateConfig(raw);
   if (!config.ok()) {
     std::fprintf(stderr, "vmm: %s\n", std::string(config.status().message()).c_str());

@@ -25,6 +25,7 @@
 #include "kvm/cpuid.h"
 #include "kvm/long_mode.h"
 #include "loader/linux_loader.h"
+#include "memory/address_allocator.h"
 #include "vmm/layout.h"
 
 namespace vmmkit::vmm {
@@ -77,39 +78,6 @@ void SetLapicLvt(kvm_lapic_state& lapic, size_t reg, uint32_t value) {
   std::memcpy(&lapic.regs[reg], &value, sizeof(value));
 }
 
-acpi::Aml BuildDsdt() {
-  using namespace acpi;  // NOLINT: the AML vocabulary reads best unqualified.
-  return Terms({
-      Scope("\\_SB_",
-            {
-                Device("PCI0",
-                       {
-                           Name("_HID", EisaId("PNP0A08")),
-                           Name("_CID", EisaId("PNP0A03")),
-                           Name("_SEG", Integer(0)),
-                           Name("_UID", Integer(0)),
-                           Name("_BBN", Integer(0)),
-                           Name("_CRS", ResourceTemplate({
-                                            WordBusNumber(0, 0),
-                                            IoPort(kPortPciConfig, 8),
-                                            WordIo(0x0000, 0x0cf7),
-                                            WordIo(0x0d00, 0xffff),
-                                            DWordMemory(kPciMmioStart, kPciMmioEnd, false),
-                                        })),
-                       }),
-                Device("COM1",
-                       {
-                           Name("_HID", EisaId("PNP0501")),
-                           Name("_UID", Integer(1)),
-                           Name("_CRS",
-                                ResourceTemplate({IoPort(kPortCom1, 8), IrqNoFlags(kCom1Irq)})),
-                       }),
-            }),
-      // Sleep type 5 written to the sleep control register powers off (AcpiSleepControl).
-      Name("_S5_", Package({Integer(5), Integer(0)})),
-  });
-}
-
 std::string DescribeRegisters(kvm::Vcpu& vcpu) {
   absl::StatusOr<kvm_regs> r = vcpu.GetRegs();
   absl::StatusOr<kvm_sregs> s = vcpu.GetSregs();
@@ -148,10 +116,12 @@ absl::Status Vmm::StartApi() {
 }
 
 Vmm::~Vmm() {
-  // Release RPCs waiting for the loop before the server goes; then the vCPUs.
+  // Release RPCs waiting for the loop before the server goes; then the vCPUs; then the devices
+  // they used.
   CloseLoop();
   api_server_.reset();
   StopVcpus();
+  TearDownPassthrough();
   if (slots_ != nullptr) (void)system_memory_.UnregisterListener(slots_.get());
 }
 
@@ -211,6 +181,7 @@ absl::Status Vmm::Build() {
                                .cmdline_address = kCmdline};
   ASSIGN_OR_RETURN(loader::LinuxBootInfo info, loader::LoadLinux(*memory_, boot));
   RETURN_IF_ERROR(SetUpDevices());
+  RETURN_IF_ERROR(SetUpPassthrough());
   return SetUpVcpus(info.entry, info.boot_params);
 }
 
@@ -238,6 +209,9 @@ absl::Status Vmm::SetUpDevices() {
       std::make_shared<devices::I8042>([this] { RequestExit(ExitReason::kReset, "guest reset"); }),
       kPortI8042, 5));
   RETURN_IF_ERROR(pio_.Insert(std::make_shared<devices::CmosRtc>(), kPortCmos, 2));
+  ASSIGN_OR_RETURN(EventFd ged, EventFd::Create());
+  power_button_ = std::make_unique<EventFd>(std::move(ged));
+  RETURN_IF_ERROR(vm_->AssignIrqfd(*power_button_, kGedGsi));
   RETURN_IF_ERROR(pio_.Insert(std::make_shared<devices::AcpiSleepControl>([this] {
                                 RequestExit(ExitReason::kPowerOff, "guest powered off");
                               }),
@@ -262,6 +236,89 @@ absl::Status Vmm::SetUpDevices() {
   RETURN_IF_ERROR(
       mmio_.Insert(std::make_shared<devices::PciConfigMmio>(pci_), kEcamBase, kEcamSize));
   return absl::OkStatus();
+}
+
+absl::Status Vmm::SetUpPassthrough() {
+  if (config_.devices.empty()) return absl::OkStatus();
+  absl::StatusOr<std::shared_ptr<vfio::VfioContainer>> container = vfio::VfioContainer::Open();
+  if (!container.ok()) {
+    return absl::Status(container.status().code(),
+                        absl::StrCat("--device: VFIO unavailable (are the vfio and vfio-pci "
+                                     "modules loaded?): ",
+                                     container.status().message()));
+  }
+  vfio_container_ = *std::move(container);
+  ASSIGN_OR_RETURN(AddressAllocator mmio_space,
+                   AddressAllocator::Create(kPciMmioStart, kPciMmioEnd - kPciMmioStart + 1));
+  ASSIGN_OR_RETURN(AddressAllocator io_space,
+                   AddressAllocator::Create(kPciIoStart, 0x10000 - kPciIoStart));
+  for (size_t i = 0; i < config_.devices.size(); ++i) {
+    const PassthroughConfig& pc = config_.devices[i];
+    auto fail = [&](const absl::Status& s) {
+      return absl::Status(
+          s.code(), absl::StrCat("--device ", pc.id, " (host ", pc.host_bdf, "): ", s.message()));
+    };
+    absl::StatusOr<int> group_id = vfio::VfioGroup::GroupOfDevice(pc.host_bdf);
+    if (!group_id.ok()) return fail(group_id.status());
+    if (!vfio_groups_.count(*group_id)) {
+      absl::StatusOr<std::shared_ptr<vfio::VfioGroup>> group = vfio::VfioGroup::Open(*group_id);
+      if (!group.ok()) return fail(group.status());
+      if (absl::Status s = (*group)->SetContainer(vfio_container_); !s.ok()) return fail(s);
+      vfio_groups_[*group_id] = *group;
+      if (!vfio_container_->iommu_type()) {
+        // The IOMMU model is set once a group is in the container; then guest RAM is mapped.
+        if (absl::Status s = vfio_container_->SetType1Iommu().status(); !s.ok()) return fail(s);
+        dma_listener_ = std::make_unique<vfio::DmaMappingListener>(*vfio_container_);
+        if (absl::Status s = system_memory_.RegisterListener(dma_listener_.get()); !s.ok()) {
+          dma_listener_.reset();
+          return fail(s);
+        }
+        msi_routes_ = std::make_unique<iommu::MsiRoutes>(*vm_, kMsiFirstGsi, kMsiGsiCount,
+                                                         kvm::DefaultIrqchipRoutes());
+      }
+    }
+    absl::StatusOr<std::unique_ptr<vfio::VfioDevice>> vfio_device =
+        vfio_groups_[*group_id]->GetDevice(pc.host_bdf);
+    if (!vfio_device.ok()) return fail(vfio_device.status());
+    const std::optional<uint8_t> slot = pci_->FreeSlot();
+    if (!slot) return fail(absl::ResourceExhaustedError("no free slot on the PCI root bus"));
+    absl::StatusOr<std::shared_ptr<passthrough::VfioPciDevice>> device =
+        passthrough::VfioPciDevice::Create(
+            *std::move(vfio_device),
+            {vm_.get(), &system_memory_, &mmio_, &pio_, msi_routes_.get(), &machine_mu_},
+            {.id = pc.id,
+             .device_number = static_cast<uint32_t>(i + 1),
+             .guest_requester_id = static_cast<uint16_t>(*slot << 3),
+             .intx_gsi = SlotGsi(*slot)});
+    if (!device.ok()) return fail(device.status());
+    // As firmware would: BARs at free, naturally aligned addresses; the guest may move them.
+    absl::Status placed =
+        (*device)->PlaceBars([&](const passthrough::VirtualBar& bar) -> absl::StatusOr<uint64_t> {
+          AddressAllocator& space = bar.io ? io_space : mmio_space;
+          return space.Allocate(bar.size, std::max<uint64_t>(bar.size, bar.io ? 4 : 4096));
+        });
+    if (!placed.ok()) return fail(placed);
+    if (absl::Status s = pci_->AddDevice(*slot, *device); !s.ok()) return fail(s);
+    passthrough_.push_back({pc, *slot, *device});
+  }
+  return absl::OkStatus();
+}
+
+void Vmm::TearDownPassthrough() {
+  // Off the bus first (no more config accesses), then each device detaches itself (interrupts,
+  // BAR slots and traps, reset); then guest RAM leaves the container, then groups and container.
+  for (Passthrough& p : passthrough_) {
+    if (pci_ != nullptr) (void)pci_->RemoveDevice(p.slot);
+    p.device.reset();
+  }
+  passthrough_.clear();
+  msi_routes_.reset();
+  if (dma_listener_ != nullptr) {
+    (void)system_memory_.UnregisterListener(dma_listener_.get());
+    dma_listener_.reset();
+  }
+  vfio_groups_.clear();
+  vfio_container_.reset();
 }
 
 absl::Status Vmm::SetUpVcpus(GuestAddress entry, GuestAddress boot_params) {
@@ -629,8 +686,9 @@ absl::Status Vmm::ResumeVcpus() {
 }
 
 absl::Status Vmm::RequestGuestPowerOff() {
-  // The VM's ACPI is hardware-reduced without a power button device (GED) yet.
-  return absl::UnimplementedError("this VM has no ACPI power button to press");
+  // A press of the ACPI power button (GED interrupt -> _EVT -> Notify(PWRB, 0x80)); what the
+  // guest does with it is up to the guest (acpid, systemd-logind, or nothing).
+  return power_button_->Write(1);
 }
 
 void Vmm::Stop(const std::string& reason) { RequestExit(ExitReason::kApiShutdown, reason); }
@@ -646,10 +704,18 @@ VmStatus Vmm::Describe() const {
       {"i8042", Kind::kPlatform, "", "", "keyboard controller (reset line), I/O 0x60/0x64"},
       {"rtc", Kind::kPlatform, "", "", "CMOS RTC, I/O 0x70"},
       {"acpi-sleep", Kind::kPlatform, "", "", "ACPI sleep control/status registers"},
+      {"power-button", Kind::kPlatform, "", "", "ACPI power button (generic event device, GSI 5)"},
       {"pci-host", Kind::kPci, "0000:00:00.0", "", "PCI host bridge (0xcf8 and ECAM)"},
   };
   if (config_.boot_timer || controller_ != nullptr) {
     s.devices.push_back({"boot-timer", Kind::kPlatform, "", "", "boot-complete port 0x440"});
+  }
+  for (const Passthrough& p : passthrough_) {
+    const uint32_t id = p.device->ConfigRead(0);
+    s.devices.push_back({p.config.id, Kind::kVfioPci, absl::StrFormat("0000:00:%02x.0", p.slot),
+                         p.config.host_bdf,
+                         absl::StrFormat("vfio-pci %04x:%04x, interrupts: %s", id & 0xffff,
+                                         id >> 16, p.device->interrupt_mode())});
   }
   return s;
 }

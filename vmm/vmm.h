@@ -6,7 +6,10 @@
 //            CPUID from BuildGuestCpuid; the BSP entered straight into 64-bit mode;
 //   loader/  the kernel, initrd and zero page;
 //   acpi/    RSDP/XSDT/FADT/MADT/MCFG/DSDT (Linux finds its CPUs only through ACPI);
-//   devices/ COM1, i8042, CMOS, ACPI sleep control, boot timer, PCI root bus.
+//   devices/ COM1, i8042, CMOS, ACPI sleep control, boot timer, PCI root bus;
+//   vfio/, passthrough/, iommu/  host PCI functions given with --device: one VFIO container for
+//            all of them with guest RAM DMA-mapped into it (DmaMappingListener), each function a
+//            VfioPciDevice on the root bus, MSI/MSI-X through one MsiRoutes table.
 //
 // Threads and what they share:
 //   - one thread per vCPU runs KVM_RUN and dispatches port-I/O and MMIO exits to the buses
@@ -19,6 +22,9 @@
 //     only through VmController, which queues each request onto the event loop (RunOnLoop: a
 //     mutex-protected queue and an eventfd) and waits for it; so the VM's state is changed by the
 //     loop thread alone. Pause parks the vCPU threads on a condition variable outside KVM_RUN.
+//   - a passed-through device's config space is written from vCPU threads, and that moves its
+//     BARs' KVM slots and traps and changes GSI routes: system_memory_, the buses' device lists
+//     and msi_routes_ change only under machine_mu_ once the vCPUs run.
 //
 //   ASSIGN_OR_RETURN(std::unique_ptr<Vmm> vmm, Vmm::Create(config));
 //   return vmm->Run();   // the process exit status
@@ -44,12 +50,17 @@
 #include "devices/bus.h"
 #include "devices/pci.h"
 #include "devices/serial.h"
+#include "iommu/msi_routes.h"
 #include "kvm/kvm.h"
 #include "kvm/memory_slots.h"
 #include "kvm/vcpu.h"
 #include "kvm/vm.h"
 #include "memory/address_space.h"
 #include "memory/guest_memory.h"
+#include "passthrough/vfio_pci_device.h"
+#include "vfio/container.h"
+#include "vfio/dma_listener.h"
+#include "vfio/group.h"
 #include "vmm/api_server.h"
 #include "vmm/config.h"
 #include "vmm/controller.h"
@@ -98,6 +109,8 @@ class Vmm : private VmOperations, private LoopExecutor {
   void CloseLoop();  // No more work: what is queued is dropped (its callers see UNAVAILABLE).
   absl::Status Build();
   absl::Status SetUpDevices();
+  absl::Status SetUpPassthrough();
+  void TearDownPassthrough();
   absl::Status SetUpVcpus(GuestAddress entry, GuestAddress boot_params);
   void VcpuLoop(kvm::Vcpu* vcpu);
   void HandleExit(kvm::Vcpu* vcpu, const kvm::VcpuExit& exit);
@@ -121,6 +134,20 @@ class Vmm : private VmOperations, private LoopExecutor {
   std::shared_ptr<devices::Serial16550> serial_;
   std::shared_ptr<devices::PciRootBus> pci_;
   std::unique_ptr<EventFd> serial_irq_;
+  std::unique_ptr<EventFd> power_button_;  // The GED's interrupt (an irqfd).
+
+  // --device: passed-through host PCI functions.
+  struct Passthrough {
+    PassthroughConfig config;
+    uint8_t slot;
+    std::shared_ptr<passthrough::VfioPciDevice> device;
+  };
+  std::mutex machine_mu_;  // See the threads note above.
+  std::shared_ptr<vfio::VfioContainer> vfio_container_;
+  std::map<int, std::shared_ptr<vfio::VfioGroup>> vfio_groups_;  // By IOMMU group id.
+  std::unique_ptr<vfio::DmaMappingListener> dma_listener_;
+  std::unique_ptr<iommu::MsiRoutes> msi_routes_;
+  std::vector<Passthrough> passthrough_;
   ScopedFd serial_out_;  // stdout (dup) or the --serial file; invalid for none.
 
   // Pause: vCPU threads park here while paused_ (outside KVM_RUN).

@@ -1,13 +1,22 @@
 #include "vmm/vmmctl.h"
 
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <memory>
 #include <optional>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
+#include "base/scoped_fd.h"
 #include "google/protobuf/util/json_util.h"
 #include "grpcpp/grpcpp.h"
 #include "proto/grpc/health/v1/health.grpc.pb.h"
@@ -26,10 +35,11 @@ constexpr char kUsage[] =
     "  shutdown [--force] [--grace=30s]\n"
     "                            ask the guest to power off (or stop the VM at once)\n"
     "  devices                   list the VM's devices\n"
+    "  device ID                 one device\n"
     "  health                    the server's gRPC health status\n"
     "  watch                     print events until the VM stops\n"
     "exit status: 0 done, 1 server error, 2 usage, 3 unreachable, 4 refused in this state,\n"
-    "5 bad request, 6 timed out\n";
+    "5 bad request, 6 timed out, 7 no permission to use the socket\n";
 
 struct Options {
   std::string target = "unix:/run/vmm.sock";
@@ -38,6 +48,7 @@ struct Options {
   bool force = false;
   std::optional<absl::Duration> grace;
   std::string command;
+  std::optional<std::string> argument;  // device ID.
 };
 
 int ExitFor(const grpc::Status& s) {
@@ -202,6 +213,8 @@ bool ParseOptions(const std::vector<std::string>& args, Options* o, std::ostream
       return false;
     } else if (o->command.empty()) {
       o->command = a;
+    } else if (o->command == "device" && !o->argument) {
+      o->argument = a;
     } else {
       err << "vmmctl: unexpected argument " << a << "\n" << kUsage;
       return false;
@@ -209,6 +222,10 @@ bool ParseOptions(const std::vector<std::string>& args, Options* o, std::ostream
   }
   if (o->command.empty()) {
     err << kUsage;
+    return false;
+  }
+  if (o->command == "device" && !o->argument) {
+    err << "vmmctl: device wants an ID (see: vmmctl devices)\n";
     return false;
   }
   if ((o->force || o->grace) && o->command != "shutdown") {
@@ -224,9 +241,34 @@ bool ParseOptions(const std::vector<std::string>& args, Options* o, std::ostream
 
 }  // namespace
 
+// gRPC reports a socket the caller may not open as UNAVAILABLE, like a VMM that is not there;
+// tell the two apart before dialing, since the remedies differ.
+bool CheckSocketPermission(const std::string& target, std::ostream& err) {
+  if (!absl::StartsWith(target, "unix:")) return true;
+  const std::string path = target.substr(5);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.size() >= sizeof(addr.sun_path)) return true;  // gRPC reports it.
+  std::memcpy(addr.sun_path, path.data(), path.size());
+  ScopedFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd.valid()) return true;
+  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) return true;
+  if (errno != EACCES && errno != EPERM) return true;
+  struct stat st {};
+  const bool known = ::stat(path.c_str(), &st) == 0;
+  err << "vmmctl: " << path << ": permission denied";
+  if (known) {
+    err << absl::StrFormat(" (socket mode %04o, owner uid %d; you are uid %d)", st.st_mode & 07777,
+                           st.st_uid, ::geteuid());
+  }
+  err << "\n";
+  return false;
+}
+
 int RunVmmctl(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
   Options o;
   if (!ParseOptions(args, &o, err)) return kExitUsage;
+  if (!CheckSocketPermission(o.target, err)) return kExitPermission;
   auto channel = grpc::CreateChannel(o.target, grpc::InsecureChannelCredentials());
   auto stub = pb::VmService::NewStub(channel);
   auto deadline = [&](grpc::ClientContext* ctx) {
@@ -259,6 +301,21 @@ int RunVmmctl(const std::vector<std::string>& args, std::ostream& out, std::ostr
       out << Json(resp, true);
     } else {
       PrintDevices(out, resp.devices());
+    }
+    return kExitOk;
+  }
+  if (o.command == "device") {
+    pb::GetDeviceRequest req;
+    req.set_id(*o.argument);
+    pb::Device d;
+    const grpc::Status s = stub->GetDevice(&ctx, req, &d);
+    if (!s.ok()) return Fail(err, o, s);
+    if (o.json) {
+      out << Json(d, true);
+    } else {
+      google::protobuf::RepeatedPtrField<pb::Device> one;
+      *one.Add() = d;
+      PrintDevices(out, one);
     }
     return kExitOk;
   }

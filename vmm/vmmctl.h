@@ -5,10 +5,12 @@
 //
 //   vmmctl [--socket=PATH | --tcp=127.0.0.1:PORT] [--json] [--timeout=10s] COMMAND [options]
 //
-// Commands: get, pause, resume, devices, health, watch, shutdown [--force] [--grace=30s].
+// Commands: get, pause, resume, devices, device ID, health, watch,
+// shutdown [--force] [--grace=30s].
 // Exit status (kExit*): 0 done; 1 the server failed; 2 bad usage; 3 the server cannot be
 // reached; 4 refused in the VM's current state (FAILED_PRECONDITION, RESOURCE_EXHAUSTED); 5 a bad
-// request (INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS, OUT_OF_RANGE); 6 timed out.
+// request (INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS, OUT_OF_RANGE); 6 timed out; 7 no
+// permission to use the Unix socket (it is mode 0600, for the user who started vmm).
 
 #ifndef VMMKIT_VMM_VMMCTL_H_
 #define VMMKIT_VMM_VMMCTL_H_
@@ -26,6 +28,7 @@ inline constexpr int kExitUnreachable = 3;
 inline constexpr int kExitRefused = 4;
 inline constexpr int kExitBadRequest = 5;
 inline constexpr int kExitTimeout = 6;
+inline constexpr int kExitPermission = 7;  // The Unix socket exists but the caller may not use it.
 
 // `args` excludes the program name. Output goes to `out`, diagnostics to `err`.
 int RunVmmctl(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);

@@ -1,6 +1,7 @@
 // vmmctl in process against a real ApiServer (fake VM behind it): output, --json, exit codes.
 #include "vmm/vmmctl.h"
 
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <sstream>
@@ -71,6 +72,35 @@ TEST_F(VmmctlTest, ExitCodesSayWhatHappened) {
   std::string stopped;
   ASSERT_TRUE(loop_.RunOnLoop([&] { stopped = vm_.stopped; }).ok());
   EXPECT_EQ(stopped, "Shutdown request (forced)");
+}
+
+TEST_F(VmmctlTest, DeviceShowsOneDeviceOrSaysThereIsNone) {
+  ASSERT_EQ(Run({"device", "com1"}), kExitOk) << err_.str();
+  EXPECT_THAT(out_.str(), HasSubstr("com1\tplatform"));
+  EXPECT_EQ(Run({"device", "nosuch"}), kExitBadRequest);
+  EXPECT_THAT(err_.str(), HasSubstr("NOT_FOUND"));
+  EXPECT_THAT(err_.str(), HasSubstr("no device 'nosuch'"));
+  EXPECT_EQ(Run({"device"}), kExitUsage);
+  EXPECT_THAT(err_.str(), HasSubstr("device wants an ID"));
+  EXPECT_EQ(Run({"device", "a", "b"}), kExitUsage);
+}
+
+TEST_F(VmmctlTest, AUserWithoutPermissionOnTheSocketIsToldSo) {
+  // The socket is 0600 and root's; nobody cannot connect. The check runs before any gRPC call,
+  // so the forked child never touches the parent's gRPC state.
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    if (::setgid(65534) != 0 || ::setuid(65534) != 0) ::_exit(100);
+    std::ostringstream out, err;
+    const int rc = RunVmmctl({"--socket=" + socket_, "get"}, out, err);
+    const bool said = err.str().find(": permission denied") != std::string::npos;
+    ::_exit(said ? rc : 101);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), kExitPermission);
 }
 
 TEST_F(VmmctlTest, UsageErrorsAndAnUnreachableServer) {

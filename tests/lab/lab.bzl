@@ -4,9 +4,17 @@ Lab tests are tagged `lab` and sized `large`; tools/test runs them in its defaul
 them in the sanitizer passes (their binaries run inside L1, not in the test process).
 """
 
+def _unique(labels):
+    out = []
+    for label in labels:
+        if label not in out:
+            out.append(label)
+    return out
+
 def lab_test(name, scenario, binaries = [], files = {}, l2_initramfs = {}, qemu_args = [],
              modules = "kvm,vfio", timeout_s = 300, tags = [], host_binaries = [], host_dirs = [],
-             memory_mib = 2048, **kwargs):
+             memory_mib = 2048, kernel_args = [], l2_files = {}, l2_modules = [], l2_kmods = [],
+             **kwargs):
     """Runs `scenario` in L1 with `binaries` in /lab/bin.
 
     Args:
@@ -22,6 +30,11 @@ def lab_test(name, scenario, binaries = [], files = {}, l2_initramfs = {}, qemu_
       host_dirs: absolute paths of this machine's directories to copy to the same place in L1.
       timeout_s: seconds before QEMU is killed.
       memory_mib: L1's memory.
+      kernel_args: extra L1 kernel command-line arguments.
+      l2_files: {label: "/path/in/L2"}: files every L2 initramfs gets (e.g. static test programs).
+      l2_modules: lab kernel modules (paths under the kernel's modules dir) for L2, in /modules.
+      l2_kmods: out-of-tree module sources (one .c each), built against the lab kernel's Debian
+        headers, for L2, in /modules.
       tags: extra tags.
       **kwargs: passed to sh_test.
     """
@@ -40,12 +53,21 @@ def lab_test(name, scenario, binaries = [], files = {}, l2_initramfs = {}, qemu_
         args += ["--l2-initramfs", "$(location %s)=%s" % (label, dest)]
     for a in qemu_args:
         args.append("--qemu-arg=" + a)
+    for a in kernel_args:
+        args.append("--append=" + a)
+    for label, dest in l2_files.items():
+        args += ["--l2-file", "$(location %s)=%s" % (label, dest)]
+    for rel in l2_modules:
+        args += ["--l2-module", rel]
+    for label in l2_kmods:
+        args += ["--l2-kmod", "$(location %s)" % label]
     native.sh_test(
         name = name,
         srcs = ["//tests/lab:run_lab.sh"],
         args = args,
-        data = ["//tests/lab:lab.py", "//tests/lab:outb", scenario] + binaries + list(files.keys()) +
-               list(l2_initramfs.keys()),
+        data = _unique(["//tests/lab:lab.py", "//tests/lab:outb", scenario] + binaries +
+                       list(files.keys()) + list(l2_initramfs.keys()) + list(l2_files.keys()) +
+                       l2_kmods),
         size = "large",
         tags = tags + ["lab"],
         **kwargs

@@ -165,18 +165,63 @@ def build_initramfs(args, kdir, work):
         target = os.path.join(root, dest.lstrip("/"))
         os.makedirs(os.path.dirname(target), exist_ok=True)
         shutil.copy2(src, target)
+    l2_extras = l2_extra_files(args, kdir, work)
     for spec in args.l2_initramfs:
         script, _, dest = spec.partition("=")
-        write_l2_initramfs(script, os.path.join(root, dest.lstrip("/")), work, args.outb)
+        write_l2_initramfs(script, os.path.join(root, dest.lstrip("/")), work, args.outb, l2_extras)
     out = os.path.join(work, "l1.cpio.gz")
     write_cpio(root, out, compress=True)
     return out
 
 
-def write_l2_initramfs(init_script, dest, work, outb):
-    """A minimal initramfs for an L2 Linux guest: static busybox, outb, `init_script` as /init."""
+def build_kmod(source, kdir, work):
+    """Builds an out-of-tree module (one .c file) against the lab kernel's Debian headers
+    (linux-headers-<version>, which tools/setup installs)."""
+    version = open(os.path.join(kdir, "READY")).read().strip().removeprefix("linux-image-")
+    headers = f"/usr/src/linux-headers-{version}"
+    if not os.path.isdir(headers):
+        fail(f"{headers} missing: run tools/setup (it installs linux-headers-{version})")
+    name = os.path.splitext(os.path.basename(source))[0]
+    build = tempfile.mkdtemp(prefix="kmod", dir=work)
+    shutil.copy2(source, os.path.join(build, name + ".c"))
+    with open(os.path.join(build, "Makefile"), "w") as fh:
+        fh.write(f"obj-m := {name}.o\n")
+    proc = subprocess.run(["make", "-s", "-C", headers, f"M={build}", "modules"],
+                          capture_output=True, text=True)
+    ko = os.path.join(build, name + ".ko")
+    if proc.returncode != 0 or not os.path.isfile(ko):
+        fail(f"building {source} against {headers} failed:\n{proc.stdout}{proc.stderr}")
+    return ko
+
+
+def l2_extra_files(args, kdir, work):
+    """(source, destination) pairs every L2 initramfs gets: files, kernel modules, built modules."""
+    extras = []
+    for spec in args.l2_file:
+        src, _, dest = spec.partition("=")
+        if not dest:
+            fail(f"--l2-file wants SRC=DEST, got {spec!r}")
+        extras.append((src, dest))
+    for rel in args.l2_module:
+        src = os.path.join(kdir, "modules", "kernel", rel)
+        if not os.path.isfile(src):
+            fail(f"module {rel} missing from {kdir}")
+        extras.append((src, "/modules/" + os.path.basename(rel)))
+    for source in args.l2_kmod:
+        ko = build_kmod(source, kdir, work)
+        extras.append((ko, "/modules/" + os.path.basename(ko)))
+    return extras
+
+
+def write_l2_initramfs(init_script, dest, work, outb, extras=()):
+    """A minimal initramfs for an L2 Linux guest: static busybox, outb, `init_script` as /init,
+    and `extras` ((source, destination) pairs)."""
     root = tempfile.mkdtemp(prefix="l2root", dir=work)
     make_root(root, outb)
+    for src, rel in extras:
+        target = os.path.join(root, rel.lstrip("/"))
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        shutil.copy2(src, target)
     shutil.copy2(init_script, os.path.join(root, "init"))
     os.chmod(os.path.join(root, "init"), 0o755)
     os.makedirs(os.path.dirname(dest), exist_ok=True)
@@ -244,7 +289,8 @@ def run_qemu(args, kdir, initramfs):
            "-device", "intel-iommu,intremap=on",
            "-device", f"isa-debug-exit,iobase={DEBUG_EXIT_PORT:#x},iosize=0x04",
            "-kernel", os.path.join(kdir, "vmlinuz"), "-initrd", initramfs,
-           "-append", "console=ttyS0 panic=-1 quiet intel_iommu=on"] + args.qemu_arg
+           "-append", " ".join(["console=ttyS0 panic=-1 quiet intel_iommu=on"] + args.append)
+           ] + args.qemu_arg
     print("lab: " + " ".join(cmd), flush=True)
     if args.interactive:
         return run_interactive(cmd)
@@ -280,6 +326,13 @@ def main():
     p.add_argument("--timeout", type=int, default=300, help="seconds before QEMU is killed")
     p.add_argument("--memory", type=int, default=2048, help="L1 memory in MiB")
     p.add_argument("--qemu-arg", action="append", default=[], help="extra QEMU argument")
+    p.add_argument("--append", action="append", default=[], help="extra L1 kernel argument")
+    p.add_argument("--l2-file", action="append", default=[],
+                   help="SRC=DEST: a file for every L2 initramfs")
+    p.add_argument("--l2-module", action="append", default=[],
+                   help="a lab kernel module (path under kernel/) for L2, in /modules")
+    p.add_argument("--l2-kmod", action="append", default=[],
+                   help="an out-of-tree module source (.c) built for L2, in /modules")
     args = p.parse_args()
     if args.build_l2_initramfs:
         init, out = args.build_l2_initramfs

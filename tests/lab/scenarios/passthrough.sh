@@ -1,0 +1,100 @@
+# vfio-pci passthrough and the control plane, end to end: L1's edu (behind a PCIe root port, so it
+# can be reset) is measured in L1 directly, then bound to vfio-pci and given to an L2 Linux guest
+# by vmm --device; the guest's checks (sysfs BAR0, DMA, INTx via uio_pci_generic, MSI via the
+# edu_msi test driver) run from its /init (l2/passthrough_init.sh). Meanwhile vmmctl drives the
+# VM: health, get, devices, pause/resume, and a bad-request matrix; the VM keeps running
+# through it, and a forced shutdown ends it.
+. /lab/lib.sh
+K=/lab/vmlinuz
+I=/lab/l2pt.cpio
+SOCK=/tmp/vmm.sock
+ctl() { vmmctl --socket=$SOCK "$@"; }
+expect_rc() {  # expect_rc WANT DESCRIPTION COMMAND...: the command's exit status is WANT.
+  want=$1 desc=$2; shift 2
+  "$@" >/tmp/ctl.out 2>&1
+  got=$?
+  sed 's/^/  vmmctl| /' /tmp/ctl.out | head -n 3
+  check "$desc (exit $got, want $want)" test "$got" -eq "$want"
+}
+
+edu=$(grep -l 0x11e8 /sys/bus/pci/devices/*/device | head -1 | sed 's|/device$||')
+bdf=$(basename "$edu")
+echo "lab: edu at $bdf"
+
+# The peer: the same guest program on the device directly in L1 (iommu=pt: physical addresses
+# are bus addresses for a device without a driver).
+edu_guest probe
+edu_guest dma 20 | tee /tmp/l1dma.log
+edu_guest mmio 20000 | tee -a /tmp/l1dma.log
+l1_rate=$(sed -n 's/.*: \([0-9]*\) roundtrips\/s/\1/p' /tmp/l1dma.log)
+l1_mmio=$(sed -n 's/.*: \([0-9]*\) reads\/s/\1/p' /tmp/l1dma.log)
+
+echo 1234 11e8 > /sys/bus/pci/drivers/vfio-pci/new_id
+group=$(basename "$(readlink "$edu/iommu_group")")
+for i in $(seq 1 50); do [ -c "/dev/vfio/$group" ] && break; usleep 100000; done
+check "edu bound to vfio-pci (group $group)" test -c "/dev/vfio/$group"
+
+vmm --kernel=$K --initrd=$I --memory=256 --cmdline="console=ttyS0 reboot=k quiet" \
+  --device vfio-pci,host=$bdf --api_socket=$SOCK </dev/null >/tmp/l2.log 2>&1 &
+pid=$!
+for i in $(seq 1 300); do
+  grep -q "L2: passthrough checks done" /tmp/l2.log && break
+  kill -0 $pid 2>/dev/null || break
+  sleep 1
+done
+sed 's/^/  L2| /' /tmp/l2.log | grep -v "^  L2| \[" | tail -n 30
+for c in "edu is on the guest's PCI bus" "BAR0 mmapped through sysfs: ID and liveness registers" \
+  "DMA roundtrips RAM -> edu -> RAM, data verified" "BAR0 reads through the KVM slot" \
+  "INTx: 20 interrupts through uio_pci_generic" \
+  "MSI: edu_msi bound with an MSI vector" "MSI: 20 raised interrupts counted in /proc/interrupts" \
+  "MSI: the vector is PCI-MSI (not INTx)"; do
+  check "L2: $c" grep -qF "L2: PASS $c" /tmp/l2.log
+done
+l2_rate=$(sed -n 's/.*: \([0-9]*\) roundtrips\/s/\1/p' /tmp/l2.log | head -1)
+l2_mmio=$(sed -n 's/.*: \([0-9]*\) reads\/s/\1/p' /tmp/l2.log | head -1)
+
+# vmm's own memory with the guest up and edu attached: every mapping except guest RAM.
+awk -v guest_kib=$((256 * 1024)) '/^[0-9a-f]+-[0-9a-f]+ / { guest = 0 }
+     /^Size:/ { guest = ($2 == guest_kib) }
+     /^Rss:/ { if (guest) g += $2; else o += $2 }
+     END { printf "lab: BENCH vmm RSS after L2 boot with API and passthrough: %d KiB outside guest memory (guest RAM resident: %d KiB; Firecracker: <= 5120)\n", o, g }' \
+  /proc/$pid/smaps
+ratio() { awk -v a="${1:-0}" -v b="${2:-0}" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "n/a" }'; }
+echo "lab: BENCH edu DMA roundtrips/s (2 KiB each way; edu finishes a DMA on a 100 ms timer): L2 through passthrough ${l2_rate:-?}, L1 on the device ${l1_rate:-?}, ratio L2/L1 = $(ratio "$l2_rate" "$l1_rate")"
+echo "lab: BENCH edu BAR0 reads/s: L2 through passthrough ${l2_mmio:-?}, L1 on the device ${l1_mmio:-?}, ratio L2/L1 = $(ratio "$l2_mmio" "$l1_mmio")"
+
+# The control plane against the running VM.
+expect_rc 0 "health answers" ctl health
+check "health is SERVING" grep -q SERVING /tmp/ctl.out
+expect_rc 0 "get" ctl get
+check "get: RUNNING" grep -q RUNNING /tmp/ctl.out
+expect_rc 0 "devices" ctl devices
+check "devices: edu passed through as hostdev0 from $bdf" grep -q "hostdev0.*$bdf" /tmp/ctl.out
+check "devices: its interrupts are MSI now" grep -q "interrupts: msi" /tmp/ctl.out
+expect_rc 0 "device hostdev0" ctl device hostdev0
+expect_rc 0 "pause" ctl pause
+check "paused: get says PAUSED" sh -c "vmmctl --socket=$SOCK get | grep -q PAUSED"
+expect_rc 4 "pause twice: FAILED_PRECONDITION" ctl pause
+expect_rc 0 "resume" ctl resume
+expect_rc 4 "resume twice: FAILED_PRECONDITION" ctl resume
+expect_rc 5 "unknown device id: NOT_FOUND" ctl device nosuch
+expect_rc 5 "malformed argument (graceful timeout out of range): INVALID_ARGUMENT" \
+  ctl shutdown --grace=11m
+expect_rc 2 "malformed command line: usage" ctl pause --now
+mkdir -p /etc
+echo "nobody:x:65534:65534:nobody:/:/bin/sh" >> /etc/passwd
+echo "nogroup:x:65534:" >> /etc/group
+expect_rc 7 "a client without permission on the socket is refused" \
+  su nobody -s /bin/sh -c "/lab/bin/vmmctl --socket=$SOCK get"
+expect_rc 0 "graceful shutdown: the power button is pressed" ctl shutdown --grace=60s
+for i in $(seq 1 20); do grep -q "L2: power button pressed" /tmp/l2.log && break; sleep 1; done
+check "the guest saw the power button press" grep -q "L2: power button pressed" /tmp/l2.log
+expect_rc 4 "shutdown twice: FAILED_PRECONDITION" ctl shutdown --grace=60s
+check "the VM kept running through all of it" sh -c "vmmctl --socket=$SOCK get | grep -q RUNNING"
+expect_rc 0 "forced shutdown" ctl shutdown --force
+wait $pid
+rc=$?
+check "vmm exits 0 after a forced shutdown (rc=$rc)" test "$rc" -eq 0
+check "the guest never saw an error from vmm" sh -c '! grep -q "vmm: .*error" /tmp/l2.log'
+tail -n 3 /tmp/l2.log
+finish
