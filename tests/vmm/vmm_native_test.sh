@@ -39,7 +39,9 @@ check "triple fault: the reason and the registers are shown" \
 
 # Bad input: one line, exit status 2, nothing started.
 for args in "--kernel=/nonexistent" "--kernel=$tmp/hello.elf --memory=12" \
-            "--kernel=$tmp/hello.elf --cpus=0" "--kernel=$tmp/hello.elf --serial=bogus"; do
+            "--kernel=$tmp/hello.elf --cpus=0" "--kernel=$tmp/hello.elf --serial=bogus" \
+            "--kernel=$tmp/hello.elf --device vfio-pci,host=00:33.0" \
+            "--kernel=$tmp/hello.elf --device=vfio-pci" "--kernel=$tmp/hello.elf --device"; do
   # shellcheck disable=SC2086
   "$vmm" $args </dev/null >"$tmp/bad.out" 2>"$tmp/bad.err"
   rc=$?
@@ -51,6 +53,13 @@ head -c 130 "$tmp/hello.elf" > "$tmp/cut.elf"  # Inside the code segment.
 rc=$?
 cat "$tmp/cut.err"
 check "truncated ELF: exit 2 naming the problem (rc=$rc)" grep -q "truncated" "$tmp/cut.err"
+# A passthrough device on a machine without VFIO (this one): exit 1, saying why, nothing left.
+"$vmm" --kernel="$tmp/hello.elf" --device vfio-pci,host=0000:00:03.0 </dev/null 2>"$tmp/vfio.err"
+rc=$?
+cat "$tmp/vfio.err"
+check "--device without VFIO: exit 1 (rc=$rc)" test "$rc" -eq 1
+check "--device without VFIO: the error says VFIO is unavailable" \
+  grep -q "device: VFIO unavailable" "$tmp/vfio.err"
 
 # The control plane. The guest halts with interrupts off, so it idles until told otherwise.
 $make_elf "$tmp/idle.elf" f4ebfd
@@ -74,9 +83,12 @@ ctl resume 2>/dev/null; rc=$?
 check "resume while running: exit 4 (rc=$rc)" test "$rc" -eq 4
 check "--json get" sh -c "\"$vmmctl\" --socket=$sock --json get | grep -q '\"state\": \"VM_STATE_RUNNING\"'"
 check "devices lists com1" sh -c "\"$vmmctl\" --socket=$sock devices | grep -q com1"
-ctl shutdown 2>"$tmp/graceful.err"; rc=$?
-check "graceful shutdown without a power button: refused, saying so (rc=$rc)" \
-  sh -c "test $rc -ne 0 && grep -q 'use a forced shutdown' $tmp/graceful.err"
+# Graceful: the power button is pressed (this guest ignores it); pressing again is refused.
+ctl shutdown --grace=60s >/dev/null; rc=$?
+check "graceful shutdown: accepted, the power button pressed (rc=$rc)" test "$rc" -eq 0
+ctl shutdown --grace=60s 2>"$tmp/graceful.err"; rc=$?
+check "graceful shutdown twice: exit 4, already in progress (rc=$rc)" \
+  sh -c "test $rc -eq 4 && grep -q 'already in progress' $tmp/graceful.err"
 "$vmm" --kernel="$tmp/idle.elf" --memory=64 --serial=none --api_socket="$sock" \
   </dev/null >/dev/null 2>"$tmp/second.err"; rc=$?
 check "a second vmm on the same socket is refused (rc=$rc)" \

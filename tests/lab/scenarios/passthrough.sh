@@ -25,7 +25,7 @@ echo "lab: edu at $bdf"
 # are bus addresses for a device without a driver).
 edu_guest probe
 edu_guest dma 20 | tee /tmp/l1dma.log
-edu_guest mmio 20000 | tee -a /tmp/l1dma.log
+edu_guest mmio 2000000 | tee -a /tmp/l1dma.log
 l1_rate=$(sed -n 's/.*: \([0-9]*\) roundtrips\/s/\1/p' /tmp/l1dma.log)
 l1_mmio=$(sed -n 's/.*: \([0-9]*\) reads\/s/\1/p' /tmp/l1dma.log)
 
@@ -59,6 +59,12 @@ awk -v guest_kib=$((256 * 1024)) '/^[0-9a-f]+-[0-9a-f]+ / { guest = 0 }
      /^Rss:/ { if (guest) g += $2; else o += $2 }
      END { printf "lab: BENCH vmm RSS after L2 boot with API and passthrough: %d KiB outside guest memory (guest RAM resident: %d KiB; Firecracker: <= 5120)\n", o, g }' \
   /proc/$pid/smaps
+# Where it goes: the largest mappings (guest RAM excluded).
+awk -v guest_kib=$((256 * 1024)) '/^[0-9a-f]+-[0-9a-f]+ / { name = ($6 == "" ? "[anon]" : $6) }
+     /^Size:/ { guest = ($2 == guest_kib) }
+     /^Rss:/ { if (!guest) rss[name] += $2 }
+     END { for (n in rss) printf "%d %s\n", rss[n], n }' /proc/$pid/smaps | sort -rn | head -n 6 |
+  while read kib name; do echo "lab:   RSS $kib KiB $name"; done
 ratio() { awk -v a="${1:-0}" -v b="${2:-0}" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "n/a" }'; }
 echo "lab: BENCH edu DMA roundtrips/s (2 KiB each way; edu finishes a DMA on a 100 ms timer): L2 through passthrough ${l2_rate:-?}, L1 on the device ${l1_rate:-?}, ratio L2/L1 = $(ratio "$l2_rate" "$l1_rate")"
 echo "lab: BENCH edu BAR0 reads/s: L2 through passthrough ${l2_mmio:-?}, L1 on the device ${l1_mmio:-?}, ratio L2/L1 = $(ratio "$l2_mmio" "$l1_mmio")"
