@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <string>
 
 #include "absl/strings/str_split.h"
 
@@ -14,6 +15,8 @@ constexpr uint8_t kStringPrefix = 0x0d, kQWordPrefix = 0x0e, kScopeOp = 0x10, kB
 constexpr uint8_t kPackageOp = 0x12, kMethodOp = 0x14, kDualNamePrefix = 0x2e;
 constexpr uint8_t kMultiNamePrefix = 0x2f, kRootChar = 0x5c, kExtOpPrefix = 0x5b;
 constexpr uint8_t kDeviceOp = 0x82, kReturnOp = 0xa4, kNotifyOp = 0x86;
+constexpr uint8_t kLocal0Op = 0x60, kArg0Op = 0x68, kStoreOp = 0x70, kAndOp = 0x7b, kIfOp = 0xa0;
+constexpr uint8_t kOpRegionOp = 0x80, kFieldOp = 0x81, kNullName = 0x00;
 
 [[noreturn]] void Fail(const char* what, absl::string_view arg) {
   std::fprintf(stderr, "acpi/aml: %s: \"%.*s\"\n", what, static_cast<int>(arg.size()), arg.data());
@@ -198,6 +201,63 @@ Aml Notify(absl::string_view object, uint64_t value) {
   Append(out, NameString(object));
   Append(out, Integer(value));
   return out;
+}
+
+Aml Call(absl::string_view method, const std::vector<Aml>& args) {
+  Aml out = NameString(method);
+  for (const Aml& a : args) Append(out, a);
+  return out;
+}
+
+Aml Local(int n) {
+  if (n < 0 || n > 7) Fail("there are Local0-Local7", std::to_string(n));
+  return {static_cast<uint8_t>(kLocal0Op + n)};
+}
+
+Aml Arg(int n) {
+  if (n < 0 || n > 6) Fail("there are Arg0-Arg6", std::to_string(n));
+  return {static_cast<uint8_t>(kArg0Op + n)};
+}
+
+Aml Store(const Aml& value, const Aml& target) {
+  Aml out = {kStoreOp};
+  Append(out, value);
+  Append(out, target);
+  return out;
+}
+
+Aml And(const Aml& a, const Aml& b) {
+  Aml out = {kAndOp};
+  Append(out, a);
+  Append(out, b);
+  out.push_back(kNullName);  // No target: the result is the operator's value.
+  return out;
+}
+
+Aml If(const Aml& predicate, const std::vector<Aml>& body) {
+  Aml contents = predicate;
+  for (const Aml& term : body) Append(contents, term);
+  return WithPkgLength({kIfOp}, contents);
+}
+
+Aml OperationRegion(absl::string_view name, RegionSpace space, uint64_t offset, uint64_t length) {
+  Aml out = {kExtOpPrefix, kOpRegionOp};
+  Append(out, NameString(name));
+  out.push_back(static_cast<uint8_t>(space));
+  Append(out, Integer(offset));
+  Append(out, Integer(length));
+  return out;
+}
+
+Aml Field(absl::string_view region, const std::vector<FieldUnit>& units) {
+  Aml contents = NameString(region);
+  contents.push_back(0x03);  // DWordAcc, NoLock, Preserve.
+  for (const FieldUnit& u : units) {
+    if (u.bits == 0 || u.bits > 63) Fail("a field unit is 1-63 bits here", u.name);
+    Append(contents, NameSeg(u.name));
+    contents.push_back(u.bits);  // FieldLength: one byte below 64.
+  }
+  return WithPkgLength({kExtOpPrefix, kFieldOp}, contents);
 }
 
 Aml Interrupt(uint32_t gsi, bool edge, bool active_low) {

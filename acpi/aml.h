@@ -52,6 +52,25 @@ Aml MethodReturning(absl::string_view name, const Aml& value);
 Aml Method(absl::string_view name, uint8_t args, bool serialized, const std::vector<Aml>& body);
 // Notify (object, value): e.g. Notify (\_SB.PWRB, 0x80), "power button pressed".
 Aml Notify(absl::string_view object, uint64_t value);
+// Calls a method: the method's name followed by its arguments.
+Aml Call(absl::string_view method, const std::vector<Aml>& args = {});
+
+// Method bodies: locals, arguments and the few operators a VMM's methods need.
+Aml Local(int n);  // Local0-Local7.
+Aml Arg(int n);    // Arg0-Arg6.
+Aml Store(const Aml& value, const Aml& target);
+Aml And(const Aml& a, const Aml& b);  // Its result as a value (no target).
+Aml If(const Aml& predicate, const std::vector<Aml>& body);
+
+// Hardware registers: an OperationRegion and its fields (in order, from the region's start).
+enum class RegionSpace : uint8_t { kSystemMemory = 0, kSystemIo = 1 };
+Aml OperationRegion(absl::string_view name, RegionSpace space, uint64_t offset, uint64_t length);
+struct FieldUnit {
+  std::string name;  // A 1-4 character name segment.
+  uint8_t bits;      // 1-63.
+};
+// Field (region, DWordAcc, NoLock, Preserve) { units }.
+Aml Field(absl::string_view region, const std::vector<FieldUnit>& units);
 
 // Resource descriptors for ResourceTemplate.
 Aml IoPort(uint16_t base, uint8_t length);  // I/O (Decode16, fixed base).

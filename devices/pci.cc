@@ -114,6 +114,12 @@ std::optional<uint8_t> PciRootBus::FreeSlot() const {
   return std::nullopt;
 }
 
+bool PciRootBus::Occupied(uint8_t slot) const {
+  if (slot >= kSlots) return true;
+  std::lock_guard<std::mutex> lock(mu_);
+  return slots_[slot] != nullptr;
+}
+
 std::shared_ptr<PciDevice> PciRootBus::Get(uint8_t bus, uint8_t slot, uint8_t function) const {
   if (bus != 0 || slot >= kSlots || function != 0) return nullptr;
   std::lock_guard<std::mutex> lock(mu_);

@@ -55,6 +55,8 @@ class PciRootBus {
   absl::Status RemoveDevice(uint8_t slot);
   // The lowest free slot, if any.
   std::optional<uint8_t> FreeSlot() const;
+  // Whether `slot` holds a device (slots >= 32 count as occupied: nothing can go there).
+  bool Occupied(uint8_t slot) const;
 
   // Function 0 of each slot only (no multi-function devices yet).
   uint32_t ConfigRead(uint8_t bus, uint8_t slot, uint8_t function, uint16_t reg) const;

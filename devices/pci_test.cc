@@ -64,7 +64,12 @@ TEST(PciTest, PartialAccessesAndEcam) {
   EXPECT_EQ(wide[0], 0xff);
   EXPECT_EQ(Read32(ecam, (1u << 20) | (3 << 15)), 0xffffffffu) << "bus 1 does not exist";
   EXPECT_EQ(root->FreeSlot(), 1);
+  EXPECT_TRUE(root->Occupied(0)) << "the host bridge";
+  EXPECT_TRUE(root->Occupied(3));
+  EXPECT_FALSE(root->Occupied(4));
+  EXPECT_TRUE(root->Occupied(32)) << "no such slot";
   ASSERT_OK(root->RemoveDevice(3));
+  EXPECT_FALSE(root->Occupied(3));
   EXPECT_THAT(root->RemoveDevice(3), StatusIs(absl::StatusCode::kNotFound));
   EXPECT_THAT(root->RemoveDevice(0), StatusIs(absl::StatusCode::kNotFound)) << "host bridge stays";
 }

@@ -109,6 +109,7 @@ class AddressSpace {
   const AddressSpaceRegion* Find(GuestAddress addr) const;
   // A snapshot of all regions in address order.
   std::vector<AddressSpaceRegion> regions() const;
+  size_t listener_count() const { return listeners_.size(); }
 
  private:
   absl::Status Add(AddressSpaceRegion region);

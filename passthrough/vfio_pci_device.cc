@@ -41,18 +41,27 @@ std::vector<std::pair<uint64_t, uint64_t>> Subtract(
 }  // namespace
 
 // The trapped parts of one BAR: MSI-X table and PBA to MsixTable, the rest to the device's region.
+// A vCPU may have taken the trap from the bus just before the device was unplugged, so the trap
+// holds the device weakly: once the device is gone, reads float high and writes vanish.
 class VfioPciDevice::BarTrap : public devices::BusDevice {
  public:
-  BarTrap(VfioPciDevice* device, uint32_t index) : device_(device), index_(index) {}
+  BarTrap(std::weak_ptr<VfioPciDevice> device, uint32_t index)
+      : device_(std::move(device)), index_(index) {}
   void Read(uint64_t offset, absl::Span<uint8_t> data) override {
-    device_->BarAccess(index_, false, offset, data.data(), data.size());
+    if (std::shared_ptr<VfioPciDevice> d = device_.lock()) {
+      d->BarAccess(index_, false, offset, data.data(), data.size());
+    } else {
+      std::memset(data.data(), 0xff, data.size());
+    }
   }
   void Write(uint64_t offset, absl::Span<const uint8_t> data) override {
-    device_->BarAccess(index_, true, offset, const_cast<uint8_t*>(data.data()), data.size());
+    if (std::shared_ptr<VfioPciDevice> d = device_.lock()) {
+      d->BarAccess(index_, true, offset, const_cast<uint8_t*>(data.data()), data.size());
+    }
   }
 
  private:
-  VfioPciDevice* const device_;  // Outlives the trap: it removes the trap before it goes.
+  const std::weak_ptr<VfioPciDevice> device_;
   const uint32_t index_;
 };
 
@@ -211,8 +220,8 @@ void VfioPciDevice::OnBarMoved(const VirtualBar& vbar, std::optional<uint64_t> f
 
 absl::Status VfioPciDevice::Place(Bar& bar, uint64_t address) {
   devices::Bus* bus = bar.bar.io ? machine_.pio : machine_.mmio;
-  RETURN_IF_ERROR(
-      bus->Insert(std::make_shared<BarTrap>(this, bar.bar.index), address, bar.bar.size));
+  RETURN_IF_ERROR(bus->Insert(std::make_shared<BarTrap>(weak_from_this(), bar.bar.index), address,
+                              bar.bar.size));
   bar.placed = address;
   for (auto [offset, size] : bar.slot_areas) {
     absl::StatusOr<std::shared_ptr<GuestRegion>> region = GuestRegion::FromMapping(

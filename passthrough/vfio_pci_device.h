@@ -73,7 +73,8 @@ struct VfioPciDeviceOptions {
   bool reset = true;                 // Reset on attach and detach (if the kernel offers one).
 };
 
-class VfioPciDevice : public devices::PciDevice {
+class VfioPciDevice : public devices::PciDevice,
+                      public std::enable_shared_from_this<VfioPciDevice> {
  public:
   // Takes the opened vfio-pci device. Resets it, reads its config space and BARs, maps what can
   // be mapped and wires INTx. FAILED_PRECONDITION for a device that cannot be passed through;

@@ -83,6 +83,13 @@ void ToProto(const VmStatus& s, pb::Vm* out) {
     v->set_host_tid(s.vcpu_tids[i]);
   }
   for (const DeviceSummary& d : s.devices) ToProto(d, out->add_devices());
+  pb::Resources* r = out->mutable_resources();
+  r->set_dma_mappings(s.resources.dma_mappings);
+  r->set_dma_mapped_bytes(s.resources.dma_mapped_bytes);
+  r->set_msi_routes(s.resources.msi_routes);
+  r->set_memory_listeners(s.resources.memory_listeners);
+  r->set_open_fds(s.resources.open_fds);
+  r->set_threads(s.resources.threads);
 }
 
 void ToProto(const VmEvent& e, pb::Event* out) {
@@ -206,6 +213,29 @@ class ApiServer::Service final : public pb::VmService::Service {
       for (const DeviceSummary& d : *s) ToProto(d, out->add_devices());
     }
     return ToGrpcStatus(s.status());
+  }
+  grpc::Status AddDevice(grpc::ServerContext*, const pb::AddDeviceRequest* req,
+                         pb::Device* out) override {
+    absl::StatusOr<DeviceSummary> d = c_.AddDevice(req->id(), req->host(), req->slot());
+    if (d.ok()) ToProto(*d, out);
+    return ToGrpcStatus(d.status());
+  }
+  grpc::Status RemoveDevice(grpc::ServerContext*, const pb::RemoveDeviceRequest* req,
+                            pb::RemoveDeviceResponse* out) override {
+    absl::Duration timeout = absl::ZeroDuration();
+    if (req->has_timeout()) {
+      const auto& d = req->timeout();
+      if (d.nanos() < 0 || d.nanos() >= 1000000000 || d.seconds() < 0 ||
+          (d.seconds() == 0 && d.nanos() == 0)) {
+        return ToGrpcStatus(
+            absl::InvalidArgumentError(absl::StrCat("RemoveDevice: timeout ", d.seconds(), "s ",
+                                                    d.nanos(), "ns is not a positive duration")));
+      }
+      timeout = absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
+    }
+    absl::StatusOr<DeviceSummary> d = c_.RemoveDevice(req->id(), timeout);
+    if (d.ok()) ToProto(*d, out->mutable_device());
+    return ToGrpcStatus(d.status());
   }
   grpc::Status GetDevice(grpc::ServerContext*, const pb::GetDeviceRequest* req,
                          pb::Device* out) override {

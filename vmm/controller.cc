@@ -1,6 +1,7 @@
 #include "vmm/controller.h"
 
 #include <algorithm>
+#include <cctype>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -267,7 +268,121 @@ void VmController::OnError(const absl::Status& status) {
 
 void VmController::OnDeviceEvent(VmEvent::DeviceChanged event) {
   std::lock_guard<std::mutex> lock(mu_);
+  if (event.type == VmEvent::DeviceChanged::Type::kRemoved) {
+    if (auto it = removals_.find(event.device.id); it != removals_.end()) {
+      *it->second = true;
+      removals_.erase(it);
+      removed_cv_.notify_all();
+    }
+  }
   Publish({absl::Now(), std::move(event)});
+}
+
+absl::StatusOr<DeviceSummary> VmController::AddDevice(const std::string& id,
+                                                      const std::string& host, uint32_t slot) {
+  AddDeviceSpec spec{.id = id, .host_bdf = "", .slot = std::nullopt};
+  const bool id_ok =
+      !id.empty() && id.size() <= 63 && std::all_of(id.begin(), id.end(), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_';
+      });
+  if (!id_ok) {
+    return absl::InvalidArgumentError("AddDevice: id must be 1-63 letters, digits, '-' or '_'");
+  }
+  // A sysfs path names the device by its last component.
+  std::string bdf = host;
+  constexpr char kSysfs[] = "/sys/bus/pci/devices/";
+  if (bdf.rfind(kSysfs, 0) == 0) bdf = bdf.substr(sizeof(kSysfs) - 1);
+  while (!bdf.empty() && bdf.back() == '/') bdf.pop_back();
+  absl::StatusOr<std::string> normalized = NormalizeBdf(bdf);
+  if (!normalized.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("AddDevice: host: ", normalized.status().message(),
+                     ", or its path under /sys/bus/pci/devices/"));
+  }
+  spec.host_bdf = *normalized;
+  if (slot > 31) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("AddDevice: slot ", slot, " is not 1-31 (or 0 for any free slot)"));
+  }
+  if (slot != 0) spec.slot = static_cast<uint8_t>(slot);
+  absl::StatusOr<DeviceSummary> out = absl::InternalError("not run");
+  RETURN_IF_ERROR(OnLoop("AddDevice", [&] {
+    if (state() != VmState::kRunning) {
+      out = absl::FailedPreconditionError(
+          absl::StrCat("AddDevice: the VM is ", VmStateName(state()), ", not RUNNING"));
+      return;
+    }
+    out = ops_.AddDevice(spec);
+    if (!out.ok()) {
+      out = absl::Status(out.status().code(),
+                         absl::StrCat("AddDevice ", id, ": ", out.status().message()));
+      OnDeviceEvent({VmEvent::DeviceChanged::Type::kFailed,
+                     DeviceSummary{id, DeviceSummary::Kind::kVfioPci, "", spec.host_bdf, ""},
+                     std::string(out.status().message())});
+      return;
+    }
+    OnDeviceEvent({VmEvent::DeviceChanged::Type::kAdded, *out, "AddDevice request"});
+  }));
+  return out;
+}
+
+absl::StatusOr<DeviceSummary> VmController::RemoveDevice(const std::string& id,
+                                                         absl::Duration timeout) {
+  if (id.empty()) return absl::InvalidArgumentError("RemoveDevice: the device id is empty");
+  if (timeout == absl::ZeroDuration()) timeout = kDefaultRemoveTimeout;
+  if (timeout < absl::ZeroDuration() || timeout > kMaxRemoveTimeout) {
+    return absl::InvalidArgumentError(absl::StrCat("RemoveDevice: timeout ",
+                                                   absl::FormatDuration(timeout), " is not in (0, ",
+                                                   absl::FormatDuration(kMaxRemoveTimeout), "]"));
+  }
+  absl::StatusOr<DeviceSummary> device = absl::InternalError("not run");
+  auto gone = std::make_shared<bool>(false);
+  RETURN_IF_ERROR(OnLoop("RemoveDevice", [&] {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (state_ != VmState::kRunning) {
+        device = absl::FailedPreconditionError(
+            absl::StrCat("RemoveDevice: the VM is ", VmStateName(state_),
+                         ", not RUNNING (a paused guest cannot release a device)"));
+        return;
+      }
+      if (removals_.count(id)) {
+        device = absl::FailedPreconditionError(
+            absl::StrCat("RemoveDevice: ", id, " is already being removed"));
+        return;
+      }
+      removals_[id] = gone;
+    }
+    device = ops_.BeginRemoveDevice(id);
+    if (!device.ok()) {
+      std::lock_guard<std::mutex> lock(mu_);
+      removals_.erase(id);
+      device = absl::Status(device.status().code(),
+                            absl::StrCat("RemoveDevice: ", device.status().message()));
+    }
+  }));
+  if (!device.ok()) return device.status();
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (removed_cv_.wait_for(lock, absl::ToChronoMilliseconds(timeout), [&] { return *gone; })) {
+      return device;
+    }
+  }
+  // Out of time: withdraw the request on the loop, unless the guest just made it.
+  bool late = false;
+  RETURN_IF_ERROR(OnLoop("RemoveDevice", [&] {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      late = *gone;
+      if (late) return;
+      removals_.erase(id);
+    }
+    ops_.CancelRemoveDevice(id);
+  }));
+  if (late) return device;
+  return absl::DeadlineExceededError(absl::StrCat("RemoveDevice: the guest did not release ", id,
+                                                  " within ", absl::FormatDuration(timeout),
+                                                  "; it stays attached and usable"));
 }
 
 }  // namespace vmmkit::vmm

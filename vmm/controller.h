@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -48,6 +49,19 @@ struct DeviceSummary {
   std::string description;
 };
 
+// What the VMM holds on the VM's behalf (see proto Resources).
+struct Resources {
+  uint64_t dma_mappings = 0, dma_mapped_bytes = 0, msi_routes = 0, memory_listeners = 0;
+  uint64_t open_fds = 0, threads = 0;
+};
+
+// AddDevice's arguments, validated by the controller.
+struct AddDeviceSpec {
+  std::string id;
+  std::string host_bdf;  // Normalized "DDDD:BB:DD.F".
+  std::optional<uint8_t> slot;
+};
+
 // What GetVm returns.
 struct VmStatus {
   VmState state = VmState::kCreated;
@@ -56,6 +70,7 @@ struct VmStatus {
   std::optional<absl::Duration> boot_time;
   std::vector<int64_t> vcpu_tids;  // Host thread ids, by vCPU index (0 before start).
   std::vector<DeviceSummary> devices;
+  Resources resources;
 };
 
 struct VmEvent {
@@ -92,6 +107,13 @@ class VmOperations {
   virtual void Stop(const std::string& reason) = 0;
   // Everything in VmStatus but the state, which the controller keeps.
   virtual VmStatus Describe() const = 0;
+  // Hot-plugs a passthrough device and tells the guest; all or nothing.
+  virtual absl::StatusOr<DeviceSummary> AddDevice(const AddDeviceSpec& spec) = 0;
+  // Asks the guest to release device `id`. When it has and the device is gone, the VMM reports
+  // OnDeviceEvent(kRemoved). NOT_FOUND / FAILED_PRECONDITION (not removable, already removing).
+  virtual absl::StatusOr<DeviceSummary> BeginRemoveDevice(const std::string& id) = 0;
+  // The guest did not release it in time: withdraw the request; the device stays.
+  virtual void CancelRemoveDevice(const std::string& id) = 0;
 };
 
 // Runs work on the event loop.
@@ -132,6 +154,8 @@ class VmController {
   static constexpr int kMaxWatchers = 16;
   static constexpr absl::Duration kDefaultGracefulTimeout = absl::Seconds(30);
   static constexpr absl::Duration kMaxGracefulTimeout = absl::Minutes(10);
+  static constexpr absl::Duration kDefaultRemoveTimeout = absl::Seconds(10);
+  static constexpr absl::Duration kMaxRemoveTimeout = absl::Minutes(5);
 
   VmController(VmOperations& ops, LoopExecutor& loop) : ops_(ops), loop_(loop) {}
 
@@ -146,6 +170,13 @@ class VmController {
   absl::StatusOr<std::vector<DeviceSummary>> ListDevices();
   // INVALID_ARGUMENT for an empty id, NOT_FOUND for an unknown one.
   absl::StatusOr<DeviceSummary> GetDevice(const std::string& id);
+  // Hotplug (RUNNING only): see proto AddDevice/RemoveDevice. `host` is a BDF or a sysfs path;
+  // `slot` 0 picks one. RemoveDevice waits up to `timeout` (0: kDefaultRemoveTimeout) for the
+  // guest.
+  absl::StatusOr<DeviceSummary> AddDevice(const std::string& id, const std::string& host,
+                                          uint32_t slot);
+  absl::StatusOr<DeviceSummary> RemoveDevice(const std::string& id,
+                                             absl::Duration timeout = absl::ZeroDuration());
   // RESOURCE_EXHAUSTED beyond kMaxWatchers open streams; UNAVAILABLE once stopping.
   absl::StatusOr<std::shared_ptr<EventStream>> Watch();
 
@@ -176,6 +207,9 @@ class VmController {
   std::optional<absl::Duration> boot_time_;           // Guarded by mu_.
   std::optional<absl::Time> graceful_deadline_;       // Guarded by mu_. A power-off was asked.
   std::vector<std::weak_ptr<EventStream>> watchers_;  // Guarded by mu_.
+  // RemoveDevice calls waiting for the guest, by device id; set to true when it is gone.
+  std::map<std::string, std::shared_ptr<bool>> removals_;  // Guarded by mu_.
+  std::condition_variable removed_cv_;
 };
 
 }  // namespace vmmkit::vmm

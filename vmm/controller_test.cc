@@ -172,3 +172,104 @@ TEST(ControllerConcurrencyTest, RequestsFromManyThreadsAreSerializedOnTheLoop) {
 
 }  // namespace
 }  // namespace vmmkit::vmm
+
+namespace vmmkit::vmm {
+namespace {
+
+using ::testing::ElementsAre;
+
+// The guest's side of a removal: release the device (the VMM then reports it gone) after a while.
+std::thread GuestReleasesAfter(VmController& c, FakeVm& vm, const std::string& id,
+                               absl::Duration delay) {
+  return std::thread([&c, &vm, id, delay] {
+    absl::SleepFor(delay);
+    DeviceSummary d = vm.hotplugged.at(id);
+    c.OnDeviceEvent({VmEvent::DeviceChanged::Type::kRemoved, d, "guest ejected"});
+  });
+}
+
+TEST_F(ControllerTest, AddDeviceValidatesItsArgumentsAndPublishesTheOutcome) {
+  EXPECT_THAT(c_.AddDevice("hp0", "0000:01:00.0", 0),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("not RUNNING")));
+  c_.OnStarted();
+  ASSERT_OK_AND_ASSIGN(auto events, c_.Watch());
+  EXPECT_THAT(c_.AddDevice("", "0000:01:00.0", 0),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("id must be")));
+  EXPECT_THAT(c_.AddDevice("a b", "0000:01:00.0", 0), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(c_.AddDevice("hp0", "01:00", 0),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("AddDevice: host")));
+  EXPECT_THAT(c_.AddDevice("hp0", "/sys/class/net/eth0", 0),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(c_.AddDevice("hp0", "01:00.0", 32),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("slot 32")));
+  ASSERT_OK_AND_ASSIGN(DeviceSummary d,
+                       c_.AddDevice("hp0", "/sys/bus/pci/devices/0000:01:00.0/", 3));
+  EXPECT_EQ(d.host_bdf, "0000:01:00.0");
+  EXPECT_EQ(d.guest_bdf, "0000:00:03.0");
+  vm_.add_error = absl::FailedPreconditionError("open device: not bound to vfio-pci");
+  EXPECT_THAT(c_.AddDevice("hp1", "01:00.1", 0),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("AddDevice hp1: open device: not bound to vfio-pci")));
+  std::vector<VmEvent::DeviceChanged::Type> types;
+  while (auto e = events->Next(absl::ZeroDuration())) {
+    if (auto* dc = std::get_if<VmEvent::DeviceChanged>(&e->what)) types.push_back(dc->type);
+  }
+  EXPECT_THAT(types, ElementsAre(VmEvent::DeviceChanged::Type::kAdded,
+                                 VmEvent::DeviceChanged::Type::kFailed));
+}
+
+TEST_F(ControllerTest, RemoveDeviceReturnsOnceTheGuestReleasedIt) {
+  c_.OnStarted();
+  ASSERT_OK(c_.AddDevice("hp0", "01:00.0", 0).status());
+  std::thread guest = GuestReleasesAfter(c_, vm_, "hp0", absl::Milliseconds(50));
+  ASSERT_OK_AND_ASSIGN(DeviceSummary d, c_.RemoveDevice("hp0", absl::Seconds(10)));
+  guest.join();
+  EXPECT_EQ(d.id, "hp0");
+  EXPECT_THAT(vm_.eject_requests, ElementsAre("hp0"));
+  EXPECT_TRUE(vm_.cancelled.empty());
+}
+
+TEST_F(ControllerTest, RemoveDeviceTimesOutAndTheDeviceStays) {
+  c_.OnStarted();
+  ASSERT_OK(c_.AddDevice("hp0", "01:00.0", 0).status());
+  EXPECT_THAT(c_.RemoveDevice("hp0", absl::Milliseconds(30)),
+              StatusIs(absl::StatusCode::kDeadlineExceeded,
+                       HasSubstr("did not release hp0 within 30ms; it stays attached")));
+  EXPECT_THAT(vm_.cancelled, ElementsAre("hp0"));
+  // Not stuck as "being removed": a new request is accepted.
+  std::thread guest = GuestReleasesAfter(c_, vm_, "hp0", absl::Milliseconds(20));
+  EXPECT_OK(c_.RemoveDevice("hp0", absl::Seconds(10)).status());
+  guest.join();
+}
+
+TEST_F(ControllerTest, ASecondRemoveWhileTheFirstWaitsIsRefused) {
+  c_.OnStarted();
+  ASSERT_OK(c_.AddDevice("hp0", "01:00.0", 0).status());
+  absl::Status first;
+  std::thread remover([&] { first = c_.RemoveDevice("hp0", absl::Seconds(10)).status(); });
+  while (vm_.eject_count.load() == 0) absl::SleepFor(absl::Milliseconds(1));
+  EXPECT_THAT(c_.RemoveDevice("hp0"),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("already being removed")));
+  c_.OnDeviceEvent({VmEvent::DeviceChanged::Type::kRemoved, vm_.hotplugged.at("hp0"), "guest"});
+  remover.join();
+  EXPECT_OK(first);
+}
+
+TEST_F(ControllerTest, RemoveDeviceRefusals) {
+  c_.OnStarted();
+  EXPECT_THAT(c_.RemoveDevice("nosuch"),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("no device nosuch")));
+  EXPECT_THAT(c_.RemoveDevice("com1"),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("cannot be removed")));
+  EXPECT_THAT(c_.RemoveDevice(""), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(c_.RemoveDevice("hp0", absl::Minutes(6)),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not in (0, 5m]")));
+  ASSERT_OK(c_.AddDevice("hp0", "01:00.0", 0).status());
+  ASSERT_OK(c_.Pause().status());
+  EXPECT_THAT(c_.RemoveDevice("hp0"),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("paused guest")));
+  EXPECT_TRUE(vm_.eject_requests.empty());
+}
+
+}  // namespace
+}  // namespace vmmkit::vmm

@@ -2,7 +2,9 @@
 
 #include <algorithm>
 
+#include "absl/strings/str_format.h"
 #include "acpi/aml.h"
+#include "devices/acpi_events.h"
 #include "devices/pci.h"
 
 namespace vmmkit::vmm {
@@ -41,25 +43,44 @@ acpi::Aml BuildDsdt() {
                              Integer(SlotGsi(slot))}));
     }
   }
+  // ACPI PCI hotplug (the AcpiEvents registers): a device object per slot that the guest may
+  // eject, and PSCN, which reads the slots to scan (PCIU) and to release (PCID) once each and
+  // notifies the slots' objects: 1 "device check", 3 "eject request". Linux's acpiphp does the
+  // rest, then calls the slot's _EJ0, which reports the release through PCEJ.
+  std::vector<Aml> pci0 = {
+      Name("_HID", EisaId("PNP0A08")),
+      Name("_CID", EisaId("PNP0A03")),
+      Name("_SEG", Integer(0)),
+      Name("_UID", Integer(0)),
+      Name("_BBN", Integer(0)),
+      Name("_CRS", ResourceTemplate({
+                       WordBusNumber(0, 0),
+                       IoPort(kPortPciConfig, 8),
+                       WordIo(0x0000, 0x0cf7),
+                       WordIo(0x0d00, 0xffff),
+                       DWordMemory(kPciMmioStart, kPciMmioEnd, false),
+                   })),
+      Name("_PRT", Package(prt)),
+      OperationRegion("PHPR", RegionSpace::kSystemIo, kPortAcpiEvents + 4, 12),
+      Field("PHPR", {{"PCIU", 32}, {"PCID", 32}, {"PCEJ", 32}}),
+  };
+  std::vector<Aml> scan = {Store(Call("PCIU"), Local(0)), Store(Call("PCID"), Local(1))};
+  for (uint8_t slot = 1; slot < devices::PciRootBus::kSlots; ++slot) {
+    const std::string name = absl::StrFormat("S%02X", slot);
+    pci0.push_back(Device(
+        name, {
+                  Name("_ADR", Integer(uint64_t{slot} << 16)),
+                  Name("_SUN", Integer(slot)),
+                  Method("_EJ0", 1, false, {Store(Integer(uint64_t{1} << slot), Call("PCEJ"))}),
+              }));
+    scan.push_back(If(And(Local(0), Integer(uint64_t{1} << slot)), {Notify(name, 1)}));
+    scan.push_back(If(And(Local(1), Integer(uint64_t{1} << slot)), {Notify(name, 3)}));
+  }
+  pci0.push_back(Method("PSCN", 0, true, scan));
   return Terms({
       Scope("\\_SB_",
             {
-                Device("PCI0",
-                       {
-                           Name("_HID", EisaId("PNP0A08")),
-                           Name("_CID", EisaId("PNP0A03")),
-                           Name("_SEG", Integer(0)),
-                           Name("_UID", Integer(0)),
-                           Name("_BBN", Integer(0)),
-                           Name("_CRS", ResourceTemplate({
-                                            WordBusNumber(0, 0),
-                                            IoPort(kPortPciConfig, 8),
-                                            WordIo(0x0000, 0x0cf7),
-                                            WordIo(0x0d00, 0xffff),
-                                            DWordMemory(kPciMmioStart, kPciMmioEnd, false),
-                                        })),
-                           Name("_PRT", Package(prt)),
-                       }),
+                Device("PCI0", pci0),
                 Device("COM1",
                        {
                            Name("_HID", EisaId("PNP0501")),
@@ -67,15 +88,24 @@ acpi::Aml BuildDsdt() {
                            Name("_CRS",
                                 ResourceTemplate({IoPort(kPortCom1, 8), IrqNoFlags(kCom1Irq)})),
                        }),
-                // The power button a graceful Shutdown presses: a hardware-reduced platform
-                // signals it through a Generic Event Device, whose one event is "button".
+                // A hardware-reduced platform signals events through a Generic Event Device:
+                // its _EVT reads which happened (GSTA, read-clear) and dispatches them.
                 Device("PWRB", {Name("_HID", EisaId("PNP0C0C")), Name("_UID", Integer(0))}),
                 Device("GED0",
                        {
                            Name("_HID", String("ACPI0013")),
                            Name("_UID", Integer(0)),
                            Name("_CRS", ResourceTemplate({Interrupt(kGedGsi, true, false)})),
-                           Method("_EVT", 1, true, {Notify("\\_SB_.PWRB", 0x80)}),
+                           OperationRegion("GDST", RegionSpace::kSystemIo, kPortAcpiEvents, 4),
+                           Field("GDST", {{"GSTA", 32}}),
+                           Method("_EVT", 1, true,
+                                  {
+                                      Store(Call("GSTA"), Local(0)),
+                                      If(And(Local(0), Integer(devices::AcpiEvents::kPowerButton)),
+                                         {Notify("\\_SB_.PWRB", 0x80)}),
+                                      If(And(Local(0), Integer(devices::AcpiEvents::kPciHotplug)),
+                                         {Call("\\_SB_.PCI0.PSCN")}),
+                                  }),
                        }),
             }),
       // Sleep type 5 written to the sleep control register powers off (AcpiSleepControl).

@@ -62,6 +62,18 @@ TEST(LayoutTest, IaslDecodesTheVmmDsdt) {
   EXPECT_THAT(dsl, ::testing::HasSubstr("Notify (\\_SB.PWRB, 0x80)"));
   EXPECT_THAT(
       dsl, ::testing::HasSubstr("Interrupt (ResourceConsumer, Edge, ActiveHigh, Exclusive, ,, )"));
+  // ACPI PCI hotplug: the registers, a device per slot that can be ejected, the scan method,
+  // and _EVT dispatching on the event status.
+  EXPECT_THAT(dsl, ::testing::HasSubstr("OperationRegion (PHPR, SystemIO, 0x0A04, 0x0C)"));
+  EXPECT_THAT(dsl, ::testing::HasSubstr("OperationRegion (GDST, SystemIO, 0x0A00, 0x04)"));
+  EXPECT_THAT(dsl, ::testing::HasSubstr("Device (S1F)"));
+  EXPECT_THAT(dsl, ::testing::HasSubstr("Method (_EJ0, 1, NotSerialized)"));
+  EXPECT_THAT(dsl, ::testing::HasSubstr("PCEJ = 0x08"));
+  EXPECT_THAT(dsl, ::testing::HasSubstr("Method (PSCN, 0, Serialized)"));
+  EXPECT_THAT(dsl, ::testing::HasSubstr("Local0 = PCIU"));
+  EXPECT_THAT(dsl, ::testing::HasSubstr("Notify (S03, One)"));
+  EXPECT_THAT(dsl, ::testing::HasSubstr("Notify (S03, 0x03)"));
+  EXPECT_THAT(dsl, ::testing::HasSubstr("\\_SB.PCI0.PSCN ()"));
   EXPECT_THAT(dsl, ::testing::Not(::testing::HasSubstr("Error")));
 }
 

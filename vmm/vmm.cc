@@ -1,5 +1,6 @@
 #include "vmm/vmm.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
@@ -76,6 +77,25 @@ constexpr BootMsr kBootMsrs[] = {
 
 void SetLapicLvt(kvm_lapic_state& lapic, size_t reg, uint32_t value) {
   std::memcpy(&lapic.regs[reg], &value, sizeof(value));
+}
+
+// The host device exists and vfio-pci drives it: said plainly, before VFIO says it obscurely.
+absl::Status CheckBoundToVfioPci(const std::string& bdf) {
+  const std::string dev = "/sys/bus/pci/devices/" + bdf;
+  struct stat st;
+  if (::stat(dev.c_str(), &st) != 0) {
+    return absl::NotFoundError(absl::StrCat("no PCI device ", bdf, " on the host (", dev, ")"));
+  }
+  char target[256] = {};
+  const ssize_t n = ::readlink((dev + "/driver").c_str(), target, sizeof(target) - 1);
+  const std::string driver = n > 0 ? std::string(target, static_cast<size_t>(n)) : "";
+  const std::string name = driver.substr(driver.find_last_of('/') + 1);
+  if (name != "vfio-pci") {
+    return absl::FailedPreconditionError(absl::StrCat(
+        bdf, " is bound to ", name.empty() ? "no driver" : name, ", not vfio-pci (echo ", bdf,
+        " > /sys/bus/pci/drivers/vfio-pci/bind, after a new_id)"));
+  }
+  return absl::OkStatus();
 }
 
 std::string DescribeRegisters(kvm::Vcpu& vcpu) {
@@ -209,9 +229,21 @@ absl::Status Vmm::SetUpDevices() {
       std::make_shared<devices::I8042>([this] { RequestExit(ExitReason::kReset, "guest reset"); }),
       kPortI8042, 5));
   RETURN_IF_ERROR(pio_.Insert(std::make_shared<devices::CmosRtc>(), kPortCmos, 2));
+  // The ACPI events block: power button and PCI hotplug, signalled through the GED's interrupt.
   ASSIGN_OR_RETURN(EventFd ged, EventFd::Create());
-  power_button_ = std::make_unique<EventFd>(std::move(ged));
-  RETURN_IF_ERROR(vm_->AssignIrqfd(*power_button_, kGedGsi));
+  ged_irq_ = std::make_unique<EventFd>(std::move(ged));
+  RETURN_IF_ERROR(vm_->AssignIrqfd(*ged_irq_, kGedGsi));
+  acpi_events_ = std::make_shared<devices::AcpiEvents>(
+      [this] { (void)ged_irq_->Write(1); },
+      // From a vCPU thread: the detach happens on the loop.
+      [this](uint8_t slot) { PostToLoop([this, slot] { OnGuestEjected(slot); }); });
+  RETURN_IF_ERROR(pio_.Insert(acpi_events_, kPortAcpiEvents, devices::AcpiEvents::kSize));
+  ASSIGN_OR_RETURN(AddressAllocator mmio_space,
+                   AddressAllocator::Create(kPciMmioStart, kPciMmioEnd - kPciMmioStart + 1));
+  ASSIGN_OR_RETURN(AddressAllocator io_space,
+                   AddressAllocator::Create(kPciIoStart, 0x10000 - kPciIoStart));
+  mmio_space_ = std::make_unique<AddressAllocator>(std::move(mmio_space));
+  io_space_ = std::make_unique<AddressAllocator>(std::move(io_space));
   RETURN_IF_ERROR(pio_.Insert(std::make_shared<devices::AcpiSleepControl>([this] {
                                 RequestExit(ExitReason::kPowerOff, "guest powered off");
                               }),
@@ -240,85 +272,220 @@ absl::Status Vmm::SetUpDevices() {
 
 absl::Status Vmm::SetUpPassthrough() {
   if (config_.devices.empty()) return absl::OkStatus();
-  absl::StatusOr<std::shared_ptr<vfio::VfioContainer>> container = vfio::VfioContainer::Open();
-  if (!container.ok()) {
-    return absl::Status(container.status().code(),
-                        absl::StrCat("--device: VFIO unavailable (are the vfio and vfio-pci "
-                                     "modules loaded?): ",
-                                     container.status().message()));
-  }
-  vfio_container_ = *std::move(container);
-  ASSIGN_OR_RETURN(AddressAllocator mmio_space,
-                   AddressAllocator::Create(kPciMmioStart, kPciMmioEnd - kPciMmioStart + 1));
-  ASSIGN_OR_RETURN(AddressAllocator io_space,
-                   AddressAllocator::Create(kPciIoStart, 0x10000 - kPciIoStart));
-  for (size_t i = 0; i < config_.devices.size(); ++i) {
-    const PassthroughConfig& pc = config_.devices[i];
-    auto fail = [&](const absl::Status& s) {
+  for (const PassthroughConfig& pc : config_.devices) {
+    absl::StatusOr<DeviceSummary> d =
+        AttachPassthrough({.id = pc.id, .host_bdf = pc.host_bdf, .slot = std::nullopt},
+                          /*hotplug=*/false);
+    if (!d.ok()) {
       return absl::Status(
-          s.code(), absl::StrCat("--device ", pc.id, " (host ", pc.host_bdf, "): ", s.message()));
-    };
-    absl::StatusOr<int> group_id = vfio::VfioGroup::GroupOfDevice(pc.host_bdf);
-    if (!group_id.ok()) return fail(group_id.status());
-    if (!vfio_groups_.count(*group_id)) {
-      absl::StatusOr<std::shared_ptr<vfio::VfioGroup>> group = vfio::VfioGroup::Open(*group_id);
-      if (!group.ok()) return fail(group.status());
-      if (absl::Status s = (*group)->SetContainer(vfio_container_); !s.ok()) return fail(s);
-      vfio_groups_[*group_id] = *group;
-      if (!vfio_container_->iommu_type()) {
-        // The IOMMU model is set once a group is in the container; then guest RAM is mapped.
-        if (absl::Status s = vfio_container_->SetType1Iommu().status(); !s.ok()) return fail(s);
-        dma_listener_ = std::make_unique<vfio::DmaMappingListener>(*vfio_container_);
-        if (absl::Status s = system_memory_.RegisterListener(dma_listener_.get()); !s.ok()) {
-          dma_listener_.reset();
-          return fail(s);
-        }
-        msi_routes_ = std::make_unique<iommu::MsiRoutes>(*vm_, kMsiFirstGsi, kMsiGsiCount,
-                                                         kvm::DefaultIrqchipRoutes());
-      }
+          d.status().code(),
+          absl::StrCat("--device ", pc.id, " (host ", pc.host_bdf, "): ", d.status().message()));
     }
-    absl::StatusOr<std::unique_ptr<vfio::VfioDevice>> vfio_device =
-        vfio_groups_[*group_id]->GetDevice(pc.host_bdf);
-    if (!vfio_device.ok()) return fail(vfio_device.status());
-    const std::optional<uint8_t> slot = pci_->FreeSlot();
-    if (!slot) return fail(absl::ResourceExhaustedError("no free slot on the PCI root bus"));
-    absl::StatusOr<std::shared_ptr<passthrough::VfioPciDevice>> device =
-        passthrough::VfioPciDevice::Create(
-            *std::move(vfio_device),
-            {vm_.get(), &system_memory_, &mmio_, &pio_, msi_routes_.get(), &machine_mu_},
-            {.id = pc.id,
-             .device_number = static_cast<uint32_t>(i + 1),
-             .guest_requester_id = static_cast<uint16_t>(*slot << 3),
-             .intx_gsi = SlotGsi(*slot)});
-    if (!device.ok()) return fail(device.status());
-    // As firmware would: BARs at free, naturally aligned addresses; the guest may move them.
-    absl::Status placed =
-        (*device)->PlaceBars([&](const passthrough::VirtualBar& bar) -> absl::StatusOr<uint64_t> {
-          AddressAllocator& space = bar.io ? io_space : mmio_space;
-          return space.Allocate(bar.size, std::max<uint64_t>(bar.size, bar.io ? 4 : 4096));
-        });
-    if (!placed.ok()) return fail(placed);
-    if (absl::Status s = pci_->AddDevice(*slot, *device); !s.ok()) return fail(s);
-    passthrough_.push_back({pc, *slot, *device});
   }
   return absl::OkStatus();
 }
 
-void Vmm::TearDownPassthrough() {
-  // Off the bus first (no more config accesses), then each device detaches itself (interrupts,
-  // BAR slots and traps, reset); then guest RAM leaves the container, then groups and container.
-  for (Passthrough& p : passthrough_) {
-    if (pci_ != nullptr) (void)pci_->RemoveDevice(p.slot);
-    p.device.reset();
+absl::StatusOr<DeviceSummary> Vmm::AttachPassthrough(const AddDeviceSpec& spec, bool hotplug) {
+  std::lock_guard<std::mutex> lock(passthrough_mu_);
+  for (const Passthrough& p : passthrough_) {
+    if (p.id == spec.id) {
+      return absl::AlreadyExistsError(absl::StrCat("id ", spec.id, " is in use"));
+    }
+    if (p.host_bdf == spec.host_bdf) {
+      return absl::AlreadyExistsError(
+          absl::StrCat("host device ", spec.host_bdf, " is already passed through as ", p.id));
+    }
   }
-  passthrough_.clear();
+  for (const DeviceSummary& d : PlatformDevices()) {
+    if (d.id == spec.id)
+      return absl::AlreadyExistsError(absl::StrCat("id ", spec.id, " is in use"));
+  }
+  // Every step below is undone, in reverse, if a later one fails.
+  std::vector<std::function<void()>> undo;
+  auto fail = [&](const char* step, const absl::Status& s) {
+    for (auto it = undo.rbegin(); it != undo.rend(); ++it) (*it)();
+    return absl::Status(s.code(), absl::StrCat(step, ": ", s.message()));
+  };
+  const std::optional<uint8_t> slot = spec.slot ? spec.slot : pci_->FreeSlot();
+  if (!slot) return fail("slot", absl::ResourceExhaustedError("no free slot on the PCI root bus"));
+  if (pci_->Occupied(*slot)) {
+    return fail("slot", absl::ResourceExhaustedError(absl::StrCat("slot ", *slot, " is taken")));
+  }
+  if (vfio_container_ == nullptr) {
+    absl::StatusOr<std::shared_ptr<vfio::VfioContainer>> container = vfio::VfioContainer::Open();
+    if (!container.ok()) {
+      return fail("open the VFIO container",
+                  absl::Status(container.status().code(),
+                               absl::StrCat("VFIO unavailable (are the vfio and vfio-pci modules "
+                                            "loaded?): ",
+                                            container.status().message())));
+    }
+    vfio_container_ = *std::move(container);
+    undo.push_back([this] { vfio_container_.reset(); });
+  }
+  if (absl::Status s = CheckBoundToVfioPci(spec.host_bdf); !s.ok()) {
+    return fail("check the host device", s);
+  }
+  absl::StatusOr<int> group_id = vfio::VfioGroup::GroupOfDevice(spec.host_bdf);
+  if (!group_id.ok()) return fail("find the IOMMU group", group_id.status());
+  if (!vfio_groups_.count(*group_id)) {
+    absl::StatusOr<std::shared_ptr<vfio::VfioGroup>> group = vfio::VfioGroup::Open(*group_id);
+    if (!group.ok()) return fail("open the IOMMU group", group.status());
+    if (absl::Status s = (*group)->SetContainer(vfio_container_); !s.ok()) {
+      return fail("add the group to the container", s);
+    }
+    vfio_groups_[*group_id] = {*group, 0};
+    undo.push_back([this, id = *group_id] { vfio_groups_.erase(id); });
+  }
+  if (!vfio_container_->iommu_type()) {
+    if (absl::Status s = vfio_container_->SetType1Iommu().status(); !s.ok()) {
+      return fail("set the container's IOMMU model", s);
+    }
+  }
+  if (dma_listener_ == nullptr) {
+    // Guest RAM into the container: all of it, now (the listener replays the address space).
+    auto listener = std::make_unique<vfio::DmaMappingListener>(*vfio_container_);
+    absl::Status s;
+    {
+      std::lock_guard<std::mutex> machine(machine_mu_);
+      s = system_memory_.RegisterListener(listener.get());
+    }
+    if (!s.ok()) return fail("DMA-map guest RAM", s);
+    dma_listener_ = std::move(listener);
+    undo.push_back([this] {
+      std::lock_guard<std::mutex> machine(machine_mu_);
+      (void)system_memory_.UnregisterListener(dma_listener_.get());
+      dma_listener_.reset();
+    });
+  }
+  if (msi_routes_ == nullptr) {
+    msi_routes_ = std::make_unique<iommu::MsiRoutes>(*vm_, kMsiFirstGsi, kMsiGsiCount,
+                                                     kvm::DefaultIrqchipRoutes());
+    undo.push_back([this] { msi_routes_.reset(); });
+  }
+  absl::StatusOr<std::unique_ptr<vfio::VfioDevice>> vfio_device =
+      vfio_groups_[*group_id].group->GetDevice(spec.host_bdf);
+  if (!vfio_device.ok()) return fail("open the device", vfio_device.status());
+  absl::StatusOr<std::shared_ptr<passthrough::VfioPciDevice>> device =
+      passthrough::VfioPciDevice::Create(
+          *std::move(vfio_device),
+          {vm_.get(), &system_memory_, &mmio_, &pio_, msi_routes_.get(), &machine_mu_},
+          {.id = spec.id,
+           .device_number = next_device_number_++,
+           .guest_requester_id = static_cast<uint16_t>(*slot << 3),
+           .intx_gsi = SlotGsi(*slot)});
+  if (!device.ok()) return fail("attach the device", device.status());
+  undo.push_back([&device] { device->reset(); });  // Detached before its DMA mappings go.
+  // As firmware would: BARs at free, naturally aligned addresses; the guest may move them.
+  std::vector<std::pair<bool, uint64_t>> bars;  // (io, address) allocated.
+  undo.push_back([this, &bars] {
+    for (auto [io, address] : bars) (void)(io ? *io_space_ : *mmio_space_).Free(address);
+  });
+  absl::Status placed =
+      (*device)->PlaceBars([&](const passthrough::VirtualBar& bar) -> absl::StatusOr<uint64_t> {
+        AddressAllocator& space = bar.io ? *io_space_ : *mmio_space_;
+        ASSIGN_OR_RETURN(uint64_t address,
+                         space.Allocate(bar.size, std::max<uint64_t>(bar.size, bar.io ? 4 : 4096)));
+        bars.push_back({bar.io, address});
+        return address;
+      });
+  if (!placed.ok()) return fail("place the BARs", placed);
+  if (absl::Status s = pci_->AddDevice(*slot, *device); !s.ok())
+    return fail("plug into the slot", s);
+  ++vfio_groups_[*group_id].devices;
+  Passthrough entry{spec.id, spec.host_bdf, *slot, *group_id, *device, std::move(bars), false};
+  passthrough_.push_back(std::move(entry));
+  // Only now does the guest hear of it.
+  if (hotplug) acpi_events_->DeviceAdded(*slot);
+  return SummaryLocked(passthrough_.back());
+}
+
+void Vmm::DetachPassthroughLocked(size_t index) {
+  Passthrough p = std::move(passthrough_[index]);
+  passthrough_.erase(passthrough_.begin() + static_cast<long>(index));
+  // Off the bus first (no new config accesses), then the device detaches itself (interrupts,
+  // BAR slots and traps, reset) and closes its fd.
+  (void)pci_->RemoveDevice(p.slot);
+  p.device.reset();
+  for (auto [io, address] : p.bars) (void)(io ? *io_space_ : *mmio_space_).Free(address);
+  auto group = vfio_groups_.find(p.group_id);
+  if (group != vfio_groups_.end() && --group->second.devices == 0) vfio_groups_.erase(group);
+  if (!passthrough_.empty()) return;
+  // The last one: guest RAM leaves the container (no DMA mapping outlives the devices), and the
+  // container and routes go; a later hotplug starts afresh and replays the mappings.
   msi_routes_.reset();
   if (dma_listener_ != nullptr) {
+    std::lock_guard<std::mutex> machine(machine_mu_);
     (void)system_memory_.UnregisterListener(dma_listener_.get());
     dma_listener_.reset();
   }
   vfio_groups_.clear();
   vfio_container_.reset();
+}
+
+void Vmm::TearDownPassthrough() {
+  std::lock_guard<std::mutex> lock(passthrough_mu_);
+  while (!passthrough_.empty()) DetachPassthroughLocked(passthrough_.size() - 1);
+}
+
+DeviceSummary Vmm::SummaryLocked(const Passthrough& p) const {
+  const uint32_t id = p.device->ConfigRead(0);
+  return {p.id, DeviceSummary::Kind::kVfioPci, absl::StrFormat("0000:00:%02x.0", p.slot),
+          p.host_bdf,
+          absl::StrFormat("vfio-pci %04x:%04x, interrupts: %s%s", id & 0xffff, id >> 16,
+                          p.device->interrupt_mode(), p.removing ? ", being removed" : "")};
+}
+
+absl::StatusOr<DeviceSummary> Vmm::AddDevice(const AddDeviceSpec& spec) {
+  return AttachPassthrough(spec, /*hotplug=*/true);
+}
+
+absl::StatusOr<DeviceSummary> Vmm::BeginRemoveDevice(const std::string& id) {
+  std::lock_guard<std::mutex> lock(passthrough_mu_);
+  for (Passthrough& p : passthrough_) {
+    if (p.id != id) continue;
+    if (p.removing)
+      return absl::FailedPreconditionError(absl::StrCat(id, " is already being removed"));
+    p.removing = true;
+    acpi_events_->RequestEject(p.slot);
+    return SummaryLocked(p);
+  }
+  for (const DeviceSummary& d : PlatformDevices()) {
+    if (d.id == id) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(id, " is part of the platform and cannot be removed"));
+    }
+  }
+  return absl::NotFoundError(absl::StrCat("no device ", id));
+}
+
+void Vmm::CancelRemoveDevice(const std::string& id) {
+  std::lock_guard<std::mutex> lock(passthrough_mu_);
+  for (Passthrough& p : passthrough_) {
+    if (p.id == id) {
+      p.removing = false;
+      acpi_events_->CancelEject(p.slot);
+    }
+  }
+}
+
+void Vmm::OnGuestEjected(uint8_t slot) {
+  // On the loop: the guest has released the device in `slot` (its _EJ0 ran), asked or not.
+  std::optional<DeviceSummary> gone;
+  {
+    std::lock_guard<std::mutex> lock(passthrough_mu_);
+    for (size_t i = 0; i < passthrough_.size(); ++i) {
+      if (passthrough_[i].slot != slot) continue;
+      gone = SummaryLocked(passthrough_[i]);
+      DetachPassthroughLocked(i);
+      break;
+    }
+  }
+  if (!gone) return;  // An empty slot: nothing to do (the guest's mistake, or malice).
+  LogInfo("vmm: ", gone->id, " (host ", gone->host_bdf, ") released by the guest and detached");
+  if (controller_ != nullptr) {
+    controller_->OnDeviceEvent({VmEvent::DeviceChanged::Type::kRemoved, *gone, "guest ejected"});
+  }
 }
 
 absl::Status Vmm::SetUpVcpus(GuestAddress entry, GuestAddress boot_params) {
@@ -688,35 +855,67 @@ absl::Status Vmm::ResumeVcpus() {
 absl::Status Vmm::RequestGuestPowerOff() {
   // A press of the ACPI power button (GED interrupt -> _EVT -> Notify(PWRB, 0x80)); what the
   // guest does with it is up to the guest (acpid, systemd-logind, or nothing).
-  return power_button_->Write(1);
+  acpi_events_->PressPowerButton();
+  return absl::OkStatus();
 }
 
 void Vmm::Stop(const std::string& reason) { RequestExit(ExitReason::kApiShutdown, reason); }
+
+std::vector<DeviceSummary> Vmm::PlatformDevices() {
+  using Kind = DeviceSummary::Kind;
+  return {
+      {"com1", Kind::kPlatform, "", "", "16550A UART, I/O 0x3f8, IRQ 4"},
+      {"i8042", Kind::kPlatform, "", "", "keyboard controller (reset line), I/O 0x60/0x64"},
+      {"rtc", Kind::kPlatform, "", "", "CMOS RTC, I/O 0x70"},
+      {"acpi-sleep", Kind::kPlatform, "", "", "ACPI sleep control/status registers"},
+      {"acpi-events", Kind::kPlatform, "", "",
+       "ACPI power button and PCI hotplug (generic event device, GSI 5, I/O 0xa00)"},
+      {"pci-host", Kind::kPci, "0000:00:00.0", "", "PCI host bridge (0xcf8 and ECAM)"},
+  };
+}
+
+namespace {
+uint64_t CountDirEntries(const char* path) {
+  uint64_t n = 0;
+  if (DIR* d = ::opendir(path)) {
+    while (dirent* e = ::readdir(d)) n += e->d_name[0] != '.';
+    ::closedir(d);
+  }
+  return n;
+}
+}  // namespace
+
+Resources Vmm::CountResources() const {
+  Resources r;
+  if (dma_listener_ != nullptr) {
+    for (const vfio::IovaRange& m : dma_listener_->mappings()) {
+      ++r.dma_mappings;
+      r.dma_mapped_bytes += m.last.raw() - m.start.raw() + 1;
+    }
+  }
+  r.msi_routes = msi_routes_ != nullptr ? msi_routes_->size() : 0;
+  {
+    std::lock_guard<std::mutex> machine(machine_mu_);
+    r.memory_listeners = system_memory_.listener_count();
+  }
+  r.open_fds = CountDirEntries("/proc/self/fd") - 1;  // Less the one opendir holds.
+  r.threads = CountDirEntries("/proc/self/task");
+  return r;
+}
 
 VmStatus Vmm::Describe() const {
   VmStatus s;
   s.config = config_;
   s.create_time = start_;
   for (const auto& tid : vcpu_tids_) s.vcpu_tids.push_back(tid.load(std::memory_order_relaxed));
-  using Kind = DeviceSummary::Kind;
-  s.devices = {
-      {"com1", Kind::kPlatform, "", "", "16550A UART, I/O 0x3f8, IRQ 4"},
-      {"i8042", Kind::kPlatform, "", "", "keyboard controller (reset line), I/O 0x60/0x64"},
-      {"rtc", Kind::kPlatform, "", "", "CMOS RTC, I/O 0x70"},
-      {"acpi-sleep", Kind::kPlatform, "", "", "ACPI sleep control/status registers"},
-      {"power-button", Kind::kPlatform, "", "", "ACPI power button (generic event device, GSI 5)"},
-      {"pci-host", Kind::kPci, "0000:00:00.0", "", "PCI host bridge (0xcf8 and ECAM)"},
-  };
+  s.devices = PlatformDevices();
   if (config_.boot_timer || controller_ != nullptr) {
-    s.devices.push_back({"boot-timer", Kind::kPlatform, "", "", "boot-complete port 0x440"});
+    s.devices.push_back(
+        {"boot-timer", DeviceSummary::Kind::kPlatform, "", "", "boot-complete port 0x440"});
   }
-  for (const Passthrough& p : passthrough_) {
-    const uint32_t id = p.device->ConfigRead(0);
-    s.devices.push_back({p.config.id, Kind::kVfioPci, absl::StrFormat("0000:00:%02x.0", p.slot),
-                         p.config.host_bdf,
-                         absl::StrFormat("vfio-pci %04x:%04x, interrupts: %s", id & 0xffff,
-                                         id >> 16, p.device->interrupt_mode())});
-  }
+  std::lock_guard<std::mutex> lock(passthrough_mu_);
+  for (const Passthrough& p : passthrough_) s.devices.push_back(SummaryLocked(p));
+  s.resources = CountResources();
   return s;
 }
 

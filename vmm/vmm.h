@@ -47,6 +47,7 @@
 #include "absl/time/time.h"
 #include "base/event_fd.h"
 #include "base/scoped_fd.h"
+#include "devices/acpi_events.h"
 #include "devices/bus.h"
 #include "devices/pci.h"
 #include "devices/serial.h"
@@ -55,6 +56,7 @@
 #include "kvm/memory_slots.h"
 #include "kvm/vcpu.h"
 #include "kvm/vm.h"
+#include "memory/address_allocator.h"
 #include "memory/address_space.h"
 #include "memory/guest_memory.h"
 #include "passthrough/vfio_pci_device.h"
@@ -99,6 +101,9 @@ class Vmm : private VmOperations, private LoopExecutor {
   absl::Status RequestGuestPowerOff() override;
   void Stop(const std::string& reason) override;
   VmStatus Describe() const override;
+  absl::StatusOr<DeviceSummary> AddDevice(const AddDeviceSpec& spec) override;
+  absl::StatusOr<DeviceSummary> BeginRemoveDevice(const std::string& id) override;
+  void CancelRemoveDevice(const std::string& id) override;
   // LoopExecutor.
   absl::Status RunOnLoop(std::function<void()> fn) override;
   void RunOnLoopAfter(absl::Duration delay, std::function<void()> fn) override;
@@ -111,6 +116,14 @@ class Vmm : private VmOperations, private LoopExecutor {
   absl::Status SetUpDevices();
   absl::Status SetUpPassthrough();
   void TearDownPassthrough();
+  struct Passthrough;
+  // On the loop (or in Build): all or nothing; `hotplug` tells the guest.
+  absl::StatusOr<DeviceSummary> AttachPassthrough(const AddDeviceSpec& spec, bool hotplug);
+  void DetachPassthroughLocked(size_t index);  // passthrough_mu_ held.
+  DeviceSummary SummaryLocked(const Passthrough& p) const;
+  void OnGuestEjected(uint8_t slot);
+  static std::vector<DeviceSummary> PlatformDevices();
+  Resources CountResources() const;
   absl::Status SetUpVcpus(GuestAddress entry, GuestAddress boot_params);
   void VcpuLoop(kvm::Vcpu* vcpu);
   void HandleExit(kvm::Vcpu* vcpu, const kvm::VcpuExit& exit);
@@ -134,20 +147,34 @@ class Vmm : private VmOperations, private LoopExecutor {
   std::shared_ptr<devices::Serial16550> serial_;
   std::shared_ptr<devices::PciRootBus> pci_;
   std::unique_ptr<EventFd> serial_irq_;
-  std::unique_ptr<EventFd> power_button_;  // The GED's interrupt (an irqfd).
+  std::unique_ptr<EventFd> ged_irq_;  // The GED's interrupt (an irqfd).
+  std::shared_ptr<devices::AcpiEvents> acpi_events_;
 
-  // --device: passed-through host PCI functions.
+  // Passed-through host PCI functions (--device, AddDevice). They, the container, groups, DMA
+  // listener and routes change on the loop (or in Build) under passthrough_mu_; the container,
+  // listener and routes exist while at least one device does.
   struct Passthrough {
-    PassthroughConfig config;
+    std::string id;
+    std::string host_bdf;
     uint8_t slot;
+    int group_id;
     std::shared_ptr<passthrough::VfioPciDevice> device;
+    std::vector<std::pair<bool, uint64_t>> bars;  // (I/O, address) given out by PlaceBars.
+    bool removing;                                // The guest was asked to release it.
   };
-  std::mutex machine_mu_;  // See the threads note above.
+  struct GroupRef {
+    std::shared_ptr<vfio::VfioGroup> group;
+    int devices = 0;
+  };
+  mutable std::mutex machine_mu_;  // See the threads note above.
+  mutable std::mutex passthrough_mu_;
   std::shared_ptr<vfio::VfioContainer> vfio_container_;
-  std::map<int, std::shared_ptr<vfio::VfioGroup>> vfio_groups_;  // By IOMMU group id.
+  std::map<int, GroupRef> vfio_groups_;  // By IOMMU group id.
   std::unique_ptr<vfio::DmaMappingListener> dma_listener_;
   std::unique_ptr<iommu::MsiRoutes> msi_routes_;
   std::vector<Passthrough> passthrough_;
+  std::unique_ptr<AddressAllocator> mmio_space_, io_space_;  // For BARs.
+  uint32_t next_device_number_ = 1;
   ScopedFd serial_out_;  // stdout (dup) or the --serial file; invalid for none.
 
   // Pause: vCPU threads park here while paused_ (outside KVM_RUN).

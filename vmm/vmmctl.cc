@@ -12,6 +12,7 @@
 #include <optional>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -28,7 +29,8 @@ namespace {
 namespace pb = ::vmmkit::vmm::v1;
 
 constexpr char kUsage[] =
-    "usage: vmmctl [--socket=PATH | --tcp=127.0.0.1:PORT] [--json] [--timeout=10s] COMMAND\n"
+    "usage: vmmctl [--socket=PATH | --tcp=127.0.0.1:PORT] [--json] [--timeout=10s] [--time]\n"
+    "              COMMAND\n"
     "commands:\n"
     "  get                       the VM: state, configuration, boot time, vCPUs, devices\n"
     "  pause | resume            stop or restart the vCPUs\n"
@@ -36,6 +38,9 @@ constexpr char kUsage[] =
     "                            ask the guest to power off (or stop the VM at once)\n"
     "  devices                   list the VM's devices\n"
     "  device ID                 one device\n"
+    "  add ID HOST [--slot=N]    hot-plug host PCI function HOST (DDDD:BB:DD.F or its sysfs path,\n"
+    "                            bound to vfio-pci) as device ID\n"
+    "  remove ID [--wait=10s]    ask the guest to release device ID; returns once it is gone\n"
     "  health                    the server's gRPC health status\n"
     "  watch                     print events until the VM stops\n"
     "exit status: 0 done, 1 server error, 2 usage, 3 unreachable, 4 refused in this state,\n"
@@ -48,7 +53,10 @@ struct Options {
   bool force = false;
   std::optional<absl::Duration> grace;
   std::string command;
-  std::optional<std::string> argument;  // device ID.
+  bool time = false;                   // Print how long add/remove took (stderr).
+  std::vector<std::string> arguments;  // device, add, remove.
+  std::optional<uint32_t> slot;        // add --slot.
+  std::optional<absl::Duration> wait;  // remove --wait.
 };
 
 int ExitFor(const grpc::Status& s) {
@@ -158,6 +166,10 @@ void PrintVm(std::ostream& out, const pb::Vm& vm) {
   }
   out << "devices   " << vm.devices_size() << "\n";
   PrintDevices(out, vm.devices());
+  const pb::Resources& r = vm.resources();
+  out << "resources dma mappings " << r.dma_mappings() << " (" << (r.dma_mapped_bytes() >> 20)
+      << " MiB), msi routes " << r.msi_routes() << ", memory listeners " << r.memory_listeners()
+      << ", fds " << r.open_fds() << ", threads " << r.threads() << "\n";
 }
 
 void PrintEvent(std::ostream& out, const pb::Event& e) {
@@ -194,6 +206,8 @@ bool ParseOptions(const std::vector<std::string>& args, Options* o, std::ostream
       o->target = *t;
     } else if (a == "--json") {
       o->json = true;
+    } else if (a == "--time") {
+      o->time = true;
     } else if (auto d = value("--timeout")) {
       if (!absl::ParseDuration(*d, &o->timeout) || o->timeout <= absl::ZeroDuration()) {
         err << "vmmctl: --timeout=" << *d << ": not a positive duration (e.g. 5s)\n";
@@ -208,13 +222,29 @@ bool ParseOptions(const std::vector<std::string>& args, Options* o, std::ostream
         return false;
       }
       o->grace = grace;
+    } else if (auto sl = value("--slot")) {
+      uint32_t slot;
+      if (!absl::SimpleAtoi(*sl, &slot) || slot == 0 || slot > 31) {
+        err << "vmmctl: --slot=" << *sl << ": not a slot from 1 to 31\n";
+        return false;
+      }
+      o->slot = slot;
+    } else if (auto w = value("--wait")) {
+      absl::Duration wait;
+      if (!absl::ParseDuration(*w, &wait) || wait <= absl::ZeroDuration()) {
+        err << "vmmctl: --wait=" << *w << ": not a positive duration (e.g. 10s)\n";
+        return false;
+      }
+      o->wait = wait;
     } else if (absl::StartsWith(a, "-")) {
       err << "vmmctl: unknown option " << a << "\n" << kUsage;
       return false;
     } else if (o->command.empty()) {
       o->command = a;
-    } else if (o->command == "device" && !o->argument) {
-      o->argument = a;
+    } else if ((o->command == "device" || o->command == "remove") && o->arguments.empty()) {
+      o->arguments.push_back(a);
+    } else if (o->command == "add" && o->arguments.size() < 2) {
+      o->arguments.push_back(a);
     } else {
       err << "vmmctl: unexpected argument " << a << "\n" << kUsage;
       return false;
@@ -224,8 +254,20 @@ bool ParseOptions(const std::vector<std::string>& args, Options* o, std::ostream
     err << kUsage;
     return false;
   }
-  if (o->command == "device" && !o->argument) {
-    err << "vmmctl: device wants an ID (see: vmmctl devices)\n";
+  if ((o->command == "device" || o->command == "remove") && o->arguments.empty()) {
+    err << "vmmctl: " << o->command << " wants an ID (see: vmmctl devices)\n";
+    return false;
+  }
+  if (o->command == "add" && o->arguments.size() != 2) {
+    err << "vmmctl: add wants an ID and a host device (e.g. add hp0 0000:01:00.0)\n";
+    return false;
+  }
+  if (o->slot && o->command != "add") {
+    err << "vmmctl: --slot goes with add\n";
+    return false;
+  }
+  if (o->wait && o->command != "remove") {
+    err << "vmmctl: --wait goes with remove\n";
     return false;
   }
   if ((o->force || o->grace) && o->command != "shutdown") {
@@ -306,7 +348,7 @@ int RunVmmctl(const std::vector<std::string>& args, std::ostream& out, std::ostr
   }
   if (o.command == "device") {
     pb::GetDeviceRequest req;
-    req.set_id(*o.argument);
+    req.set_id(o.arguments[0]);
     pb::Device d;
     const grpc::Status s = stub->GetDevice(&ctx, req, &d);
     if (!s.ok()) return Fail(err, o, s);
@@ -316,6 +358,49 @@ int RunVmmctl(const std::vector<std::string>& args, std::ostream& out, std::ostr
       google::protobuf::RepeatedPtrField<pb::Device> one;
       *one.Add() = d;
       PrintDevices(out, one);
+    }
+    return kExitOk;
+  }
+  if (o.command == "add") {
+    pb::AddDeviceRequest req;
+    req.set_id(o.arguments[0]);
+    req.set_host(o.arguments[1]);
+    req.set_slot(o.slot.value_or(0));
+    pb::Device d;
+    const absl::Time start = absl::Now();
+    const grpc::Status s = stub->AddDevice(&ctx, req, &d);
+    if (o.time)
+      err << "vmmctl: AddDevice took " << absl::FormatDuration(absl::Now() - start) << "\n";
+    if (!s.ok()) return Fail(err, o, s);
+    if (o.json) {
+      out << Json(d, true);
+    } else {
+      out << "added " << d.id() << " at " << d.guest_bdf() << " (host " << d.host_bdf() << ")\n";
+    }
+    return kExitOk;
+  }
+  if (o.command == "remove") {
+    pb::RemoveDeviceRequest req;
+    req.set_id(o.arguments[0]);
+    const absl::Duration wait = o.wait.value_or(absl::Seconds(10));
+    const int64_t ns = absl::ToInt64Nanoseconds(wait);
+    req.mutable_timeout()->set_seconds(ns / 1000000000);
+    req.mutable_timeout()->set_nanos(static_cast<int32_t>(ns % 1000000000));
+    // The server waits up to `wait` for the guest; the call itself may take that much longer.
+    grpc::ClientContext remove_ctx;
+    remove_ctx.set_deadline(std::chrono::system_clock::now() +
+                            std::chrono::nanoseconds(absl::ToInt64Nanoseconds(wait + o.timeout)));
+    pb::RemoveDeviceResponse resp;
+    const absl::Time start = absl::Now();
+    const grpc::Status s = stub->RemoveDevice(&remove_ctx, req, &resp);
+    if (o.time) {
+      err << "vmmctl: RemoveDevice took " << absl::FormatDuration(absl::Now() - start) << "\n";
+    }
+    if (!s.ok()) return Fail(err, o, s);
+    if (o.json) {
+      out << Json(resp, true);
+    } else {
+      out << "removed " << resp.device().id() << " (host " << resp.device().host_bdf() << ")\n";
     }
     return kExitOk;
   }

@@ -85,6 +85,30 @@ TEST_F(VmmctlTest, DeviceShowsOneDeviceOrSaysThereIsNone) {
   EXPECT_EQ(Run({"device", "a", "b"}), kExitUsage);
 }
 
+TEST_F(VmmctlTest, AddAndRemoveDevices) {
+  ASSERT_EQ(Run({"add", "hp0", "/sys/bus/pci/devices/0000:01:00.0", "--slot=4"}), kExitOk)
+      << err_.str();
+  EXPECT_THAT(out_.str(), HasSubstr("added hp0 at 0000:00:04.0 (host 0000:01:00.0)"));
+  EXPECT_EQ(Run({"add", "hp0", "01:00.0"}), kExitBadRequest) << "ALREADY_EXISTS";
+  EXPECT_EQ(Run({"add", "hp1", "01:00"}), kExitBadRequest);
+  EXPECT_THAT(err_.str(), HasSubstr("INVALID_ARGUMENT"));
+  EXPECT_EQ(Run({"remove", "nosuch"}), kExitBadRequest);
+  EXPECT_THAT(err_.str(), HasSubstr("NOT_FOUND"));
+  EXPECT_EQ(Run({"remove", "com1"}), kExitRefused);
+  // Nobody plays the guest here: the removal times out and the device stays.
+  EXPECT_EQ(Run({"remove", "hp0", "--wait=100ms"}), kExitTimeout);
+  EXPECT_THAT(err_.str(), HasSubstr("DEADLINE_EXCEEDED"));
+  EXPECT_THAT(err_.str(), HasSubstr("stays attached"));
+  ASSERT_EQ(Run({"devices"}), kExitOk);
+  EXPECT_THAT(out_.str(), HasSubstr("hp0"));
+  // Usage.
+  EXPECT_EQ(Run({"add", "hp1"}), kExitUsage);
+  EXPECT_EQ(Run({"add", "hp1", "01:00.1", "--slot=32"}), kExitUsage);
+  EXPECT_EQ(Run({"remove"}), kExitUsage);
+  EXPECT_EQ(Run({"remove", "hp0", "--wait=soon"}), kExitUsage);
+  EXPECT_EQ(Run({"get", "--slot=3"}), kExitUsage);
+}
+
 TEST_F(VmmctlTest, AUserWithoutPermissionOnTheSocketIsToldSo) {
   // The socket is 0600 and root's; nobody cannot connect. The check runs before any gRPC call,
   // so the forked child never touches the parent's gRPC state.

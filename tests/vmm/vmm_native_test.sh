@@ -59,7 +59,7 @@ rc=$?
 cat "$tmp/vfio.err"
 check "--device without VFIO: exit 1 (rc=$rc)" test "$rc" -eq 1
 check "--device without VFIO: the error says VFIO is unavailable" \
-  grep -q "device: VFIO unavailable" "$tmp/vfio.err"
+  grep -q "open the VFIO container: VFIO unavailable" "$tmp/vfio.err"
 
 # The control plane. The guest halts with interrupts off, so it idles until told otherwise.
 $make_elf "$tmp/idle.elf" f4ebfd

@@ -9,9 +9,11 @@
 
 #include <stdlib.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -53,12 +55,40 @@ class FakeVm : public VmOperations {
     s.config.cpus = 2;
     s.vcpu_tids = {100, 101};
     s.devices = {{"com1", DeviceSummary::Kind::kPlatform, "", "", "16550A UART at 0x3f8"}};
+    for (const auto& [id, d] : hotplugged) s.devices.push_back(d);
     return s;
   }
+  // Hotplug: AddDevice succeeds unless add_error is set; BeginRemoveDevice records the request
+  // (the test plays the guest with GuestEjects).
+  absl::StatusOr<DeviceSummary> AddDevice(const AddDeviceSpec& spec) override {
+    if (!add_error.ok()) return add_error;
+    for (const auto& [id, d] : hotplugged) {
+      if (id == spec.id || d.host_bdf == spec.host_bdf) {
+        return absl::AlreadyExistsError("id or host in use");
+      }
+    }
+    DeviceSummary d{spec.id, DeviceSummary::Kind::kVfioPci,
+                    "0000:00:0" + std::to_string(spec.slot.value_or(1)) + ".0", spec.host_bdf,
+                    "vfio-pci"};
+    hotplugged[spec.id] = d;
+    return d;
+  }
+  absl::StatusOr<DeviceSummary> BeginRemoveDevice(const std::string& id) override {
+    if (id == "com1") return absl::FailedPreconditionError("com1 cannot be removed");
+    auto it = hotplugged.find(id);
+    if (it == hotplugged.end()) return absl::NotFoundError("no device " + id);
+    eject_requests.push_back(id);
+    eject_count.fetch_add(1);
+    return it->second;
+  }
+  void CancelRemoveDevice(const std::string& id) override { cancelled.push_back(id); }
   // Touched only on the loop thread.
   int pauses = 0, resumes = 0, power_button = 0;
-  absl::Status pause_error, power_off_error;
+  absl::Status pause_error, power_off_error, add_error;
   std::string stopped;
+  std::map<std::string, DeviceSummary> hotplugged;
+  std::vector<std::string> eject_requests, cancelled;
+  std::atomic<int> eject_count{0};  // For other threads to wait on.
 };
 
 class InlineLoop : public LoopExecutor {

@@ -9,11 +9,14 @@
 //   edu_guest mmio N       N reads of BAR0's ID register; prints the rate (the BAR's mapping)
 //   edu_guest intx N       N interrupts through uio_pci_generic (/dev/uioN): raise, wait, ack
 //   edu_guest raise N      raise N interrupts and leave handling to a driver (edu_msi)
+//   edu_guest starve N     busy-loop at SCHED_FIFO 99 for N seconds: on a 1-vCPU guest with RT
+//                          throttling off, the kernel's workers get no CPU (an unresponsive guest)
 //
 // Prints "edu_guest: OK ..." lines; exits 0 on success, 1 on a failed check, 2 on bad usage.
 #include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -254,6 +257,17 @@ int Raise(long n) {
   return 0;
 }
 
+int Starve(long seconds) {
+  sched_param p{};
+  p.sched_priority = 99;
+  if (::sched_setscheduler(0, SCHED_FIFO, &p) != 0) Fail("sched_setscheduler(SCHED_FIFO, 99)");
+  const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+  while (std::chrono::steady_clock::now() < end) {
+  }
+  std::printf("edu_guest: OK starved the kernel for %ld s\n", seconds);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -268,6 +282,7 @@ int main(int argc, char** argv) {
   if (cmd == "mmio") return Mmio(n);
   if (cmd == "intx") return Intx(n);
   if (cmd == "raise") return Raise(n);
-  std::fprintf(stderr, "usage: edu_guest probe | dma N | mmio N | intx N | raise N\n");
+  if (cmd == "starve") return Starve(n);
+  std::fprintf(stderr, "usage: edu_guest probe | dma N | mmio N | intx N | raise N | starve N\n");
   return 2;
 }

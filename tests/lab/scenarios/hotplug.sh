@@ -1,0 +1,116 @@
+# Hotplug over gRPC, end to end: vmm runs an L2 Linux guest without devices; vmmctl hot-adds L1's
+# edu (bound to vfio-pci) and removes it again, the guest noticing on its own through ACPI PCI
+# hotplug (l2/hotplug_init.sh only watches). Checked through the API (Resources: DMA mappings,
+# MSI routes, listeners, fds, threads) and /proc: nothing is left after a removal, nothing grows
+# over 20 cycles. Failure injection: the device not bound to vfio-pci, an unknown id, a double
+# remove, a guest that does not release in time. Prints add/remove latency p50/p99.
+. /lab/lib.sh
+K=/lab/vmlinuz
+I=/lab/l2hp.cpio
+SOCK=/tmp/vmm.sock
+CYCLES=20
+ctl() { vmmctl --socket=$SOCK "$@"; }
+expect_rc() {  # expect_rc WANT DESCRIPTION COMMAND...
+  want=$1 desc=$2; shift 2
+  "$@" >/tmp/ctl.out 2>&1
+  got=$?
+  sed 's/^/  vmmctl| /' /tmp/ctl.out | head -n 3
+  check "$desc (exit $got, want $want)" test "$got" -eq "$want"
+}
+resources() { ctl get | sed -n 's/^resources //p'; }
+# The same without the thread count: gRPC's server grows its thread pool on demand, so threads are
+# compared only across cycles, once it has warmed up.
+resources_but_threads() { resources | sed 's/, threads [0-9]*//'; }
+wait_log() {  # wait_log PATTERN SECONDS
+  for i in $(seq 1 $(($2 * 10))); do grep -q "$1" /tmp/l2.log && return 0; usleep 100000; done
+  return 1
+}
+
+edu=$(grep -l 0x11e8 /sys/bus/pci/devices/*/device | head -1 | sed 's|/device$||')
+bdf=$(basename "$edu")
+echo 1234 11e8 > /sys/bus/pci/drivers/vfio-pci/new_id
+group=$(basename "$(readlink "$edu/iommu_group")")
+for i in $(seq 1 50); do [ -c "/dev/vfio/$group" ] && break; usleep 100000; done
+check "edu $bdf bound to vfio-pci (group $group)" test -c "/dev/vfio/$group"
+
+vmm --kernel=$K --initrd=$I --memory=256 --cmdline="console=ttyS0 reboot=k quiet" \
+  --api_socket=$SOCK </dev/null >/tmp/l2.log 2>&1 &
+pid=$!
+check "L2 is up" wait_log "L2: ready" 120
+base=$(resources_but_threads)
+echo "lab: resources before any hotplug: $(resources)"
+check "no DMA mapping before the first device" sh -c "echo '$base' | grep -q 'dma mappings 0 '"
+
+# Failure injection first: edu not bound to vfio-pci.
+echo "$bdf" > /sys/bus/pci/drivers/vfio-pci/unbind
+expect_rc 4 "AddDevice of a device not bound to vfio-pci fails" ctl add hp0 $bdf
+check "  ... saying which step failed and why" grep -q "AddDevice hp0: check the host device: $bdf is bound to no driver, not vfio-pci" /tmp/ctl.out
+check "  ... and nothing changed" test "$(resources_but_threads)" = "$base"
+check "  ... no half-added device listed" sh -c "! vmmctl --socket=$SOCK devices | grep -q hp0"
+echo "$bdf" > /sys/bus/pci/drivers/vfio-pci/bind
+for i in $(seq 1 50); do [ -c "/dev/vfio/$group" ] && break; usleep 100000; done
+
+expect_rc 5 "RemoveDevice of an unknown id: NOT_FOUND" ctl remove nosuch
+expect_rc 5 "AddDevice with a malformed host: INVALID_ARGUMENT" ctl add hp0 0000:01:00
+expect_rc 4 "RemoveDevice of a platform device: FAILED_PRECONDITION" ctl remove com1
+
+# Hot-add: the guest sees it with no command of its own, and it works.
+expect_rc 0 "AddDevice hp0 ($bdf)" ctl add hp0 "/sys/bus/pci/devices/$bdf"
+check "L2 saw edu appear" wait_log "L2: edu appeared (1)" 30
+check "L2: edu works after hot-add" wait_log "L2: PASS edu works after hot-add (1)" 60
+ctl get | sed -n 's/^resources /lab: resources with hp0: /p'
+check "guest RAM DMA-mapped while hp0 is attached" sh -c "vmmctl --socket=$SOCK get | grep -q 'resources dma mappings [1-9]'"
+expect_rc 5 "AddDevice of the same host device again: refused" ctl add hp1 $bdf
+check "  ... ALREADY_EXISTS" grep -q ALREADY_EXISTS /tmp/ctl.out
+
+# Hot-remove: gone in the guest, and nothing left in vmm.
+expect_rc 0 "RemoveDevice hp0" ctl remove hp0
+check "L2 saw edu go" wait_log "L2: edu gone (1)" 30
+after=$(resources)
+echo "lab: resources after the removal: $after"
+check "after removal: as before the first hotplug (no DMA mapping, route, listener or fd left)" \
+  test "$(resources_but_threads)" = "$base"
+check "hp0 is no longer listed" sh -c "! vmmctl --socket=$SOCK devices | grep -q hp0"
+
+# A guest that does not release in time: DEADLINE_EXCEEDED, the device stays and keeps working;
+# a second remove while the first waits: FAILED_PRECONDITION.
+expect_rc 0 "AddDevice hp0 again" ctl add hp0 $bdf
+check "L2 saw edu appear again" wait_log "L2: unresponsive" 60
+vmmctl --socket=$SOCK remove hp0 --wait=4s >/tmp/rm1.out 2>&1 &
+rm1=$!
+sleep 1
+expect_rc 4 "a second RemoveDevice while the first waits: FAILED_PRECONDITION" ctl remove hp0
+wait $rm1
+rc=$?
+sed 's/^/  vmmctl| /' /tmp/rm1.out
+check "RemoveDevice of a device the guest does not release: DEADLINE_EXCEEDED (exit $rc, want 6)" test "$rc" -eq 6
+check "  ... hp0 stays listed" sh -c "vmmctl --socket=$SOCK devices | grep -q hp0"
+check "  ... and usable: L2's DMA roundtrip passes afterwards" wait_log "L2: PASS edu still works after the timed-out removal" 60
+expect_rc 0 "RemoveDevice hp0 once the guest answers" ctl remove hp0
+check "L2 saw edu go" wait_log "L2: edu gone (2)" 30
+
+# 20 cycles: nothing grows. Latency from vmmctl --time (the RPC alone).
+: > /tmp/add.ms; : > /tmp/remove.ms
+ms() { sed -n 's/.*took \([0-9.]*\)\(m\?s\).*/\1 \2/p' "$1" | awk '{ print ($2 == "s") ? $1 * 1000 : $1 }'; }
+ok=0
+for c in $(seq 1 $CYCLES); do
+  ctl --time add hp0 $bdf >/tmp/a.out 2>&1 && ms /tmp/a.out >> /tmp/add.ms || { cat /tmp/a.out; break; }
+  wait_log "L2: edu appeared ($((c + 2)))" 30 || { echo "lab: cycle $c: L2 did not see edu"; break; }
+  ctl --time remove hp0 >/tmp/r.out 2>&1 && ms /tmp/r.out >> /tmp/remove.ms || { cat /tmp/r.out; break; }
+  ok=$c
+done
+check "$CYCLES add/remove cycles" test "$ok" -eq $CYCLES
+final=$(resources)
+echo "lab: resources after $CYCLES cycles: $final"
+check "after $CYCLES cycles: no growth in DMA mappings, routes, listeners, fds or threads" \
+  test "$final" = "$after"
+pct() { sort -n "$1" | awk -v p=$2 '{ v[NR] = $1 } END { i = int(NR * p / 100 + 0.999); if (i < 1) i = 1; printf "%.1f", v[i] }'; }
+echo "lab: BENCH vmm AddDevice latency over $(wc -l < /tmp/add.ms) cycles: p50 $(pct /tmp/add.ms 50) ms, p99 $(pct /tmp/add.ms 99) ms"
+echo "lab: BENCH vmm RemoveDevice latency (until the guest released it and it is gone): p50 $(pct /tmp/remove.ms 50) ms, p99 $(pct /tmp/remove.ms 99) ms"
+
+expect_rc 0 "forced shutdown" ctl shutdown --force
+wait $pid
+check "vmm exits 0 (rc=$?)" true
+grep -E "^L2: (FAIL|PASS)" /tmp/l2.log | sed 's/^/  /'
+check "the guest reported no failure" sh -c '! grep -q "^L2: FAIL" /tmp/l2.log'
+finish
