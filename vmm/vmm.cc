@@ -17,6 +17,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "acpi/aml.h"
 #include "acpi/tables.h"
 #include "base/log.h"
@@ -78,6 +79,24 @@ constexpr BootMsr kBootMsrs[] = {
 void SetLapicLvt(kvm_lapic_state& lapic, size_t reg, uint32_t value) {
   std::memcpy(&lapic.regs[reg], &value, sizeof(value));
 }
+
+// Where an attach or detach spends its time, for the log: "412 ms (DMA map 90 ms, ...)".
+class StepTimer {
+ public:
+  void Step(const char* name) {
+    const absl::Time now = absl::Now();
+    steps_.push_back(absl::StrCat(name, " ", absl::ToInt64Milliseconds(now - last_), " ms"));
+    last_ = now;
+  }
+  std::string Summary() const {
+    return absl::StrCat(absl::ToInt64Milliseconds(absl::Now() - start_), " ms (",
+                        absl::StrJoin(steps_, ", "), ")");
+  }
+
+ private:
+  absl::Time start_ = absl::Now(), last_ = start_;
+  std::vector<std::string> steps_;
+};
 
 // The host device exists and vfio-pci drives it: said plainly, before VFIO says it obscurely.
 absl::Status CheckBoundToVfioPci(const std::string& bdf) {
@@ -301,6 +320,7 @@ absl::StatusOr<DeviceSummary> Vmm::AttachPassthrough(const AddDeviceSpec& spec, 
       return absl::AlreadyExistsError(absl::StrCat("id ", spec.id, " is in use"));
   }
   // Every step below is undone, in reverse, if a later one fails.
+  StepTimer timer;
   std::vector<std::function<void()>> undo;
   auto fail = [&](const char* step, const absl::Status& s) {
     for (auto it = undo.rbegin(); it != undo.rend(); ++it) (*it)();
@@ -352,6 +372,7 @@ absl::StatusOr<DeviceSummary> Vmm::AttachPassthrough(const AddDeviceSpec& spec, 
     }
     if (!s.ok()) return fail("DMA-map guest RAM", s);
     dma_listener_ = std::move(listener);
+    timer.Step("DMA map");
     undo.push_back([this] {
       std::lock_guard<std::mutex> machine(machine_mu_);
       (void)system_memory_.UnregisterListener(dma_listener_.get());
@@ -375,6 +396,7 @@ absl::StatusOr<DeviceSummary> Vmm::AttachPassthrough(const AddDeviceSpec& spec, 
            .guest_requester_id = static_cast<uint16_t>(*slot << 3),
            .intx_gsi = SlotGsi(*slot)});
   if (!device.ok()) return fail("attach the device", device.status());
+  timer.Step("open, reset and attach");
   undo.push_back([&device] { device->reset(); });  // Detached before its DMA mappings go.
   // As firmware would: BARs at free, naturally aligned addresses; the guest may move them.
   std::vector<std::pair<bool, uint64_t>> bars;  // (io, address) allocated.
@@ -397,30 +419,40 @@ absl::StatusOr<DeviceSummary> Vmm::AttachPassthrough(const AddDeviceSpec& spec, 
   passthrough_.push_back(std::move(entry));
   // Only now does the guest hear of it.
   if (hotplug) acpi_events_->DeviceAdded(*slot);
+  timer.Step("plug");
+  LogInfo("vmm: attached ", spec.id, " (host ", spec.host_bdf, ") in ", timer.Summary());
   return SummaryLocked(passthrough_.back());
 }
 
 void Vmm::DetachPassthroughLocked(size_t index) {
+  StepTimer timer;
   Passthrough p = std::move(passthrough_[index]);
   passthrough_.erase(passthrough_.begin() + static_cast<long>(index));
   // Off the bus first (no new config accesses), then the device detaches itself (interrupts,
   // BAR slots and traps, reset) and closes its fd.
   (void)pci_->RemoveDevice(p.slot);
   p.device.reset();
+  timer.Step("detach and reset");
   for (auto [io, address] : p.bars) (void)(io ? *io_space_ : *mmio_space_).Free(address);
-  auto group = vfio_groups_.find(p.group_id);
-  if (group != vfio_groups_.end() && --group->second.devices == 0) vfio_groups_.erase(group);
-  if (!passthrough_.empty()) return;
-  // The last one: guest RAM leaves the container (no DMA mapping outlives the devices), and the
-  // container and routes go; a later hotplug starts afresh and replays the mappings.
-  msi_routes_.reset();
-  if (dma_listener_ != nullptr) {
-    std::lock_guard<std::mutex> machine(machine_mu_);
-    (void)system_memory_.UnregisterListener(dma_listener_.get());
-    dma_listener_.reset();
+  if (passthrough_.empty()) {
+    // The last one: guest RAM leaves the container while its groups still hold the IOMMU (no DMA
+    // mapping outlives the devices); then routes, groups and container go. A later hotplug
+    // starts afresh and replays the mappings.
+    msi_routes_.reset();
+    if (dma_listener_ != nullptr) {
+      std::lock_guard<std::mutex> machine(machine_mu_);
+      (void)system_memory_.UnregisterListener(dma_listener_.get());
+      dma_listener_.reset();
+    }
+    timer.Step("DMA unmap");
+    vfio_groups_.clear();
+    vfio_container_.reset();
+  } else if (auto group = vfio_groups_.find(p.group_id);
+             group != vfio_groups_.end() && --group->second.devices == 0) {
+    vfio_groups_.erase(group);  // The container keeps the other groups' devices' mappings.
   }
-  vfio_groups_.clear();
-  vfio_container_.reset();
+  timer.Step("close");
+  LogInfo("vmm: detached ", p.id, " (host ", p.host_bdf, ") in ", timer.Summary());
 }
 
 void Vmm::TearDownPassthrough() {

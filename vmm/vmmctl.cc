@@ -319,12 +319,21 @@ int RunVmmctl(const std::vector<std::string>& args, std::ostream& out, std::ostr
   };
   grpc::ClientContext ctx;
   if (o.command != "watch") deadline(&ctx);
+  if (o.time) {
+    // --time measures the operation, not the connection: gRPC connects lazily on the first call.
+    (void)channel->WaitForConnected(std::chrono::system_clock::now() +
+                                    std::chrono::nanoseconds(absl::ToInt64Nanoseconds(o.timeout)));
+  }
 
   if (o.command == "get" || o.command == "pause" || o.command == "resume") {
     pb::Vm vm;
+    const absl::Time start = absl::Now();
     const grpc::Status s = o.command == "get"     ? stub->GetVm(&ctx, {}, &vm)
                            : o.command == "pause" ? stub->Pause(&ctx, {}, &vm)
                                                   : stub->Resume(&ctx, {}, &vm);
+    if (o.time)
+      err << "vmmctl: " << o.command << " took " << absl::FormatDuration(absl::Now() - start)
+          << "\n";
     if (!s.ok()) return Fail(err, o, s);
     if (o.json) {
       out << Json(vm, true);
@@ -425,7 +434,9 @@ int RunVmmctl(const std::vector<std::string>& args, std::ostream& out, std::ostr
   if (o.command == "health") {
     auto health = grpc::health::v1::Health::NewStub(channel);
     grpc::health::v1::HealthCheckResponse resp;
+    const absl::Time start = absl::Now();
     const grpc::Status s = health->Check(&ctx, {}, &resp);
+    if (o.time) err << "vmmctl: health took " << absl::FormatDuration(absl::Now() - start) << "\n";
     if (!s.ok()) return Fail(err, o, s);
     const std::string status =
         grpc::health::v1::HealthCheckResponse::ServingStatus_Name(resp.status());

@@ -6,8 +6,8 @@
 //   vmmctl [--socket=PATH | --tcp=127.0.0.1:PORT] [--json] [--timeout=10s] [--time] COMMAND ...
 //
 // Commands: get, pause, resume, devices, device ID, add ID HOST [--slot=N],
-// remove ID [--wait=10s], health, watch, shutdown [--force] [--grace=30s]. --time prints how long
-// add/remove took (the RPC alone) to stderr.
+// remove ID [--wait=10s], health, watch, shutdown [--force] [--grace=30s]. --time prints how
+// long get/pause/resume/add/remove took (the RPC alone, on a connected channel) to stderr.
 // Exit status (kExit*): 0 done; 1 the server failed; 2 bad usage; 3 the server cannot be
 // reached; 4 refused in the VM's current state (FAILED_PRECONDITION, RESOURCE_EXHAUSTED); 5 a bad
 // request (INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS, OUT_OF_RANGE); 6 timed out; 7 no

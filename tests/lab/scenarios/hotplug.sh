@@ -34,9 +34,12 @@ for i in $(seq 1 50); do [ -c "/dev/vfio/$group" ] && break; usleep 100000; done
 check "edu $bdf bound to vfio-pci (group $group)" test -c "/dev/vfio/$group"
 
 vmm --kernel=$K --initrd=$I --memory=256 --cmdline="console=ttyS0 reboot=k quiet" \
-  --api_socket=$SOCK </dev/null >/tmp/l2.log 2>&1 &
+  --api_socket=$SOCK </dev/null >/tmp/l2.log 2>/tmp/vmm.err &
 pid=$!
 check "L2 is up" wait_log "L2: ready" 120
+vmmctl --socket=$SOCK watch >/tmp/watch.log 2>&1 &  # Events, checked after the first cycle.
+watch_pid=$!
+sleep 1
 base=$(resources_but_threads)
 echo "lab: resources before any hotplug: $(resources)"
 check "no DMA mapping before the first device" sh -c "echo '$base' | grep -q 'dma mappings 0 '"
@@ -66,11 +69,17 @@ check "  ... ALREADY_EXISTS" grep -q ALREADY_EXISTS /tmp/ctl.out
 # Hot-remove: gone in the guest, and nothing left in vmm.
 expect_rc 0 "RemoveDevice hp0" ctl remove hp0
 check "L2 saw edu go" wait_log "L2: edu gone (1)" 30
-after=$(resources)
-echo "lab: resources after the removal: $after"
+echo "lab: resources after the removal: $(resources)"
 check "after removal: as before the first hotplug (no DMA mapping, route, listener or fd left)" \
   test "$(resources_but_threads)" = "$base"
 check "hp0 is no longer listed" sh -c "! vmmctl --socket=$SOCK devices | grep -q hp0"
+sed 's/^/  watch| /' /tmp/watch.log | grep device
+check "WatchEvents: the failed add" grep -q "device TYPE_FAILED hp0" /tmp/watch.log
+check "WatchEvents: hp0 added" grep -q "device TYPE_ADDED hp0" /tmp/watch.log
+check "WatchEvents: hp0 removed" grep -q "device TYPE_REMOVED hp0" /tmp/watch.log
+kill $watch_pid 2>/dev/null
+sleep 1
+after=$(resources)  # The reference for the cycles (the watcher's connection gone).
 
 # A guest that does not release in time: DEADLINE_EXCEEDED, the device stays and keeps working;
 # a second remove while the first waits: FAILED_PRECONDITION.
@@ -105,6 +114,7 @@ echo "lab: resources after $CYCLES cycles: $final"
 check "after $CYCLES cycles: no growth in DMA mappings, routes, listeners, fds or threads" \
   test "$final" = "$after"
 pct() { sort -n "$1" | awk -v p=$2 '{ v[NR] = $1 } END { i = int(NR * p / 100 + 0.999); if (i < 1) i = 1; printf "%.1f", v[i] }'; }
+grep -E "vmm: (attached|detached)" /tmp/vmm.err | tail -n 4 | sed 's/^/  vmm| /'
 echo "lab: BENCH vmm AddDevice latency over $(wc -l < /tmp/add.ms) cycles: p50 $(pct /tmp/add.ms 50) ms, p99 $(pct /tmp/add.ms 99) ms"
 echo "lab: BENCH vmm RemoveDevice latency (until the guest released it and it is gone): p50 $(pct /tmp/remove.ms 50) ms, p99 $(pct /tmp/remove.ms 99) ms"
 
