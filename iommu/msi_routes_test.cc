@@ -4,8 +4,6 @@
 
 #include <linux/kvm.h>
 
-#include <cstring>
-
 #include "base/status_matchers.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -26,21 +24,13 @@ class MsiRoutesTest : public kvm::testing::KvmFixture {
         kvm::testing::MakeTinyGuest(kvm(), kvm::testing::CpuMode::kLong, {0xf4}, {.irqchip = true});
     ASSERT_OK(g.status());
     guest_ = std::make_unique<kvm::testing::TinyGuest>(std::move(g).value());
-    // Software-enable the local APIC (SVR bit 8), or fixed interrupts are dropped.
-    ASSERT_OK_AND_ASSIGN(kvm_lapic_state lapic, guest_->vcpu->GetLapic());
-    uint32_t svr;
-    std::memcpy(&svr, lapic.regs + 0xf0, 4);
-    svr |= 0x100;
-    std::memcpy(lapic.regs + 0xf0, &svr, 4);
-    ASSERT_OK(guest_->vcpu->SetLapic(lapic));
+    ASSERT_OK(kvm::testing::EnableLapic(*guest_->vcpu));
   }
   // Whether `vector` is pending in the vCPU's IRR.
   bool Pending(uint8_t vector) {
-    auto lapic = guest_->vcpu->GetLapic();
-    EXPECT_OK(lapic.status());
-    uint32_t irr;
-    std::memcpy(&irr, lapic->regs + 0x200 + (vector / 32) * 0x10, 4);
-    return irr & (1u << (vector % 32));
+    absl::StatusOr<bool> pending = kvm::testing::LapicPending(*guest_->vcpu, vector);
+    EXPECT_OK(pending.status());
+    return pending.value_or(false);
   }
   kvm::Vm& vm() { return *guest_->vm; }
   std::unique_ptr<kvm::testing::TinyGuest> guest_;

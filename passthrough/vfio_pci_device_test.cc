@@ -41,13 +41,7 @@ class VfioPciDeviceTest : public kvm::testing::KvmFixture {
         kvm::testing::MakeTinyGuest(kvm(), kvm::testing::CpuMode::kLong, {0xf4}, {.irqchip = true});
     ASSERT_OK(g.status());
     guest_ = std::make_unique<kvm::testing::TinyGuest>(std::move(g).value());
-    // Software-enable the local APIC (SVR bit 8), or fixed interrupts are dropped.
-    ASSERT_OK_AND_ASSIGN(kvm_lapic_state lapic, guest_->vcpu->GetLapic());
-    uint32_t svr;
-    std::memcpy(&svr, lapic.regs + 0xf0, 4);
-    svr |= 0x100;
-    std::memcpy(lapic.regs + 0xf0, &svr, 4);
-    ASSERT_OK(guest_->vcpu->SetLapic(lapic));
+    ASSERT_OK(kvm::testing::EnableLapic(*guest_->vcpu));
     routes_ = std::make_unique<iommu::MsiRoutes>(*guest_->vm, 24, 64, kvm::DefaultIrqchipRoutes());
 
     // An edu-like function: BAR0 1 MiB memory with the MSI-X table and PBA in it, BAR4 32 bytes
@@ -127,11 +121,9 @@ class VfioPciDeviceTest : public kvm::testing::KvmFixture {
     ASSERT_EQ(::write(set.fds[vector], &one, 8), 8);
   }
   bool PendingNow(uint8_t vector) {
-    auto lapic = guest_->vcpu->GetLapic();
-    EXPECT_OK(lapic.status());
-    uint32_t irr;
-    std::memcpy(&irr, lapic->regs + 0x200 + (vector / 32) * 0x10, 4);
-    return irr & (1u << (vector % 32));
+    absl::StatusOr<bool> pending = kvm::testing::LapicPending(*guest_->vcpu, vector);
+    EXPECT_OK(pending.status());
+    return pending.value_or(false);
   }
   // KVM injects an irqfd's interrupt from a work item (at once for a signal, or when an irqfd is
   // attached to an eventfd that already counts): give it a moment.

@@ -50,6 +50,22 @@ absl::StatusOr<TinyGuest> MakeTinyGuest(const Kvm& kvm, CpuMode mode,
   return TinyGuest{std::move(vm), std::move(memory), slot, std::move(vcpu)};
 }
 
+absl::Status EnableLapic(Vcpu& vcpu) {
+  ASSIGN_OR_RETURN(kvm_lapic_state lapic, vcpu.GetLapic());
+  uint32_t svr;
+  std::memcpy(&svr, lapic.regs + 0xf0, 4);
+  svr |= 0x100;
+  std::memcpy(lapic.regs + 0xf0, &svr, 4);
+  return vcpu.SetLapic(lapic);
+}
+
+absl::StatusOr<bool> LapicPending(Vcpu& vcpu, uint8_t vector) {
+  ASSIGN_OR_RETURN(kvm_lapic_state lapic, vcpu.GetLapic());
+  uint32_t irr;
+  std::memcpy(&irr, lapic.regs + 0x200 + (vector / 32) * 0x10, 4);
+  return (irr & (1u << (vector % 32))) != 0;
+}
+
 std::string KvmUnavailableReason() {
   if (::access("/dev/kvm", R_OK | W_OK) != 0) {
     return absl::StrCat("/dev/kvm is not usable here: ", std::strerror(errno));

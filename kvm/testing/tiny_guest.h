@@ -51,6 +51,12 @@ absl::StatusOr<TinyGuest> MakeTinyGuest(const Kvm& kvm, CpuMode mode,
                                         absl::Span<const uint8_t> code,
                                         const TinyGuestOptions& options = {});
 
+// Software-enables the vCPU's local APIC (SVR bit 8), without which fixed interrupts are dropped:
+// for tests that deliver interrupts (irqfds, MSI routes) and look for them in the IRR.
+absl::Status EnableLapic(Vcpu& vcpu);
+// Whether `vector` is pending in the vCPU's local APIC (its IRR).
+absl::StatusOr<bool> LapicPending(Vcpu& vcpu, uint8_t vector);
+
 // The skip reason for tests that need /dev/kvm, or empty when it is usable.
 std::string KvmUnavailableReason();
 
