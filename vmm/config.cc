@@ -55,6 +55,14 @@ bool IsHex(std::string_view s, size_t digits) {
 
 }  // namespace
 
+absl::Status CheckDeviceId(const std::string& id) {
+  const bool ok = !id.empty() && id.size() <= 63 && std::all_of(id.begin(), id.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_';
+  });
+  if (ok) return absl::OkStatus();
+  return absl::InvalidArgumentError("id must be 1-63 letters, digits, '-' or '_'");
+}
+
 absl::StatusOr<std::string> NormalizeBdf(const std::string& text) {
   std::string t = absl::AsciiStrToLower(text);
   if (t.size() == 7) t = "0000:" + t;
@@ -86,13 +94,8 @@ absl::StatusOr<PassthroughConfig> ParseDevice(const std::string& text, size_t in
         return absl::InvalidArgumentError(absl::StrCat(what, ": host: ", bdf.status().message()));
       d.host_bdf = *bdf;
     } else if (kv.first == "id") {
-      const bool ok = !kv.second.empty() && kv.second.size() <= 63 &&
-                      std::all_of(kv.second.begin(), kv.second.end(), [](char c) {
-                        return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_';
-                      });
-      if (!ok) {
-        return absl::InvalidArgumentError(
-            absl::StrCat(what, ": id must be 1-63 letters, digits, '-' or '_'"));
+      if (absl::Status s = CheckDeviceId(kv.second); !s.ok()) {
+        return absl::InvalidArgumentError(absl::StrCat(what, ": ", s.message()));
       }
       d.id = kv.second;
     } else {

@@ -66,6 +66,9 @@ inline constexpr size_t kMaxPassthroughDevices = 16;
 absl::StatusOr<VmmConfig> ValidateConfig(const RawConfig& raw);
 // One --device value: "vfio-pci,host=[DDDD:]BB:DD.F[,id=NAME]". `index` names it by default.
 absl::StatusOr<PassthroughConfig> ParseDevice(const std::string& text, size_t index);
+// A device id (--device id=, AddDevice): 1-63 letters, digits, '-' or '_'. Else the rule, as an
+// error message tail.
+absl::Status CheckDeviceId(const std::string& id);
 // "[DDDD:]BB:DD.F" (hex) -> "DDDD:BB:DD.F", or INVALID_ARGUMENT.
 absl::StatusOr<std::string> NormalizeBdf(const std::string& text);
 

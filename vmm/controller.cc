@@ -1,7 +1,6 @@
 #include "vmm/controller.h"
 
 #include <algorithm>
-#include <cctype>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -281,12 +280,8 @@ void VmController::OnDeviceEvent(VmEvent::DeviceChanged event) {
 absl::StatusOr<DeviceSummary> VmController::AddDevice(const std::string& id,
                                                       const std::string& host, uint32_t slot) {
   AddDeviceSpec spec{.id = id, .host_bdf = "", .slot = std::nullopt};
-  const bool id_ok =
-      !id.empty() && id.size() <= 63 && std::all_of(id.begin(), id.end(), [](char c) {
-        return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_';
-      });
-  if (!id_ok) {
-    return absl::InvalidArgumentError("AddDevice: id must be 1-63 letters, digits, '-' or '_'");
+  if (absl::Status s = CheckDeviceId(id); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("AddDevice: ", s.message()));
   }
   // A sysfs path names the device by its last component.
   std::string bdf = host;
