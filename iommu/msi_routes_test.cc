@@ -15,26 +15,7 @@ namespace {
 
 using ::testing::HasSubstr;
 
-class MsiRoutesTest : public kvm::testing::KvmFixture {
- protected:
-  void SetUp() override {
-    KvmFixture::SetUp();
-    if (IsSkipped()) return;
-    auto g =
-        kvm::testing::MakeTinyGuest(kvm(), kvm::testing::CpuMode::kLong, {0xf4}, {.irqchip = true});
-    ASSERT_OK(g.status());
-    guest_ = std::make_unique<kvm::testing::TinyGuest>(std::move(g).value());
-    ASSERT_OK(kvm::testing::EnableLapic(*guest_->vcpu));
-  }
-  // Whether `vector` is pending in the vCPU's IRR.
-  bool Pending(uint8_t vector) {
-    absl::StatusOr<bool> pending = kvm::testing::LapicPending(*guest_->vcpu, vector);
-    EXPECT_OK(pending.status());
-    return pending.value_or(false);
-  }
-  kvm::Vm& vm() { return *guest_->vm; }
-  std::unique_ptr<kvm::testing::TinyGuest> guest_;
-};
+class MsiRoutesTest : public kvm::testing::IrqGuestFixture {};
 
 TEST_F(MsiRoutesTest, AnEnabledVectorDeliversThroughItsIrqfd) {
   MsiRoutes routes(vm(), 24, 8, kvm::DefaultIrqchipRoutes());
@@ -54,14 +35,14 @@ TEST_F(MsiRoutesTest, MaskedVectorsDoNotDeliver) {
   ASSERT_OK_AND_ASSIGN(EventFd trigger, EventFd::Create());
   ASSERT_OK(routes.Enable({1, 0}, {0xfee00000, 0x61}, 0x18, trigger, /*masked=*/true).status());
   ASSERT_OK(trigger.Write(1));
-  EXPECT_FALSE(Pending(0x61));
+  EXPECT_FALSE(PendingAfterSettling(0x61));
   ASSERT_OK(routes.Unmask({1, 0}));
   ASSERT_OK(trigger.Write(1));
   EXPECT_TRUE(Pending(0x61));
   ASSERT_OK(routes.Mask({1, 0}));
   ASSERT_OK(routes.Update({1, 0}, {0xfee00000, 0x62}));
   ASSERT_OK(trigger.Write(1));
-  EXPECT_FALSE(Pending(0x62));
+  EXPECT_FALSE(PendingAfterSettling(0x62));
   ASSERT_OK(routes.Disable({1, 0}));
   EXPECT_EQ(routes.size(), 0u);
 }

@@ -32,16 +32,11 @@ constexpr uint64_t kBar4 = 0xc000;
 void Put32(std::vector<uint8_t>& c, size_t off, uint32_t v) { std::memcpy(&c[off], &v, 4); }
 void Put16(std::vector<uint8_t>& c, size_t off, uint16_t v) { std::memcpy(&c[off], &v, 2); }
 
-class VfioPciDeviceTest : public kvm::testing::KvmFixture {
+class VfioPciDeviceTest : public kvm::testing::IrqGuestFixture {
  protected:
   void SetUp() override {
-    KvmFixture::SetUp();
+    IrqGuestFixture::SetUp();
     if (IsSkipped()) return;
-    auto g =
-        kvm::testing::MakeTinyGuest(kvm(), kvm::testing::CpuMode::kLong, {0xf4}, {.irqchip = true});
-    ASSERT_OK(g.status());
-    guest_ = std::make_unique<kvm::testing::TinyGuest>(std::move(g).value());
-    ASSERT_OK(kvm::testing::EnableLapic(*guest_->vcpu));
     routes_ = std::make_unique<iommu::MsiRoutes>(*guest_->vm, 24, 64, kvm::DefaultIrqchipRoutes());
 
     // An edu-like function: BAR0 1 MiB memory with the MSI-X table and PBA in it, BAR4 32 bytes
@@ -120,24 +115,9 @@ class VfioPciDeviceTest : public kvm::testing::KvmFixture {
     const uint64_t one = 1;
     ASSERT_EQ(::write(set.fds[vector], &one, 8), 8);
   }
-  bool PendingNow(uint8_t vector) {
-    absl::StatusOr<bool> pending = kvm::testing::LapicPending(*guest_->vcpu, vector);
-    EXPECT_OK(pending.status());
-    return pending.value_or(false);
-  }
-  // KVM injects an irqfd's interrupt from a work item (at once for a signal, or when an irqfd is
-  // attached to an eventfd that already counts): give it a moment.
-  bool Pending(uint8_t vector) {
-    for (int i = 0; i < 200; ++i) {
-      if (PendingNow(vector)) return true;
-      ::usleep(5000);
-    }
-    return false;
-  }
 
   FakeVfioKernel kernel_;
   std::shared_ptr<vfio::VfioGroup> group_;
-  std::unique_ptr<kvm::testing::TinyGuest> guest_;
   std::unique_ptr<iommu::MsiRoutes> routes_;
   AddressSpace memory_{"system"};
   devices::Bus mmio_{"mmio"};
@@ -228,8 +208,7 @@ TEST_F(VfioPciDeviceTest, MsiReplacesIntxRoutesToTheGuestAndHonoursMasking) {
   dev->ConfigWrite(0x60, 1, 0xf);  // Mask bits (64-bit capability: offset 0x10).
   dev->ConfigWrite(0x5c, 0x42, 0x3);
   DeviceFires(VFIO_PCI_MSI_IRQ_INDEX, 0);
-  ::usleep(50000);
-  EXPECT_FALSE(PendingNow(0x42));
+  EXPECT_FALSE(PendingAfterSettling(0x42));
   dev->ConfigWrite(0x60, 0, 0xf);
   EXPECT_TRUE(Pending(0x42));
 
@@ -251,8 +230,7 @@ TEST_F(VfioPciDeviceTest, MsixTableIsTrappedAndItsVectorsRouted) {
   MmioWrite32(kBar0 + 0x2000 + 16 * 2 + 8, 0x43);
   MmioWrite32(kBar0 + 0x2000 + 16 * 2 + 12, 0);  // Vector 2 unmasked.
   DeviceFires(VFIO_PCI_MSIX_IRQ_INDEX, 2);
-  ::usleep(50000);
-  EXPECT_FALSE(PendingNow(0x43)) << "the function mask still holds it";
+  EXPECT_FALSE(PendingAfterSettling(0x43)) << "the function mask still holds it";
   dev->ConfigWrite(0x70, uint32_t{PCI_MSIX_FLAGS_ENABLE} << 16, 0x8);
   EXPECT_TRUE(Pending(0x43));
   EXPECT_EQ(routes_->delivered({1, 0x10002})->data, 0x43u);

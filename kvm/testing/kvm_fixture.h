@@ -1,7 +1,9 @@
 // File: kvm/testing/kvm_fixture.h
 // -----------------------------------------------------------------------------
-// Testonly: a GoogleTest fixture for tests against the real /dev/kvm. It skips the test, saying
-// why, only when /dev/kvm is absent or unusable, and otherwise opens it as `kvm()`.
+// Testonly: GoogleTest fixtures for tests against the real /dev/kvm. KvmFixture skips the test,
+// saying why, only when /dev/kvm is absent or unusable, and otherwise opens it as `kvm()`.
+// IrqGuestFixture adds a halted guest with the in-kernel irqchip and an enabled local APIC, for
+// tests that route interrupts to it (irqfds, MSI routes) and look for them in its IRR.
 //
 //   class VmTest : public KvmFixture {};
 //   TEST_F(VmTest, Foo) { ASSERT_OK_AND_ASSIGN(auto vm, kvm().CreateVm()); ... }
@@ -9,6 +11,9 @@
 #ifndef VMMKIT_KVM_TESTING_KVM_FIXTURE_H_
 #define VMMKIT_KVM_TESTING_KVM_FIXTURE_H_
 
+#include <unistd.h>
+
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -30,6 +35,42 @@ class KvmFixture : public ::testing::Test {
 
  private:
   std::unique_ptr<Kvm> kvm_;
+};
+
+class IrqGuestFixture : public KvmFixture {
+ protected:
+  void SetUp() override {
+    KvmFixture::SetUp();
+    if (IsSkipped()) return;
+    absl::StatusOr<TinyGuest> g = MakeTinyGuest(kvm(), CpuMode::kLong, {0xf4}, {.irqchip = true});
+    ASSERT_TRUE(g.ok()) << g.status();
+    guest_ = std::make_unique<TinyGuest>(std::move(g).value());
+    const absl::Status lapic = EnableLapic(*guest_->vcpu);
+    ASSERT_TRUE(lapic.ok()) << lapic;
+  }
+  Vm& vm() { return *guest_->vm; }
+  // Whether `vector` is pending in the vCPU's IRR now.
+  bool PendingNow(uint8_t vector) {
+    absl::StatusOr<bool> pending = LapicPending(*guest_->vcpu, vector);
+    EXPECT_TRUE(pending.ok()) << pending.status();
+    return pending.value_or(false);
+  }
+  // Whether it becomes pending within a second: KVM injects an irqfd's interrupt from a work item
+  // (for a signal, or when an irqfd is attached to an eventfd that already counts).
+  bool Pending(uint8_t vector) {
+    for (int i = 0; i < 200; ++i) {
+      if (PendingNow(vector)) return true;
+      ::usleep(5000);
+    }
+    return false;
+  }
+  // For "not delivered": whether it is pending once such work has had 50 ms to run.
+  bool PendingAfterSettling(uint8_t vector) {
+    ::usleep(50000);
+    return PendingNow(vector);
+  }
+
+  std::unique_ptr<TinyGuest> guest_;
 };
 
 }  // namespace vmmkit::kvm::testing
