@@ -2,8 +2,9 @@
 # edu (bound to vfio-pci) and removes it again, the guest noticing on its own through ACPI PCI
 # hotplug (l2/hotplug_init.sh only watches). Checked through the API (Resources: DMA mappings,
 # MSI routes, listeners, fds, threads) and /proc: nothing is left after a removal, nothing grows
-# over 20 cycles. Failure injection: the device not bound to vfio-pci, an unknown id, a double
-# remove, a guest that does not release in time. Prints add/remove latency p50/p99.
+# over 20 cycles. Failure injection: the device not bound to vfio-pci, a failure midway (memlock
+# limit while DMA-mapping, in a second unprivileged vmm), an unknown id, a double remove, a guest
+# that does not release in time. Prints add/remove latency p50/p99.
 . /lab/lib.sh
 K=/lab/vmlinuz
 I=/lab/l2hp.cpio
@@ -52,6 +53,32 @@ check "  ... and nothing changed" test "$(resources_but_threads)" = "$base"
 check "  ... no half-added device listed" sh -c "! vmmctl --socket=$SOCK devices | grep -q hp0"
 echo "$bdf" > /sys/bus/pci/drivers/vfio-pci/bind
 for i in $(seq 1 50); do [ -c "/dev/vfio/$group" ] && break; usleep 100000; done
+
+# A failure midway: a second vmm runs as an unprivileged user with a 1 MiB memlock limit, so the
+# container and group are set up and then DMA-mapping guest RAM fails. Everything is undone: no
+# VFIO fd left in that process, nothing listed, the resources as before.
+mkdir -p /etc
+echo "nobody:x:65534:65534:nobody:/:/bin/sh" >> /etc/passwd
+echo "nogroup:x:65534:" >> /etc/group
+chmod 666 /dev/kvm "/dev/vfio/$group"
+as_nobody() { su nobody -s /bin/sh -c "$*"; }
+as_nobody "ulimit -l 1024; exec /lab/bin/vmm --kernel=/lab/idle.elf --memory=256 --serial=none \
+  --api_socket=/tmp/nobody.sock" </dev/null >/tmp/nobody.log 2>&1 &
+for i in $(seq 1 100); do [ -S /tmp/nobody.sock ] && break; usleep 100000; done
+nb_pid=""
+for d in /proc/[0-9]*; do
+  tr '\0' ' ' < "$d/cmdline" 2>/dev/null | grep -q "^/lab/bin/vmm .*nobody.sock" && nb_pid=${d#/proc/}
+done
+nb_base=$(as_nobody "/lab/bin/vmmctl --socket=/tmp/nobody.sock get" | sed -n 's/^resources //p' | sed 's/, threads [0-9]*//')
+expect_rc 4 "AddDevice failing midway (memlock limit while DMA-mapping guest RAM): RESOURCE_EXHAUSTED" \
+  as_nobody "/lab/bin/vmmctl --socket=/tmp/nobody.sock add hp0 $bdf"
+check "  ... naming the step and the cause" \
+  sh -c 'grep -q "AddDevice hp0: DMA-map guest RAM" /tmp/ctl.out && grep -q RLIMIT_MEMLOCK /tmp/ctl.out'
+check "  ... every step undone: no VFIO container or group fd left open (vmm pid ${nb_pid:-?})" \
+  sh -c "test -n '$nb_pid' && ls -l /proc/$nb_pid/fd | grep -q /dev/kvm && ! ls -l /proc/$nb_pid/fd | grep -q /dev/vfio"
+check "  ... resources as before, nothing listed" sh -c "test \"\$(su nobody -s /bin/sh -c '/lab/bin/vmmctl --socket=/tmp/nobody.sock get' | sed -n 's/^resources //p' | sed 's/, threads [0-9]*//')\" = '$nb_base' && ! su nobody -s /bin/sh -c '/lab/bin/vmmctl --socket=/tmp/nobody.sock devices' | grep -q hp0"
+as_nobody "/lab/bin/vmmctl --socket=/tmp/nobody.sock shutdown --force" >/dev/null
+chmod 600 /dev/kvm "/dev/vfio/$group"
 
 expect_rc 5 "RemoveDevice of an unknown id: NOT_FOUND" ctl remove nosuch
 expect_rc 5 "AddDevice with a malformed host: INVALID_ARGUMENT" ctl add hp0 0000:01:00
