@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/status.h"
+#include "base/status_macros.h"
 
 namespace vmmkit {
 namespace {
@@ -133,14 +134,20 @@ absl::Status AddressSpace::RegisterListener(MemoryListener* listener) {
 }
 
 absl::Status AddressSpace::UnregisterListener(MemoryListener* listener) {
+  ASSIGN_OR_RETURN(std::vector<AddressSpaceRegion> seen, RemoveListener(listener));
+  for (auto r = seen.rbegin(); r != seen.rend(); ++r) listener->RegionDel(*r);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<AddressSpaceRegion>> AddressSpace::RemoveListener(
+    MemoryListener* listener) {
   auto it = std::find(listeners_.begin(), listeners_.end(), listener);
   if (it == listeners_.end()) {
     return absl::NotFoundError(
         absl::StrCat("address space ", name_, ": listener is not registered"));
   }
-  for (auto r = regions_.rbegin(); r != regions_.rend(); ++r) listener->RegionDel(r->second);
   listeners_.erase(it);
-  return absl::OkStatus();
+  return regions();
 }
 
 const AddressSpaceRegion* AddressSpace::Find(GuestAddress addr) const {

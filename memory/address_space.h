@@ -104,6 +104,11 @@ class AddressSpace {
   absl::Status RegisterListener(MemoryListener* listener);
   // Replays removal of every region to `listener`, then forgets it. NOT_FOUND if not registered.
   absl::Status UnregisterListener(MemoryListener* listener);
+  // Forgets `listener` without telling it, and returns the regions it has been told about, in
+  // address order: the caller replays them to it (RegionDel, in reverse) where it likes. For
+  // listeners whose removals are slow (a DMA unmap of all guest RAM) while the space is shared
+  // under a lock: the replay can then run outside it. NOT_FOUND if not registered.
+  absl::StatusOr<std::vector<AddressSpaceRegion>> RemoveListener(MemoryListener* listener);
 
   // The region containing `addr`, or null. The pointer is valid until the next Add/Remove.
   const AddressSpaceRegion* Find(GuestAddress addr) const;

@@ -107,6 +107,26 @@ TEST(AddressSpaceTest, LateListenerGetsReplayAndUnregisterReplaysRemovals) {
   EXPECT_THAT(as.UnregisterListener(&late), StatusIs(absl::StatusCode::kNotFound));
 }
 
+TEST(AddressSpaceTest, RemoveListenerHandsTheReplayToTheCaller) {
+  std::vector<std::string> j;
+  AddressSpace as("system");
+  ASSERT_OK(as.AddRam("low", Ram(0, 0x1000)));
+  ASSERT_OK(as.AddMmio("mmio", GuestAddress(0x2000), 0x100));
+  RecordingListener slow("slow", 0, &j);
+  ASSERT_OK(as.RegisterListener(&slow));
+  j.clear();
+  ASSERT_OK_AND_ASSIGN(std::vector<AddressSpaceRegion> seen, as.RemoveListener(&slow));
+  EXPECT_THAT(j, IsEmpty()) << "not told";
+  ASSERT_EQ(seen.size(), 2u);
+  EXPECT_EQ(seen[0].name, "low");
+  EXPECT_NE(seen[0].host_address(), nullptr) << "the memory stays valid for the replay";
+  EXPECT_EQ(seen[1].name, "mmio");
+  ASSERT_OK(as.Remove(GuestAddress(0)));
+  EXPECT_THAT(j, IsEmpty()) << "forgotten: later changes do not reach it";
+  EXPECT_THAT(as.RemoveListener(&slow), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(as.UnregisterListener(&slow), StatusIs(absl::StatusCode::kNotFound));
+}
+
 TEST(AddressSpaceTest, FailedAddRollsBackEarlierListeners) {
   std::vector<std::string> j;
   RecordingListener prereg("prereg", MemoryListener::kPreRegistration, &j);

@@ -20,6 +20,34 @@ std::string RangeString(GuestAddress start, uint64_t size) {
   return absl::StrCat("[", start.ToString(), ", +", Hex(size), ")");
 }
 
+// Maps `size` bytes at a host address congruent to the guest address `start` modulo 2 MiB. Only
+// then can a 2 MiB (transparent) huge page back a 2 MiB guest page: KVM maps guest memory with
+// large pages, and the IOMMU DMA-maps it with superpages, only where guest and host addresses agree
+// in their low 21 bits. mmap alone gives 4 KiB alignment; so reserve 2 MiB more, map inside, and
+// return the slack. Returns MAP_FAILED with errno set, as mmap does.
+void* MapAligned(GuestAddress start, uint64_t size, int prot, int flags, int fd) {
+  if (size < kHugePageSize) return ::mmap(nullptr, size, prot, flags, fd, 0);
+  const uint64_t span = size + kHugePageSize;
+  void* reserved =
+      ::mmap(nullptr, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (reserved == MAP_FAILED) return MAP_FAILED;
+  const uintptr_t base = reinterpret_cast<uintptr_t>(reserved);
+  const uintptr_t want = start.raw() % kHugePageSize;
+  uintptr_t at = (base & ~(kHugePageSize - 1)) + want;
+  if (at < base) at += kHugePageSize;
+  void* host = ::mmap(reinterpret_cast<void*>(at), size, prot, flags | MAP_FIXED, fd, 0);
+  if (host == MAP_FAILED) {
+    const int saved = errno;
+    ::munmap(reserved, span);
+    errno = saved;
+    return MAP_FAILED;
+  }
+  if (at > base) ::munmap(reserved, at - base);
+  if (base + span > at + size)
+    ::munmap(reinterpret_cast<void*>(at + size), base + span - at - size);
+  return host;
+}
+
 }  // namespace
 
 absl::StatusOr<std::shared_ptr<GuestRegion>> GuestRegion::Create(
@@ -68,7 +96,7 @@ absl::StatusOr<std::shared_ptr<GuestRegion>> GuestRegion::Create(
     }
     flags |= MAP_SHARED;
   }
-  void* host = ::mmap(nullptr, size, prot, flags, fd.get(), 0);
+  void* host = MapAligned(start, size, prot, flags, fd.get());
   if (host == MAP_FAILED) {
     absl::Status s = ErrnoStatus(errno, what, ": mmap ", Hex(size), " bytes");
     if (options.backing == GuestRegionBacking::kMemfdHugetlb) {

@@ -4,6 +4,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <fstream>
 #include <string>
 
@@ -75,6 +76,54 @@ TEST(GuestRegionTest, NoreserveAllowsMoreThanPhysicalMemory) {
   ASSERT_OK_AND_ASSIGN(auto r, GuestRegion::Create(GuestAddress(0), uint64_t{64} << 30));
   r->host_address()[(uint64_t{64} << 30) - 1] = 7;
   EXPECT_EQ(r->host_address()[(uint64_t{64} << 30) - 1], 7);
+}
+
+// The lines of /proc/self/maps that mention `needle`.
+int MapsLinesWith(const std::string& needle) {
+  std::ifstream maps("/proc/self/maps");
+  int n = 0;
+  for (std::string line; std::getline(maps, line);) n += line.find(needle) != std::string::npos;
+  return n;
+}
+
+TEST(GuestRegionTest, HostAddressAgreesWithGuestAddressModulo2MiB) {
+  // Guest and host addresses must agree in their low 21 bits for 2 MiB pages (KVM's large pages,
+  // IOMMU superpages); the region's start may itself be unaligned.
+  constexpr uint64_t k2M = 2 << 20;
+  for (uint64_t start : {uint64_t{0}, uint64_t{0x100000}, uint64_t{0x7ff000}, uint64_t{1} << 32}) {
+    for (GuestRegionBacking backing :
+         {GuestRegionBacking::kAnonymous, GuestRegionBacking::kMemfd}) {
+      ASSERT_OK_AND_ASSIGN(auto r, GuestRegion::Create(GuestAddress(start), 3 * k2M,
+                                                       {.backing = backing, .name = "align-test"}));
+      EXPECT_EQ(reinterpret_cast<uintptr_t>(r->host_address()) % k2M, start % k2M)
+          << "start " << start << " backing " << static_cast<int>(backing);
+      r->host_address()[0] = 1;  // Both ends are mapped and writable.
+      r->host_address()[3 * k2M - 1] = 2;
+      EXPECT_EQ(r->host_address()[0] + r->host_address()[3 * k2M - 1], 3);
+    }
+  }
+}
+
+TEST(GuestRegionTest, AlignmentSlackIsReturned) {
+  // The 2 MiB of slack reserved for alignment is unmapped again: the memfd region is exactly one
+  // mapping of its size, and an anonymous region leaves no PROT_NONE reservation behind.
+  const int before = MapsLinesWith("---p 00000000 00:00 0");
+  ASSERT_OK_AND_ASSIGN(auto r, GuestRegion::Create(GuestAddress(0), 4 << 20,
+                                                   {.backing = GuestRegionBacking::kAnonymous}));
+  ASSERT_OK_AND_ASSIGN(auto m,
+                       GuestRegion::Create(GuestAddress(0), 4 << 20, {.name = "slack-test"}));
+  EXPECT_EQ(MapsLinesWith("---p 00000000 00:00 0"), before);
+  EXPECT_EQ(MapsLinesWith("memfd:slack-test"), 1);
+  const uintptr_t host = reinterpret_cast<uintptr_t>(m->host_address());
+  std::ifstream maps("/proc/self/maps");
+  std::string first;
+  for (std::string line; std::getline(maps, line);) {
+    if (line.find("memfd:slack-test") != std::string::npos) first = line;
+  }
+  uintptr_t begin = 0, end = 0;
+  ASSERT_EQ(std::sscanf(first.c_str(), "%lx-%lx", &begin, &end), 2);
+  EXPECT_EQ(begin, host);
+  EXPECT_EQ(end - begin, uintptr_t{4} << 20);
 }
 
 int HugePagesFree() {

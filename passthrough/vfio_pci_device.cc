@@ -83,8 +83,7 @@ absl::StatusOr<std::shared_ptr<VfioPciDevice>> VfioPciDevice::Create(
 absl::Status VfioPciDevice::Init() {
   const std::string what =
       absl::StrCat("passthrough device ", options_.id, " (", device_->name(), ")");
-  if (options_.reset) {
-    // A device arrives in whatever state its last user left it; start from a clean one.
+  if (options_.explicit_reset) {
     absl::Status s = device_->Reset();
     if (!s.ok() && s.code() != absl::StatusCode::kFailedPrecondition) return s;
     if (!s.ok()) LogWarning(what, ": no reset on attach: ", s.message());
@@ -144,8 +143,17 @@ absl::Status VfioPciDevice::PrepareBar(const VirtualBar& vbar) {
 }
 
 VfioPciDevice::~VfioPciDevice() {
-  if (machine_.lock != nullptr) {
+  // Already detached (possibly on another thread, which handed this object over): nothing is left
+  // to undo, and the machine's lock may be busy for a while (a VMM unmapping guest RAM).
+  if (!detached_) Detach();
+}
+
+void VfioPciDevice::Detach() {
+  if (machine_.lock == nullptr) return;
+  {
     std::lock_guard<std::mutex> lock(*machine_.lock);
+    if (detached_) return;
+    detached_ = true;
     if (mode_ == IrqMode::kMsi) DisableVectors(VFIO_PCI_MSI_IRQ_INDEX);
     if (mode_ == IrqMode::kMsix) DisableVectors(VFIO_PCI_MSIX_IRQ_INDEX);
     DisableIntx();
@@ -155,7 +163,7 @@ VfioPciDevice::~VfioPciDevice() {
   }
   // Stop the device's DMA before the VMM unmaps guest RAM from its container.
   (void)device_->WriteConfig(PCI_COMMAND, 2, 0);
-  if (options_.reset) {
+  if (options_.explicit_reset) {
     absl::Status s = device_->Reset();
     if (!s.ok() && s.code() != absl::StatusCode::kFailedPrecondition) {
       LogWarning("passthrough device ", options_.id, ": reset on detach: ", s.message());
@@ -205,7 +213,7 @@ void VfioPciDevice::OnBarMoved(const VirtualBar& vbar, std::optional<uint64_t> f
                                std::optional<uint64_t> to) {
   std::lock_guard<std::mutex> lock(*machine_.lock);
   std::optional<Bar>& bar = bars_[vbar.index];
-  if (!bar) return;
+  if (!bar || detached_) return;
   (void)from;
   Unplace(*bar);
   bar->bar = vbar;
@@ -260,6 +268,10 @@ std::string VfioPciDevice::SlotName(const Bar& bar, uint64_t offset) const {
 
 void VfioPciDevice::BarAccess(uint32_t index, bool write, uint64_t offset, uint8_t* data,
                               size_t len) {
+  if (detached_) {  // A vCPU that took the trap just before the unplug.
+    if (!write) std::memset(data, 0xff, len);
+    return;
+  }
   if (msix_ && msix_table_) {
     const uint64_t table_end = msix_->table_offset + msix_->table_size * MsixTable::kEntrySize;
     const uint64_t pba_end = msix_->pba_offset + (msix_->table_size + 63) / 64 * 8;
@@ -370,6 +382,7 @@ absl::Status VfioPciDevice::EnableMsi(const MsiState& msi) {
 
 void VfioPciDevice::OnMsiChanged(const MsiState& msi) {
   std::lock_guard<std::mutex> lock(*machine_.lock);
+  if (detached_) return;
   if (mode_ == IrqMode::kMsix) return;  // The guest enabled both: MSI-X wins, as in QEMU.
   absl::Status s;
   if (!msi.enabled) {
@@ -430,6 +443,7 @@ absl::Status VfioPciDevice::EnableMsix() {
 void VfioPciDevice::OnMsixChanged(bool enabled, bool function_mask) {
   if (!msix_table_) return;
   std::lock_guard<std::mutex> lock(*machine_.lock);
+  if (detached_) return;
   absl::Status s;
   const bool mask_changed = function_mask != msix_function_mask_;
   msix_function_mask_ = function_mask;
@@ -452,7 +466,7 @@ void VfioPciDevice::OnMsixChanged(bool enabled, bool function_mask) {
 
 void VfioPciDevice::OnMsixVector(uint16_t index, const MsixVector& v) {
   std::lock_guard<std::mutex> lock(*machine_.lock);
-  if (mode_ != IrqMode::kMsix) return;  // Applied when MSI-X is enabled.
+  if (detached_ || mode_ != IrqMode::kMsix) return;  // Applied when MSI-X is enabled.
   const iommu::MsiMessage m{v.address, v.data};
   absl::Status s;
   if (machine_.msi_routes->delivered(Key(index, true)) != m) {

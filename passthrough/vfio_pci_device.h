@@ -33,6 +33,7 @@
 #define VMMKIT_PASSTHROUGH_VFIO_PCI_DEVICE_H_
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -70,21 +71,33 @@ struct VfioPciDeviceOptions {
   uint32_t device_number = 0;        // Unique per VMM: keys this device's vectors in MsiRoutes.
   uint16_t guest_requester_id = 0;   // bus << 8 | device << 3 | function, as the guest sees it.
   std::optional<uint32_t> intx_gsi;  // The irqchip pin for INTx; none: INTx is not offered.
-  bool reset = true;                 // Reset on attach and detach (if the kernel offers one).
+  // vfio-pci itself resets a device that supports a reset (VfioDevice::info().can_reset()) when
+  // its fd is first opened and when it is last closed, so by default no reset is added here.
+  // `explicit_reset` also issues VFIO_DEVICE_RESET on attach and on detach: for a device fd that
+  // outlives this object, or a VFIO driver that does not reset on open and close.
+  bool explicit_reset = false;
 };
 
 class VfioPciDevice : public devices::PciDevice,
                       public std::enable_shared_from_this<VfioPciDevice> {
  public:
-  // Takes the opened vfio-pci device. Resets it, reads its config space and BARs, maps what can
-  // be mapped and wires INTx. FAILED_PRECONDITION for a device that cannot be passed through;
-  // INVALID_ARGUMENT for an incomplete machine. On failure nothing is left attached.
+  // Takes the opened vfio-pci device (which vfio-pci reset as it opened). Reads its config space
+  // and BARs, maps what can be mapped and wires INTx. FAILED_PRECONDITION for a device that cannot
+  // be passed through; INVALID_ARGUMENT for an incomplete machine. On failure nothing is left
+  // attached.
   static absl::StatusOr<std::shared_ptr<VfioPciDevice>> Create(
       std::unique_ptr<vfio::VfioDevice> device, PassthroughMachine machine,
       VfioPciDeviceOptions options);
-  ~VfioPciDevice() override;  // Detaches: interrupts, slots, traps; then resets the device.
+  ~VfioPciDevice() override;  // Detach(), then closes the device fd (vfio-pci resets the device).
   VfioPciDevice(const VfioPciDevice&) = delete;
   VfioPciDevice& operator=(const VfioPciDevice&) = delete;
+
+  // Unplugs the function from the machine now: its interrupts (routes, irqfds, VFIO triggers),
+  // BAR slots and traps; then stops its DMA (bus mastering off). The device fd stays open until
+  // destruction: closing it is what makes vfio-pci reset the device, mostly waiting on hardware,
+  // so a VMM may do that on another thread while it unmaps guest RAM. Afterwards a vCPU that still
+  // holds the device reads all-ones from its config space and changes nothing. Idempotent.
+  void Detach();
 
   // The firmware's job, done before the guest runs: gives each BAR an address from `allocate`
   // (called with the BAR; returns a naturally aligned guest address) and writes it to the BAR.
@@ -93,9 +106,9 @@ class VfioPciDevice : public devices::PciDevice,
       const std::function<absl::StatusOr<uint64_t>(const VirtualBar&)>& allocate);
 
   // devices::PciDevice.
-  uint32_t ConfigRead(uint16_t reg) override { return config_->ConfigRead(reg); }
+  uint32_t ConfigRead(uint16_t reg) override { return detached_ ? ~0u : config_->ConfigRead(reg); }
   void ConfigWrite(uint16_t reg, uint32_t value, uint8_t byte_mask) override {
-    config_->ConfigWrite(reg, value, byte_mask);
+    if (!detached_) config_->ConfigWrite(reg, value, byte_mask);
   }
 
   const std::string& id() const { return options_.id; }
@@ -145,6 +158,9 @@ class VfioPciDevice : public devices::PciDevice,
   std::unique_ptr<MsixTable> msix_table_;
   std::optional<MsixInfo> msix_;
 
+  // Set once, under *machine_.lock; read without it only to skip work early (the callbacks that
+  // change the machine check it again under the lock).
+  std::atomic<bool> detached_ = false;
   // Guarded by *machine_.lock.
   std::array<std::optional<Bar>, 6> bars_;
   IrqMode mode_ = IrqMode::kNone;

@@ -73,13 +73,14 @@ class VfioPciDeviceTest : public kvm::testing::IrqGuestFixture {
   PassthroughMachine Machine() {
     return {guest_->vm.get(), &memory_, &mmio_, &pio_, routes_.get(), &lock_};
   }
-  absl::StatusOr<std::shared_ptr<VfioPciDevice>> Attach() {
+  absl::StatusOr<std::shared_ptr<VfioPciDevice>> Attach(bool explicit_reset = true) {
     ASSIGN_OR_RETURN(std::unique_ptr<vfio::VfioDevice> dev, group_->GetDevice(kBdf));
     ASSIGN_OR_RETURN(auto d, VfioPciDevice::Create(std::move(dev), Machine(),
                                                    {.id = "hostdev0",
                                                     .device_number = 1,
                                                     .guest_requester_id = 3 << 3,
-                                                    .intx_gsi = kIntxGsi}));
+                                                    .intx_gsi = kIntxGsi,
+                                                    .explicit_reset = explicit_reset}));
     RETURN_IF_ERROR(d->PlaceBars(
         [](const VirtualBar& b) -> absl::StatusOr<uint64_t> { return b.io ? kBar4 : kBar0; }));
     return d;
@@ -253,6 +254,47 @@ TEST_F(VfioPciDeviceTest, DetachUndoesEverythingAndResets) {
   EXPECT_EQ(LastIrqSet(VFIO_PCI_MSI_IRQ_INDEX).count, 0u);
   EXPECT_EQ(FakeDevice().resets, 2) << "reset on attach and on detach";
   EXPECT_TRUE(kernel_.mmaps.empty()) << "BAR mappings released";
+}
+
+TEST_F(VfioPciDeviceTest, ByDefaultTheResetIsLeftToVfioPciOnOpenAndClose) {
+  ASSERT_OK_AND_ASSIGN(auto dev, Attach(/*explicit_reset=*/false));
+  EXPECT_EQ(FakeDevice().resets, 0);
+  dev->ConfigWrite(PCI_COMMAND, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER, 0x3);
+  auto device_command = [&] {
+    const auto& config = FakeDevice().regions[VFIO_PCI_CONFIG_REGION_INDEX].data;
+    return config[PCI_COMMAND] | config[PCI_COMMAND + 1] << 8;
+  };
+  EXPECT_TRUE(device_command() & PCI_COMMAND_MASTER);
+  dev.reset();
+  EXPECT_EQ(FakeDevice().resets, 0);
+  EXPECT_EQ(device_command(), 0) << "DMA stopped before the fd closes (and vfio-pci resets it)";
+}
+
+TEST_F(VfioPciDeviceTest, DetachUnplugsNowAndLeavesOnlyTheFdForTheDestructor) {
+  ASSERT_OK_AND_ASSIGN(auto dev, Attach(/*explicit_reset=*/false));
+  dev->ConfigWrite(PCI_COMMAND, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER, 0x3);
+  dev->ConfigWrite(0x54, 0xfee00000, 0xf);
+  dev->ConfigWrite(0x50, uint32_t{PCI_MSI_FLAGS_ENABLE} << 16, 0x4);
+  ASSERT_EQ(routes_->size(), 1u);
+  dev->Detach();
+  EXPECT_TRUE(DeviceMemory().empty());
+  EXPECT_EQ(MmioRead32(kBar0 + 0x10), ~0u);
+  EXPECT_EQ(routes_->size(), 0u);
+  EXPECT_EQ(dev->interrupt_mode(), "none");
+  EXPECT_EQ(kernel_.OpenFds()["device"], 1) << "the fd stays open until destruction";
+  // A vCPU that still holds the device (it took a config access just before the unplug) sees a
+  // missing function and changes nothing.
+  EXPECT_EQ(dev->ConfigRead(0), ~0u);
+  const size_t irq_sets = FakeDevice().irq_sets.size();
+  dev->ConfigWrite(0x50, uint32_t{PCI_MSI_FLAGS_ENABLE} << 16, 0x4);
+  dev->ConfigWrite(PCI_BASE_ADDRESS_0, 0xd0000000, 0xf);
+  EXPECT_EQ(routes_->size(), 0u);
+  EXPECT_TRUE(DeviceMemory().empty());
+  EXPECT_EQ(FakeDevice().irq_sets.size(), irq_sets);
+  dev->Detach();  // Idempotent.
+  dev.reset();
+  EXPECT_EQ(kernel_.OpenFds()["device"], 0);
+  EXPECT_EQ(FakeDevice().irq_sets.size(), irq_sets) << "nothing undone twice";
 }
 
 TEST_F(VfioPciDeviceTest, AFailedMsiEnableLeavesNoRoutes) {

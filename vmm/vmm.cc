@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -83,10 +84,17 @@ void SetLapicLvt(kvm_lapic_state& lapic, size_t reg, uint32_t value) {
 // Where an attach or detach spends its time, for the log: "412 ms (DMA map 90 ms, ...)".
 class StepTimer {
  public:
+  // "NAME W ms" and, where the step slept (the kernel waiting on a device), " (C ms CPU)".
   void Step(const char* name) {
     const absl::Time now = absl::Now();
-    steps_.push_back(absl::StrCat(name, " ", absl::ToInt64Milliseconds(now - last_), " ms"));
+    const absl::Duration cpu = ThreadCpu();
+    const int64_t wall_ms = absl::ToInt64Milliseconds(now - last_);
+    const int64_t cpu_ms = absl::ToInt64Milliseconds(cpu - last_cpu_);
+    steps_.push_back(
+        absl::StrCat(name, " ", wall_ms, " ms",
+                     wall_ms > cpu_ms + 2 ? absl::StrCat(" (", cpu_ms, " ms CPU)") : ""));
     last_ = now;
+    last_cpu_ = cpu;
   }
   std::string Summary() const {
     return absl::StrCat(absl::ToInt64Milliseconds(absl::Now() - start_), " ms (",
@@ -94,7 +102,13 @@ class StepTimer {
   }
 
  private:
+  static absl::Duration ThreadCpu() {
+    timespec ts{};
+    ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return absl::DurationFromTimespec(ts);
+  }
   absl::Time start_ = absl::Now(), last_ = start_;
+  absl::Duration last_cpu_ = ThreadCpu();
   std::vector<std::string> steps_;
 };
 
@@ -362,30 +376,40 @@ absl::StatusOr<DeviceSummary> Vmm::AttachPassthrough(const AddDeviceSpec& spec, 
       return fail("set the container's IOMMU model", s);
     }
   }
+  vfio::VfioGroup& group = *vfio_groups_[*group_id].group;
+  absl::StatusOr<std::unique_ptr<vfio::VfioDevice>> vfio_device = absl::InternalError("not opened");
   if (dma_listener_ == nullptr) {
     // Guest RAM into the container: all of it, now (the listener replays the address space).
+    // Meanwhile a helper thread opens the device, which is when vfio-pci resets it: mostly waiting
+    // on the hardware, where mapping is CPU work (pinning pages), so the two overlap.
+    std::thread opener([&] { vfio_device = group.GetDevice(spec.host_bdf); });
     auto listener = std::make_unique<vfio::DmaMappingListener>(*vfio_container_);
     absl::Status s;
     {
       std::lock_guard<std::mutex> machine(machine_mu_);
       s = system_memory_.RegisterListener(listener.get());
     }
-    if (!s.ok()) return fail("DMA-map guest RAM", s);
+    opener.join();
+    timer.Step("DMA map, with the open alongside");
+    if (!s.ok()) {
+      vfio_device = absl::CancelledError("");  // Closed before its group goes.
+      return fail("DMA-map guest RAM", s);
+    }
     dma_listener_ = std::move(listener);
-    timer.Step("DMA map");
     undo.push_back([this] {
       std::lock_guard<std::mutex> machine(machine_mu_);
       (void)system_memory_.UnregisterListener(dma_listener_.get());
       dma_listener_.reset();
     });
+  } else {
+    vfio_device = group.GetDevice(spec.host_bdf);
+    timer.Step("open (vfio-pci resets it)");
   }
   if (msi_routes_ == nullptr) {
     msi_routes_ = std::make_unique<iommu::MsiRoutes>(*vm_, kMsiFirstGsi, kMsiGsiCount,
                                                      kvm::DefaultIrqchipRoutes());
     undo.push_back([this] { msi_routes_.reset(); });
   }
-  absl::StatusOr<std::unique_ptr<vfio::VfioDevice>> vfio_device =
-      vfio_groups_[*group_id].group->GetDevice(spec.host_bdf);
   if (!vfio_device.ok()) return fail("open the device", vfio_device.status());
   absl::StatusOr<std::shared_ptr<passthrough::VfioPciDevice>> device =
       passthrough::VfioPciDevice::Create(
@@ -396,7 +420,7 @@ absl::StatusOr<DeviceSummary> Vmm::AttachPassthrough(const AddDeviceSpec& spec, 
            .guest_requester_id = static_cast<uint16_t>(*slot << 3),
            .intx_gsi = SlotGsi(*slot)});
   if (!device.ok()) return fail("attach the device", device.status());
-  timer.Step("open, reset and attach");
+  timer.Step("attach");
   undo.push_back([&device] { device->reset(); });  // Detached before its DMA mappings go.
   // As firmware would: BARs at free, naturally aligned addresses; the guest may move them.
   std::vector<std::pair<bool, uint64_t>> bars;  // (io, address) allocated.
@@ -415,7 +439,8 @@ absl::StatusOr<DeviceSummary> Vmm::AttachPassthrough(const AddDeviceSpec& spec, 
   if (absl::Status s = pci_->AddDevice(*slot, *device); !s.ok())
     return fail("plug into the slot", s);
   ++vfio_groups_[*group_id].devices;
-  Passthrough entry{spec.id, spec.host_bdf, *slot, *group_id, *device, std::move(bars), false};
+  Passthrough entry{spec.id, spec.host_bdf,   *slot,       *group_id,
+                    *device, std::move(bars), std::nullopt};
   passthrough_.push_back(std::move(entry));
   // Only now does the guest hear of it.
   if (hotplug) acpi_events_->DeviceAdded(*slot);
@@ -428,30 +453,44 @@ void Vmm::DetachPassthroughLocked(size_t index) {
   StepTimer timer;
   Passthrough p = std::move(passthrough_[index]);
   passthrough_.erase(passthrough_.begin() + static_cast<long>(index));
-  // Off the bus first (no new config accesses), then the device detaches itself (interrupts,
-  // BAR slots and traps, reset) and closes its fd.
-  (void)pci_->RemoveDevice(p.slot);
-  p.device.reset();
-  timer.Step("detach and reset");
+  (void)pci_->RemoveDevice(p.slot);  // Off the bus first: no new config accesses.
   for (auto [io, address] : p.bars) (void)(io ? *io_space_ : *mmio_space_).Free(address);
-  if (passthrough_.empty()) {
-    // The last one: guest RAM leaves the container while its groups still hold the IOMMU (no DMA
-    // mapping outlives the devices); then routes, groups and container go. A later hotplug
-    // starts afresh and replays the mappings.
-    msi_routes_.reset();
-    if (dma_listener_ != nullptr) {
-      std::lock_guard<std::mutex> machine(machine_mu_);
-      (void)system_memory_.UnregisterListener(dma_listener_.get());
-      dma_listener_.reset();
+  if (!passthrough_.empty()) {
+    // Off the machine (interrupts, BAR slots and traps) with its DMA stopped; then its fd closes
+    // (vfio-pci resets it). The container keeps guest RAM mapped for the other devices.
+    p.device->Detach();
+    p.device.reset();
+    if (auto group = vfio_groups_.find(p.group_id);
+        group != vfio_groups_.end() && --group->second.devices == 0) {
+      vfio_groups_.erase(group);
     }
-    timer.Step("DMA unmap");
-    vfio_groups_.clear();
-    vfio_container_.reset();
-  } else if (auto group = vfio_groups_.find(p.group_id);
-             group != vfio_groups_.end() && --group->second.devices == 0) {
-    vfio_groups_.erase(group);  // The container keeps the other groups' devices' mappings.
+    LogInfo("vmm: detached ", p.id, " (host ", p.host_bdf, ") in ", timer.Summary());
+    return;
   }
-  timer.Step("close");
+  // The last one: guest RAM leaves the container while its groups still hold the IOMMU (no DMA
+  // mapping outlives the devices); then routes, groups and container go, and a later hotplug
+  // starts afresh and replays the mappings. Two slow parts overlap: on a helper thread the device
+  // detaches (KVM waits out its readers as irqfds and memory slots go) and its fd closes (vfio-pci
+  // resets it, waiting on the hardware); here guest RAM is unmapped (CPU: unpinning pages), outside
+  // the machine lock so that the detach can take it. Unmapping first is safe: VFIO removes the
+  // IOMMU entries, and flushes, before it unpins a page, so a late DMA faults; it cannot land.
+  std::vector<AddressSpaceRegion> mapped;
+  if (dma_listener_ != nullptr) {
+    std::lock_guard<std::mutex> machine(machine_mu_);
+    mapped = system_memory_.RemoveListener(dma_listener_.get()).value_or(mapped);
+  }
+  std::thread closer([device = std::move(p.device)]() mutable {
+    device->Detach();
+    device.reset();
+  });
+  for (auto r = mapped.rbegin(); r != mapped.rend(); ++r) dma_listener_->RegionDel(*r);
+  timer.Step("DMA unmap");
+  closer.join();
+  timer.Step("then the detach, close and reset alongside");
+  dma_listener_.reset();
+  msi_routes_.reset();
+  vfio_groups_.clear();
+  vfio_container_.reset();
   LogInfo("vmm: detached ", p.id, " (host ", p.host_bdf, ") in ", timer.Summary());
 }
 
@@ -478,7 +517,7 @@ absl::StatusOr<DeviceSummary> Vmm::BeginRemoveDevice(const std::string& id) {
     if (p.id != id) continue;
     if (p.removing)
       return absl::FailedPreconditionError(absl::StrCat(id, " is already being removed"));
-    p.removing = true;
+    p.removing = absl::Now();
     acpi_events_->RequestEject(p.slot);
     return SummaryLocked(p);
   }
@@ -495,7 +534,7 @@ void Vmm::CancelRemoveDevice(const std::string& id) {
   std::lock_guard<std::mutex> lock(passthrough_mu_);
   for (Passthrough& p : passthrough_) {
     if (p.id == id) {
-      p.removing = false;
+      p.removing.reset();
       acpi_events_->CancelEject(p.slot);
     }
   }
@@ -504,17 +543,24 @@ void Vmm::CancelRemoveDevice(const std::string& id) {
 void Vmm::OnGuestEjected(uint8_t slot) {
   // On the loop: the guest has released the device in `slot` (its _EJ0 ran), asked or not.
   std::optional<DeviceSummary> gone;
+  std::string asked;
   {
     std::lock_guard<std::mutex> lock(passthrough_mu_);
     for (size_t i = 0; i < passthrough_.size(); ++i) {
       if (passthrough_[i].slot != slot) continue;
       gone = SummaryLocked(passthrough_[i]);
+      if (passthrough_[i].removing) {
+        asked =
+            absl::StrCat(" ", absl::ToInt64Milliseconds(absl::Now() - *passthrough_[i].removing),
+                         " ms after the request");
+      }
       DetachPassthroughLocked(i);
       break;
     }
   }
   if (!gone) return;  // An empty slot: nothing to do (the guest's mistake, or malice).
-  LogInfo("vmm: ", gone->id, " (host ", gone->host_bdf, ") released by the guest and detached");
+  LogInfo("vmm: ", gone->id, " (host ", gone->host_bdf, ") released by the guest", asked,
+          " and detached");
   if (controller_ != nullptr) {
     controller_->OnDeviceEvent({VmEvent::DeviceChanged::Type::kRemoved, *gone, "guest ejected"});
   }

@@ -160,7 +160,7 @@ class Vmm : private VmOperations, private LoopExecutor {
     int group_id;
     std::shared_ptr<passthrough::VfioPciDevice> device;
     std::vector<std::pair<bool, uint64_t>> bars;  // (I/O, address) given out by PlaceBars.
-    bool removing;                                // The guest was asked to release it.
+    std::optional<absl::Time> removing;           // When the guest was asked to release it.
   };
   struct GroupRef {
     std::shared_ptr<vfio::VfioGroup> group;

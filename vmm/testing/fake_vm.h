@@ -12,10 +12,12 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <mutex>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -25,14 +27,22 @@
 namespace vmmkit::vmm::testing {
 
 // A path for a Unix socket in a per-process directory under /tmp: socket paths must fit sun_path
-// (108 bytes), and Bazel's TEST_TMPDIR is longer than that.
+// (108 bytes), and Bazel's TEST_TMPDIR is longer than that. The directory goes, with whatever is
+// left in it, when the test process exits normally.
 inline std::string ShortTempPath(const std::string& name) {
-  static const std::string dir = [] {
-    char tmpl[] = "/tmp/vmmkit-api-XXXXXX";
-    const char* d = ::mkdtemp(tmpl);
-    return std::string(d == nullptr ? "/tmp" : d);
-  }();
-  return dir + "/" + name;
+  struct Dir {
+    Dir() {
+      char tmpl[] = "/tmp/vmmkit-api-XXXXXX";
+      if (const char* d = ::mkdtemp(tmpl)) path = d;
+    }
+    ~Dir() {
+      std::error_code ignored;
+      if (!path.empty()) std::filesystem::remove_all(path, ignored);
+    }
+    std::string path;
+  };
+  static const Dir dir;
+  return (dir.path.empty() ? std::string("/tmp") : dir.path) + "/" + name;
 }
 
 class FakeVm : public VmOperations {

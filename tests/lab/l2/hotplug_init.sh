@@ -14,10 +14,9 @@ outb 0x440 123 2>/dev/null
 echo "L2: ready"
 # hpmode=watch (the benchmark): only report edu coming and going.
 mode=$(sed -n 's/.*hpmode=\([a-z]*\).*/\1/p' /proc/cmdline)
-present() { grep -ql 0x11e8 /sys/bus/pci/devices/*/device 2>/dev/null; }
 n=0
 while true; do
-  while ! present; do usleep 20000; done
+  edu_guest wait-present
   n=$((n + 1))
   echo "L2: edu appeared ($n)"
   if [ "$mode" != watch ] && { [ "$n" -eq 1 ] || [ "$n" -eq 2 ]; }; then
@@ -41,6 +40,6 @@ while true; do
       echo "L2: FAIL edu after the timed-out removal"
     fi
   fi
-  while present; do usleep 20000; done
+  edu_guest wait-absent
   echo "L2: edu gone ($n)"
 done

@@ -9,6 +9,8 @@
 //   edu_guest mmio N       N reads of BAR0's ID register; prints the rate (the BAR's mapping)
 //   edu_guest intx N       N interrupts through uio_pci_generic (/dev/uioN): raise, wait, ack
 //   edu_guest raise N      raise N interrupts and leave handling to a driver (edu_msi)
+//   edu_guest wait-present, wait-absent
+//                          return once edu is there / gone (polls sysfs every 20 ms)
 //   edu_guest starve N     busy-loop at SCHED_FIFO 99 for N seconds: on a 1-vCPU guest with RT
 //                          throttling off, the kernel's workers get no CPU (an unresponsive guest)
 //
@@ -57,7 +59,8 @@ void WriteFile(const std::string& path, const std::string& text) {
   ::close(fd);
 }
 
-std::string FindEdu() {
+// The sysfs directory of edu, or "" if there is none.
+std::string LookForEdu() {
   DIR* d = ::opendir("/sys/bus/pci/devices");
   if (d == nullptr) Fail("opendir /sys/bus/pci/devices");
   std::string found;
@@ -70,6 +73,11 @@ std::string FindEdu() {
     }
   }
   ::closedir(d);
+  return found;
+}
+
+std::string FindEdu() {
+  std::string found = LookForEdu();
   if (found.empty()) {
     errno = ENODEV;
     Fail("no edu (1234:11e8) in /sys/bus/pci/devices");
@@ -268,6 +276,13 @@ int Starve(long seconds) {
   return 0;
 }
 
+// Polls sysfs every 20 ms, in this one process, until edu is there (or gone): a watcher that
+// costs the guest a few syscalls per poll rather than a fork and exec.
+int Wait(bool present) {
+  while (LookForEdu().empty() == present) ::usleep(20000);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -283,6 +298,10 @@ int main(int argc, char** argv) {
   if (cmd == "intx") return Intx(n);
   if (cmd == "raise") return Raise(n);
   if (cmd == "starve") return Starve(n);
-  std::fprintf(stderr, "usage: edu_guest probe | dma N | mmio N | intx N | raise N | starve N\n");
+  if (cmd == "wait-present") return Wait(true);
+  if (cmd == "wait-absent") return Wait(false);
+  std::fprintf(stderr,
+               "usage: edu_guest probe | dma N | mmio N | intx N | raise N | starve N | "
+               "wait-present | wait-absent\n");
   return 2;
 }

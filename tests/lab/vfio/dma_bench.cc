@@ -3,11 +3,15 @@
 //   - VFIO_IOMMU_MAP_DMA + VFIO_IOMMU_UNMAP_DMA pairs per second, 4 KiB and 2 MiB, through
 //     VfioContainer and through raw ioctls on the same container, interleaved rounds, medians,
 //     and the ratio library/raw;
+//   - 256 MiB of guest RAM mapped whole: 2 MiB pages with the IOVA congruent to the host address
+//     (IOMMU superpages possible), the same off by 4 KiB, and 4 KiB pages; then never-touched
+//     memory (the map faults it in), in 2 MiB and in 4 KiB pages;
 //   - the DMA mapping listener's time to map (and unmap) a 1 GiB guest, next to one raw 1 GiB
 //     MAP_DMA/UNMAP_DMA.
 // Usage: dma_bench EDU_BDF
 #include <linux/vfio.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 
 #include <algorithm>
 #include <chrono>
@@ -107,6 +111,53 @@ int main(int argc, char** argv) {
     const double l = Median(lib), r = Median(raw);
     std::printf("bench: %-6s library %9.0f/s  raw ioctl %9.0f/s  ratio %.3f\n",
                 size == 4096 ? "4 KiB" : "2 MiB", l, r, l / r);
+  }
+
+  // 256 MiB of touched guest RAM mapped and unmapped whole, by how the host backs it: where the
+  // IOVA and the host address agree modulo 2 MiB, the IOMMU can use superpages (if it has them).
+  {
+    constexpr uint64_t kSize = 256 << 20;
+    auto thp_ram = GuestRegion::Create(GuestAddress(0), kSize, thp);
+    auto small_ram = GuestRegion::Create(GuestAddress(0), kSize, thp);
+    if (!thp_ram.ok() || !small_ram.ok()) Die(thp_ram.status(), "256 MiB RAM");
+    ::madvise((*small_ram)->host_address(), kSize, MADV_NOHUGEPAGE);
+    for (auto* r : {&*thp_ram, &*small_ram}) {
+      std::fill((*r)->host_address(), (*r)->host_address() + kSize, 1);
+    }
+    struct Case {
+      const char* name;
+      const GuestRegion* ram;
+      uint64_t iova;
+    };
+    std::printf("bench: 256 MiB of guest RAM, one MapDma / UnmapDma (median of 3)\n");
+    for (const Case& k : {Case{"2 MiB pages, IOVA congruent", thp_ram->get(), 0},
+                          Case{"2 MiB pages, IOVA off by 4 KiB", thp_ram->get(), 0x1000},
+                          Case{"4 KiB pages", small_ram->get(), 0}}) {
+      std::vector<double> map, unmap;
+      for (int i = 0; i < 3; ++i) {
+        const auto a = Clock::now();
+        if (auto s = c.MapDma(Iova(k.iova), *k.ram, 0, kSize, true); !s.ok()) Die(s, "map 256");
+        const auto b = Clock::now();
+        if (auto s = c.UnmapDma(Iova(k.iova), kSize); !s.ok()) Die(s, "unmap 256");
+        map.push_back(1e3 * Seconds(a, b));
+        unmap.push_back(1e3 * Seconds(b, Clock::now()));
+      }
+      std::printf("bench:   %-32s map %7.1f ms  unmap %7.1f ms\n", k.name, Median(map),
+                  Median(unmap));
+    }
+    // Never touched: the map faults the memory in (zeroed) to pin it, as a first hotplug does.
+    for (bool huge : {true, false}) {
+      auto fresh = GuestRegion::Create(GuestAddress(0), kSize, thp);
+      if (!fresh.ok()) Die(fresh.status(), "256 MiB fresh RAM");
+      if (!huge) ::madvise((*fresh)->host_address(), kSize, MADV_NOHUGEPAGE);
+      const auto a = Clock::now();
+      if (auto s = c.MapDma(Iova(0), **fresh, 0, kSize, true); !s.ok()) Die(s, "map fresh");
+      const auto b = Clock::now();
+      if (auto s = c.UnmapDma(Iova(0), kSize); !s.ok()) Die(s, "unmap fresh");
+      std::printf("bench:   %-32s map %7.1f ms  unmap %7.1f ms\n",
+                  huge ? "never touched, 2 MiB pages" : "never touched, 4 KiB pages",
+                  1e3 * Seconds(a, b), 1e3 * Seconds(b, Clock::now()));
+    }
   }
 
   // A 1 GiB guest through the listener vs one raw map of the same memory.

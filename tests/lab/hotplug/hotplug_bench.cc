@@ -1,0 +1,232 @@
+// hotplug_bench: the hotplug benchmark's driver, one program for both sides so that they are
+// measured the same way: a long-lived control connection (as orchestration code holds one), CYCLES
+// times add a vfio-pci device, wait until the guest has seen it, remove it (until the VMM says it
+// is gone), wait until the guest has seen it go. Latencies are the control calls alone; the guest's
+// console log says when it has seen the device come and go (lines from
+// tests/lab/l2/hotplug_init.sh).
+//
+//   hotplug_bench qmp  /tmp/qmp.sock 0000:01:00.0 20 /tmp/qemu.log   QEMU: QMP device_add /
+//                                                                     device_del + DEVICE_DELETED
+//   hotplug_bench grpc /tmp/vmm.sock 0000:01:00.0 20 /tmp/vmm.log    vmm: AddDevice / RemoveDevice
+//
+// Also measures the control channel's floor, 20 calls that do no device work: QMP query-status, or
+// gRPC's own health check. Prints
+//   hotplug_bench: add p50 X ms p99 Y ms / remove p50 X ms p99 Y ms / floor p50 X ms p99 Y ms
+// and exits 1 on any error or timeout.
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "grpcpp/grpcpp.h"
+#include "proto/grpc/health/v1/health.grpc.pb.h"
+#include "proto/vmm/v1/vmm.grpc.pb.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr char kId[] = "hp0";
+
+[[noreturn]] void Fail(const std::string& what) {
+  std::fprintf(stderr, "hotplug_bench: FAIL %s\n", what.c_str());
+  std::exit(1);
+}
+
+// One VMM's control connection.
+class Control {
+ public:
+  virtual ~Control() = default;
+  virtual void Add(const std::string& bdf) = 0;
+  virtual void Remove() = 0;  // Returns once the VMM reports the device gone.
+  virtual void Floor() = 0;   // A call that does no device work.
+};
+
+class Qmp : public Control {
+ public:
+  explicit Qmp(const std::string& path) {
+    fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
+    if (fd_ < 0 || ::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+      Fail("connect " + path);
+    }
+    ReadLine();  // The greeting.
+    Execute(R"({"execute": "qmp_capabilities"})");
+  }
+  void Add(const std::string& bdf) override {
+    Execute(R"({"execute": "device_add", "arguments": {"driver": "vfio-pci", "host": ")" + bdf +
+            R"(", "id": ")" + kId + R"("}})");
+  }
+  void Remove() override {
+    Execute(std::string(R"({"execute": "device_del", "arguments": {"id": ")") + kId + R"("}})");
+    WaitEvent("DEVICE_DELETED", std::string("\"") + kId + "\"");
+  }
+  void Floor() override { Execute(R"({"execute": "query-status"})"); }
+
+ private:
+  // Sends a command; returns its reply line (events that arrive meanwhile are kept).
+  std::string Execute(const std::string& json) {
+    const std::string line = json + "\n";
+    if (::write(fd_, line.data(), line.size()) != static_cast<ssize_t>(line.size())) {
+      Fail("write to QMP");
+    }
+    for (;;) {
+      std::string reply = ReadLine();
+      if (reply.find("\"event\"") != std::string::npos) {
+        events_.push_back(reply);
+        continue;
+      }
+      if (reply.find("\"error\"") != std::string::npos) Fail(json + " -> " + reply);
+      return reply;
+    }
+  }
+  void WaitEvent(const std::string& name, const std::string& detail) {
+    for (;;) {
+      for (auto it = events_.begin(); it != events_.end(); ++it) {
+        if (it->find(name) != std::string::npos && it->find(detail) != std::string::npos) {
+          events_.erase(it);
+          return;
+        }
+      }
+      events_.push_back(ReadLine());
+    }
+  }
+  std::string ReadLine() {
+    for (;;) {
+      const size_t nl = buffer_.find('\n');
+      if (nl != std::string::npos) {
+        std::string line = buffer_.substr(0, nl);
+        buffer_.erase(0, nl + 1);
+        return line;
+      }
+      char chunk[4096];
+      const ssize_t n = ::read(fd_, chunk, sizeof(chunk));
+      if (n <= 0) Fail("QMP connection closed");
+      buffer_.append(chunk, static_cast<size_t>(n));
+    }
+  }
+  int fd_ = -1;
+  std::string buffer_;
+  std::vector<std::string> events_;
+};
+
+class Grpc : public Control {
+ public:
+  explicit Grpc(const std::string& path)
+      : channel_(grpc::CreateChannel("unix:" + path, grpc::InsecureChannelCredentials())),
+        vm_(vmmkit::vmm::v1::VmService::NewStub(channel_)),
+        health_(grpc::health::v1::Health::NewStub(channel_)) {
+    if (!channel_->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(10))) {
+      Fail("connect " + path);
+    }
+  }
+  void Add(const std::string& bdf) override {
+    vmmkit::vmm::v1::AddDeviceRequest req;
+    req.set_id(kId);
+    req.set_host(bdf);
+    vmmkit::vmm::v1::Device out;
+    Check("AddDevice", vm_->AddDevice(Context().get(), req, &out));
+  }
+  void Remove() override {
+    vmmkit::vmm::v1::RemoveDeviceRequest req;
+    req.set_id(kId);
+    vmmkit::vmm::v1::RemoveDeviceResponse out;
+    Check("RemoveDevice", vm_->RemoveDevice(Context().get(), req, &out));
+  }
+  void Floor() override {
+    grpc::health::v1::HealthCheckRequest req;
+    grpc::health::v1::HealthCheckResponse out;
+    Check("Health.Check", health_->Check(Context().get(), req, &out));
+  }
+
+ private:
+  static std::unique_ptr<grpc::ClientContext> Context() {
+    auto ctx = std::make_unique<grpc::ClientContext>();
+    ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+    return ctx;
+  }
+  static void Check(const std::string& what, const grpc::Status& s) {
+    if (!s.ok()) Fail(what + ": " + s.error_message());
+  }
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<vmmkit::vmm::v1::VmService::Stub> vm_;
+  std::unique_ptr<grpc::health::v1::Health::Stub> health_;
+};
+
+bool WaitForLog(const std::string& path, const std::string& needle, int seconds) {
+  const auto end = Clock::now() + std::chrono::seconds(seconds);
+  while (Clock::now() < end) {
+    std::ifstream in(path);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    if (ss.str().find(needle) != std::string::npos) return true;
+    ::usleep(20000);
+  }
+  return false;
+}
+
+double Ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
+
+double Percentile(std::vector<double> v, double p) {
+  std::sort(v.begin(), v.end());
+  size_t i = static_cast<size_t>(static_cast<double>(v.size()) * p / 100.0 + 0.999);
+  if (i < 1) i = 1;
+  return v[std::min(i, v.size()) - 1];
+}
+
+void Print(const char* what, const std::vector<double>& v) {
+  std::printf("hotplug_bench: %s p50 %.1f ms p99 %.1f ms\n", what, Percentile(v, 50),
+              Percentile(v, 99));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const std::string kind = argc == 6 ? argv[1] : "";
+  if (kind != "qmp" && kind != "grpc") {
+    std::fprintf(stderr, "usage: hotplug_bench qmp|grpc SOCKET HOST_BDF CYCLES GUEST_LOG\n");
+    return 2;
+  }
+  const std::string bdf = argv[3];
+  const int cycles = std::atoi(argv[4]);
+  const std::string log = argv[5];
+  std::unique_ptr<Control> control;
+  if (kind == "qmp") {
+    control = std::make_unique<Qmp>(argv[2]);
+  } else {
+    control = std::make_unique<Grpc>(argv[2]);
+  }
+  auto timed = [](const auto& call) {
+    const auto t0 = Clock::now();
+    call();
+    return Ms(Clock::now() - t0);
+  };
+  std::vector<double> add, remove, floor;
+  for (int c = 1; c <= cycles; ++c) {
+    add.push_back(timed([&] { control->Add(bdf); }));
+    if (!WaitForLog(log, "L2: edu appeared (" + std::to_string(c) + ")", 60)) {
+      Fail("the guest did not see the device in cycle " + std::to_string(c));
+    }
+    remove.push_back(timed([&] { control->Remove(); }));
+    if (!WaitForLog(log, "L2: edu gone (" + std::to_string(c) + ")", 60)) {
+      Fail("the guest did not see the device go in cycle " + std::to_string(c));
+    }
+  }
+  for (int i = 0; i < 20; ++i) floor.push_back(timed([&] { control->Floor(); }));
+  std::printf("hotplug_bench: %s, %d cycles\n", kind.c_str(), cycles);
+  Print("add", add);
+  Print("remove", remove);
+  Print("floor", floor);
+  return 0;
+}
