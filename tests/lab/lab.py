@@ -43,6 +43,9 @@ MODULES = {
     "vfio": ["virt/lib/irqbypass.ko", "drivers/vfio/vfio.ko", "drivers/vfio/vfio_iommu_type1.ko",
              "drivers/vfio/vfio_virqfd.ko", "drivers/vfio/pci/vfio-pci-core.ko",
              "drivers/vfio/pci/vfio-pci.ko"],
+    # A kernel driver for any PCI function with INTx: lets a scenario make an IOMMU group
+    # non-viable for VFIO.
+    "uio": ["drivers/uio/uio.ko", "drivers/uio/uio_pci_generic.ko"],
 }
 
 
@@ -322,7 +325,7 @@ def main():
                    help="a directory of this machine copied to the same path in L1 (e.g. firmware)")
     p.add_argument("--l2-initramfs", action="append", default=[],
                    help="INIT=DEST: build an L2 initramfs with INIT as /init at DEST")
-    p.add_argument("--modules", default="kvm,vfio", help="module groups to load: kvm,vfio")
+    p.add_argument("--modules", default="kvm,vfio", help="module groups to load: kvm,vfio,uio")
     p.add_argument("--timeout", type=int, default=300, help="seconds before QEMU is killed")
     p.add_argument("--memory", type=int, default=2048, help="L1 memory in MiB")
     p.add_argument("--qemu-arg", action="append", default=[], help="extra QEMU argument")
