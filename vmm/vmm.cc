@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <system_error>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -110,6 +111,35 @@ class StepTimer {
   absl::Time start_ = absl::Now(), last_ = start_;
   absl::Duration last_cpu_ = ThreadCpu();
   std::vector<std::string> steps_;
+};
+
+// Work that mostly waits in the kernel, run on a helper thread while the caller does CPU work;
+// Join() (or destruction) waits for it. Without a thread (none could be started) the work runs in
+// Join() instead: correct, only not overlapped.
+class Alongside {
+ public:
+  explicit Alongside(std::function<void()> work) : work_(std::move(work)) {
+    try {
+      thread_ = std::thread(work_);
+    } catch (const std::system_error& e) {
+      LogWarning("vmm: no helper thread (", e.what(), "); the work runs in sequence");
+    }
+  }
+  ~Alongside() { Join(); }
+  Alongside(const Alongside&) = delete;
+  Alongside& operator=(const Alongside&) = delete;
+  void Join() {
+    if (thread_.joinable()) {
+      thread_.join();
+    } else if (work_) {
+      work_();
+    }
+    work_ = nullptr;
+  }
+
+ private:
+  std::function<void()> work_;
+  std::thread thread_;
 };
 
 // The host device exists and vfio-pci drives it: said plainly, before VFIO says it obscurely.
@@ -382,14 +412,14 @@ absl::StatusOr<DeviceSummary> Vmm::AttachPassthrough(const AddDeviceSpec& spec, 
     // Guest RAM into the container: all of it, now (the listener replays the address space).
     // Meanwhile a helper thread opens the device, which is when vfio-pci resets it: mostly waiting
     // on the hardware, where mapping is CPU work (pinning pages), so the two overlap.
-    std::thread opener([&] { vfio_device = group.GetDevice(spec.host_bdf); });
+    Alongside opener([&] { vfio_device = group.GetDevice(spec.host_bdf); });
     auto listener = std::make_unique<vfio::DmaMappingListener>(*vfio_container_);
     absl::Status s;
     {
       std::lock_guard<std::mutex> machine(machine_mu_);
       s = system_memory_.RegisterListener(listener.get());
     }
-    opener.join();
+    opener.Join();
     timer.Step("DMA map, with the open alongside");
     if (!s.ok()) {
       vfio_device = absl::CancelledError("");  // Closed before its group goes.
@@ -479,13 +509,14 @@ void Vmm::DetachPassthroughLocked(size_t index) {
     std::lock_guard<std::mutex> machine(machine_mu_);
     mapped = system_memory_.RemoveListener(dma_listener_.get()).value_or(mapped);
   }
-  std::thread closer([device = std::move(p.device)]() mutable {
+  std::shared_ptr<passthrough::VfioPciDevice> device = std::move(p.device);
+  Alongside closer([&device] {
     device->Detach();
     device.reset();
   });
   for (auto r = mapped.rbegin(); r != mapped.rend(); ++r) dma_listener_->RegionDel(*r);
   timer.Step("DMA unmap");
-  closer.join();
+  closer.Join();
   timer.Step("then the detach, close and reset alongside");
   dma_listener_.reset();
   msi_routes_.reset();
