@@ -119,6 +119,14 @@ check() {  # check DESCRIPTION COMMAND...: runs COMMAND, prints PASS/FAIL, count
   desc=$1; shift
   if "$@"; then echo "lab: PASS $desc"; else echo "lab: FAIL $desc"; LAB_FAILURES=$((LAB_FAILURES + 1)); fi
 }
+expect_rc() {  # expect_rc WANT DESCRIPTION COMMAND...: COMMAND exits with WANT. Its output is
+  # shown (first lines) and kept in /tmp/ctl.out for further checks.
+  want=$1 desc=$2; shift 2
+  "$@" >/tmp/ctl.out 2>&1
+  got=$?
+  sed 's/^/  output| /' /tmp/ctl.out | head -n 3
+  check "$desc (exit $got, want $want)" test "$got" -eq "$want"
+}
 LAB_FAILURES=0
 finish() { echo "lab: $LAB_FAILURES failure(s)"; [ "$LAB_FAILURES" -eq 0 ]; }
 """

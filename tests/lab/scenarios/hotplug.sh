@@ -11,13 +11,6 @@ I=/lab/l2hp.cpio
 SOCK=/tmp/vmm.sock
 CYCLES=20
 ctl() { vmmctl --socket=$SOCK "$@"; }
-expect_rc() {  # expect_rc WANT DESCRIPTION COMMAND...
-  want=$1 desc=$2; shift 2
-  "$@" >/tmp/ctl.out 2>&1
-  got=$?
-  sed 's/^/  vmmctl| /' /tmp/ctl.out | head -n 3
-  check "$desc (exit $got, want $want)" test "$got" -eq "$want"
-}
 resources() { ctl get | sed -n 's/^resources //p'; }
 # The same without the thread count: gRPC's server grows its thread pool on demand, so threads are
 # compared only across cycles, once it has warmed up.

@@ -7,13 +7,6 @@
 . /lab/lib.sh
 SOCK=/tmp/vmm.sock
 ctl() { vmmctl --socket=$SOCK "$@"; }
-expect_rc() {  # expect_rc WANT DESCRIPTION COMMAND...
-  want=$1 desc=$2; shift 2
-  "$@" >/tmp/ctl.out 2>&1
-  got=$?
-  sed 's/^/  vmmctl| /' /tmp/ctl.out | head -n 3
-  check "$desc (exit $got, want $want)" test "$got" -eq "$want"
-}
 resources() { ctl get | sed -n 's/^resources //p' | sed 's/, threads [0-9]*//'; }
 bind() {  # bind BDF DRIVER
   d=/sys/bus/pci/devices/$1

@@ -9,13 +9,6 @@ K=/lab/vmlinuz
 I=/lab/l2pt.cpio
 SOCK=/tmp/vmm.sock
 ctl() { vmmctl --socket=$SOCK "$@"; }
-expect_rc() {  # expect_rc WANT DESCRIPTION COMMAND...: the command's exit status is WANT.
-  want=$1 desc=$2; shift 2
-  "$@" >/tmp/ctl.out 2>&1
-  got=$?
-  sed 's/^/  vmmctl| /' /tmp/ctl.out | head -n 3
-  check "$desc (exit $got, want $want)" test "$got" -eq "$want"
-}
 
 edu=$(grep -l 0x11e8 /sys/bus/pci/devices/*/device | head -1 | sed 's|/device$||')
 bdf=$(basename "$edu")
