@@ -24,6 +24,8 @@ constexpr uint32_t kLeafHypervisorSignature = 0x40000000;
 constexpr uint32_t kLeafKvmFeatures = 0x40000001;
 // CPUID.1:ECX bit 31: "running under a hypervisor".
 constexpr uint32_t kHypervisorBit = 1u << 31;
+// CPUID.1:ECX bit 24: the local APIC's TSC-deadline timer mode.
+constexpr uint32_t kTscDeadlineBit = 1u << 24;
 // CPUID.1:EDX bit 28: HTT, "EBX[23:16] is valid".
 constexpr uint32_t kHttBit = 1u << 28;
 
@@ -71,8 +73,8 @@ void Cpuid::Set(const kvm_cpuid_entry2& entry) {
   }
 }
 
-absl::StatusOr<Cpuid> BuildGuestCpuid(const Cpuid& supported, uint32_t vcpu_id,
-                                      uint32_t vcpu_count) {
+absl::StatusOr<Cpuid> BuildGuestCpuid(const Cpuid& supported, uint32_t vcpu_id, uint32_t vcpu_count,
+                                      const GuestCpuidOptions& options) {
   if (vcpu_count == 0 || vcpu_count > 255 || vcpu_id >= vcpu_count) {
     return absl::InvalidArgumentError(
         absl::StrCat("guest CPUID for vCPU ", vcpu_id, " of ", vcpu_count,
@@ -85,6 +87,7 @@ absl::StatusOr<Cpuid> BuildGuestCpuid(const Cpuid& supported, uint32_t vcpu_id,
         // EBX[31:24] initial APIC ID, EBX[23:16] logical processors per package.
         e.ebx = (e.ebx & 0xffffu) | (vcpu_id << 24) | (vcpu_count << 16);
         e.ecx |= kHypervisorBit;
+        if (options.tsc_deadline_timer) e.ecx |= kTscDeadlineBit;
         if (vcpu_count > 1) {
           e.edx |= kHttBit;
         } else {

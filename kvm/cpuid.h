@@ -43,11 +43,19 @@ class Cpuid {
   std::vector<kvm_cpuid_entry2> entries_;
 };
 
+struct GuestCpuidOptions {
+  // Offer the local APIC's TSC-deadline timer mode (CPUID.1:ECX[24]), the timer Linux prefers.
+  // KVM emulates it in its in-kernel LAPIC, but kernels before 6.13 report it only through
+  // KVM_CAP_TSC_DEADLINE_TIMER, not in KVM_GET_SUPPORTED_CPUID: a VMM with an in-kernel irqchip
+  // sets this from that capability.
+  bool tsc_deadline_timer = false;
+};
+
 // The CPUID for vCPU `vcpu_id` (0-based; it is also the APIC ID) of a guest with `vcpu_count`
 // single-threaded cores in one socket. INVALID_ARGUMENT if vcpu_count is 0 or above 255 (the
 // xAPIC ID limit) or vcpu_id >= vcpu_count.
-absl::StatusOr<Cpuid> BuildGuestCpuid(const Cpuid& supported, uint32_t vcpu_id,
-                                      uint32_t vcpu_count);
+absl::StatusOr<Cpuid> BuildGuestCpuid(const Cpuid& supported, uint32_t vcpu_id, uint32_t vcpu_count,
+                                      const GuestCpuidOptions& options = {});
 
 }  // namespace vmmkit::kvm
 

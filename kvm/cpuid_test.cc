@@ -77,6 +77,22 @@ TEST(BuildGuestCpuidTest, SingleVcpuClearsHtt) {
   EXPECT_EQ(c.Find(0xb, 1)->eax, 0u);
 }
 
+TEST(BuildGuestCpuidTest, TscDeadlineTimerOnlyWhenAskedOrSupported) {
+  ASSERT_OK_AND_ASSIGN(Cpuid plain, BuildGuestCpuid(Synthetic(), 0, 1));
+  EXPECT_FALSE(plain.Find(1)->ecx & (1u << 24));
+  ASSERT_OK_AND_ASSIGN(Cpuid with,
+                       BuildGuestCpuid(Synthetic(), 0, 1, {.tsc_deadline_timer = true}));
+  EXPECT_TRUE(with.Find(1)->ecx & (1u << 24));
+  EXPECT_EQ(with.Find(1)->ecx & ~(1u << 24), plain.Find(1)->ecx) << "nothing else changes";
+  // A newer KVM that reports it in KVM_GET_SUPPORTED_CPUID keeps it either way.
+  Cpuid newer = Synthetic();
+  kvm_cpuid_entry2 leaf1 = *newer.Find(1);
+  leaf1.ecx |= 1u << 24;
+  newer.Set(leaf1);
+  ASSERT_OK_AND_ASSIGN(Cpuid kept, BuildGuestCpuid(newer, 0, 1));
+  EXPECT_TRUE(kept.Find(1)->ecx & (1u << 24));
+}
+
 TEST(BuildGuestCpuidTest, KvmSignatureLeaf) {
   ASSERT_OK_AND_ASSIGN(Cpuid c, BuildGuestCpuid(Synthetic(), 0, 2));
   const kvm_cpuid_entry2* sig = c.Find(0x40000000);

@@ -599,6 +599,10 @@ void Vmm::OnGuestEjected(uint8_t slot) {
 
 absl::Status Vmm::SetUpVcpus(GuestAddress entry, GuestAddress boot_params) {
   ASSIGN_OR_RETURN(kvm::Cpuid supported, kvm_->GetSupportedCpuid());
+  // The in-kernel LAPIC (created in Build) emulates the TSC-deadline timer where KVM says so.
+  absl::StatusOr<int> tsc_deadline = kvm_->CheckExtension(KVM_CAP_TSC_DEADLINE_TIMER);
+  const kvm::GuestCpuidOptions cpuid_options{.tsc_deadline_timer =
+                                                 tsc_deadline.ok() && *tsc_deadline > 0};
   ASSIGN_OR_RETURN(std::vector<uint32_t> saved_msrs, kvm_->GetMsrIndexList());
   std::vector<kvm_msr_entry> msrs;
   for (const BootMsr& m : kBootMsrs) {
@@ -609,7 +613,8 @@ absl::Status Vmm::SetUpVcpus(GuestAddress entry, GuestAddress boot_params) {
   }
   for (uint32_t id = 0; id < config_.cpus; ++id) {
     ASSIGN_OR_RETURN(std::unique_ptr<kvm::Vcpu> vcpu, vm_->CreateVcpu(id));
-    ASSIGN_OR_RETURN(kvm::Cpuid cpuid, kvm::BuildGuestCpuid(supported, id, config_.cpus));
+    ASSIGN_OR_RETURN(kvm::Cpuid cpuid,
+                     kvm::BuildGuestCpuid(supported, id, config_.cpus, cpuid_options));
     RETURN_IF_ERROR(vcpu->SetCpuid2(cpuid));
     RETURN_IF_ERROR(vcpu->SetMsrs(msrs));
     ASSIGN_OR_RETURN(kvm_lapic_state lapic, vcpu->GetLapic());

@@ -17,6 +17,7 @@ rc=$?
 sed 's/^/  boot1| /' /tmp/boot1.log | tail -n 25
 check "1 vCPU: vmm exits 0 when the guest reboots (rc=$rc)" test "$rc" -eq 0
 check "1 vCPU: the guest sees 1 CPU" grep -q "L2: booted, cpus=1" /tmp/boot1.log
+check "1 vCPU: the guest has the TSC-deadline timer" grep -q "L2: tsc_deadline_timer" /tmp/boot1.log
 check "boot timer reported" grep -q "guest boot time" /tmp/boot1.log
 echo "lab: 1-vCPU boot+reboot took $(( $(date +%s) - start )) s"
 
