@@ -127,6 +127,14 @@ expect_rc() {  # expect_rc WANT DESCRIPTION COMMAND...: COMMAND exits with WANT.
   sed 's/^/  output| /' /tmp/ctl.out | head -n 3
   check "$desc (exit $got, want $want)" test "$got" -eq "$want"
 }
+edu_to_vfio() {  # Binds every edu to vfio-pci; sets edu (sysfs dir), bdf and group for the first
+  # one and waits for its group's device node (binding through new_id is asynchronous).
+  edu=$(grep -l 0x11e8 /sys/bus/pci/devices/*/device | head -1 | sed 's|/device$||')
+  bdf=$(basename "$edu")
+  echo 1234 11e8 > /sys/bus/pci/drivers/vfio-pci/new_id
+  group=$(basename "$(readlink "$edu/iommu_group")")
+  for i in $(seq 1 50); do [ -c "/dev/vfio/$group" ] && break; usleep 100000; done
+}
 LAB_FAILURES=0
 finish() { echo "lab: $LAB_FAILURES failure(s)"; [ "$LAB_FAILURES" -eq 0 ]; }
 """

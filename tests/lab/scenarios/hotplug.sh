@@ -20,11 +20,7 @@ wait_log() {  # wait_log PATTERN SECONDS
   return 1
 }
 
-edu=$(grep -l 0x11e8 /sys/bus/pci/devices/*/device | head -1 | sed 's|/device$||')
-bdf=$(basename "$edu")
-echo 1234 11e8 > /sys/bus/pci/drivers/vfio-pci/new_id
-group=$(basename "$(readlink "$edu/iommu_group")")
-for i in $(seq 1 50); do [ -c "/dev/vfio/$group" ] && break; usleep 100000; done
+edu_to_vfio
 check "edu $bdf bound to vfio-pci (group $group)" test -c "/dev/vfio/$group"
 
 vmm --kernel=$K --initrd=$I --memory=256 --cmdline="console=ttyS0 reboot=k quiet" \

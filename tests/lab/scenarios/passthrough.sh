@@ -22,9 +22,7 @@ edu_guest mmio 2000000 | tee -a /tmp/l1dma.log
 l1_rate=$(sed -n 's/.*: \([0-9]*\) roundtrips\/s/\1/p' /tmp/l1dma.log)
 l1_mmio=$(sed -n 's/.*: \([0-9]*\) reads\/s/\1/p' /tmp/l1dma.log)
 
-echo 1234 11e8 > /sys/bus/pci/drivers/vfio-pci/new_id
-group=$(basename "$(readlink "$edu/iommu_group")")
-for i in $(seq 1 50); do [ -c "/dev/vfio/$group" ] && break; usleep 100000; done
+edu_to_vfio
 check "edu bound to vfio-pci (group $group)" test -c "/dev/vfio/$group"
 
 vmm --kernel=$K --initrd=$I --memory=256 --cmdline="console=ttyS0 reboot=k quiet" \
