@@ -111,8 +111,28 @@ absl::StatusOr<std::shared_ptr<GuestRegion>> GuestRegion::Create(
     // off, the memory simply stays in 4 KiB pages.
     (void)::madvise(host, size, MADV_HUGEPAGE);
   }
-  return std::shared_ptr<GuestRegion>(new GuestRegion(start, size, static_cast<uint8_t*>(host),
+  std::shared_ptr<GuestRegion> region(new GuestRegion(start, size, static_cast<uint8_t*>(host),
                                                       std::move(fd), options.backing, page));
+  if (options.prefault) {
+    if (absl::Status s = region->Prefault(); !s.ok()) {
+      return absl::Status(s.code(), absl::StrCat(what, ": ", s.message()));
+    }
+  }
+  return region;
+}
+
+absl::Status GuestRegion::Prefault() const {
+  if (::madvise(host_, size_, MADV_POPULATE_WRITE) == 0) return absl::OkStatus();
+  const int err = errno;
+  const char* why = err == ENOMEM   ? " (out of memory)"
+                    : err == EFAULT ? " (a page cannot be backed: is the backing file shorter?)"
+                    : err == EINVAL ? " (not for this kind of mapping, or Linux before 5.14)"
+                                    : "";
+  absl::Status s =
+      ErrnoStatus(err, "prefault ", Hex(size_), " bytes of guest RAM at ", start_.ToString(), why);
+  // Out of memory is what a caller can act on (a smaller guest, hugetlb pages, less overcommit).
+  if (err == ENOMEM) return absl::ResourceExhaustedError(s.message());
+  return s;
 }
 
 absl::StatusOr<std::shared_ptr<GuestRegion>> GuestRegion::FromMapping(

@@ -7,7 +7,9 @@
 #include <cstdio>
 #include <fstream>
 #include <string>
+#include <vector>
 
+#include "base/scoped_fd.h"
 #include "base/status_matchers.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -15,6 +17,7 @@
 namespace vmmkit {
 namespace {
 
+using ::testing::AllOf;
 using ::testing::HasSubstr;
 constexpr uint64_t kMax = ~uint64_t{0};
 
@@ -173,6 +176,50 @@ TEST(GuestRegionTest, FromMappingWrapsMemoryItDoesNotOwn) {
     EXPECT_FALSE(released);
   }
   EXPECT_TRUE(released);
+}
+
+// How many of the pages of [host, host + size) are resident.
+size_t ResidentPages(const uint8_t* host, uint64_t size) {
+  std::vector<unsigned char> vec(size / 4096);
+  if (::mincore(const_cast<uint8_t*>(host), size, vec.data()) != 0) return ~size_t{0};
+  size_t n = 0;
+  for (unsigned char v : vec) n += v & 1;
+  return n;
+}
+
+TEST(GuestRegionTest, PrefaultMakesEveryPageResident) {
+  constexpr uint64_t kSize = 8 << 20;
+  for (GuestRegionBacking backing : {GuestRegionBacking::kAnonymous, GuestRegionBacking::kMemfd}) {
+    ASSERT_OK_AND_ASSIGN(auto lazy,
+                         GuestRegion::Create(GuestAddress(0), kSize, {.backing = backing}));
+    EXPECT_EQ(ResidentPages(lazy->host_address(), kSize), 0u);
+    ASSERT_OK_AND_ASSIGN(auto eager, GuestRegion::Create(GuestAddress(0), kSize,
+                                                         {.backing = backing, .prefault = true}));
+    EXPECT_EQ(ResidentPages(eager->host_address(), kSize), kSize / 4096);
+    EXPECT_EQ(eager->host_address()[kSize - 1], 0);  // Zeroed, as a first touch would leave it.
+    // Later, on any region: what the guest wrote stays.
+    lazy->host_address()[0x1000] = 9;
+    ASSERT_OK(lazy->Prefault());
+    EXPECT_EQ(ResidentPages(lazy->host_address(), kSize), kSize / 4096);
+    EXPECT_EQ(lazy->host_address()[0x1000], 9);
+  }
+}
+
+TEST(GuestRegionTest, PrefaultSaysWhenAPageCannotBeBacked) {
+  // A shared file mapping longer than its file: the second page has nothing behind it (an access
+  // would be SIGBUS); Prefault reports it instead.
+  ScopedFd fd(::memfd_create("short", MFD_CLOEXEC));
+  ASSERT_TRUE(fd.valid());
+  ASSERT_EQ(::ftruncate(fd.get(), 0x1000), 0);
+  void* host = ::mmap(nullptr, 0x2000, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0);
+  ASSERT_NE(host, MAP_FAILED);
+  std::shared_ptr<const void> owner(host,
+                                    [](const void* p) { ::munmap(const_cast<void*>(p), 0x2000); });
+  ASSERT_OK_AND_ASSIGN(auto r, GuestRegion::FromMapping(GuestAddress(0x10000), 0x2000,
+                                                        static_cast<uint8_t*>(host), owner));
+  EXPECT_THAT(r->Prefault(), StatusIs(absl::StatusCode::kInvalidArgument,
+                                      AllOf(HasSubstr("prefault 0x2000 bytes of guest RAM at"),
+                                            HasSubstr("cannot be backed"))));
 }
 
 TEST(GuestRegionTest, FromMappingRejectsBadArguments) {

@@ -149,6 +149,7 @@ absl::StatusOr<VmmConfig> ValidateConfig(const RawConfig& raw) {
     return absl::InvalidArgumentError(
         absl::StrCat("--serial=", raw.serial, ": expected stdio, file:PATH or none"));
   }
+  c.prefault = raw.prefault;
   c.boot_timer = raw.boot_timer;
   if (!raw.api_socket.empty() && !raw.api_tcp.empty()) {
     return absl::InvalidArgumentError("--api_socket and --api_tcp exclude each other");

@@ -29,6 +29,7 @@ struct RawConfig {
   std::string cpus;
   std::string serial;
   std::string memory_backing = "anonymous";
+  bool prefault = false;
   bool boot_timer = false;
   std::string api_socket;
   std::string api_tcp;
@@ -47,6 +48,7 @@ struct VmmConfig {
   std::string cmdline;
   uint64_t memory_bytes;
   GuestRegionBacking memory_backing;
+  bool prefault;  // Fault in all guest RAM at start (GuestRegionOptions::prefault).
   uint32_t cpus;
   SerialMode serial;
   std::string serial_path;  // kFile only.

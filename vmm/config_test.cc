@@ -29,10 +29,14 @@ TEST_F(ConfigTest, AcceptsAValidConfiguration) {
   EXPECT_EQ(c.memory_bytes, 512u << 20);
   EXPECT_EQ(c.cpus, 2u);
   EXPECT_EQ(c.serial, SerialMode::kStdio);
+  EXPECT_FALSE(c.prefault);
   RawConfig file = Valid();
   file.serial = "file:/tmp/console.log";
   ASSERT_OK_AND_ASSIGN(c, ValidateConfig(file));
   EXPECT_EQ(c.serial_path, "/tmp/console.log");
+  file.prefault = true;
+  ASSERT_OK_AND_ASSIGN(c, ValidateConfig(file));
+  EXPECT_TRUE(c.prefault);
 }
 
 TEST_F(ConfigTest, EachBadValueNamesItsFlag) {

@@ -220,7 +220,8 @@ absl::Status Vmm::Build() {
 
   ASSIGN_OR_RETURN(GuestMemory memory, GuestMemory::CreateRam(RamRegions(config_.memory_bytes),
                                                               {.backing = config_.memory_backing,
-                                                               .name = "vmm-guest-ram"}));
+                                                               .name = "vmm-guest-ram",
+                                                               .prefault = config_.prefault}));
   memory_ = std::make_unique<GuestMemory>(std::move(memory));
 
   ASSIGN_OR_RETURN(kvm::Kvm kvm, kvm::Kvm::Open());

@@ -64,6 +64,31 @@ check "--device without VFIO: the error says VFIO is unavailable" \
 # The control plane. The guest halts with interrupts off, so it idles until told otherwise.
 $make_elf "$tmp/idle.elf" f4ebfd
 sock=$(mktemp -u /tmp/vmmkit-native-XXXXXX.sock)  # Short: socket paths have a 107-byte limit.
+
+# --prefault: all 64 MiB of guest RAM resident from the start (the memfd's mapping, by name),
+# where without it the idle guest has touched next to nothing.
+guest_ram_rss() {  # guest_ram_rss PID: KiB resident in the guest RAM mapping
+  awk '/memfd:vmm-guest-ram/ { m = 1; next } /^[0-9a-f]+-/ { m = 0 } m && /^Rss:/ { s += $2 } END { print s + 0 }' \
+    "/proc/$1/smaps"
+}
+for prefault in --prefault --noprefault; do
+  "$vmm" --kernel="$tmp/idle.elf" --memory=64 --memory_backing=memfd $prefault --serial=none \
+    --api_socket="$sock" </dev/null 2>"$tmp/prefault.err" &
+  vmm_pid=$!
+  # The API answers while the VM is still being built: wait until the guest runs.
+  for i in $(seq 1 100); do
+    "$vmmctl" --socket="$sock" --timeout=1s get 2>/dev/null | grep -q 'state     RUNNING' && break
+    sleep 0.1
+  done
+  rss=$(guest_ram_rss $vmm_pid)
+  if [ $prefault = --prefault ]; then
+    check "--prefault: guest RAM resident from the start ($rss KiB)" test "$rss" -eq 65536
+  else
+    check "without --prefault: guest RAM faulted in as used ($rss KiB)" test "$rss" -lt 8192
+  fi
+  "$vmmctl" --socket="$sock" shutdown --force >/dev/null
+  wait $vmm_pid
+done
 "$vmm" --kernel="$tmp/idle.elf" --memory=64 --serial=none --api_socket="$sock" \
   </dev/null 2>"$tmp/api.err" &
 vmm_pid=$!
