@@ -70,7 +70,7 @@ run_qemu() {  # run_qemu SETUP QEMU_ARGS...: Debian's QEMU, copied into L1, with
 
 run_vmm default
 run_qemu default
-# 2 x 128 pages would do (the runs are one after the other); some slack for QEMU's own use.
+# 128 pages would do (one VMM at a time); the rest is slack for QEMU's own use.
 echo 160 >/proc/sys/vm/nr_hugepages
 echo "lab: hugetlb pool: $(sed -n 's/^HugePages_Free: *//p' /proc/meminfo) free 2 MiB pages"
 run_vmm hugetlb --memory_backing=hugetlb --prefault
