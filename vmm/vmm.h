@@ -122,6 +122,8 @@ class Vmm : private VmOperations, private LoopExecutor {
   void DetachPassthroughLocked(size_t index);  // passthrough_mu_ held.
   DeviceSummary SummaryLocked(const Passthrough& p) const;
   void OnGuestEjected(uint8_t slot);
+  // Tells the guest of the device added in `slot`, if it is still there.
+  void NotifyAdded(uint8_t slot, const std::weak_ptr<passthrough::VfioPciDevice>& added);
   static std::vector<DeviceSummary> PlatformDevices();
   Resources CountResources() const;
   absl::Status SetUpVcpus(GuestAddress entry, GuestAddress boot_params);

@@ -10,16 +10,18 @@
 //   edu_guest intx N       N interrupts through uio_pci_generic (/dev/uioN): raise, wait, ack
 //   edu_guest raise N      raise N interrupts and leave handling to a driver (edu_msi)
 //   edu_guest wait-present, wait-absent
-//                          return once edu is there / gone (polls sysfs every 20 ms)
+//                          return once edu is there / gone (woken by uevents)
 //   edu_guest starve N     busy-loop at SCHED_FIFO 99 for N seconds: on a 1-vCPU guest with RT
 //                          throttling off, the kernel's workers get no CPU (an unresponsive guest)
 //
 // Prints "edu_guest: OK ..." lines; exits 0 on success, 1 on a failed check, 2 on bad usage.
 #include <dirent.h>
 #include <fcntl.h>
+#include <linux/netlink.h>
 #include <poll.h>
 #include <sched.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -276,10 +278,32 @@ int Starve(long seconds) {
   return 0;
 }
 
-// Polls sysfs every 20 ms, in this one process, until edu is there (or gone): a watcher that
-// costs the guest a few syscalls per poll rather than a fork and exec.
+// Waits, in this one process, until edu is there (or gone), woken by the kernel's uevents (a PCI
+// device coming or going sends them) rather than by a timer: the benchmark's guest sits idle as a
+// real one would, where polling sysfs every 20 ms kept its vCPU busy enough to take L1's CPU from
+// the VMM being measured. A remove event comes before the device leaves sysfs, so after any event
+// it looks again every 20 ms for a second; with no netlink socket, it polls every 20 ms.
 int Wait(bool present) {
-  while (LookForEdu().empty() == present) ::usleep(20000);
+  const int fd = ::socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_KOBJECT_UEVENT);
+  sockaddr_nl addr{};
+  addr.nl_family = AF_NETLINK;
+  addr.nl_groups = 1;  // The kernel's own uevents.
+  const bool events = fd >= 0 && ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+  int recheck = 0;  // Looks left at 20 ms after an event.
+  while (LookForEdu().empty() == present) {
+    if (!events || recheck > 0) {
+      ::usleep(20000);
+      if (recheck > 0) --recheck;
+      continue;
+    }
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, -1) <= 0) continue;
+    char buffer[8192];
+    while (::recv(fd, buffer, sizeof(buffer), MSG_DONTWAIT) > 0) {
+    }
+    recheck = 50;
+  }
+  if (fd >= 0) ::close(fd);
   return 0;
 }
 
