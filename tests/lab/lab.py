@@ -135,13 +135,13 @@ edu_to_vfio() {  # Binds every edu to vfio-pci; sets edu (sysfs dir), bdf and gr
   group=$(basename "$(readlink "$edu/iommu_group")")
   for i in $(seq 1 50); do [ -c "/dev/vfio/$group" ] && break; usleep 100000; done
 }
+uptime_cs() { sed 's/^\([0-9]*\)\.\([0-9]*\) .*/\1\2/' /proc/uptime; }  # Centiseconds since boot.
 warm_l1_ram() {  # warm_l1_ram MIB: L0 (TCG) backs L1's RAM lazily, so a first touch of an L1
   # page costs a page fault in L0 that real hardware does not have (about 3 ms per MiB, 4x a touch
   # of warm memory), falling on whoever touches it first. Benchmarks touch L1's free memory once.
-  t0=$(sed 's/^\([0-9]*\)\.\([0-9]*\) .*/\1\2/' /proc/uptime)
+  t0=$(uptime_cs)
   dd if=/dev/zero of=/dev/null bs=${1}M count=1 2>/dev/null
-  t1=$(sed 's/^\([0-9]*\)\.\([0-9]*\) .*/\1\2/' /proc/uptime)
-  echo "lab: L1 RAM warmed ($1 MiB touched once) in $(( (t1 - t0) * 10 )) ms"
+  echo "lab: L1 RAM warmed ($1 MiB touched once) in $(( ($(uptime_cs) - t0) * 10 )) ms"
 }
 LAB_FAILURES=0
 finish() { echo "lab: $LAB_FAILURES failure(s)"; [ "$LAB_FAILURES" -eq 0 ]; }

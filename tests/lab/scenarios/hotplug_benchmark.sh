@@ -24,7 +24,7 @@ edu_to_vfio
 # Neither VMM pays L0's first touch of the L1 RAM its guest's pages land in (see lib.sh).
 warm_l1_ram 1400
 
-rss() { echo "$(sed -n 's/^VmRSS: *//p' /proc/$1/status)"; }
+rss() { sed -n 's/^VmRSS: *//p' /proc/$1/status; }
 
 run_vmm() {  # run_vmm SETUP VMM_ARGS...
   local setup=$1
