@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "base/alongside.h"
 #include "base/log.h"
 #include "base/status_macros.h"
 #include "memory/address.h"
@@ -146,6 +147,14 @@ VfioPciDevice::~VfioPciDevice() {
   // Already detached (possibly on another thread, which handed this object over): nothing is left
   // to undo, and the machine's lock may be busy for a while (a VMM unmapping guest RAM).
   if (!detached_) Detach();
+  // The device closes now (vfio-pci resets it once its fd and BAR mappings, its last references,
+  // are gone), while KVM may still be tearing down the INTx irqfd that Detach handed to a helper;
+  // then the helper is waited for, and with it go the eventfds.
+  config_.reset();
+  msix_table_.reset();
+  for (auto& bar : bars_) bar.reset();
+  device_.reset();
+  intx_teardown_.reset();
 }
 
 void VfioPciDevice::Detach() {
@@ -156,7 +165,19 @@ void VfioPciDevice::Detach() {
     detached_ = true;
     if (mode_ == IrqMode::kMsi) DisableVectors(VFIO_PCI_MSI_IRQ_INDEX);
     if (mode_ == IrqMode::kMsix) DisableVectors(VFIO_PCI_MSIX_IRQ_INDEX);
-    DisableIntx();
+    if (mode_ == IrqMode::kIntx) {
+      // The device can no longer raise INTx once VFIO has dropped its trigger. KVM's teardown of
+      // a resampling irqfd waits out two or three SRCU grace periods (20-28 ms in the lab, where
+      // it was most of a hot-unplug's critical path), so it runs on a helper while the caller goes
+      // on (closing the fd, which waits for vfio-pci's reset; unmapping guest RAM); the
+      // destructor waits for it.
+      (void)device_->DisableIrqs(VFIO_PCI_INTX_IRQ_INDEX);
+      mode_ = IrqMode::kNone;
+      intx_teardown_ = std::make_unique<Alongside>(
+          [vm = machine_.vm, trigger = intx_trigger_.get(), gsi = *options_.intx_gsi] {
+            (void)vm->DeassignIrqfd(*trigger, gsi);
+          });
+    }
     for (auto& bar : bars_) {
       if (bar) Unplace(*bar);
     }

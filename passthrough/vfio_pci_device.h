@@ -44,6 +44,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "base/alongside.h"
 #include "base/event_fd.h"
 #include "devices/bus.h"
 #include "devices/pci.h"
@@ -88,14 +89,18 @@ class VfioPciDevice : public devices::PciDevice,
   static absl::StatusOr<std::shared_ptr<VfioPciDevice>> Create(
       std::unique_ptr<vfio::VfioDevice> device, PassthroughMachine machine,
       VfioPciDeviceOptions options);
-  ~VfioPciDevice() override;  // Detach(), then closes the device fd (vfio-pci resets the device).
+  // Detach(), then closes the device fd (vfio-pci resets the device) while KVM finishes what
+  // Detach left it (the INTx irqfd's teardown), and waits for that.
+  ~VfioPciDevice() override;
   VfioPciDevice(const VfioPciDevice&) = delete;
   VfioPciDevice& operator=(const VfioPciDevice&) = delete;
 
   // Unplugs the function from the machine now: its interrupts (routes, irqfds, VFIO triggers),
-  // BAR slots and traps; then stops its DMA (bus mastering off). The device fd stays open until
-  // destruction: closing it is what makes vfio-pci reset the device, mostly waiting on hardware,
-  // so a VMM may do that on another thread while it unmaps guest RAM. Afterwards a vCPU that still
+  // BAR slots and traps; then stops its DMA (bus mastering off). Two slow parts are left to
+  // finish by destruction, which waits for both: closing the device fd, which makes vfio-pci reset
+  // the device (mostly waiting on hardware), and KVM's teardown of the INTx irqfd (grace periods),
+  // which runs on a helper meanwhile; the device can no longer raise INTx either way. So a VMM may
+  // destroy the device on another thread while it unmaps guest RAM. Afterwards a vCPU that still
   // holds the device reads all-ones from its config space and changes nothing. Idempotent.
   void Detach();
 
@@ -166,6 +171,7 @@ class VfioPciDevice : public devices::PciDevice,
   IrqMode mode_ = IrqMode::kNone;
   bool intx_available_ = false;
   std::unique_ptr<EventFd> intx_trigger_, intx_resample_;
+  std::unique_ptr<Alongside> intx_teardown_;  // From Detach: KVM deassigning the INTx irqfd.
   std::vector<std::unique_ptr<EventFd>> vector_fds_;  // MSI or MSI-X, by vector.
   MsiState msi_;                                      // As last applied.
   bool msix_function_mask_ = false;

@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <filesystem>
+#include <iterator>
 
 #include "base/status_macros.h"
 #include "base/status_matchers.h"
@@ -295,6 +297,25 @@ TEST_F(VfioPciDeviceTest, DetachUnplugsNowAndLeavesOnlyTheFdForTheDestructor) {
   dev.reset();
   EXPECT_EQ(kernel_.OpenFds()["device"], 0);
   EXPECT_EQ(FakeDevice().irq_sets.size(), irq_sets) << "nothing undone twice";
+}
+
+TEST_F(VfioPciDeviceTest, DetachDropsIntxAtOnceAndDestructionLeavesNoFdOrThread) {
+  auto count = [](const char* dir) {
+    return std::distance(std::filesystem::directory_iterator(dir),
+                         std::filesystem::directory_iterator());
+  };
+  const auto fds = count("/proc/self/fd"), threads = count("/proc/self/task");
+  ASSERT_OK_AND_ASSIGN(auto dev, Attach(/*explicit_reset=*/false));
+  ASSERT_EQ(dev->interrupt_mode(), "intx");
+  dev->Detach();
+  EXPECT_EQ(LastIrqSet(VFIO_PCI_INTX_IRQ_INDEX).count, 0u) << "VFIO's INTx trigger dropped";
+  EXPECT_EQ(dev->interrupt_mode(), "none");
+  // KVM's side of the INTx irqfd may still be going; destruction waits for it, and then the
+  // eventfds, the helper thread and the device fd are all gone.
+  dev.reset();
+  EXPECT_EQ(kernel_.OpenFds()["device"], 0);
+  EXPECT_EQ(count("/proc/self/fd"), fds);
+  EXPECT_EQ(count("/proc/self/task"), threads);
 }
 
 TEST_F(VfioPciDeviceTest, AFailedMsiEnableLeavesNoRoutes) {
