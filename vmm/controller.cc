@@ -363,16 +363,18 @@ absl::StatusOr<DeviceSummary> VmController::RemoveDevice(const std::string& id,
       return device;
     }
   }
-  // Out of time: withdraw the request on the loop, unless the guest just made it.
+  // Out of time: withdraw the request on the loop, unless the guest just released the device (its
+  // kRemoved delivered, or still on the way: then the device is no longer there to withdraw).
   bool late = false;
   RETURN_IF_ERROR(OnLoop("RemoveDevice", [&] {
     {
       std::lock_guard<std::mutex> lock(mu_);
       late = *gone;
       if (late) return;
-      removals_.erase(id);
     }
-    ops_.CancelRemoveDevice(id);
+    late = !ops_.CancelRemoveDevice(id);
+    std::lock_guard<std::mutex> lock(mu_);
+    removals_.erase(id);
   }));
   if (late) return device;
   return absl::DeadlineExceededError(absl::StrCat("RemoveDevice: the guest did not release ", id,

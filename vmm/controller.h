@@ -112,8 +112,10 @@ class VmOperations {
   // Asks the guest to release device `id`. When it has and the device is gone, the VMM reports
   // OnDeviceEvent(kRemoved). NOT_FOUND / FAILED_PRECONDITION (not removable, already removing).
   virtual absl::StatusOr<DeviceSummary> BeginRemoveDevice(const std::string& id) = 0;
-  // The guest did not release it in time: withdraw the request; the device stays.
-  virtual void CancelRemoveDevice(const std::string& id) = 0;
+  // The guest did not release it in time: withdraw the request; the device stays. False if the
+  // device is gone after all (the guest released it just now, and its kRemoved may still be on
+  // the way from the thread that detached it).
+  virtual bool CancelRemoveDevice(const std::string& id) = 0;
 };
 
 // Runs work on the event loop.
@@ -180,7 +182,8 @@ class VmController {
   // RESOURCE_EXHAUSTED beyond kMaxWatchers open streams; UNAVAILABLE once stopping.
   absl::StatusOr<std::shared_ptr<EventStream>> Watch();
 
-  // From the VMM, on the event loop.
+  // From the VMM: on the event loop, except OnDeviceEvent(kRemoved), which comes from the thread
+  // that detached the device (a vCPU's). Each takes mu_ and calls nothing of the VMM's.
   void OnStarted();
   void OnBootComplete(absl::Duration boot_time);
   void OnStopping(const std::string& reason);  // Closes every event stream.

@@ -242,6 +242,28 @@ TEST_F(ControllerTest, RemoveDeviceTimesOutAndTheDeviceStays) {
   guest.join();
 }
 
+TEST_F(ControllerTest, RemoveDeviceReleasedAsTheTimeoutEndsSucceeds) {
+  c_.OnStarted();
+  ASSERT_OK(c_.AddDevice("hp0", "01:00.0", 0).status());
+  ASSERT_OK_AND_ASSIGN(auto events, c_.Watch());
+  // The guest has released it, but its kRemoved is still on the way when time runs out: there is
+  // nothing left to withdraw, so the removal has succeeded.
+  vm_.released_unreported.insert("hp0");
+  ASSERT_OK_AND_ASSIGN(DeviceSummary d, c_.RemoveDevice("hp0", absl::Milliseconds(30)));
+  EXPECT_EQ(d.id, "hp0");
+  EXPECT_THAT(vm_.cancelled, ElementsAre("hp0"));
+  // The late event is published, and a later request for the same id is not taken for this one.
+  c_.OnDeviceEvent({VmEvent::DeviceChanged::Type::kRemoved, d, "guest ejected"});
+  std::vector<VmEvent::DeviceChanged::Type> types;
+  while (auto e = events->Next(absl::ZeroDuration())) {
+    if (auto* dc = std::get_if<VmEvent::DeviceChanged>(&e->what)) types.push_back(dc->type);
+  }
+  EXPECT_THAT(types, ElementsAre(VmEvent::DeviceChanged::Type::kRemoved));
+  vm_.released_unreported.clear();
+  EXPECT_THAT(c_.RemoveDevice("hp0", absl::Milliseconds(10)),
+              StatusIs(absl::StatusCode::kDeadlineExceeded));
+}
+
 TEST_F(ControllerTest, ASecondRemoveWhileTheFirstWaitsIsRefused) {
   c_.OnStarted();
   ASSERT_OK(c_.AddDevice("hp0", "01:00.0", 0).status());

@@ -270,8 +270,11 @@ absl::Status Vmm::SetUpDevices() {
   RETURN_IF_ERROR(vm_->AssignIrqfd(*ged_irq_, kGedGsi));
   acpi_events_ = std::make_shared<devices::AcpiEvents>(
       [this] { (void)ged_irq_->Write(1); },
-      // From a vCPU thread: the detach happens on the loop.
-      [this](uint8_t slot) { PostToLoop([this, slot] { OnGuestEjected(slot); }); });
+      // On the vCPU thread whose _EJ0 wrote PCEJ: the device is detached before that write
+      // completes, as a real slot is off once its eject method returns (QEMU, too, unplugs in
+      // the eject write). A guest that looks at the slot right after its _EJ0 finds it empty, and
+      // the guest does not run on (on a single vCPU, not at all) while the detach needs the CPU.
+      [this](uint8_t slot) { OnGuestEjected(slot); });
   RETURN_IF_ERROR(pio_.Insert(acpi_events_, kPortAcpiEvents, devices::AcpiEvents::kSize));
   ASSIGN_OR_RETURN(AddressAllocator mmio_space,
                    AddressAllocator::Create(kPciMmioStart, kPciMmioEnd - kPciMmioStart + 1));
@@ -557,18 +560,20 @@ absl::StatusOr<DeviceSummary> Vmm::BeginRemoveDevice(const std::string& id) {
   return absl::NotFoundError(absl::StrCat("no device ", id));
 }
 
-void Vmm::CancelRemoveDevice(const std::string& id) {
+bool Vmm::CancelRemoveDevice(const std::string& id) {
   std::lock_guard<std::mutex> lock(passthrough_mu_);
   for (Passthrough& p : passthrough_) {
     if (p.id == id) {
       p.removing.reset();
       acpi_events_->CancelEject(p.slot);
+      return true;
     }
   }
+  return false;  // The guest released it meanwhile: it is gone.
 }
 
 void Vmm::OnGuestEjected(uint8_t slot) {
-  // On the loop: the guest has released the device in `slot` (its _EJ0 ran), asked or not.
+  // On a vCPU thread: the guest has released the device in `slot` (its _EJ0 ran), asked or not.
   std::optional<DeviceSummary> gone;
   std::string asked;
   {

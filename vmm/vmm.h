@@ -25,6 +25,8 @@
 //   - a passed-through device's config space is written from vCPU threads, and that moves its
 //     BARs' KVM slots and traps and changes GSI routes: system_memory_, the buses' device lists
 //     and msi_routes_ change only under machine_mu_ once the vCPUs run.
+//   - hotplug: devices are attached on the loop, and detached on the vCPU thread of the guest's
+//     eject (or at teardown), both under passthrough_mu_ (see below).
 //
 //   ASSIGN_OR_RETURN(std::unique_ptr<Vmm> vmm, Vmm::Create(config));
 //   return vmm->Run();   // the process exit status
@@ -103,7 +105,7 @@ class Vmm : private VmOperations, private LoopExecutor {
   VmStatus Describe() const override;
   absl::StatusOr<DeviceSummary> AddDevice(const AddDeviceSpec& spec) override;
   absl::StatusOr<DeviceSummary> BeginRemoveDevice(const std::string& id) override;
-  void CancelRemoveDevice(const std::string& id) override;
+  bool CancelRemoveDevice(const std::string& id) override;
   // LoopExecutor.
   absl::Status RunOnLoop(std::function<void()> fn) override;
   void RunOnLoopAfter(absl::Duration delay, std::function<void()> fn) override;
@@ -121,6 +123,8 @@ class Vmm : private VmOperations, private LoopExecutor {
   absl::StatusOr<DeviceSummary> AttachPassthrough(const AddDeviceSpec& spec, bool hotplug);
   void DetachPassthroughLocked(size_t index);  // passthrough_mu_ held.
   DeviceSummary SummaryLocked(const Passthrough& p) const;
+  // On the vCPU thread whose _EJ0 wrote PCEJ: detaches the device in `slot` (if any) and reports
+  // it removed.
   void OnGuestEjected(uint8_t slot);
   // Tells the guest of the device added in `slot`, if it is still there.
   void NotifyAdded(uint8_t slot, const std::weak_ptr<passthrough::VfioPciDevice>& added);
@@ -153,8 +157,9 @@ class Vmm : private VmOperations, private LoopExecutor {
   std::shared_ptr<devices::AcpiEvents> acpi_events_;
 
   // Passed-through host PCI functions (--device, AddDevice). They, the container, groups, DMA
-  // listener and routes change on the loop (or in Build) under passthrough_mu_; the container,
-  // listener and routes exist while at least one device does.
+  // listener and routes change under passthrough_mu_: on the loop (or in Build) as devices are
+  // added, on the ejecting vCPU's thread as the guest releases one; the container, listener and
+  // routes exist while at least one device does. Lock order: passthrough_mu_, then machine_mu_.
   struct Passthrough {
     std::string id;
     std::string host_bdf;

@@ -16,6 +16,7 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <set>
 #include <string>
 #include <system_error>
 #include <thread>
@@ -91,13 +92,18 @@ class FakeVm : public VmOperations {
     eject_count.fetch_add(1);
     return it->second;
   }
-  void CancelRemoveDevice(const std::string& id) override { cancelled.push_back(id); }
+  bool CancelRemoveDevice(const std::string& id) override {
+    cancelled.push_back(id);
+    return released_unreported.count(id) == 0;
+  }
   // Touched only on the loop thread.
   int pauses = 0, resumes = 0, power_button = 0;
   absl::Status pause_error, power_off_error, add_error;
   std::string stopped;
   std::map<std::string, DeviceSummary> hotplugged;
   std::vector<std::string> eject_requests, cancelled;
+  // Devices the guest has released whose kRemoved has not reached the controller yet.
+  std::set<std::string> released_unreported;
   std::atomic<int> eject_count{0};  // For other threads to wait on.
 };
 
