@@ -3,8 +3,8 @@
 # hotplug (l2/hotplug_init.sh only watches). Checked through the API (Resources: DMA mappings,
 # MSI routes, listeners, fds, threads) and /proc: nothing is left after a removal, nothing grows
 # over 20 cycles. Failure injection: the device not bound to vfio-pci, a failure midway (memlock
-# limit while DMA-mapping, in a second unprivileged vmm), an unknown id, a double remove, a guest
-# that does not release in time. Prints add/remove latency p50/p99.
+# limit while DMA-mapping, in a second unprivileged vmm), a slot that is taken, an unknown id, a
+# double remove, a guest that does not release in time. Prints add/remove latency p50/p99.
 . /lab/lib.sh
 K=/lab/vmlinuz
 I=/lab/l2hp.cpio
@@ -75,12 +75,19 @@ expect_rc 4 "RemoveDevice of a platform device: FAILED_PRECONDITION" ctl remove 
 
 # Hot-add: the guest sees it with no command of its own, and it works.
 expect_rc 0 "AddDevice hp0 ($bdf)" ctl add hp0 "/sys/bus/pci/devices/$bdf"
+slot=$(sed -n 's/^added hp0 at 0000:00:\([0-9a-f]*\)\.0 .*/\1/p' /tmp/ctl.out)
 check "L2 saw edu appear" wait_log "L2: edu appeared (1)" 30
 check "L2: edu works after hot-add" wait_log "L2: PASS edu works after hot-add (1)" 60
 ctl get | sed -n 's/^resources /lab: resources with hp0: /p'
 check "guest RAM DMA-mapped while hp0 is attached" sh -c "vmmctl --socket=$SOCK get | grep -q 'resources dma mappings [1-9]'"
 expect_rc 5 "AddDevice of the same host device again: refused" ctl add hp1 $bdf
 check "  ... ALREADY_EXISTS" grep -q ALREADY_EXISTS /tmp/ctl.out
+# A slot that is taken (hp0's; any host device will do: the slot is checked first).
+with_hp0=$(resources_but_threads)
+expect_rc 4 "AddDevice into hp0's slot ($slot): refused" ctl add hp1 0000:00:1f.0 --slot=$((0x$slot))
+check "  ... RESOURCE_EXHAUSTED naming the step" grep -q "RESOURCE_EXHAUSTED.*AddDevice hp1: slot: slot $((0x$slot)) is taken" /tmp/ctl.out
+check "  ... and nothing changed" test "$(resources_but_threads)" = "$with_hp0"
+check "  ... hp1 not listed" sh -c "! vmmctl --socket=$SOCK devices | grep -q hp1"
 
 # Hot-remove: gone in the guest, and nothing left in vmm.
 expect_rc 0 "RemoveDevice hp0" ctl remove hp0
