@@ -16,4 +16,21 @@ void LogLine(LogLevel level, absl::string_view message) {
   (void)unused;  // Nowhere left to report a failed write to stderr.
 }
 
+bool RateLimitedLog::Admit(uint64_t* dropped) {
+  const absl::Time now = now_();
+  std::lock_guard<std::mutex> lock(mu_);
+  if (now - window_start_ >= window_) {
+    window_start_ = now;
+    used_ = 0;
+  }
+  if (used_ >= burst_) {
+    ++dropped_;
+    return false;
+  }
+  ++used_;
+  *dropped = dropped_;
+  dropped_ = 0;
+  return true;
+}
+
 }  // namespace vmmkit

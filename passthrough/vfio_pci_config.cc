@@ -322,7 +322,7 @@ void VfioPciConfig::WriteByte(uint16_t off, uint8_t value,
           PCI_COMMAND_IO | PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER | PCI_COMMAND_INTX_DISABLE;
       const uint32_t merged = (*live & ~uint32_t{kOurs}) | (guest & kOurs);
       if (absl::Status s = device_.WriteConfig(PCI_COMMAND, 2, merged); !s.ok()) {
-        events->push_back([s] { LogWarning(s.ToString()); });
+        events->push_back([this, s] { guest_log_.Warning(s.ToString()); });
       }
     }
   }

@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "base/log.h"
 #include "devices/pci.h"
 #include "vfio/device.h"
 
@@ -106,6 +107,8 @@ class VfioPciConfig : public devices::PciDevice {
   std::optional<uint8_t> msi_cap_, msix_cap_;
   std::optional<MsixInfo> msix_;
   uint16_t msi_control_ro_ = 0;  // The device's MSI capability bits (64-bit, masking, MMC).
+
+  RateLimitedLog guest_log_;  // Failures the guest's writes run into: it can write in a loop.
 
   mutable std::mutex mu_;
   std::array<uint8_t, 256> shadow_{};              // Guarded by mu_.

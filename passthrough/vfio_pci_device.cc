@@ -242,8 +242,8 @@ void VfioPciDevice::OnBarMoved(const VirtualBar& vbar, std::optional<uint64_t> f
   if (absl::Status s = Place(*bar, *to); !s.ok()) {
     // The guest put the BAR somewhere it cannot be (over RAM, or another device): it decodes
     // nowhere, as if the guest had left decoding off.
-    LogWarning("passthrough device ", options_.id, ": BAR ", vbar.index, " at ", Hex(*to),
-               " not mapped: ", s.message());
+    guest_log_.Warning("passthrough device ", options_.id, ": BAR ", vbar.index, " at ", Hex(*to),
+                       " not mapped: ", s.message());
   }
 }
 
@@ -426,7 +426,7 @@ void VfioPciDevice::OnMsiChanged(const MsiState& msi) {
     }
     if (s.ok()) msi_ = msi;
   }
-  if (!s.ok()) LogWarning("passthrough device ", options_.id, ": MSI: ", s.message());
+  if (!s.ok()) guest_log_.Warning("passthrough device ", options_.id, ": MSI: ", s.message());
 }
 
 absl::Status VfioPciDevice::EnableMsix() {
@@ -482,7 +482,7 @@ void VfioPciDevice::OnMsixChanged(bool enabled, bool function_mask) {
                  : machine_.msi_routes->Unmask(Key(i, true));
     }
   }
-  if (!s.ok()) LogWarning("passthrough device ", options_.id, ": MSI-X: ", s.message());
+  if (!s.ok()) guest_log_.Warning("passthrough device ", options_.id, ": MSI-X: ", s.message());
 }
 
 void VfioPciDevice::OnMsixVector(uint16_t index, const MsixVector& v) {
@@ -498,7 +498,8 @@ void VfioPciDevice::OnMsixVector(uint16_t index, const MsixVector& v) {
                                           : machine_.msi_routes->Unmask(Key(index, true));
   }
   if (!s.ok()) {
-    LogWarning("passthrough device ", options_.id, ": MSI-X vector ", index, ": ", s.message());
+    guest_log_.Warning("passthrough device ", options_.id, ": MSI-X vector ", index, ": ",
+                       s.message());
   }
 }
 

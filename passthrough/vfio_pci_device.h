@@ -46,6 +46,7 @@
 #include "absl/status/statusor.h"
 #include "base/alongside.h"
 #include "base/event_fd.h"
+#include "base/log.h"
 #include "devices/bus.h"
 #include "devices/pci.h"
 #include "iommu/msi_routes.h"
@@ -175,6 +176,9 @@ class VfioPciDevice : public devices::PciDevice,
   std::vector<std::unique_ptr<EventFd>> vector_fds_;  // MSI or MSI-X, by vector.
   MsiState msi_;                                      // As last applied.
   bool msix_function_mask_ = false;
+  // What the guest's programming of the device makes us log (a BAR it put over RAM, a message
+  // that cannot be routed): it can do that in a loop.
+  RateLimitedLog guest_log_;
 };
 
 }  // namespace vmmkit::passthrough

@@ -6,9 +6,11 @@
 #include <linux/pci_regs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <iterator>
+#include <string>
 
 #include "base/status_macros.h"
 #include "base/status_matchers.h"
@@ -178,6 +180,24 @@ TEST_F(VfioPciDeviceTest, ABarTheGuestPutsOverRamIsNotMappedAndTheRamStays) {
   // Moved somewhere free, it works.
   dev->ConfigWrite(PCI_BASE_ADDRESS_0, 0xd0000000, 0xf);
   EXPECT_EQ(DeviceMemory().size(), 2u);
+}
+
+TEST_F(VfioPciDeviceTest, AGuestRepeatingABadBarMoveCannotFloodTheLog) {
+  ASSERT_OK_AND_ASSIGN(auto ram, GuestRegion::Create(GuestAddress(0xe0000000), 0x100000));
+  ASSERT_OK(memory_.AddRam("ram", ram));
+  ASSERT_OK_AND_ASSIGN(auto dev, Attach());
+  dev->ConfigWrite(PCI_COMMAND, PCI_COMMAND_MEMORY, 0x3);
+  ::testing::internal::CaptureStderr();
+  for (int i = 0; i < 1000; ++i) {
+    dev->ConfigWrite(PCI_BASE_ADDRESS_0, 0xe0000000, 0xf);  // Over RAM: not mapped, logged.
+    dev->ConfigWrite(PCI_BASE_ADDRESS_0, 0xd0000000, 0xf);  // Somewhere free.
+  }
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  const auto lines = std::count(log.begin(), log.end(), '\n');
+  EXPECT_GE(lines, 1);
+  EXPECT_LE(lines, 10) << log;
+  EXPECT_THAT(log, HasSubstr("BAR 0 at 0xe0000000 not mapped"));
+  EXPECT_EQ(DeviceMemory().size(), 2u) << "the last move, somewhere free, still took effect";
 }
 
 TEST_F(VfioPciDeviceTest, IntxIsWiredAtAttachWithTheResampleEventfdAsUnmask) {
