@@ -133,4 +133,39 @@ absl::Status MsiRoutes::Disable(MsiVector v) {
   return absl::OkStatus();
 }
 
+absl::Status MsiRoutes::DisableDevice(uint32_t device) {
+  const auto fail = [&](const absl::Status& s) {
+    return absl::Status(s.code(), absl::StrCat("disable MSI device ", device, ": ", s.message()));
+  };
+  std::map<MsiVector, Route> kept;
+  std::vector<Route> gone;
+  for (const auto& [v, r] : routes_) {
+    if (v.device == device) {
+      gone.push_back(r);
+    } else {
+      kept.emplace(v, r);
+    }
+  }
+  if (gone.empty()) return absl::OkStatus();
+  // The table first: measured faster than unbinding first (BM_MsiTeardown, here and in the lab).
+  std::swap(routes_, kept);
+  if (absl::Status s = Push(); !s.ok()) {
+    std::swap(routes_, kept);
+    return fail(s);
+  }
+  for (size_t i = 0; i < gone.size(); ++i) {
+    if (gone[i].masked) continue;  // No irqfd bound.
+    if (absl::Status s = vm_.DeassignIrqfd(*gone[i].trigger, gone[i].gsi); !s.ok()) {
+      // Back to how it was: the irqfds unbound so far bound again, the routes restored.
+      for (size_t j = 0; j < i; ++j) {
+        if (!gone[j].masked) (void)vm_.AssignIrqfd(*gone[j].trigger, gone[j].gsi);
+      }
+      std::swap(routes_, kept);
+      (void)Push();
+      return fail(s);
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace vmmkit::iommu

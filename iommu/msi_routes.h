@@ -60,6 +60,10 @@ class MsiRoutes {
   absl::Status Unmask(MsiVector v);
   // Unbinds and removes the route; the GSI is free again.
   absl::Status Disable(MsiVector v);
+  // Disable() for every vector of `device`, with one table update instead of one per vector (each
+  // makes KVM wait out a grace period): for a device with many vectors, as when a guest disables
+  // MSI-X or a device is unplugged. BM_MsiTeardown under the lab's KVM: 2.0-3.2x at 8-32 vectors.
+  absl::Status DisableDevice(uint32_t device);
 
   size_t size() const { return routes_.size(); }
   std::optional<uint32_t> gsi(MsiVector v) const;

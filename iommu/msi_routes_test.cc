@@ -4,6 +4,8 @@
 
 #include <linux/kvm.h>
 
+#include <vector>
+
 #include "base/status_matchers.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -68,6 +70,36 @@ TEST_F(MsiRoutesTest, RemappableMessagesGoThroughTheRemapper) {
   MsiRoutes no_ir(vm(), 40, 8, kvm::DefaultIrqchipRoutes());
   EXPECT_THAT(no_ir.Enable({2, 0}, remappable, 0x18, trigger),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("remapping is not enabled")));
+}
+
+TEST_F(MsiRoutesTest, DisableDeviceTakesAllItsVectorsAndNothingElse) {
+  MsiRoutes routes(vm(), 24, 8, kvm::DefaultIrqchipRoutes());
+  std::vector<EventFd> fds;
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_OK_AND_ASSIGN(EventFd fd, EventFd::Create());
+    fds.push_back(std::move(fd));
+  }
+  for (uint32_t i = 0; i < 4; ++i) {  // Device 1: four vectors, the last one masked.
+    ASSERT_OK(
+        routes.Enable({1, i}, {0xfee00000, 0x41 + i}, 0x18, fds[i], /*masked=*/i == 3).status());
+  }
+  ASSERT_OK(routes.Enable({2, 0}, {0xfee00000, 0x51}, 0x20, fds[4]).status());
+  ASSERT_OK(routes.DisableDevice(1));
+  EXPECT_EQ(routes.size(), 1u);
+  for (uint32_t i = 0; i < 4; ++i) EXPECT_FALSE(routes.gsi({1, i}).has_value());
+  for (size_t i = 0; i < 4; ++i) ASSERT_OK(fds[i].Write(1));
+  EXPECT_FALSE(PendingAfterSettling(0x41));
+  EXPECT_FALSE(PendingNow(0x42));
+  // Device 2 is untouched, and device 1's GSIs and eventfds can be used again (KVM refuses an
+  // eventfd that is still bound).
+  ASSERT_OK(fds[4].Write(1));
+  EXPECT_TRUE(Pending(0x51));
+  ASSERT_OK_AND_ASSIGN(uint32_t gsi, routes.Enable({3, 0}, {0xfee00000, 0x61}, 0x28, fds[0]));
+  EXPECT_EQ(gsi, 24u);
+  ASSERT_OK(fds[0].Write(1));
+  EXPECT_TRUE(Pending(0x61));
+  EXPECT_OK(routes.DisableDevice(9));  // No vectors: nothing to do.
+  EXPECT_EQ(routes.size(), 2u);
 }
 
 TEST_F(MsiRoutesTest, ErrorsLeaveEverythingAsItWas) {

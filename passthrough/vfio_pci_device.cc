@@ -353,10 +353,9 @@ void VfioPciDevice::DisableIntx() {
 
 void VfioPciDevice::DisableVectors(uint32_t vfio_index) {
   (void)device_->DisableIrqs(vfio_index);
-  const bool msix = vfio_index == VFIO_PCI_MSIX_IRQ_INDEX;
-  for (uint32_t i = 0; i < vector_fds_.size(); ++i) {
-    (void)machine_.msi_routes->Disable(Key(i, msix));
-  }
+  // All of them with one routing-table update, not one per vector: a guest disabling MSI-X with
+  // many vectors waits for this (its vCPU is in the config write), and so does an unplug.
+  (void)machine_.msi_routes->DisableDevice(options_.device_number);
   vector_fds_.clear();
   mode_ = IrqMode::kNone;
 }
