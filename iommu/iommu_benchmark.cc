@@ -138,8 +138,8 @@ void BM_ShadowMapUnmap(benchmark::State& state) {
 BENCHMARK(BM_ShadowMapUnmap);
 
 // Tearing down all MSI vectors of a device on this machine's KVM: one Disable per vector (each a
-// table update and an irqfd unbound, which waits out a grace period in KVM) against DisableDevice
-// (one table update, the irqfds unbound together).
+// table update and an irqfd unbound, each waiting out a grace period in KVM) against DisableDevice
+// (one table update, then the irqfds unbound one after the other).
 template <bool kTogether>
 void BM_MsiTeardown(benchmark::State& state) {
   absl::StatusOr<kvm::Kvm> kvm = kvm::Kvm::Open();

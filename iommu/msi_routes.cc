@@ -147,7 +147,7 @@ absl::Status MsiRoutes::DisableDevice(uint32_t device) {
     }
   }
   if (gone.empty()) return absl::OkStatus();
-  // The table first: measured faster than unbinding first (BM_MsiTeardown, here and in the lab).
+  // The table first: measured faster than unbinding first (BM_MsiTeardown in the lab).
   std::swap(routes_, kept);
   if (absl::Status s = Push(); !s.ok()) {
     std::swap(routes_, kept);
