@@ -2,6 +2,7 @@
 
 #include <linux/pci_regs.h>
 #include <linux/vfio.h>
+#include <poll.h>
 
 #include <algorithm>
 #include <cstring>
@@ -307,6 +308,7 @@ void VfioPciDevice::BarAccess(uint32_t index, bool write, uint64_t offset, uint8
     }
     if (index == msix_->pba_bar && offset >= msix_->pba_offset && offset < pba_end) {
       if (!write && offset + len <= pba_end) {
+        RefreshPending();
         msix_table_->ReadPba(offset - msix_->pba_offset, absl::MakeSpan(data, len));
       }
       return;  // The PBA is read-only.
@@ -349,6 +351,22 @@ void VfioPciDevice::DisableIntx() {
   (void)device_->DisableIrqs(VFIO_PCI_INTX_IRQ_INDEX);
   (void)machine_.vm->DeassignIrqfd(*intx_trigger_, *options_.intx_gsi);
   mode_ = IrqMode::kNone;
+}
+
+void VfioPciDevice::RefreshPending() {
+  std::lock_guard<std::mutex> lock(*machine_.lock);
+  // A masked vector has no irqfd bound, so what VFIO signals meanwhile stays counted in its
+  // eventfd until the unmask binds it again: that count is the pending bit. poll() reads it
+  // without consuming it.
+  std::vector<pollfd> fds;
+  if (mode_ == IrqMode::kMsix) {
+    for (const auto& fd : vector_fds_) fds.push_back({fd->fd(), POLLIN, 0});
+    if (!fds.empty() && ::poll(fds.data(), fds.size(), 0) < 0) fds.clear();
+  }
+  for (uint16_t i = 0; i < msix_table_->size(); ++i) {
+    const bool masked = msix_function_mask_ || msix_table_->vector(i).masked;
+    msix_table_->SetPending(i, masked && i < fds.size() && (fds[i].revents & POLLIN) != 0);
+  }
 }
 
 void VfioPciDevice::DisableVectors(uint32_t vfio_index) {

@@ -11,7 +11,11 @@
 //     When the guest moves a BAR or turns decoding off, slots and traps follow.
 //   - interrupts: MSI and MSI-X messages the guest programs become KVM GSI routes with irqfds
 //     (iommu/'s MsiRoutes), bound to the eventfds VFIO signals; masking detaches the irqfd (KVM
-//     delivers what arrived meanwhile when it is attached again). Without MSI/MSI-X, INTx goes
+//     delivers what arrived meanwhile when it is attached again, and until then the guest sees
+//     it in the MSI-X PBA). Under the lab's KVM and VFIO a mask and unmask costs half of what
+//     QEMU's way does (the irqfd kept, VFIO pointed at another eventfd and back: two
+//     VFIO_DEVICE_SET_IRQS, each re-requesting the host IRQ): //tests/lab:msi_mask_benchmark.
+//     Without MSI/MSI-X, INTx goes
 //     to a level-triggered GSI through an irqfd whose resample eventfd unmasks the device in VFIO
 //     when the guest EOIs, so the device cannot storm the guest.
 //   - the device is reset when it is attached and when it is detached (if the kernel can).
@@ -152,6 +156,8 @@ class VfioPciDevice : public devices::PciDevice,
   absl::Status EnableMsi(const MsiState& msi);
   absl::Status EnableMsix();
   void DisableVectors(uint32_t vfio_index);
+  // Sets the PBA's bits from the masked vectors' eventfds, before the guest reads it.
+  void RefreshPending();
   iommu::MsiVector Key(uint32_t vector, bool msix) const {
     return {options_.device_number, (msix ? 0x10000u : 0u) + vector};
   }

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <filesystem>
 #include <iterator>
+#include <map>
 #include <string>
 
 #include "base/status_macros.h"
@@ -113,12 +114,24 @@ class VfioPciDeviceTest : public kvm::testing::IrqGuestFixture {
     ADD_FAILURE() << "no VFIO_DEVICE_SET_IRQS for index " << index;
     return kNone;
   }
-  // Signals what VFIO would: the eventfd VFIO was given for `vector` of irq `index`.
+  // The eventfd VFIO signals for `vector` of irq `index` now: the SET_IRQS calls replayed in order
+  // (a call sets vectors [start, start + count); one with no eventfds and count 0 clears them).
+  int CurrentFd(uint32_t index, uint32_t vector) {
+    std::map<uint32_t, int> fds;
+    for (const auto& set : FakeDevice().irq_sets) {
+      if (set.index != index || !(set.flags & VFIO_IRQ_SET_ACTION_TRIGGER)) continue;
+      if (set.count == 0) fds.clear();
+      for (uint32_t j = 0; j < set.fds.size(); ++j) fds[set.start + j] = set.fds[j];
+    }
+    auto it = fds.find(vector);
+    return it == fds.end() ? -1 : it->second;
+  }
+  // Signals what VFIO would: the eventfd VFIO was last given for `vector` of irq `index`.
   void DeviceFires(uint32_t index, uint32_t vector) {
-    const auto& set = LastIrqSet(index);
-    ASSERT_LT(vector, set.fds.size());
+    const int fd = CurrentFd(index, vector);
+    ASSERT_GE(fd, 0) << "VFIO has no eventfd for vector " << vector << " of irq " << index;
     const uint64_t one = 1;
-    ASSERT_EQ(::write(set.fds[vector], &one, 8), 8);
+    ASSERT_EQ(::write(fd, &one, 8), 8);
   }
 
   FakeVfioKernel kernel_;
@@ -261,6 +274,42 @@ TEST_F(VfioPciDeviceTest, MsixTableIsTrappedAndItsVectorsRouted) {
   dev->ConfigWrite(0x70, 0, 0x8);
   EXPECT_EQ(dev->interrupt_mode(), "intx");
   EXPECT_EQ(routes_->size(), 0u);
+}
+
+TEST_F(VfioPciDeviceTest, WhatFiresWhileAVectorIsMaskedShowsInThePbaAndArrivesOnUnmask) {
+  ASSERT_OK_AND_ASSIGN(auto dev, Attach());
+  dev->ConfigWrite(PCI_COMMAND, PCI_COMMAND_MEMORY, 0x3);
+  dev->ConfigWrite(0x70, uint32_t{PCI_MSIX_FLAGS_ENABLE | PCI_MSIX_FLAGS_MASKALL} << 16, 0x8);
+  const uint64_t entry2 = kBar0 + 0x2000 + 16 * 2;
+  const uint64_t pba = kBar0 + 0x3000;
+  MmioWrite32(entry2 + 0, 0xfee00000);
+  MmioWrite32(entry2 + 8, 0x43);
+  MmioWrite32(entry2 + 12, 0);  // Vector 2 unmasked; the function mask still holds it.
+  DeviceFires(VFIO_PCI_MSIX_IRQ_INDEX, 2);
+  EXPECT_EQ(MmioRead32(pba), 1u << 2) << "held by the function mask";
+  EXPECT_EQ(MmioRead32(pba), 1u << 2) << "reading the PBA does not consume the interrupt";
+  dev->ConfigWrite(0x70, uint32_t{PCI_MSIX_FLAGS_ENABLE} << 16, 0x8);
+  EXPECT_TRUE(Pending(0x43));
+  EXPECT_EQ(MmioRead32(pba), 0u);
+
+  // Masked, reprogrammed, fired: held (in the PBA), then delivered with the new message.
+  MmioWrite32(entry2 + 12, 1);
+  MmioWrite32(entry2 + 8, 0x44);
+  DeviceFires(VFIO_PCI_MSIX_IRQ_INDEX, 2);
+  EXPECT_FALSE(PendingAfterSettling(0x44));
+  EXPECT_EQ(MmioRead32(pba), 1u << 2);
+  MmioWrite32(entry2 + 12, 0);
+  EXPECT_TRUE(Pending(0x44));
+  EXPECT_EQ(MmioRead32(pba), 0u);
+  DeviceFires(VFIO_PCI_MSIX_IRQ_INDEX, 2);  // Unmasked: straight through, never pending.
+  EXPECT_EQ(MmioRead32(pba), 0u);
+
+  // A vector the guest never unmasked: what fires shows, and nothing is pending with MSI-X off.
+  DeviceFires(VFIO_PCI_MSIX_IRQ_INDEX, 5);
+  EXPECT_EQ(MmioRead32(pba), 1u << 5);
+  dev->ConfigWrite(0x70, 0, 0x8);
+  EXPECT_EQ(routes_->size(), 0u);
+  EXPECT_EQ(MmioRead32(pba), 0u);
 }
 
 TEST_F(VfioPciDeviceTest, DetachUndoesEverythingAndResets) {
