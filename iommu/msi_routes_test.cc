@@ -3,6 +3,7 @@
 #include "iommu/msi_routes.h"
 
 #include <linux/kvm.h>
+#include <unistd.h>
 
 #include <vector>
 
@@ -100,6 +101,35 @@ TEST_F(MsiRoutesTest, DisableDeviceTakesAllItsVectorsAndNothingElse) {
   EXPECT_TRUE(Pending(0x61));
   EXPECT_OK(routes.DisableDevice(9));  // No vectors: nothing to do.
   EXPECT_EQ(routes.size(), 2u);
+}
+
+TEST_F(MsiRoutesTest, DisableDeviceRollsBackWhenAnUnbindFails) {
+  MsiRoutes routes(vm(), 24, 8, kvm::DefaultIrqchipRoutes());
+  std::vector<EventFd> fds;
+  fds.reserve(3);  // MsiRoutes keeps pointers to them.
+  for (uint32_t i = 0; i < 3; ++i) {
+    ASSERT_OK_AND_ASSIGN(EventFd fd, EventFd::Create());
+    fds.push_back(std::move(fd));
+    ASSERT_OK(routes.Enable({1, i}, {0xfee00000, 0x41 + i}, 0x18, fds[i]).status());
+  }
+  // KVM can only be made to refuse the last vector's unbind by giving it something that is not
+  // an eventfd: a pipe takes that eventfd's fd number (KVM keeps its own reference to the eventfd,
+  // so the irqfd stays bound until the VM goes).
+  int pipe_fds[2];
+  ASSERT_EQ(::pipe(pipe_fds), 0);
+  ASSERT_GE(::dup2(pipe_fds[0], fds[2].fd()), 0);
+  ::close(pipe_fds[0]);
+  ::close(pipe_fds[1]);
+  EXPECT_THAT(routes.DisableDevice(1),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("disable MSI device 1")));
+  // All or nothing: the routes are back, and the vectors unbound before the failure are bound
+  // again and deliver.
+  EXPECT_EQ(routes.size(), 3u);
+  for (uint32_t i = 0; i < 3; ++i) EXPECT_TRUE(routes.gsi({1, i}).has_value());
+  ASSERT_OK(fds[0].Write(1));
+  EXPECT_TRUE(Pending(0x41));
+  ASSERT_OK(fds[1].Write(1));
+  EXPECT_TRUE(Pending(0x42));
 }
 
 TEST_F(MsiRoutesTest, ErrorsLeaveEverythingAsItWas) {
