@@ -21,8 +21,10 @@ wait_log() {  # wait_log FILE PATTERN SECONDS
 
 edu_to_vfio
 
-# Neither VMM pays L0's first touch of the L1 RAM its guest's pages land in (see lib.sh).
+# Neither VMM pays L0's first touch of the L1 RAM its guest's pages land in (see lib.sh), nor
+# L0's first translation of the L1 kernel code a hot-add runs (see warm_kernel.cc).
 warm_l1_ram 1400
+check "the kernel's hot-add paths warmed" warm_kernel $bdf
 
 rss() { sed -n 's/^VmRSS: *//p' /proc/$1/status; }
 
