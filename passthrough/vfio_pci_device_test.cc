@@ -19,6 +19,7 @@
 #include "gtest/gtest.h"
 #include "kvm/testing/kvm_fixture.h"
 #include "kvm/testing/tiny_guest.h"
+#include "passthrough/testing/edu_like_device.h"
 #include "vfio/container.h"
 #include "vfio/group.h"
 #include "vfio/testing/fake_vfio_kernel.h"
@@ -34,9 +35,6 @@ constexpr uint32_t kIntxGsi = 16;
 constexpr uint64_t kBar0 = 0xc0000000;
 constexpr uint64_t kBar4 = 0xc000;
 
-void Put32(std::vector<uint8_t>& c, size_t off, uint32_t v) { std::memcpy(&c[off], &v, 4); }
-void Put16(std::vector<uint8_t>& c, size_t off, uint16_t v) { std::memcpy(&c[off], &v, 2); }
-
 class VfioPciDeviceTest : public kvm::testing::IrqGuestFixture {
  protected:
   void SetUp() override {
@@ -44,30 +42,8 @@ class VfioPciDeviceTest : public kvm::testing::IrqGuestFixture {
     if (IsSkipped()) return;
     routes_ = std::make_unique<iommu::MsiRoutes>(*guest_->vm, 24, 64, kvm::DefaultIrqchipRoutes());
 
-    // An edu-like function: BAR0 1 MiB memory with the MSI-X table and PBA in it, BAR4 32 bytes
-    // of I/O, MSI (64-bit, maskable, 1 vector), MSI-X (8 vectors), INTx pin A.
     kernel_.groups[5] = {};
-    FakeVfioKernel::Device d = FakeVfioKernel::PciDevice(5);
-    std::vector<uint8_t> c(256, 0);
-    Put16(c, 0x00, 0x1234);
-    Put16(c, 0x02, 0x11e8);
-    Put16(c, PCI_STATUS, PCI_STATUS_CAP_LIST);
-    Put32(c, PCI_BASE_ADDRESS_0, 0xfea00000);
-    Put32(c, PCI_BASE_ADDRESS_4, 0x0000c001);
-    c[PCI_INTERRUPT_PIN] = 1;
-    c[PCI_CAPABILITY_LIST] = 0x50;
-    c[0x50] = PCI_CAP_ID_MSI, c[0x51] = 0x70;
-    Put16(c, 0x52, PCI_MSI_FLAGS_64BIT | PCI_MSI_FLAGS_MASKBIT);
-    c[0x70] = PCI_CAP_ID_MSIX, c[0x71] = 0x00;
-    Put16(c, 0x72, 7);       // 8 vectors.
-    Put32(c, 0x74, 0x2000);  // Table in BAR 0 at 0x2000.
-    Put32(c, 0x78, 0x3000);  // PBA in BAR 0 at 0x3000.
-    d.regions[VFIO_PCI_CONFIG_REGION_INDEX].data = c;
-    const uint32_t rw = VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE;
-    d.regions[VFIO_PCI_BAR0_REGION_INDEX].data.assign(1 << 20, 0);
-    Put32(d.regions[VFIO_PCI_BAR0_REGION_INDEX].data, 0x10, 0x010000ed);
-    d.regions[4] = {false, rw, 0x20, {}, false, std::vector<uint8_t>(0x20, 0x5a)};
-    kernel_.devices[kBdf] = d;
+    kernel_.devices[kBdf] = passthrough::testing::EduLikeDevice(5);
     ASSERT_OK_AND_ASSIGN(auto container, vfio::VfioContainer::Open(kernel_));
     ASSERT_OK_AND_ASSIGN(group_, vfio::VfioGroup::Open(5, kernel_));
     ASSERT_OK(group_->SetContainer(container));
