@@ -16,7 +16,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <iterator>
-#include <map>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -107,18 +106,6 @@ class Input {
   size_t pos_ = 0;
 };
 
-// The eventfd VFIO signals for `vector` of irq `index` now (-1: none), from the SET_IRQS calls.
-int CurrentFd(const vfio::testing::FakeVfioKernel::Device& d, uint32_t index, uint32_t vector) {
-  std::map<uint32_t, int> fds;
-  for (const auto& set : d.irq_sets) {
-    if (set.index != index || !(set.flags & VFIO_IRQ_SET_ACTION_TRIGGER)) continue;
-    if (set.count == 0) fds.clear();
-    for (uint32_t j = 0; j < set.fds.size(); ++j) fds[set.start + j] = set.fds[j];
-  }
-  auto it = fds.find(vector);
-  return it == fds.end() ? -1 : it->second;
-}
-
 // Registers a guest pokes at most, so that short random inputs reach the interesting states.
 constexpr uint16_t kInterestingRegs[] = {PCI_COMMAND,
                                          PCI_BASE_ADDRESS_0,
@@ -207,7 +194,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         static constexpr uint32_t kIndexes[] = {VFIO_PCI_INTX_IRQ_INDEX, VFIO_PCI_MSI_IRQ_INDEX,
                                                 VFIO_PCI_MSIX_IRQ_INDEX};
         const uint8_t which = in.Take<uint8_t>();
-        const int fd = CurrentFd(w->kernel.devices[kBdf], kIndexes[which % 3], (which >> 2) % 8);
+        const int fd =
+            testing::CurrentIrqFd(w->kernel.devices[kBdf], kIndexes[which % 3], (which >> 2) % 8);
         const uint64_t one = 1;
         if (fd >= 0 && ::write(fd, &one, sizeof(one)) != sizeof(one)) std::abort();
         break;

@@ -10,7 +10,6 @@
 #include <cstring>
 #include <filesystem>
 #include <iterator>
-#include <map>
 #include <string>
 
 #include "base/status_macros.h"
@@ -90,21 +89,9 @@ class VfioPciDeviceTest : public kvm::testing::IrqGuestFixture {
     ADD_FAILURE() << "no VFIO_DEVICE_SET_IRQS for index " << index;
     return kNone;
   }
-  // The eventfd VFIO signals for `vector` of irq `index` now: the SET_IRQS calls replayed in order
-  // (a call sets vectors [start, start + count); one with no eventfds and count 0 clears them).
-  int CurrentFd(uint32_t index, uint32_t vector) {
-    std::map<uint32_t, int> fds;
-    for (const auto& set : FakeDevice().irq_sets) {
-      if (set.index != index || !(set.flags & VFIO_IRQ_SET_ACTION_TRIGGER)) continue;
-      if (set.count == 0) fds.clear();
-      for (uint32_t j = 0; j < set.fds.size(); ++j) fds[set.start + j] = set.fds[j];
-    }
-    auto it = fds.find(vector);
-    return it == fds.end() ? -1 : it->second;
-  }
   // Signals what VFIO would: the eventfd VFIO was last given for `vector` of irq `index`.
   void DeviceFires(uint32_t index, uint32_t vector) {
-    const int fd = CurrentFd(index, vector);
+    const int fd = passthrough::testing::CurrentIrqFd(FakeDevice(), index, vector);
     ASSERT_GE(fd, 0) << "VFIO has no eventfd for vector " << vector << " of irq " << index;
     const uint64_t one = 1;
     ASSERT_EQ(::write(fd, &one, 8), 8);

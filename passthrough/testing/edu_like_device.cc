@@ -4,6 +4,7 @@
 #include <linux/vfio.h>
 
 #include <cstring>
+#include <map>
 #include <vector>
 
 namespace vmmkit::passthrough::testing {
@@ -37,6 +38,18 @@ vfio::testing::FakeVfioKernel::Device EduLikeDevice(int group) {
   Put32(d.regions[VFIO_PCI_BAR0_REGION_INDEX].data, 0x10, 0x010000ed);
   d.regions[4] = {false, rw, 0x20, {}, false, std::vector<uint8_t>(0x20, 0x5a)};
   return d;
+}
+
+int CurrentIrqFd(const vfio::testing::FakeVfioKernel::Device& device, uint32_t index,
+                 uint32_t vector) {
+  std::map<uint32_t, int> fds;
+  for (const auto& set : device.irq_sets) {
+    if (set.index != index || !(set.flags & VFIO_IRQ_SET_ACTION_TRIGGER)) continue;
+    if (set.count == 0) fds.clear();
+    for (uint32_t j = 0; j < set.fds.size(); ++j) fds[set.start + j] = set.fds[j];
+  }
+  auto it = fds.find(vector);
+  return it == fds.end() ? -1 : it->second;
 }
 
 }  // namespace vmmkit::passthrough::testing

@@ -23,6 +23,12 @@ inline constexpr uint16_t kEduMsixVectors = 8;
 
 vfio::testing::FakeVfioKernel::Device EduLikeDevice(int group);
 
+// The eventfd the fake device's VFIO_DEVICE_SET_IRQS calls leave for `vector` of irq `index` (-1:
+// none): a call sets vectors [start, start + count); one with count 0 clears them all. Writing it
+// is the device raising that interrupt.
+int CurrentIrqFd(const vfio::testing::FakeVfioKernel::Device& device, uint32_t index,
+                 uint32_t vector);
+
 }  // namespace vmmkit::passthrough::testing
 
 #endif  // VMMKIT_PASSTHROUGH_TESTING_EDU_LIKE_DEVICE_H_
