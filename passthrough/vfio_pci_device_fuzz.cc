@@ -170,6 +170,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       case 2: {  // A BAR access, mostly the MSI-X table and PBA.
         const std::vector<VirtualBar> bars = dev->bars();
         const uint8_t pick = in.Take<uint8_t>();
+        if (bars.empty()) break;
         const VirtualBar& bar = bars[pick % bars.size()];
         uint64_t offset = in.Take<uint32_t>();
         if (!bar.io && (pick & 0x30) != 0x30) {
