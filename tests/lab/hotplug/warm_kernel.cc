@@ -23,9 +23,7 @@
 #include "kvm/testing/tiny_guest.h"
 #include "kvm/vm.h"
 #include "memory/guest_region.h"
-#include "vfio/container.h"
-#include "vfio/device.h"
-#include "vfio/group.h"
+#include "tests/lab/vfio/own_container.h"
 
 namespace vmmkit {
 namespace {
@@ -37,36 +35,30 @@ absl::Status Warm(const std::string& bdf) {
   ASSIGN_OR_RETURN(
       kvm::testing::TinyGuest guest,
       kvm::testing::MakeTinyGuest(kvm, kvm::testing::CpuMode::kLong, {0xf4}, {.irqchip = true}));
-  ASSIGN_OR_RETURN(std::shared_ptr<vfio::VfioContainer> container, vfio::VfioContainer::Open());
-  ASSIGN_OR_RETURN(int group_id, vfio::VfioGroup::GroupOfDevice(bdf));
-  ASSIGN_OR_RETURN(std::shared_ptr<vfio::VfioGroup> group, vfio::VfioGroup::Open(group_id));
-  RETURN_IF_ERROR(group->SetContainer(container));
-  RETURN_IF_ERROR(container->SetType1Iommu().status());
+  ASSIGN_OR_RETURN(vfio::OwnContainerDevice edu, vfio::OpenInOwnContainer(bdf));
   // Never touched before the map, as most of a fresh guest's RAM is: the map faults it in.
   ASSIGN_OR_RETURN(std::shared_ptr<GuestRegion> ram,
                    GuestRegion::Create(GuestAddress(0), kRamSize));
-  RETURN_IF_ERROR(container->MapDma(Iova(0), *ram, 0, kRamSize, /*writable=*/true));
-  {
-    ASSIGN_OR_RETURN(std::unique_ptr<vfio::VfioDevice> device, group->GetDevice(bdf));
-    ASSIGN_OR_RETURN(EventFd intx, EventFd::Create());
-    ASSIGN_OR_RETURN(EventFd resample, EventFd::Create());
-    ASSIGN_OR_RETURN(EventFd msi, EventFd::Create());
-    constexpr uint32_t kIntxGsi = 10;
-    RETURN_IF_ERROR(guest.vm->AssignIrqfdWithResample(intx, resample, kIntxGsi));
-    const int intx_fd = intx.fd();
-    RETURN_IF_ERROR(
-        device->EnableIrqs(VFIO_PCI_INTX_IRQ_INDEX, 0, absl::MakeConstSpan(&intx_fd, 1)));
-    RETURN_IF_ERROR(device->SetIntxUnmaskEventfd(resample.fd()));
-    RETURN_IF_ERROR(device->DisableIrqs(VFIO_PCI_INTX_IRQ_INDEX));
-    RETURN_IF_ERROR(guest.vm->DeassignIrqfd(intx, kIntxGsi));
-    iommu::MsiRoutes routes(*guest.vm, 24, 8, kvm::DefaultIrqchipRoutes());
-    RETURN_IF_ERROR(routes.Enable({1, 0}, {0xfee00000, 0x41}, 0, msi).status());
-    const int msi_fd = msi.fd();
-    RETURN_IF_ERROR(device->EnableIrqs(VFIO_PCI_MSI_IRQ_INDEX, 0, absl::MakeConstSpan(&msi_fd, 1)));
-    RETURN_IF_ERROR(device->DisableIrqs(VFIO_PCI_MSI_IRQ_INDEX));
-    RETURN_IF_ERROR(routes.DisableDevice(1));
-  }  // The device closes (vfio-pci resets it) before its memory is unmapped.
-  return container->UnmapDma(Iova(0), kRamSize);
+  RETURN_IF_ERROR(edu.container->MapDma(Iova(0), *ram, 0, kRamSize, /*writable=*/true));
+  const vfio::VfioDevice& device = *edu.device;
+  ASSIGN_OR_RETURN(EventFd intx, EventFd::Create());
+  ASSIGN_OR_RETURN(EventFd resample, EventFd::Create());
+  ASSIGN_OR_RETURN(EventFd msi, EventFd::Create());
+  constexpr uint32_t kIntxGsi = 10;
+  RETURN_IF_ERROR(guest.vm->AssignIrqfdWithResample(intx, resample, kIntxGsi));
+  const int intx_fd = intx.fd();
+  RETURN_IF_ERROR(device.EnableIrqs(VFIO_PCI_INTX_IRQ_INDEX, 0, absl::MakeConstSpan(&intx_fd, 1)));
+  RETURN_IF_ERROR(device.SetIntxUnmaskEventfd(resample.fd()));
+  RETURN_IF_ERROR(device.DisableIrqs(VFIO_PCI_INTX_IRQ_INDEX));
+  RETURN_IF_ERROR(guest.vm->DeassignIrqfd(intx, kIntxGsi));
+  iommu::MsiRoutes routes(*guest.vm, 24, 8, kvm::DefaultIrqchipRoutes());
+  RETURN_IF_ERROR(routes.Enable({1, 0}, {0xfee00000, 0x41}, 0, msi).status());
+  const int msi_fd = msi.fd();
+  RETURN_IF_ERROR(device.EnableIrqs(VFIO_PCI_MSI_IRQ_INDEX, 0, absl::MakeConstSpan(&msi_fd, 1)));
+  RETURN_IF_ERROR(device.DisableIrqs(VFIO_PCI_MSI_IRQ_INDEX));
+  RETURN_IF_ERROR(routes.DisableDevice(1));
+  edu.device.reset();  // Closed (vfio-pci resets it) before its memory is unmapped.
+  return edu.container->UnmapDma(Iova(0), kRamSize);
 }
 
 }  // namespace

@@ -27,18 +27,14 @@
 #include "kvm/kvm.h"
 #include "kvm/testing/tiny_guest.h"
 #include "kvm/vm.h"
-#include "vfio/container.h"
-#include "vfio/device.h"
-#include "vfio/group.h"
+#include "tests/lab/vfio/own_container.h"
 
 namespace vmmkit {
 namespace {
 
 // edu's one MSI vector, enabled in VFIO and routed by KVM with an irqfd.
 struct Setup {
-  std::shared_ptr<vfio::VfioContainer> container;
-  std::shared_ptr<vfio::VfioGroup> group;
-  std::unique_ptr<vfio::VfioDevice> device;
+  vfio::OwnContainerDevice edu;
   std::unique_ptr<kvm::Kvm> kvm;
   std::unique_ptr<kvm::testing::TinyGuest> guest;
   std::unique_ptr<iommu::MsiRoutes> routes;
@@ -47,12 +43,7 @@ struct Setup {
 
 absl::StatusOr<std::unique_ptr<Setup>> Open(const std::string& bdf) {
   auto s = std::make_unique<Setup>();
-  ASSIGN_OR_RETURN(s->container, vfio::VfioContainer::Open());
-  ASSIGN_OR_RETURN(int group_id, vfio::VfioGroup::GroupOfDevice(bdf));
-  ASSIGN_OR_RETURN(s->group, vfio::VfioGroup::Open(group_id));
-  RETURN_IF_ERROR(s->group->SetContainer(s->container));
-  RETURN_IF_ERROR(s->container->SetType1Iommu().status());
-  ASSIGN_OR_RETURN(s->device, s->group->GetDevice(bdf));
+  ASSIGN_OR_RETURN(s->edu, vfio::OpenInOwnContainer(bdf));
   ASSIGN_OR_RETURN(kvm::Kvm kvm, kvm::Kvm::Open());
   s->kvm = std::make_unique<kvm::Kvm>(std::move(kvm));
   ASSIGN_OR_RETURN(kvm::testing::TinyGuest guest,
@@ -66,7 +57,8 @@ absl::StatusOr<std::unique_ptr<Setup>> Open(const std::string& bdf) {
   s->routes = std::make_unique<iommu::MsiRoutes>(*s->guest->vm, 24, 8, kvm::DefaultIrqchipRoutes());
   RETURN_IF_ERROR(s->routes->Enable({1, 0}, {0xfee00000, 0x41}, 0, *s->to_kvm).status());
   const int fd = s->to_kvm->fd();
-  RETURN_IF_ERROR(s->device->EnableIrqs(VFIO_PCI_MSI_IRQ_INDEX, 0, absl::MakeConstSpan(&fd, 1)));
+  RETURN_IF_ERROR(
+      s->edu.device->EnableIrqs(VFIO_PCI_MSI_IRQ_INDEX, 0, absl::MakeConstSpan(&fd, 1)));
   return s;
 }
 
@@ -100,8 +92,9 @@ void BM_MaskUnmaskVfioTrigger(benchmark::State& state) {
   if (s == nullptr) return state.SkipWithError("no edu in VFIO (set EDU_BDF) or no KVM");
   const int held = s->held->fd(), to_kvm = s->to_kvm->fd();
   for (auto _ : state) {
-    if (!s->device->EnableIrqs(VFIO_PCI_MSI_IRQ_INDEX, 0, absl::MakeConstSpan(&held, 1)).ok() ||
-        !s->device->EnableIrqs(VFIO_PCI_MSI_IRQ_INDEX, 0, absl::MakeConstSpan(&to_kvm, 1)).ok()) {
+    if (!s->edu.device->EnableIrqs(VFIO_PCI_MSI_IRQ_INDEX, 0, absl::MakeConstSpan(&held, 1)).ok() ||
+        !s->edu.device->EnableIrqs(VFIO_PCI_MSI_IRQ_INDEX, 0, absl::MakeConstSpan(&to_kvm, 1))
+             .ok()) {
       return state.SkipWithError("VFIO_DEVICE_SET_IRQS failed");
     }
     benchmark::DoNotOptimize(s->held->Read());
