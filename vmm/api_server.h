@@ -4,7 +4,8 @@
 // 0600: only vmm's user may drive the VM) or, when explicitly asked, on a loopback TCP port. It
 // is a thin layer: each RPC converts its request to a VmController call and the result back to a
 // proto; absl::Status becomes grpc::Status in exactly one function, ToGrpcStatus. gRPC health
-// checking (grpc.health.v1) and server reflection (v1alpha) are enabled.
+// checking (grpc.health.v1: "" and vmmkit.vmm.v1.VmService are SERVING until Shutdown) and server
+// reflection (v1alpha) are served too.
 //
 //   ASSIGN_OR_RETURN(auto server, ApiServer::StartUnix(controller, "/run/vmm.sock"));
 //   ...
@@ -49,11 +50,13 @@ class ApiServer {
 
  private:
   class Service;
+  class HealthService;
   ApiServer() = default;
   static absl::StatusOr<std::unique_ptr<ApiServer>> Start(VmController& controller,
                                                           const std::string& uri);
 
   std::unique_ptr<Service> service_;
+  std::unique_ptr<HealthService> health_;
   std::unique_ptr<grpc::Server> server_;
   std::string socket_path_;
   int port_ = 0;

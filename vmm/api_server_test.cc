@@ -187,6 +187,51 @@ TEST_F(ApiServerTest, HealthAndReflectionAnswer) {
   }
 }
 
+TEST_F(ApiServerTest, HealthKnowsTheServerAndVmServiceAndNothingElse) {
+  auto health = grpc::health::v1::Health::NewStub(channel_);
+  grpc::health::v1::HealthCheckRequest req;
+  req.set_service("vmmkit.vmm.v1.VmService");
+  grpc::ClientContext c1;
+  grpc::health::v1::HealthCheckResponse hc;
+  ASSERT_TRUE(health->Check(&c1, req, &hc).ok());
+  EXPECT_EQ(hc.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+
+  req.set_service("vmmkit.vmm.v1.NoSuchService");
+  grpc::ClientContext c2;
+  const grpc::Status s = health->Check(&c2, req, &hc);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_THAT(s.error_message(), HasSubstr("vmmkit.vmm.v1.NoSuchService"));
+}
+
+TEST_F(ApiServerTest, HealthWatchSaysServingThenNotServingAsTheServerShutsDown) {
+  auto health = grpc::health::v1::Health::NewStub(channel_);
+  grpc::ClientContext ctx;
+  auto reader = health->Watch(&ctx, {});
+  grpc::health::v1::HealthCheckResponse r;
+  ASSERT_TRUE(reader->Read(&r));
+  EXPECT_EQ(r.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+  std::thread shutdown([&] { server_->Shutdown(); });
+  ASSERT_TRUE(reader->Read(&r));
+  EXPECT_EQ(r.status(), grpc::health::v1::HealthCheckResponse::NOT_SERVING);
+  EXPECT_FALSE(reader->Read(&r));  // The stream ends with the server.
+  reader->Finish();
+  shutdown.join();
+}
+
+TEST_F(ApiServerTest, HealthWatchOfAnUnknownServiceSaysServiceUnknownUntilCancelled) {
+  auto health = grpc::health::v1::Health::NewStub(channel_);
+  grpc::ClientContext ctx;
+  grpc::health::v1::HealthCheckRequest req;
+  req.set_service("nope");
+  auto reader = health->Watch(&ctx, req);
+  grpc::health::v1::HealthCheckResponse r;
+  ASSERT_TRUE(reader->Read(&r));
+  EXPECT_EQ(r.status(), grpc::health::v1::HealthCheckResponse::SERVICE_UNKNOWN);
+  ctx.TryCancel();
+  EXPECT_FALSE(reader->Read(&r));
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
+}
+
 TEST_F(ApiServerTest, TheSocketIsForItsOwnerOnly) {
   struct stat st;
   ASSERT_EQ(::stat(path_.c_str(), &st), 0);
