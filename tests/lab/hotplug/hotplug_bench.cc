@@ -1,19 +1,25 @@
-// hotplug_bench: the hotplug benchmark's driver, one program for both sides so that they are
-// measured the same way: a long-lived control connection (as orchestration code holds one), CYCLES
-// times add a vfio-pci device, wait until the guest has seen it, remove it (until the VMM says it
-// is gone), wait until the guest has seen it go. Latencies are the control calls alone; the guest's
-// console log says when it has seen the device come and go (lines from
-// tests/lab/l2/hotplug_init.sh).
+// hotplug_bench: the hotplug benchmark's driver, one program for both VMMs so that they are
+// measured the same way: a long-lived control connection to each (as orchestration code holds one);
+// CYCLES times, for each VMM in turn, add a vfio-pci device, wait until its guest has seen it,
+// remove it (until the VMM says it is gone), wait until the guest has seen it go. Latencies are
+// the control calls alone; each guest's console log says when it has seen the device come and go
+// (lines from tests/lab/l2/hotplug_init.sh).
 //
-//   hotplug_bench qmp  /tmp/qmp.sock 0000:01:00.0 20 /tmp/qemu.log   QEMU: QMP device_add /
-//                                                                     device_del + DEVICE_DELETED
-//   hotplug_bench grpc /tmp/vmm.sock 0000:01:00.0 20 /tmp/vmm.log    vmm: AddDevice / RemoveDevice
+//   hotplug_bench 0000:01:00.0 20 grpc:/tmp/vmm.sock:/tmp/vmm.log qmp:/tmp/qmp.sock:/tmp/qemu.log
+//     grpc: vmm's AddDevice / RemoveDevice;  qmp: QEMU's device_add / device_del + DEVICE_DELETED
 //
-// Also measures the control channel's floor, 20 calls that do no device work: QMP query-status, or
-// gRPC's own health check. Prints
-//   hotplug_bench: add p50 X ms p99 Y ms / first add Z ms / remove p50 X ms p99 Y ms /
-//   floor p50 X ms p99 Y ms
-// and exits 1 on any error or timeout.
+// The VMMs take turns within every cycle (one device can be in one VMM at a time), and which goes
+// first alternates from cycle to cycle: the lab's speed drifts by tens of percent over a minute
+// (L0 is a shared machine running L1 under TCG), so measuring one VMM's cycles and then the
+// other's compared two different machines. With two VMMs it also prints the paired ratios, the
+// p50 over cycles of the first VMM's latency over the second's in the same cycle.
+//
+// Also measures each control channel's floor, 20 calls that do no device work: QMP query-status,
+// or gRPC's own health check. Prints, per VMM (KIND is grpc or qmp),
+//   hotplug_bench: KIND add p50 X ms p99 Y ms / KIND first add Z ms /
+//   KIND remove p50 X ms p99 Y ms / KIND floor p50 X ms p99 Y ms
+// then `hotplug_bench: paired add ratio p50 R` and the same for remove; exits 1 on any error or
+// timeout.
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -192,57 +198,98 @@ double Percentile(std::vector<double> v, double p) {
   return v[std::min(i, v.size()) - 1];
 }
 
-void Print(const char* what, const std::vector<double>& v) {
-  std::printf("hotplug_bench: %s p50 %.1f ms p99 %.1f ms\n", what, Percentile(v, 50),
+void Print(const std::string& what, const std::vector<double>& v) {
+  std::printf("hotplug_bench: %s p50 %.1f ms p99 %.1f ms\n", what.c_str(), Percentile(v, 50),
               Percentile(v, 99));
+}
+
+struct Side {
+  std::string kind;  // grpc or qmp
+  std::unique_ptr<Control> control;
+  std::string guest_log;
+  std::vector<double> add, remove, floor;
+};
+
+[[noreturn]] void Usage() {
+  std::fprintf(stderr,
+               "usage: hotplug_bench HOST_BDF CYCLES grpc|qmp:SOCKET:GUEST_LOG [grpc|qmp:...]\n");
+  std::exit(2);
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  const std::string kind = argc == 6 ? argv[1] : "";
-  if (kind != "qmp" && kind != "grpc") {
-    std::fprintf(stderr, "usage: hotplug_bench qmp|grpc SOCKET HOST_BDF CYCLES GUEST_LOG\n");
-    return 2;
-  }
-  const std::string bdf = argv[3];
-  const int cycles = std::atoi(argv[4]);
-  const std::string log = argv[5];
-  std::unique_ptr<Control> control;
-  if (kind == "qmp") {
-    control = std::make_unique<Qmp>(argv[2]);
-  } else {
-    control = std::make_unique<Grpc>(argv[2]);
+  if (argc < 4 || argc > 5) Usage();
+  const std::string bdf = argv[1];
+  const int cycles = std::atoi(argv[2]);
+  if (cycles < 1) Usage();
+  std::vector<Side> sides;
+  for (int i = 3; i < argc; ++i) {
+    const std::string spec = argv[i];
+    const size_t a = spec.find(':'), b = spec.rfind(':');
+    if (a == std::string::npos || a == b) Usage();
+    Side side;
+    side.kind = spec.substr(0, a);
+    const std::string socket = spec.substr(a + 1, b - a - 1);
+    side.guest_log = spec.substr(b + 1);
+    if (side.kind == "qmp") {
+      side.control = std::make_unique<Qmp>(socket);
+    } else if (side.kind == "grpc") {
+      side.control = std::make_unique<Grpc>(socket);
+    } else {
+      Usage();
+    }
+    sides.push_back(std::move(side));
   }
   auto timed = [](const auto& call) {
     const auto t0 = Clock::now();
     call();
     return Ms(Clock::now() - t0);
   };
-  std::vector<double> add, remove, floor;
   // A channel's first calls cost more than the rest (QMP's capabilities handshake is done by the
   // constructor; gRPC's first call over a connected channel took 80-100 ms here): not the device
   // work being measured, so done before it, with calls that do no device work.
-  for (int i = 0; i < 3; ++i) control->Floor();
-  for (int c = 1; c <= cycles; ++c) {
-    add.push_back(timed([&] { control->Add(bdf); }));
-    if (!WaitForLog(log, "L2: edu appeared (" + std::to_string(c) + ")", 60)) {
-      Fail("the guest did not see the device in cycle " + std::to_string(c));
-    }
-    Settle();
-    remove.push_back(timed([&] { control->Remove(); }));
-    if (!WaitForLog(log, "L2: edu gone (" + std::to_string(c) + ")", 60)) {
-      Fail("the guest did not see the device go in cycle " + std::to_string(c));
-    }
-    Settle();
+  for (Side& side : sides) {
+    for (int i = 0; i < 3; ++i) side.control->Floor();
   }
-  for (int i = 0; i < 20; ++i) floor.push_back(timed([&] { control->Floor(); }));
-  std::printf("hotplug_bench: %s, %d cycles\n", kind.c_str(), cycles);
-  Print("add", add);
-  // The first add is most of p99: it also sets up the VMM's VFIO container, and faults in and pins
-  // the guest RAM the guest never touched (unless it was allocated at start).
-  if (!add.empty()) std::printf("hotplug_bench: first add %.1f ms\n", add.front());
-  Print("remove", remove);
-  Print("floor", floor);
+  for (int c = 1; c <= cycles; ++c) {
+    for (size_t turn = 0; turn < sides.size(); ++turn) {
+      Side& side = sides[(turn + static_cast<size_t>(c) - 1) % sides.size()];
+      const std::string cycle = " (" + std::to_string(c) + ")";
+      side.add.push_back(timed([&] { side.control->Add(bdf); }));
+      if (!WaitForLog(side.guest_log, "L2: edu appeared" + cycle, 60)) {
+        Fail(side.kind + ": the guest did not see the device in cycle " + std::to_string(c));
+      }
+      Settle();
+      side.remove.push_back(timed([&] { side.control->Remove(); }));
+      if (!WaitForLog(side.guest_log, "L2: edu gone" + cycle, 60)) {
+        Fail(side.kind + ": the guest did not see the device go in cycle " + std::to_string(c));
+      }
+      Settle();
+    }
+  }
+  for (Side& side : sides) {
+    for (int i = 0; i < 20; ++i) side.floor.push_back(timed([&] { side.control->Floor(); }));
+  }
+  for (const Side& side : sides) {
+    std::printf("hotplug_bench: %s, %d cycles\n", side.kind.c_str(), cycles);
+    Print(side.kind + " add", side.add);
+    // The first add is most of p99: it also sets up the VMM's VFIO container, and faults in and
+    // pins the guest RAM the guest never touched (unless it was allocated at start).
+    std::printf("hotplug_bench: %s first add %.1f ms\n", side.kind.c_str(), side.add.front());
+    Print(side.kind + " remove", side.remove);
+    Print(side.kind + " floor", side.floor);
+  }
+  if (sides.size() == 2) {
+    auto paired = [&](std::vector<double> Side::*what) {
+      std::vector<double> r;
+      for (size_t c = 0; c < (sides[0].*what).size(); ++c) {
+        r.push_back((sides[0].*what)[c] / (sides[1].*what)[c]);
+      }
+      return Percentile(r, 50);
+    };
+    std::printf("hotplug_bench: paired add ratio p50 %.3f\n", paired(&Side::add));
+    std::printf("hotplug_bench: paired remove ratio p50 %.3f\n", paired(&Side::remove));
+  }
   return 0;
 }
