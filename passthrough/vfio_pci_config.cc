@@ -150,6 +150,12 @@ absl::Status VfioPciConfig::Init() {
   return absl::OkStatus();
 }
 
+std::optional<uint16_t> VfioPciConfig::msi_pending_register() const {
+  // Set by Init() before the object is shared, constant after: no lock.
+  if (!msi_cap_ || !(msi_control_ro_ & PCI_MSI_FLAGS_MASKBIT)) return std::nullopt;
+  return static_cast<uint16_t>(*msi_cap_ + ((msi_control_ro_ & PCI_MSI_FLAGS_64BIT) ? 20 : 16));
+}
+
 MsiState VfioPciConfig::MsiStateLocked() const {
   MsiState s;
   if (!msi_cap_) return s;

@@ -89,6 +89,10 @@ class VfioPciConfig : public devices::PciDevice {
 
   std::vector<VirtualBar> bars() const;
   std::optional<MsixInfo> msix() const { return msix_; }
+  // The MSI capability's pending-bits register (its config offset), if the device's MSI vectors
+  // are maskable. What it holds is the interrupt state, which the device owner reads live (see
+  // VfioPciDevice::ConfigRead); ConfigRead here returns zeros for it, and writes are ignored.
+  std::optional<uint16_t> msi_pending_register() const;
   // Offsets of the capabilities the guest sees, in list order (id, offset).
   std::vector<std::pair<uint8_t, uint8_t>> visible_capabilities() const { return visible_; }
 

@@ -98,6 +98,7 @@ absl::Status VfioPciDevice::Init() {
   };
   ASSIGN_OR_RETURN(config_, VfioPciConfig::Create(*device_, std::move(callbacks)));
   msix_ = config_->msix();
+  msi_pending_register_ = config_->msi_pending_register();
   if (msix_) {
     msix_table_ = std::make_unique<MsixTable>(
         msix_->table_size, [this](uint16_t index, const MsixVector& v) { OnMsixVector(index, v); });
@@ -353,20 +354,43 @@ void VfioPciDevice::DisableIntx() {
   mode_ = IrqMode::kNone;
 }
 
+uint32_t VfioPciDevice::ConfigRead(uint16_t reg) {
+  if (detached_) return ~0u;
+  if (reg == msi_pending_register_) return MsiPending();
+  return config_->ConfigRead(reg);
+}
+
+// A masked vector (MSI or MSI-X) has no irqfd bound, so what VFIO signals meanwhile stays counted
+// in its eventfd until the unmask binds it again (and KVM delivers it): that count is the pending
+// bit.
+std::vector<bool> VfioPciDevice::SignalledVectors() const {
+  std::vector<pollfd> fds;
+  for (const auto& fd : vector_fds_) fds.push_back({fd->fd(), POLLIN, 0});
+  std::vector<bool> signalled(fds.size(), false);
+  if (fds.empty() || ::poll(fds.data(), fds.size(), 0) < 0) return signalled;
+  for (size_t i = 0; i < fds.size(); ++i) signalled[i] = (fds[i].revents & POLLIN) != 0;
+  return signalled;
+}
+
 void VfioPciDevice::RefreshPending() {
   std::lock_guard<std::mutex> lock(*machine_.lock);
-  // A masked vector has no irqfd bound, so what VFIO signals meanwhile stays counted in its
-  // eventfd until the unmask binds it again: that count is the pending bit. poll() reads it
-  // without consuming it.
-  std::vector<pollfd> fds;
-  if (mode_ == IrqMode::kMsix) {
-    for (const auto& fd : vector_fds_) fds.push_back({fd->fd(), POLLIN, 0});
-    if (!fds.empty() && ::poll(fds.data(), fds.size(), 0) < 0) fds.clear();
-  }
+  const std::vector<bool> signalled =
+      mode_ == IrqMode::kMsix ? SignalledVectors() : std::vector<bool>();
   for (uint16_t i = 0; i < msix_table_->size(); ++i) {
     const bool masked = msix_function_mask_ || msix_table_->vector(i).masked;
-    msix_table_->SetPending(i, masked && i < fds.size() && (fds[i].revents & POLLIN) != 0);
+    msix_table_->SetPending(i, masked && i < signalled.size() && signalled[i]);
   }
+}
+
+uint32_t VfioPciDevice::MsiPending() {
+  std::lock_guard<std::mutex> lock(*machine_.lock);
+  if (mode_ != IrqMode::kMsi) return 0;
+  const std::vector<bool> signalled = SignalledVectors();
+  uint32_t bits = 0;
+  for (size_t i = 0; i < signalled.size() && i < 32; ++i) {
+    if ((msi_.mask >> i & 1) && signalled[i]) bits |= 1u << i;
+  }
+  return bits;
 }
 
 void VfioPciDevice::DisableVectors(uint32_t vfio_index) {

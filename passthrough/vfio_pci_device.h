@@ -116,7 +116,7 @@ class VfioPciDevice : public devices::PciDevice,
       const std::function<absl::StatusOr<uint64_t>(const VirtualBar&)>& allocate);
 
   // devices::PciDevice.
-  uint32_t ConfigRead(uint16_t reg) override { return detached_ ? ~0u : config_->ConfigRead(reg); }
+  uint32_t ConfigRead(uint16_t reg) override;
   void ConfigWrite(uint16_t reg, uint32_t value, uint8_t byte_mask) override {
     if (!detached_) config_->ConfigWrite(reg, value, byte_mask);
   }
@@ -158,6 +158,11 @@ class VfioPciDevice : public devices::PciDevice,
   void DisableVectors(uint32_t vfio_index);
   // Sets the PBA's bits from the masked vectors' eventfds, before the guest reads it.
   void RefreshPending();
+  // The MSI capability's pending bits, from the masked vectors' eventfds.
+  uint32_t MsiPending();
+  // Which of vector_fds_ hold a count (what VFIO signalled since the vector's irqfd was last
+  // unbound); poll() reads that without consuming it.
+  std::vector<bool> SignalledVectors() const;
   iommu::MsiVector Key(uint32_t vector, bool msix) const {
     return {options_.device_number, (msix ? 0x10000u : 0u) + vector};
   }
@@ -169,6 +174,7 @@ class VfioPciDevice : public devices::PciDevice,
   std::shared_ptr<VfioPciConfig> config_;
   std::unique_ptr<MsixTable> msix_table_;
   std::optional<MsixInfo> msix_;
+  std::optional<uint16_t> msi_pending_register_;
 
   // Set once, under *machine_.lock; read without it only to skip work early (the callbacks that
   // change the machine check it again under the lock).

@@ -275,6 +275,38 @@ TEST_F(VfioPciDeviceTest, WhatFiresWhileAVectorIsMaskedShowsInThePbaAndArrivesOn
   EXPECT_EQ(MmioRead32(pba), 0u);
 }
 
+TEST_F(VfioPciDeviceTest, WhatFiresWhileAnMsiVectorIsMaskedShowsInItsPendingBits) {
+  ASSERT_OK_AND_ASSIGN(auto dev, Attach());
+  constexpr uint16_t kMask = 0x60, kPending = 0x64;  // 64-bit capability at 0x50.
+  dev->ConfigWrite(0x54, 0xfee00000, 0xf);
+  dev->ConfigWrite(0x58, 0, 0xf);
+  dev->ConfigWrite(0x5c, 0x41, 0x3);
+  dev->ConfigWrite(kMask, 1, 0xf);  // Masked before it is enabled.
+  dev->ConfigWrite(0x50, uint32_t{PCI_MSI_FLAGS_ENABLE} << 16, 0x4);
+  EXPECT_EQ(dev->ConfigRead(kPending), 0u);
+  DeviceFires(VFIO_PCI_MSI_IRQ_INDEX, 0);
+  EXPECT_FALSE(PendingAfterSettling(0x41));
+  EXPECT_EQ(dev->ConfigRead(kPending), 1u) << "held by the mask";
+  EXPECT_EQ(dev->ConfigRead(kPending), 1u) << "reading the bits does not consume the interrupt";
+  dev->ConfigWrite(kPending, 0, 0xf);
+  EXPECT_EQ(dev->ConfigRead(kPending), 1u) << "the pending bits are read-only";
+  dev->ConfigWrite(kMask, 0, 0xf);
+  EXPECT_TRUE(Pending(0x41));
+  EXPECT_EQ(dev->ConfigRead(kPending), 0u);
+  DeviceFires(VFIO_PCI_MSI_IRQ_INDEX, 0);  // Unmasked: straight through, never pending.
+  EXPECT_TRUE(Pending(0x41));
+  EXPECT_EQ(dev->ConfigRead(kPending), 0u);
+
+  // Masked and fired again, then MSI off: nothing is pending without MSI.
+  dev->ConfigWrite(kMask, 1, 0xf);
+  DeviceFires(VFIO_PCI_MSI_IRQ_INDEX, 0);
+  EXPECT_EQ(dev->ConfigRead(kPending), 1u);
+  dev->ConfigWrite(0x50, 0, 0x4);
+  EXPECT_EQ(dev->ConfigRead(kPending), 0u);
+  dev->Detach();
+  EXPECT_EQ(dev->ConfigRead(kPending), ~0u);
+}
+
 TEST_F(VfioPciDeviceTest, DetachUndoesEverythingAndResets) {
   ASSERT_OK_AND_ASSIGN(auto dev, Attach());
   dev->ConfigWrite(PCI_COMMAND, PCI_COMMAND_MEMORY | PCI_COMMAND_IO, 0x3);
