@@ -161,7 +161,7 @@ class VfioPciDevice : public devices::PciDevice,
   // The MSI capability's pending bits, from the masked vectors' eventfds.
   uint32_t MsiPending();
   // Which of vector_fds_ hold a count (what VFIO signalled since the vector's irqfd was last
-  // unbound); poll() reads that without consuming it.
+  // unbound); poll() reads that without consuming it. machine_.lock held.
   std::vector<bool> SignalledVectors() const;
   iommu::MsiVector Key(uint32_t vector, bool msix) const {
     return {options_.device_number, (msix ? 0x10000u : 0u) + vector};

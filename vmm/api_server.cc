@@ -291,7 +291,8 @@ class ApiServer::HealthService final : public grpc::health::v1::Health::Service 
       return grpc::Status(grpc::StatusCode::NOT_FOUND,
                           absl::StrCat("Health.Check: no service named \"", req->service(), "\""));
     }
-    out->set_status(Status());
+    std::lock_guard<std::mutex> lock(mu_);
+    out->set_status(StatusLocked(req->service()));
     return grpc::Status::OK;
   }
 
@@ -299,7 +300,6 @@ class ApiServer::HealthService final : public grpc::health::v1::Health::Service 
   // shuts down (after saying NOT_SERVING). Polls for cancellation as WatchEvents does.
   grpc::Status Watch(grpc::ServerContext* ctx, const grpc::health::v1::HealthCheckRequest* req,
                      grpc::ServerWriter<Response>* writer) override {
-    const bool known = Known(req->service());
     std::optional<Response::ServingStatus> sent;
     for (;;) {
       // The status and whether it is final, read together: a shutdown between the two reads
@@ -309,8 +309,7 @@ class ApiServer::HealthService final : public grpc::health::v1::Health::Service 
       {
         std::lock_guard<std::mutex> lock(mu_);
         last = shut_down_;
-        now = !known ? Response::SERVICE_UNKNOWN
-                     : (shut_down_ ? Response::NOT_SERVING : Response::SERVING);
+        now = StatusLocked(req->service());
       }
       if (now != sent) {
         Response out;
@@ -337,12 +336,12 @@ class ApiServer::HealthService final : public grpc::health::v1::Health::Service 
   static bool Known(const std::string& service) {
     return service.empty() || service == pb::VmService::service_full_name();
   }
-  Response::ServingStatus Status() {
-    std::lock_guard<std::mutex> lock(mu_);
+  Response::ServingStatus StatusLocked(const std::string& service) const {  // mu_ held.
+    if (!Known(service)) return Response::SERVICE_UNKNOWN;
     return shut_down_ ? Response::NOT_SERVING : Response::SERVING;
   }
 
-  std::mutex mu_;
+  mutable std::mutex mu_;
   bool shut_down_ = false;  // Guarded by mu_.
   std::condition_variable changed_;
 };
