@@ -15,7 +15,9 @@
 // p50 over cycles of the first VMM's latency over the second's in the same cycle.
 //
 // Also measures each control channel's floor, 20 calls that do no device work: QMP query-status,
-// or gRPC's own health check. Prints, per VMM (KIND is grpc or qmp),
+// or gRPC's own health check, each after the same pause as the device calls and taking turns as
+// they do (a call after a pause wakes threads that a call right after another finds awake, and
+// costs more). Prints, per VMM (KIND is grpc or qmp),
 //   hotplug_bench: KIND add p50 X ms p99 Y ms / KIND first add Z ms /
 //   KIND remove p50 X ms p99 Y ms / KIND floor p50 X ms p99 Y ms
 // then `hotplug_bench: paired add ratio p50 R` and the same for remove; exits 1 on any error or
@@ -268,8 +270,11 @@ int main(int argc, char** argv) {
       Settle();
     }
   }
-  for (Side& side : sides) {
-    for (int i = 0; i < 20; ++i) side.floor.push_back(timed([&] { side.control->Floor(); }));
+  for (int i = 0; i < 20; ++i) {
+    for (Side& side : sides) {
+      Settle();
+      side.floor.push_back(timed([&] { side.control->Floor(); }));
+    }
   }
   for (const Side& side : sides) {
     std::printf("hotplug_bench: %s, %d cycles\n", side.kind.c_str(), cycles);
