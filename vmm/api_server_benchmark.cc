@@ -10,8 +10,8 @@
 //     gRPC's default health service, the peer pair behind ApiServer's own health service.
 //   BM_BareCallbackCall: the same empty service on gRPC's callback API, the server model
 //     ApiServer does not use: in 1.51 its own threads take more context switches per call than
-//     the synchronous server's and take longer (on this machine, median of 5 after a 2 ms pause:
-//     12.9 switches and 391 us against 9.1 and 289 us).
+//     the synchronous server's and are no faster (on this machine, medians of 5 after a 2 ms
+//     pause, two runs: 12.4-12.9 switches and 301-391 us against 9.1-9.2 and 289-307 us).
 //   bazel run -c opt //vmm:api_server_benchmark
 #include <dirent.h>
 #include <unistd.h>
@@ -110,9 +110,11 @@ void BM_VmmHealthCheck(benchmark::State& state) {
 }
 BENCHMARK(BM_VmmHealthCheck)->ArgName("pause_us")->Arg(0)->Arg(2000)->UseRealTime();
 
-void BM_BareSyncCall(benchmark::State& state) {
-  grpc::EnableDefaultHealthCheckService(state.range(1) != 0);
-  pb::VmService::Service empty;  // Every method answers UNIMPLEMENTED.
+// Serves `empty` (a VmService with no method implemented) alone, with gRPC's default health
+// service or not, and measures GetVm calls to it: each a full round trip that answers
+// UNIMPLEMENTED.
+void MeasureBareServer(benchmark::State& state, grpc::Service& empty, bool default_health) {
+  grpc::EnableDefaultHealthCheckService(default_health);
   const std::string path = testing::ShortTempPath("bare.sock");
   ::unlink(path.c_str());
   grpc::ServerBuilder builder;
@@ -131,30 +133,19 @@ void BM_BareSyncCall(benchmark::State& state) {
   });
   server->Shutdown();
 }
+
+void BM_BareSyncCall(benchmark::State& state) {
+  pb::VmService::Service empty;
+  MeasureBareServer(state, empty, state.range(1) != 0);
+}
 BENCHMARK(BM_BareSyncCall)
     ->ArgNames({"pause_us", "default_health"})
     ->ArgsProduct({{0, 2000}, {0, 1}})
     ->UseRealTime();
 
 void BM_BareCallbackCall(benchmark::State& state) {
-  grpc::EnableDefaultHealthCheckService(false);
-  pb::VmService::CallbackService empty;  // Every method answers UNIMPLEMENTED.
-  const std::string path = testing::ShortTempPath("cb.sock");
-  ::unlink(path.c_str());
-  grpc::ServerBuilder builder;
-  builder.AddListeningPort("unix:" + path, grpc::InsecureServerCredentials());
-  builder.RegisterService(&empty);
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  if (server == nullptr) std::abort();
-  auto stub = pb::VmService::NewStub(
-      grpc::CreateChannel("unix:" + path, grpc::InsecureChannelCredentials()));
-  Measure(state, state.range(0), [&] {
-    grpc::ClientContext ctx;
-    pb::Vm out;
-    return stub->GetVm(&ctx, pb::GetVmRequest(), &out).error_code() ==
-           grpc::StatusCode::UNIMPLEMENTED;
-  });
-  server->Shutdown();
+  pb::VmService::CallbackService empty;
+  MeasureBareServer(state, empty, /*default_health=*/false);
 }
 BENCHMARK(BM_BareCallbackCall)->ArgName("pause_us")->Arg(0)->Arg(2000)->UseRealTime();
 
