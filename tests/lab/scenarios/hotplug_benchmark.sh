@@ -35,7 +35,10 @@ check "the kernel's hot-add paths warmed" warm_kernel $bdf
 # Resident memory, and how much of it is in transparent huge pages (type1 maps a huge page's 512
 # small pages in one IOMMU mapping, and a run of small ones page by page).
 rss() {
-  echo "$(sed -n 's/^VmRSS: *//p' /proc/$1/status | tr -s ' \t' ' ') ($(sed -n 's/^AnonHugePages: *//p' /proc/$1/smaps_rollup | tr -s ' \t' ' ') in THP)"
+  local all thp
+  all=$(sed -n 's/^VmRSS: *//p' /proc/$1/status | tr -s ' \t' ' ')
+  thp=$(sed -n 's/^AnonHugePages: *//p' /proc/$1/smaps_rollup | tr -s ' \t' ' ')
+  echo "$all ($thp in THP)"
 }
 median() { sort -n | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)]; else print "?" }'; }
 
