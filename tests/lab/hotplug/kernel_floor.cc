@@ -5,12 +5,12 @@
 //         every page: on anonymous memory the kernel walks the page tables once per 4 KiB page)
 // and their inverses (unmap, close); then the same two calls made as vmm makes them, the map on a
 // helper thread while the caller opens (`both`: the wall time of the pair, and of the map and the
-// open within it). Every round times all of them, so L0's drift weighs on each alike: whether
-// overlapping the two beats making them one after the other is `both` against `open + map`.
-// The hotplug benchmark runs it in the same L1 session as the VMMs it compares, so that its report
-// can show how much of either VMM's AddDevice / device_add is this floor, which no VMM can go
-// below.
-// Usage: kernel_floor EDU_BDF MIB anonymous|hugetlb ROUNDS. Prints one line; exits 1 on an error.
+// open within it; the CPU figure printed for `both` is the caller's alone, the open and the wait).
+// Every round times all of them, so L0's drift weighs on each alike: whether overlapping the two
+// beats making them one after the other is `both` against `open + map`. The hotplug benchmark runs
+// it in the same L1 session as the VMMs it compares, so that its report can show how much of either
+// VMM's AddDevice / device_add is this floor, which no VMM can go below. Usage: kernel_floor
+// EDU_BDF MIB anonymous|hugetlb ROUNDS. Prints one line; exits 1 on an error.
 #include <time.h>
 
 #include <algorithm>
