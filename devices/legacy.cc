@@ -119,7 +119,8 @@ void AcpiSleepControl::Write(uint64_t offset, absl::Span<const uint8_t> data) {
 void BootTimer::Read(uint64_t, absl::Span<uint8_t> data) { std::fill(data.begin(), data.end(), 0); }
 
 void BootTimer::Write(uint64_t offset, absl::Span<const uint8_t> data) {
-  if (offset == 0 && !data.empty() && data[0] == kBootCompleteMagic) on_boot_(absl::Now() - start_);
+  if (offset != 0 || data.empty() || data[0] != kBootCompleteMagic) return;
+  if (!reported_.exchange(true)) on_boot_(absl::Now() - start_);
 }
 
 }  // namespace vmmkit::devices

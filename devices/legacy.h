@@ -14,6 +14,7 @@
 #ifndef VMMKIT_DEVICES_LEGACY_H_
 #define VMMKIT_DEVICES_LEGACY_H_
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <mutex>
@@ -65,7 +66,8 @@ class AcpiSleepControl : public BusDevice {
 class BootTimer : public BusDevice {
  public:
   static constexpr uint8_t kBootCompleteMagic = 123;
-  // `on_boot` receives the time from `start` to the guest's signal.
+  // `on_boot` receives the time from `start` to the guest's first signal; later ones are ignored
+  // (the guest's init may run the boot script again, or a hostile guest write it in a loop).
   BootTimer(absl::Time start, std::function<void(absl::Duration)> on_boot)
       : start_(start), on_boot_(std::move(on_boot)) {}
   void Read(uint64_t offset, absl::Span<uint8_t> data) override;
@@ -74,6 +76,7 @@ class BootTimer : public BusDevice {
  private:
   const absl::Time start_;
   const std::function<void(absl::Duration)> on_boot_;
+  std::atomic<bool> reported_ = false;
 };
 
 }  // namespace vmmkit::devices

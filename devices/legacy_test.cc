@@ -75,5 +75,12 @@ TEST(BootTimerTest, ReportsOnTheMagicValueOnly) {
   EXPECT_GE(seen[0], absl::Seconds(2));
 }
 
+TEST(BootTimerTest, ReportsOncePerBoot) {
+  int reports = 0;
+  BootTimer timer(absl::Now(), [&](absl::Duration) { ++reports; });
+  for (int i = 0; i < 5; ++i) Out(timer, 0, BootTimer::kBootCompleteMagic);
+  EXPECT_EQ(reports, 1);
+}
+
 }  // namespace
 }  // namespace vmmkit::devices

@@ -254,6 +254,7 @@ void VmController::OnBootComplete(absl::Duration boot_time) {
 void VmController::OnStopping(const std::string& reason) {
   std::lock_guard<std::mutex> lock(mu_);
   SetState(VmState::kStopping, reason);
+  removed_cv_.notify_all();  // RemoveDevice waiters: the guest will release nothing now.
   for (auto& w : watchers_) {
     if (auto s = w.lock()) s->Close();
   }
@@ -359,8 +360,16 @@ absl::StatusOr<DeviceSummary> VmController::RemoveDevice(const std::string& id,
   if (!device.ok()) return device.status();
   {
     std::unique_lock<std::mutex> lock(mu_);
-    if (removed_cv_.wait_for(lock, absl::ToChronoMilliseconds(timeout), [&] { return *gone; })) {
-      return device;
+    // The VM stopping ends the wait too: a long timeout must not hold vmm's exit.
+    removed_cv_.wait_for(lock, absl::ToChronoMilliseconds(timeout),
+                         [&] { return *gone || state_ == VmState::kStopping; });
+    if (*gone) return device;
+    if (state_ == VmState::kStopping) {
+      removals_.erase(id);
+      return absl::UnavailableError(
+          absl::StrCat("RemoveDevice: the VM stopped before the guest "
+                       "released ",
+                       id));
     }
   }
   // Out of time: withdraw the request on the loop, unless the guest just released the device (its

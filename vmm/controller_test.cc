@@ -264,6 +264,24 @@ TEST_F(ControllerTest, RemoveDeviceReleasedAsTheTimeoutEndsSucceeds) {
               StatusIs(absl::StatusCode::kDeadlineExceeded));
 }
 
+TEST_F(ControllerTest, AWaitingRemoveDeviceEndsWhenTheVmStops) {
+  c_.OnStarted();
+  ASSERT_OK(c_.AddDevice("hp0", "01:00.0", 0).status());
+  absl::StatusOr<DeviceSummary> removed = absl::InternalError("not run");
+  absl::Time returned;
+  std::thread remover([&] {
+    removed = c_.RemoveDevice("hp0", VmController::kMaxRemoveTimeout);
+    returned = absl::Now();
+  });
+  while (vm_.eject_count.load() == 0) absl::SleepFor(absl::Milliseconds(1));
+  const absl::Time stopped = absl::Now();
+  c_.OnStopping("Shutdown request (forced)");
+  remover.join();
+  EXPECT_THAT(removed, StatusIs(absl::StatusCode::kUnavailable,
+                                HasSubstr("the VM stopped before the guest released hp0")));
+  EXPECT_LT(returned - stopped, absl::Seconds(30));  // Not the time it asked for.
+}
+
 TEST_F(ControllerTest, ASecondRemoveWhileTheFirstWaitsIsRefused) {
   c_.OnStarted();
   ASSERT_OK(c_.AddDevice("hp0", "01:00.0", 0).status());

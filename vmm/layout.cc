@@ -31,6 +31,16 @@ std::vector<loader::E820Entry> E820Map(uint64_t memory_bytes) {
   return map;
 }
 
+absl::Status WriteResetStub(const GuestMemory& memory) {
+  static constexpr uint8_t kStub[] = {
+      0xb0, 0xfe,  // mov al, 0xfe
+      0xe6, 0x64,  // out 0x64, al      ; i8042: pulse the reset line
+      0xf4,        // hlt
+      0xeb, 0xfd,  // jmp -3            ; back to hlt
+  };
+  return memory.Write(kResetStub, kStub);
+}
+
 uint32_t SlotGsi(uint8_t slot) { return kPciIntxFirstGsi + slot % 8; }
 
 acpi::Aml BuildDsdt() {

@@ -5,7 +5,8 @@
 //   0x0000_0500  GDT                  0x0000_7000  boot_params (zero page)
 //   0x0000_9000  page tables (4 GiB identity map: PML4, PDPT, 4 PDs)
 //   0x0002_0000  kernel command line  0x0009_fc00  EBDA (reserved)
-//   0x000e_0000  ACPI tables (RSDP first; 128 KiB, reserved)
+//   0x000e_0000  ACPI tables (RSDP first; 64 KiB, reserved)
+//   0x000f_fff0  the reset stub, where a real-mode restart jumps (reserved up to 1 MiB)
 //   0x0010_0000  kernel (bzImage protected-mode part), then RAM up to min(memory, 3 GiB)
 //   0xc000_0000  PCI MMIO window (512 MiB)
 //   0xe000_0000  PCIe ECAM for bus 0 (1 MiB, reserved)
@@ -25,6 +26,7 @@
 #include "acpi/aml.h"
 #include "loader/linux_loader.h"
 #include "memory/address.h"
+#include "memory/guest_memory.h"
 
 namespace vmmkit::vmm {
 
@@ -34,7 +36,11 @@ inline constexpr GuestAddress kPageTables(0x9000);
 inline constexpr GuestAddress kCmdline(0x20000);
 inline constexpr uint64_t kEbdaStart = 0x9fc00;
 inline constexpr GuestAddress kAcpiTables(0xe0000);
-inline constexpr uint64_t kAcpiTablesSize = 0x20000;
+inline constexpr uint64_t kAcpiTablesSize = 0x10000;
+// f000:fff0, where a real-mode restart enters the BIOS. Linux jumps there to reboot when it finds a
+// hardware-reduced FADT and was not booted through EFI (its reboot_type becomes EFI, whose reset
+// it cannot call, then BIOS) unless its command line says otherwise (reboot=k).
+inline constexpr GuestAddress kResetStub(0xffff0);
 inline constexpr uint64_t kLowRamLimit = 0xc0000000;  // RAM below the 32-bit MMIO hole.
 inline constexpr uint64_t kPciMmioStart = 0xc0000000;
 inline constexpr uint64_t kPciMmioEnd = 0xdfffffff;
@@ -65,6 +71,10 @@ inline constexpr uint32_t kMsiGsiCount = 1000;
 std::vector<std::pair<GuestAddress, uint64_t>> RamRegions(uint64_t memory_bytes);
 // The e820 map for those regions: RAM, the reserved EBDA/ACPI area below 1 MiB, and ECAM.
 std::vector<loader::E820Entry> E820Map(uint64_t memory_bytes);
+
+// Writes the reset stub to kResetStub: the i8042 reset command, which ends the VM, then a halt
+// loop. The same bytes do the same in real, protected and long mode.
+absl::Status WriteResetStub(const GuestMemory& memory);
 
 // INTx of PCI slot `slot` (every pin): one IOAPIC input per slot, GSIs 16-23 (slot modulo 8).
 uint32_t SlotGsi(uint8_t slot);

@@ -41,6 +41,24 @@ TEST(LayoutTest, LargeGuestsSplitAroundTheMmioHole) {
   }
 }
 
+TEST(LayoutTest, TheResetStubSitsInReservedRamAfterTheAcpiTables) {
+  ASSERT_LE(kAcpiTables.raw() + kAcpiTablesSize, kResetStub.raw());
+  bool reserved = false;
+  for (const auto& e : E820Map(64 << 20)) {
+    const bool covers =
+        e.address <= kResetStub.raw() && kResetStub.raw() + 16 <= e.address + e.size;
+    if (covers) reserved = e.type == loader::E820Type::kReserved;
+  }
+  EXPECT_TRUE(reserved) << "the guest's OS could overwrite the stub";
+  absl::StatusOr<GuestMemory> memory = GuestMemory::CreateRam(RamRegions(64 << 20), {});
+  ASSERT_TRUE(memory.ok()) << memory.status();
+  ASSERT_TRUE(WriteResetStub(*memory).ok());
+  uint8_t code[7] = {};
+  ASSERT_TRUE(memory->Read(kResetStub, absl::MakeSpan(code)).ok());
+  // out 0x64 with al = 0xfe: the i8042's reset command.
+  EXPECT_THAT(code, ::testing::ElementsAre(0xb0, 0xfe, 0xe6, 0x64, 0xf4, 0xeb, 0xfd));
+}
+
 // ACPICA's disassembler reads the VMM's DSDT as Linux's interpreter will.
 TEST(LayoutTest, IaslDecodesTheVmmDsdt) {
   if (std::system("command -v iasl > /dev/null") != 0) GTEST_SKIP() << "iasl not installed";

@@ -5,6 +5,7 @@
 //
 // Exit status: 0 when the guest reboots or powers off or on SIGINT/SIGTERM, 1 on a VMM or KVM
 // failure, 2 for a bad flag or input file (nothing has started), 3 on a guest triple fault.
+#include <csignal>
 #include <cstdio>
 #include <string>
 
@@ -18,7 +19,7 @@
 
 ABSL_FLAG(std::string, kernel, "", "Linux kernel: a bzImage or an ELF vmlinux (required).");
 ABSL_FLAG(std::string, initrd, "", "Initial ramdisk (optional).");
-ABSL_FLAG(std::string, cmdline, "console=ttyS0 reboot=k panic=1", "Kernel command line.");
+ABSL_FLAG(std::string, cmdline, "console=ttyS0 panic=1", "Kernel command line.");
 ABSL_FLAG(std::string, memory, "512", "Guest memory in MiB (64 to 1048576).");
 ABSL_FLAG(std::string, memory_backing, "anonymous",
           "Guest RAM backing: anonymous (private, transparent huge pages; the fastest), memfd "
@@ -69,6 +70,9 @@ std::vector<std::string> TakeDeviceFlags(int& argc, char** argv) {
 
 int main(int argc, char** argv) {
   const absl::Time start = absl::Now();
+  // A console reader that goes away (`vmm | head -1`) must not kill the VM: writes to it fail
+  // with EPIPE instead, and the guest runs on without a console.
+  std::signal(SIGPIPE, SIG_IGN);
   absl::SetProgramUsageMessage(
       "boots a Linux guest on KVM.\n"
       "  vmm --kernel=bzImage [--initrd=FILE] [--cmdline=...] [--memory=MiB] [--cpus=N]\n"

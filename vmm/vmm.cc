@@ -147,6 +147,17 @@ std::string DescribeRegisters(kvm::Vcpu& vcpu) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Vmm>> Vmm::Create(const VmmConfig& config, absl::Time start) {
+  // SIGINT/SIGTERM go to the event loop's signalfd: blocked before the first thread starts (the
+  // API server's, next), so that every thread inherits the mask and none takes the default action.
+  // An inherited "ignore" (as a non-interactive shell gives background jobs for SIGINT) would
+  // discard them before the signalfd sees them: the default is restored, harmless while blocked.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  ::signal(SIGINT, SIG_DFL);
+  ::signal(SIGTERM, SIG_DFL);
   std::unique_ptr<Vmm> vmm(new Vmm(config, start));
   // The API first, so that it accepts as early as possible; requests wait for the event loop.
   RETURN_IF_ERROR(vmm->StartApi());
@@ -155,13 +166,11 @@ absl::StatusOr<std::unique_ptr<Vmm>> Vmm::Create(const VmmConfig& config, absl::
 }
 
 absl::Status Vmm::StartApi() {
-  ASSIGN_OR_RETURN(EventFd loop_event, EventFd::Create());
-  loop_event_ = std::make_unique<EventFd>(std::move(loop_event));
+  ASSIGN_OR_RETURN(loop_, EventLoop::Create());
   vcpu_tids_ = std::vector<std::atomic<int64_t>>(config_.cpus);
   if (config_.api_socket.empty() && config_.api_tcp.empty()) return absl::OkStatus();
-  VmOperations& ops = *this;  // Private bases: converted here, inside the class.
-  LoopExecutor& loop = *this;
-  controller_ = std::make_unique<VmController>(ops, loop);
+  VmOperations& ops = *this;  // A private base: converted here, inside the class.
+  controller_ = std::make_unique<VmController>(ops, *loop_);
   absl::StatusOr<std::unique_ptr<ApiServer>> server =
       config_.api_socket.empty() ? ApiServer::StartTcp(*controller_, config_.api_tcp)
                                  : ApiServer::StartUnix(*controller_, config_.api_socket);
@@ -173,7 +182,7 @@ absl::Status Vmm::StartApi() {
 Vmm::~Vmm() {
   // Release RPCs waiting for the loop before the server goes; then the vCPUs; then the devices
   // they used.
-  CloseLoop();
+  loop_->Close();
   api_server_.reset();
   StopVcpus();
   TearDownPassthrough();
@@ -187,6 +196,7 @@ absl::Status Vmm::Build() {
   if (!config_.initrd_path.empty()) {
     ASSIGN_OR_RETURN(initrd, ReadFile(config_.initrd_path, "--initrd"));
   }
+  RETURN_IF_ERROR(OpenConsole());
   ASSIGN_OR_RETURN(EventFd exit_event, EventFd::Create());
   exit_event_ = std::make_unique<EventFd>(std::move(exit_event));
 
@@ -236,30 +246,70 @@ absl::Status Vmm::Build() {
                                .boot_params_address = kBootParams,
                                .cmdline_address = kCmdline};
   ASSIGN_OR_RETURN(loader::LinuxBootInfo info, loader::LoadLinux(*memory_, boot));
+  RETURN_IF_ERROR(WriteResetStub(*memory_));
   RETURN_IF_ERROR(SetUpDevices());
   RETURN_IF_ERROR(SetUpPassthrough());
   return SetUpVcpus(info.entry, info.boot_params);
 }
 
-absl::Status Vmm::SetUpDevices() {
+absl::Status Vmm::OpenConsole() {
+  ScopedFd fd;
+  const std::string flag = absl::StrCat("--serial=file:", config_.serial_path);
   switch (config_.serial) {
-    case SerialMode::kStdio:
-      serial_out_.reset(::fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 0));
-      break;
-    case SerialMode::kFile:
-      serial_out_.reset(
-          ::open(config_.serial_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-      if (!serial_out_.valid()) return ErrnoStatus(errno, "--serial=file:", config_.serial_path);
-      break;
     case SerialMode::kNone:
+      return absl::OkStatus();
+    case SerialMode::kStdio:
+      fd.reset(::fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 0));
+      if (!fd.valid()) return ErrnoStatus(errno, "dup stdout for the console");
       break;
+    case SerialMode::kFile: {
+      // O_NOFOLLOW: a symlink at the path does not send the console (and its truncation) to
+      // another file; O_NONBLOCK: a FIFO is refused below instead of waiting for a reader here.
+      fd.reset(::open(config_.serial_path.c_str(),
+                      O_WRONLY | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0600));
+      if (!fd.valid()) {
+        const int error = errno;
+        struct stat st;
+        const bool fifo = ::lstat(config_.serial_path.c_str(), &st) == 0 && S_ISFIFO(st.st_mode);
+        return absl::InvalidArgumentError(absl::StrCat(flag, ": ",
+                                                       fifo             ? "a FIFO"
+                                                       : error == ELOOP ? "a symbolic link"
+                                                                        : std::strerror(error)));
+      }
+      struct stat st;
+      if (::fstat(fd.get(), &st) != 0) return ErrnoStatus(errno, "fstat ", flag);
+      if (!S_ISREG(st.st_mode) && !S_ISCHR(st.st_mode)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            flag, ": ",
+            S_ISFIFO(st.st_mode) ? "a FIFO" : "not a regular file or a character device"));
+      }
+      for (const std::string& input : {config_.kernel_path, config_.initrd_path}) {
+        struct stat in;
+        if (!input.empty() && ::stat(input.c_str(), &in) == 0 && in.st_dev == st.st_dev &&
+            in.st_ino == st.st_ino) {
+          return absl::InvalidArgumentError(
+              absl::StrCat(flag, ": is the guest's kernel or initrd (", input, ")"));
+        }
+      }
+      if (S_ISREG(st.st_mode) && ::ftruncate(fd.get(), 0) != 0) {
+        return ErrnoStatus(errno, "ftruncate ", flag);
+      }
+      break;
+    }
   }
+  ASSIGN_OR_RETURN(console_out_, ConsoleOutput::Create(std::move(fd)));
+  return absl::OkStatus();
+}
+
+absl::Status Vmm::SetUpDevices() {
   ASSIGN_OR_RETURN(EventFd irq, EventFd::Create());
   serial_irq_ = std::make_unique<EventFd>(std::move(irq));
   RETURN_IF_ERROR(vm_->AssignIrqfd(*serial_irq_, kCom1Irq));
-  serial_ = std::make_shared<devices::Serial16550>(
-      [this] { (void)serial_irq_->Write(1); },
-      [this](absl::Span<const uint8_t> bytes) { WriteSerial(bytes); });
+  serial_ = std::make_shared<devices::Serial16550>([this] { (void)serial_irq_->Write(1); },
+                                                   [this](absl::Span<const uint8_t> bytes) {
+                                                     if (console_out_ != nullptr)
+                                                       console_out_->Write(bytes);
+                                                   });
   RETURN_IF_ERROR(pio_.Insert(serial_, kPortCom1, 8));
   RETURN_IF_ERROR(pio_.Insert(
       std::make_shared<devices::I8042>([this] { RequestExit(ExitReason::kReset, "guest reset"); }),
@@ -297,7 +347,7 @@ absl::Status Vmm::SetUpDevices() {
                                                 " ms since vmm started");
                                       }
                                       if (controller_ != nullptr) {
-                                        PostToLoop([this, d] { controller_->OnBootComplete(d); });
+                                        loop_->Post([this, d] { controller_->OnBootComplete(d); });
                                       }
                                     }),
                                 kPortBootTimer, 1));
@@ -465,8 +515,8 @@ absl::StatusOr<DeviceSummary> Vmm::AttachPassthrough(const AddDeviceSpec& spec, 
   // Only now does the guest hear of it, and from the loop's next turn: the request that added it
   // has then been answered. The guest reacts at once (a vCPU wakes to rescan the slot), and on a
   // busy host CPU that work ran ahead of the reply (2-6 ms in the lab, where L1 has one CPU).
-  if (hotplug &&
-      !PostToLoop([this, slot = *slot, added = std::weak_ptr<passthrough::VfioPciDevice>(*device)] {
+  if (hotplug && !loop_->Post([this, slot = *slot,
+                               added = std::weak_ptr<passthrough::VfioPciDevice>(*device)] {
         NotifyAdded(slot, added);
       })) {
     acpi_events_->DeviceAdded(*slot);  // No loop (it stopped, or never ran): say it now.
@@ -651,16 +701,6 @@ absl::Status Vmm::SetUpVcpus(GuestAddress entry, GuestAddress boot_params) {
   return absl::OkStatus();
 }
 
-void Vmm::WriteSerial(absl::Span<const uint8_t> bytes) {
-  if (!serial_out_.valid()) return;
-  while (!bytes.empty()) {
-    const ssize_t n = ::write(serial_out_.get(), bytes.data(), bytes.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return;  // The console went away; the guest keeps running.
-    bytes.remove_prefix(static_cast<size_t>(n));
-  }
-}
-
 void Vmm::RequestExit(ExitReason reason, const std::string& detail) {
   {
     std::lock_guard<std::mutex> lock(exit_mu_);
@@ -742,159 +782,75 @@ void Vmm::StopVcpus() {
   vcpu_threads_.clear();
 }
 
-void Vmm::EventLoop() {
-  ScopedFd epoll(::epoll_create1(EPOLL_CLOEXEC));
+absl::Status Vmm::WatchHost() {
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
-  ScopedFd sigfd(::signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK));
-  const bool use_stdin = config_.serial == SerialMode::kStdio;
-  auto add = [&](int fd) {
-    epoll_event ev{.events = EPOLLIN, .data = {.fd = fd}};
-    return ::epoll_ctl(epoll.get(), EPOLL_CTL_ADD, fd, &ev) == 0;
-  };
-  if (!epoll.valid() || !sigfd.valid() || !add(exit_event_->fd()) || !add(sigfd.get()) ||
-      !add(loop_event_->fd())) {
-    RequestExit(ExitReason::kError, absl::StrCat("event loop setup: ", std::strerror(errno)));
-    return;
-  }
-  bool stdin_open = use_stdin && add(STDIN_FILENO);
-  std::vector<uint8_t> pending;  // Host input the UART's FIFO had no room for yet.
-  loop_thread_.store(std::this_thread::get_id());
-  if (controller_ != nullptr) controller_->OnStarted();
-  for (;;) {
-    epoll_event events[8];
-    const int timer_ms = RunLoopWork();
-    const int timeout_ms =
-        pending.empty() ? timer_ms : (timer_ms < 0 ? 10 : std::min(timer_ms, 10));
-    const int n = ::epoll_wait(epoll.get(), events, 8, timeout_ms);
-    if (n < 0 && errno != EINTR) {
-      RequestExit(ExitReason::kError, absl::StrCat("epoll_wait: ", std::strerror(errno)));
+  signal_fd_.reset(::signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK));
+  if (!signal_fd_.valid()) return ErrnoStatus(errno, "signalfd");
+  RETURN_IF_ERROR(loop_->Watch(signal_fd_.get(), [this] {
+    signalfd_siginfo info;
+    if (::read(signal_fd_.get(), &info, sizeof(info)) == sizeof(info)) {
+      RequestExit(ExitReason::kSignal, absl::StrCat("stopped by signal ", info.ssi_signo));
     }
-    if (!pending.empty()) {
-      const size_t took = serial_->QueueInput(pending);
-      pending.erase(pending.begin(), pending.begin() + static_cast<long>(took));
-    }
-    for (int i = 0; i < std::max(n, 0); ++i) {
-      const int fd = events[i].data.fd;
-      if (fd == sigfd.get()) {
-        signalfd_siginfo info;
-        if (::read(sigfd.get(), &info, sizeof(info)) == sizeof(info)) {
-          RequestExit(ExitReason::kSignal, absl::StrCat("stopped by signal ", info.ssi_signo));
-        }
-      } else if (fd == STDIN_FILENO && stdin_open && pending.empty()) {
-        uint8_t buf[256];
-        const ssize_t got = ::read(STDIN_FILENO, buf, sizeof(buf));
-        if (got <= 0) {
-          // End of input (or an error): the guest keeps running without a keyboard.
-          ::epoll_ctl(epoll.get(), EPOLL_CTL_DEL, STDIN_FILENO, nullptr);
-          stdin_open = false;
-          continue;
-        }
-        pending.assign(buf, buf + got);
-        const size_t took = serial_->QueueInput(pending);
-        pending.erase(pending.begin(), pending.begin() + static_cast<long>(took));
-      }
-    }
-    std::string stopping_detail;
+  }));
+  RETURN_IF_ERROR(loop_->Watch(exit_event_->fd(), [this] {
+    (void)exit_event_->Read();
+    std::string detail;
     {
       std::lock_guard<std::mutex> lock(exit_mu_);
-      if (exit_reason_ == ExitReason::kNone) continue;
-      stopping_detail = exit_detail_;
+      if (exit_reason_ == ExitReason::kNone) return;
+      detail = exit_detail_;
     }
-    if (controller_ != nullptr) controller_->OnStopping(stopping_detail);
-    return;
+    if (controller_ != nullptr) controller_->OnStopping(detail);
+    loop_->Quit();
+  }));
+  if (console_out_ != nullptr) {
+    RETURN_IF_ERROR(loop_->Watch(console_out_->ready_fd(), [this] { FlushConsole(); }));
   }
-}
-
-// --- Control plane: the event loop's work queue and timers --------------------------------------
-
-bool Vmm::PostToLoop(std::function<void()> fn) {
-  {
-    std::lock_guard<std::mutex> lock(loop_mu_);
-    if (!loop_open_) return false;
-    loop_work_.push_back(std::move(fn));
+  // Console input, where stdin can be watched (not a regular file, which epoll refuses).
+  if (config_.serial == SerialMode::kStdio) {
+    (void)loop_->Watch(STDIN_FILENO, [this] { ReadConsoleInput(); });
   }
-  (void)loop_event_->Write(1);
-  return true;
-}
-
-absl::Status Vmm::RunOnLoop(std::function<void()> fn) {
-  if (std::this_thread::get_id() == loop_thread_.load()) {  // On the loop: no queueing.
-    fn();
-    return absl::OkStatus();
-  }
-  auto ran = std::make_shared<bool>(false);  // Guarded by loop_mu_.
-  {
-    std::lock_guard<std::mutex> lock(loop_mu_);
-    if (!loop_open_) return absl::UnavailableError("the event loop has stopped");
-    loop_work_.push_back([this, fn = std::move(fn), ran] {
-      fn();
-      std::lock_guard<std::mutex> l(loop_mu_);
-      *ran = true;
-      loop_cv_.notify_all();
-    });
-  }
-  (void)loop_event_->Write(1);
-  std::unique_lock<std::mutex> lock(loop_mu_);
-  loop_cv_.wait(lock, [&] { return *ran || !loop_open_; });
-  if (!*ran) return absl::UnavailableError("the event loop stopped before running the request");
   return absl::OkStatus();
 }
 
-void Vmm::RunOnLoopAfter(absl::Duration delay, std::function<void()> fn) {
-  {
-    std::lock_guard<std::mutex> lock(loop_mu_);
-    if (!loop_open_) return;
-    timers_.emplace(absl::Now() + delay, std::move(fn));
-  }
-  (void)loop_event_->Write(1);
+void Vmm::FlushConsole() {
+  if (!console_out_->Flush() || console_retry_) return;
+  // The reader is slow: try again shortly. (Its fd is not watched for writability: a regular
+  // file cannot be, and this way a stalled reader costs one wakeup per 10 ms, not one per byte.)
+  console_retry_ = true;
+  loop_->RunOnLoopAfter(absl::Milliseconds(10), [this] {
+    console_retry_ = false;
+    FlushConsole();
+  });
 }
 
-int Vmm::RunLoopWork() {
-  (void)loop_event_->Read();  // Non-blocking: clears the wakeup if there was one.
-  std::deque<std::function<void()>> work;
-  std::vector<std::function<void()>> due;
-  int timeout_ms = -1;
-  {
-    std::lock_guard<std::mutex> lock(loop_mu_);
-    work.swap(loop_work_);
-    const absl::Time now = absl::Now();
-    while (!timers_.empty() && timers_.begin()->first <= now) {
-      due.push_back(std::move(timers_.begin()->second));
-      timers_.erase(timers_.begin());
-    }
-    if (!timers_.empty()) {
-      timeout_ms = static_cast<int>(
-          std::min<int64_t>(absl::ToInt64Milliseconds(timers_.begin()->first - now) + 1, 60000));
-    }
-  }
-  for (auto& fn : work) fn();
-  for (auto& fn : due) fn();
-  return timeout_ms;
+void Vmm::ReadConsoleInput() {
+  uint8_t buf[256];
+  const ssize_t got = ::read(STDIN_FILENO, buf, sizeof(buf));
+  if (got < 0 && (errno == EINTR || errno == EAGAIN)) return;
+  // Either way stdin is not read again until the UART's FIFO has taken this input (the guest
+  // reads at its own pace); at end of input (or an error) not at all, and the guest runs on
+  // without a keyboard.
+  loop_->Unwatch(STDIN_FILENO);
+  if (got <= 0) return;
+  console_in_.assign(buf, buf + got);
+  FeedConsoleInput();
 }
 
-void Vmm::CloseLoop() {
-  std::deque<std::function<void()>> dropped;  // Destroyed outside the lock.
-  {
-    std::lock_guard<std::mutex> lock(loop_mu_);
-    loop_open_ = false;
-    dropped.swap(loop_work_);
-    timers_.clear();
+void Vmm::FeedConsoleInput() {
+  const size_t took = serial_->QueueInput(console_in_);
+  console_in_.erase(console_in_.begin(), console_in_.begin() + static_cast<long>(took));
+  if (!console_in_.empty()) {
+    loop_->RunOnLoopAfter(absl::Milliseconds(10), [this] { FeedConsoleInput(); });
+  } else if (!loop_->Watch(STDIN_FILENO, [this] { ReadConsoleInput(); }).ok()) {
+    LogWarning("vmm: console input stopped: stdin cannot be watched again");
   }
-  loop_cv_.notify_all();  // Waiters in RunOnLoop see the loop closed.
 }
 
 int Vmm::Run() {
-  // SIGINT/SIGTERM go to the event loop's signalfd: block them before any thread starts, so that
-  // every thread inherits the mask. The vCPU kick signal stays deliverable.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-
   // An interactive console: raw mode, so keys reach the guest's shell as typed.
   termios saved{};
   const bool tty = config_.serial == SerialMode::kStdio && ::isatty(STDIN_FILENO) &&
@@ -918,9 +874,22 @@ int Vmm::Run() {
       VcpuLoop(vcpu);
     });
   }
-  EventLoop();
-  CloseLoop();
+  if (absl::Status s = WatchHost(); !s.ok()) {
+    RequestExit(ExitReason::kError, absl::StrCat("event loop setup: ", s.message()));
+  } else {
+    if (controller_ != nullptr) loop_->Post([this] { controller_->OnStarted(); });
+    loop_->Run();
+  }
+  loop_->Close();
   StopVcpus();
+  if (console_out_ != nullptr) {
+    // What the guest wrote last (a panic, its farewell), unless the reader is stuck.
+    console_out_->Drain(absl::Seconds(1));
+    if (console_out_->dropped() > 0) {
+      LogWarning("vmm: ", console_out_->dropped(),
+                 " bytes of console output were dropped (the reader did not keep up)");
+    }
+  }
   if (tty) ::tcsetattr(STDIN_FILENO, TCSANOW, &saved);
 
   std::lock_guard<std::mutex> lock(exit_mu_);
@@ -985,9 +954,9 @@ absl::Status Vmm::RequestGuestPowerOff() {
 
 void Vmm::Stop(const std::string& reason) { RequestExit(ExitReason::kApiShutdown, reason); }
 
-std::vector<DeviceSummary> Vmm::PlatformDevices() {
+std::vector<DeviceSummary> Vmm::PlatformDevices() const {
   using Kind = DeviceSummary::Kind;
-  return {
+  std::vector<DeviceSummary> devices = {
       {"com1", Kind::kPlatform, "", "", "16550A UART, I/O 0x3f8, IRQ 4"},
       {"i8042", Kind::kPlatform, "", "", "keyboard controller (reset line), I/O 0x60/0x64"},
       {"rtc", Kind::kPlatform, "", "", "CMOS RTC, I/O 0x70"},
@@ -996,6 +965,10 @@ std::vector<DeviceSummary> Vmm::PlatformDevices() {
        "ACPI power button and PCI hotplug (generic event device, GSI 5, I/O 0xa00)"},
       {"pci-host", Kind::kPci, "0000:00:00.0", "", "PCI host bridge (0xcf8 and ECAM)"},
   };
+  if (config_.boot_timer || controller_ != nullptr) {
+    devices.push_back({"boot-timer", Kind::kPlatform, "", "", "boot-complete port 0x440"});
+  }
+  return devices;
 }
 
 namespace {
@@ -1033,10 +1006,6 @@ VmStatus Vmm::Describe() const {
   s.create_time = start_;
   for (const auto& tid : vcpu_tids_) s.vcpu_tids.push_back(tid.load(std::memory_order_relaxed));
   s.devices = PlatformDevices();
-  if (config_.boot_timer || controller_ != nullptr) {
-    s.devices.push_back(
-        {"boot-timer", DeviceSummary::Kind::kPlatform, "", "", "boot-complete port 0x440"});
-  }
   std::lock_guard<std::mutex> lock(passthrough_mu_);
   for (const Passthrough& p : passthrough_) s.devices.push_back(SummaryLocked(p));
   s.resources = CountResources();

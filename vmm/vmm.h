@@ -67,7 +67,9 @@
 #include "vfio/group.h"
 #include "vmm/api_server.h"
 #include "vmm/config.h"
+#include "vmm/console_output.h"
 #include "vmm/controller.h"
+#include "vmm/event_loop.h"
 
 namespace vmmkit::vmm {
 
@@ -81,7 +83,7 @@ enum class ExitReason {
   kApiShutdown,  // 0: a Shutdown request on the control plane.
 };
 
-class Vmm : private VmOperations, private LoopExecutor {
+class Vmm : private VmOperations {
  public:
   // Builds the VM; nothing runs yet. INVALID_ARGUMENT for bad input files (main exits 2).
   static absl::StatusOr<std::unique_ptr<Vmm>> Create(const VmmConfig& config,
@@ -106,14 +108,6 @@ class Vmm : private VmOperations, private LoopExecutor {
   absl::StatusOr<DeviceSummary> AddDevice(const AddDeviceSpec& spec) override;
   absl::StatusOr<DeviceSummary> BeginRemoveDevice(const std::string& id) override;
   bool CancelRemoveDevice(const std::string& id) override;
-  // LoopExecutor.
-  absl::Status RunOnLoop(std::function<void()> fn) override;
-  void RunOnLoopAfter(absl::Duration delay, std::function<void()> fn) override;
-  // Queues `fn` for the loop without waiting (from vCPU threads). False once the loop is gone.
-  bool PostToLoop(std::function<void()> fn);
-  // On the loop: runs queued work and due timers; returns the epoll timeout for the next timer.
-  int RunLoopWork();
-  void CloseLoop();  // No more work: what is queued is dropped (its callers see UNAVAILABLE).
   absl::Status Build();
   absl::Status SetUpDevices();
   absl::Status SetUpPassthrough();
@@ -128,13 +122,17 @@ class Vmm : private VmOperations, private LoopExecutor {
   void OnGuestEjected(uint8_t slot);
   // Tells the guest of the device added in `slot`, if it is still there.
   void NotifyAdded(uint8_t slot, const std::weak_ptr<passthrough::VfioPciDevice>& added);
-  static std::vector<DeviceSummary> PlatformDevices();
+  std::vector<DeviceSummary> PlatformDevices() const;  // Their ids are reserved.
   Resources CountResources() const;
   absl::Status SetUpVcpus(GuestAddress entry, GuestAddress boot_params);
   void VcpuLoop(kvm::Vcpu* vcpu);
   void HandleExit(kvm::Vcpu* vcpu, const kvm::VcpuExit& exit);
-  void WriteSerial(absl::Span<const uint8_t> bytes);
-  void EventLoop();
+  // The loop's host inputs: signals, exit requests, the console's output and input.
+  absl::Status WatchHost();
+  void FlushConsole();      // On the loop.
+  void ReadConsoleInput();  // On the loop: stdin is readable.
+  void FeedConsoleInput();  // On the loop: into the UART as its FIFO takes it.
+  absl::Status OpenConsole();
   void StopVcpus();
 
   const VmmConfig config_;
@@ -182,7 +180,10 @@ class Vmm : private VmOperations, private LoopExecutor {
   std::vector<Passthrough> passthrough_;
   std::unique_ptr<AddressAllocator> mmio_space_, io_space_;  // For BARs.
   uint32_t next_device_number_ = 1;
-  ScopedFd serial_out_;  // stdout (dup) or the --serial file; invalid for none.
+  std::unique_ptr<ConsoleOutput> console_out_;  // Null for --serial=none.
+  bool console_retry_ = false;                  // Loop thread only: a flush retry is due.
+  std::vector<uint8_t> console_in_;             // Loop thread only: input the UART has not taken.
+  ScopedFd signal_fd_;
 
   // Pause: vCPU threads park here while paused_ (outside KVM_RUN).
   std::mutex pause_mu_;
@@ -191,14 +192,8 @@ class Vmm : private VmOperations, private LoopExecutor {
   size_t parked_ = 0;    // Guarded by pause_mu_.
   std::vector<std::atomic<int64_t>> vcpu_tids_;
 
-  // Work for the event loop from other threads (RunOnLoop/PostToLoop) and timers.
-  std::mutex loop_mu_;
-  std::deque<std::function<void()>> loop_work_;              // Guarded by loop_mu_.
-  std::multimap<absl::Time, std::function<void()>> timers_;  // Guarded by loop_mu_.
-  std::condition_variable loop_cv_;  // RunOnLoop waiters: their work ran, or the loop closed.
-  bool loop_open_ = true;            // Guarded by loop_mu_.
-  std::unique_ptr<EventFd> loop_event_;
-  std::atomic<std::thread::id> loop_thread_;  // Set when the event loop starts.
+  // The control thread: host input, work from other threads, timers (see the threads note).
+  std::unique_ptr<EventLoop> loop_;
 
   std::unique_ptr<VmController> controller_;
   std::unique_ptr<ApiServer> api_server_;

@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # vmm on this machine's /dev/kvm with tiny ELF "kernels" (no Linux needed): console output,
 # power-off through the ACPI sleep control register, a triple fault, bad flags, and the gRPC
-# control plane driven by vmmctl (get, pause, resume, shutdown, the specified refusals).
+# control plane driven by vmmctl (get, pause, resume, shutdown, the specified refusals), signals,
+# a console reader that stalls or goes away, a guest that restarts through the reset vector.
 set -uo pipefail
 vmm=$1
 make_elf="python3 $2"
 vmmctl=$3
+. "$4"
 tmp=${TEST_TMPDIR:-$(mktemp -d)}
 failures=0
 check() { if "${@:2}"; then echo "PASS $1"; else echo "FAIL $1"; failures=$((failures + 1)); fi; }
 
-if [ ! -w /dev/kvm ]; then echo "SKIP: /dev/kvm is not usable here"; exit 0; fi
+[ -w /dev/kvm ] || skip_test "/dev/kvm is not usable here"
 
 # Prints "hi\n" on COM1, then writes S5 | SLP_EN to the sleep control register (port 0x3b0).
 #   mov dx,0x3f8; mov al,'h'; out; mov al,'i'; out; mov al,'\n'; out;
@@ -27,6 +29,55 @@ check "power-off is logged" grep -q "guest powered off" "$tmp/hello.err"
 check "--serial=file: writes the console to the file" test "$(cat "$tmp/console.txt")" = "hi"
 out=$("$vmm" --kernel="$tmp/hello.elf" --memory=64 --serial=none </dev/null 2>/dev/null)
 check "--serial=none: no console output" test -z "$out"
+
+# --serial=file: refuses what it must not write or truncate: a symlink, the kernel, a FIFO.
+ln -sf "$tmp/console.txt" "$tmp/console.link"
+mkfifo "$tmp/console.fifo"
+for target in "$tmp/console.link" "$tmp/hello.elf" "$tmp/console.fifo"; do
+  timeout 10 "$vmm" --kernel="$tmp/hello.elf" --memory=64 --serial=file:"$target" \
+    </dev/null >/dev/null 2>"$tmp/serial.err"
+  rc=$?
+  check "--serial=file:$(basename "$target") refused: exit 2 (rc=$rc): $(cat "$tmp/serial.err")" \
+    test "$rc" -eq 2
+done
+check "the refused kernel is intact" test "$(stat -c %s "$tmp/hello.elf")" -gt 100
+check "the symlink's target was not truncated" test "$(cat "$tmp/console.txt")" = "hi"
+
+# What Linux does to reboot on a stock command line (no reboot=k): it jumps to the BIOS entry
+# f000:fff0 (in real mode). This guest jumps there from long mode: mov eax,0xffff0; jmp rax.
+$make_elf "$tmp/restart.elf" b8f0ff0f00ffe0
+timeout 20 "$vmm" --kernel="$tmp/restart.elf" --memory=64 --serial=none </dev/null 2>"$tmp/restart.err"
+rc=$?
+cat "$tmp/restart.err"
+check "a jump to the reset vector resets the machine: exit 0 (rc=$rc)" test "$rc" -eq 0
+check "the reset is logged as the guest's" grep -q "guest reset" "$tmp/restart.err"
+
+# A guest that prints without end: mov dx,0x3f8; l: mov al,'x'; out dx,al; jmp l.
+$make_elf "$tmp/spam.elf" 66baf803b078eeebfb
+# The console's reader goes away: no SIGPIPE death; the VM runs on until SIGTERM.
+timeout --preserve-status -s TERM 3 "$vmm" --kernel="$tmp/spam.elf" --memory=64 2>"$tmp/spam.err" </dev/null |
+  head -c 100 >/dev/null
+rc=${PIPESTATUS[0]}
+check "a console reader that goes away does not kill vmm: SIGTERM exits 0 (rc=$rc)" test "$rc" -eq 0
+# The reader stalls (never reads): the vCPU never waits for it, and SIGTERM still ends vmm.
+mkfifo "$tmp/stall.fifo"
+sleep 60 <"$tmp/stall.fifo" &
+staller=$!
+"$vmm" --kernel="$tmp/spam.elf" --memory=64 >"$tmp/stall.fifo" 2>"$tmp/stall.err" </dev/null &
+vmm_pid=$!
+sleep 2
+kill -TERM $vmm_pid
+for i in $(seq 1 100); do kill -0 $vmm_pid 2>/dev/null || break; sleep 0.1; done
+if kill -0 $vmm_pid 2>/dev/null; then
+  check "a stalled console reader: vmm ends on SIGTERM within 10 s" false
+  kill -KILL $vmm_pid
+fi
+wait $vmm_pid
+rc=$?
+kill $staller 2>/dev/null
+cat "$tmp/stall.err"
+check "a stalled console reader: SIGTERM exits 0 (rc=$rc)" test "$rc" -eq 0
+check "a stalled console reader: the dropped output is counted" grep -q "bytes of console output were dropped" "$tmp/stall.err"
 
 # ud2 with no usable IDT: #UD, #GP/#NP, double fault, triple fault.
 $make_elf "$tmp/fault.elf" 0f0b
@@ -118,6 +169,12 @@ check "graceful shutdown twice: exit 4, already in progress (rc=$rc)" \
   </dev/null >/dev/null 2>"$tmp/second.err"; rc=$?
 check "a second vmm on the same socket is refused (rc=$rc)" \
   sh -c "test $rc -ne 0 && grep -q 'another server' $tmp/second.err"
+ctl add boot-timer 0000:00:03.0 >/dev/null 2>"$tmp/reserved.err"; rc=$?
+check "add with the boot timer's id: refused, in use (rc=$rc)" \
+  sh -c "test $rc -ne 0 && grep -q 'id boot-timer is in use' $tmp/reserved.err"
+ctl remove boot-timer >/dev/null 2>"$tmp/reserved.err"; rc=$?
+check "remove the boot timer: refused, part of the platform (rc=$rc)" \
+  sh -c "test $rc -eq 4 && grep -q 'part of the platform' $tmp/reserved.err"
 check "the VM kept running through the bad requests" \
   sh -c "\"$vmmctl\" --socket=$sock get | grep -q 'state     RUNNING'"
 check "shutdown --force" test "$(ctl shutdown --force)" = "state STOPPING"
@@ -127,6 +184,23 @@ check "vmm exits 0 after a forced shutdown (rc=$rc)" test "$rc" -eq 0
 check "the socket file is removed" test ! -e "$sock"
 ctl get 2>/dev/null; rc=$?
 check "vmmctl against no server: exit 3 (rc=$rc)" test "$rc" -eq 3
+
+# SIGTERM and SIGINT with the API on (gRPC's threads started before the VM was built): exit 0
+# and the socket removed, as without it. Started from this non-interactive shell, vmm inherits
+# SIGINT ignored, as any background job does.
+for sig in TERM INT; do
+  "$vmm" --kernel="$tmp/idle.elf" --memory=64 --serial=none --api_socket="$sock" \
+    </dev/null 2>"$tmp/sig.err" &
+  vmm_pid=$!
+  for i in $(seq 1 100); do ctl --timeout=1s health >/dev/null 2>&1 && break; sleep 0.1; done
+  kill -$sig $vmm_pid
+  for i in $(seq 1 100); do kill -0 $vmm_pid 2>/dev/null || break; sleep 0.1; done
+  kill -KILL $vmm_pid 2>/dev/null && echo "vmm ignored SIG$sig"
+  wait $vmm_pid; rc=$?
+  cat "$tmp/sig.err"
+  check "SIG$sig with the API on: exit 0 (rc=$rc)" test "$rc" -eq 0
+  check "SIG$sig with the API on: the socket file is removed" test ! -e "$sock"
+done
 
 echo "$failures failure(s)"
 [ "$failures" -eq 0 ]
