@@ -16,6 +16,11 @@ _ALWAYS_SHARED = ["-ldl", "-pthread", "-lrt", "-latomic", "-lm"]
 # resolve symbols across ~70 shared libraries at start (see //tests/vmm:api_start_benchmark).
 _STATIC_OK = ["absl", "protobuf", "grpc", "grpc_reflection"]
 
+# vmmkit's setting, named relative to this file: in a workspace that depends on vmmkit, a plain
+# "//tools:..." or "@//tools:..." would name the user's own (absent) package.
+_STATIC_LABEL = Label("//tools:static_system_libs")
+_STATIC_SETTING = "@%s//%s:%s" % (_STATIC_LABEL.workspace_name, _STATIC_LABEL.package, _STATIC_LABEL.name)
+
 # Target name -> (pkg-config modules, extra link flags).
 _LIBS = {
     "absl": ([
@@ -67,7 +72,7 @@ def _system_libs_impl(ctx):
             static_opts = (["-Wl,-Bstatic", "-Wl,--start-group"] + deduped +
                            ["-Wl,--end-group", "-Wl,-Bdynamic"] + _ALWAYS_SHARED)
             build.append("    linkopts = select({")
-            build.append("        \"@//tools:static_system_libs\": %r," % static_opts)
+            build.append("        %r: %r," % (_STATIC_SETTING, static_opts))
             build.append("        \"//conditions:default\": %r," % linkopts)
             build.append("    }),")
         else:

@@ -7,6 +7,15 @@ them (see proto.bzl).
 
 load("@rules_cc//cc:defs.bzl", "cc_binary", "cc_library", "cc_test")
 
+# Labels of vmmkit's own targets, resolved relative to this file so that the macros also work in
+# BUILD files of a workspace that depends on vmmkit (where "//tools:..." is that workspace's).
+# (Bazel 4.2's select() takes keys as strings only, hence the spelled-out form.)
+def _absolute(label):
+    return "@%s//%s:%s" % (label.workspace_name, label.package, label.name)
+
+_FUZZING = _absolute(Label("//tools:fuzzing"))
+_FUZZ_REPLAY_MAIN = _absolute(Label("//tools:fuzz_replay_main"))
+
 VMMKIT_COPTS = [
     "-Wall",
     "-Wextra",
@@ -60,11 +69,11 @@ def vmm_cc_fuzz_test(name, srcs, corpus = [], copts = [], deps = [], tags = [], 
         args = ["$(location %s)" % c for c in corpus],
         data = corpus,
         deps = deps + select({
-            "//tools:fuzzing": [],
-            "//conditions:default": ["//tools:fuzz_replay_main"],
+            _FUZZING: [],
+            "//conditions:default": [_FUZZ_REPLAY_MAIN],
         }),
         linkopts = select({
-            "//tools:fuzzing": ["-fsanitize=fuzzer"],
+            _FUZZING: ["-fsanitize=fuzzer"],
             "//conditions:default": [],
         }),
         tags = tags + ["fuzz"],
