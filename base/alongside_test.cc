@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <filesystem>
 #include <future>
 #include <thread>
 
@@ -38,9 +39,21 @@ TEST(AlongsideTest, DestructionWaitsForTheWork) {
   EXPECT_EQ(runs, 1);
 }
 
-TEST(AlongsideTest, EmptyWorkIsFine) {
+size_t ThreadCount() {
+  size_t n = 0;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/task")) {
+    (void)entry;
+    ++n;
+  }
+  return n;
+}
+
+TEST(AlongsideTest, EmptyWorkStartsNoThread) {
+  const size_t before = ThreadCount();
   Alongside helper(nullptr);
+  EXPECT_EQ(ThreadCount(), before);
   helper.Join();
+  helper.Join();  // Nothing to wait for, twice.
 }
 
 }  // namespace

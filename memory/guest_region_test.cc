@@ -142,7 +142,9 @@ TEST(GuestRegionTest, HugetlbEitherMapsOrSaysWhy) {
   if (HugePagesFree() == 0) {
     // The pool is empty here: creation must fail now, naming the pool, not SIGBUS on first touch.
     EXPECT_THAT(r, StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("nr_hugepages")));
-  } else if (r.ok()) {
+  } else {
+    // Free pages in the pool: the region must come from it.
+    ASSERT_THAT(r, IsOk());
     (*r)->host_address()[0] = 1;
     EXPECT_EQ((*r)->page_size(), 2u << 20);
   }

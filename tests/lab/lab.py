@@ -103,12 +103,15 @@ mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 mkdir -p /dev/pts /tmp && mount -t devpts devpts /dev/pts && mount -t tmpfs tmpfs /tmp
-for m in {modules}; do insmod /lab/modules/$m || echo "lab: FAIL insmod $m"; done
+modfail=0
+for m in {modules}; do insmod /lab/modules/$m || {{ echo "lab: FAIL insmod $m"; modfail=$((modfail + 1)); }}; done
 echo "lab: L1 up after $(cut -d' ' -f1 /proc/uptime) s"
 cd /lab
 sh /lab/scenario.sh
 rc=$?
 echo "lab: scenario exited with $rc"
+# A module that did not load fails the run even where the scenario got by without it.
+[ "$modfail" -gt 0 ] && [ "$rc" -eq 0 ] && {{ echo "lab: FAIL $modfail module(s) did not load"; rc=1; }}
 [ "$rc" -gt 127 ] && rc=127
 /bin/outb {port} "$rc"
 echo "lab: isa-debug-exit did not stop QEMU" ; poweroff -f
@@ -313,6 +316,8 @@ def boot_once(cmd, timeout):
 def run_qemu(args, kdir, initramfs):
     cmd = ["qemu-system-x86_64", "-accel", "tcg", "-M", "q35", "-cpu", "EPYC,+svm",
            "-smp", "1", "-m", str(args.memory), "-nographic", "-no-reboot",
+           # No network: nothing in the lab needs a way out of QEMU (and no iPXE ROM runs).
+           "-nic", "none",
            "-device", "intel-iommu,intremap=on",
            "-device", f"isa-debug-exit,iobase={DEBUG_EXIT_PORT:#x},iosize=0x04",
            "-kernel", os.path.join(kdir, "vmlinuz"), "-initrd", initramfs,

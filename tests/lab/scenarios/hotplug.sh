@@ -143,7 +143,8 @@ echo "lab: BENCH vmm RemoveDevice latency (until the guest released it and it is
 
 expect_rc 0 "forced shutdown" ctl shutdown --force
 wait $pid
-check "vmm exits 0 (rc=$?)" true
+rc=$?
+check "vmm exits 0 (rc=$rc)" test "$rc" -eq 0
 grep -E "^L2: (FAIL|PASS)" /tmp/l2.log | sed 's/^/  /'
 check "the guest reported no failure" sh -c '! grep -q "^L2: FAIL" /tmp/l2.log'
 finish
