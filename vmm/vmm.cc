@@ -83,56 +83,6 @@ void SetLapicLvt(kvm_lapic_state& lapic, size_t reg, uint32_t value) {
   std::memcpy(&lapic.regs[reg], &value, sizeof(value));
 }
 
-// Where an attach or detach spends its time, for the log: "412 ms (DMA map 90 ms, ...)".
-class StepTimer {
- public:
-  // "NAME W ms" and, where the step slept (the kernel waiting on a device), " (C ms CPU)".
-  void Step(absl::string_view name) {
-    const absl::Time now = absl::Now();
-    const absl::Duration cpu = ThreadCpu();
-    const int64_t wall_ms = absl::ToInt64Milliseconds(now - last_);
-    const int64_t cpu_ms = absl::ToInt64Milliseconds(cpu - last_cpu_);
-    steps_.push_back(
-        absl::StrCat(name, " ", wall_ms, " ms",
-                     wall_ms > cpu_ms + 2 ? absl::StrCat(" (", cpu_ms, " ms CPU)") : ""));
-    last_ = now;
-    last_cpu_ = cpu;
-  }
-  std::string Summary() const {
-    return absl::StrCat(absl::ToInt64Milliseconds(absl::Now() - start_), " ms (",
-                        absl::StrJoin(steps_, ", "), ")");
-  }
-
- private:
-  static absl::Duration ThreadCpu() {
-    timespec ts{};
-    ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return absl::DurationFromTimespec(ts);
-  }
-  absl::Time start_ = absl::Now(), last_ = start_;
-  absl::Duration last_cpu_ = ThreadCpu();
-  std::vector<std::string> steps_;
-};
-
-// The host device exists and vfio-pci drives it: said plainly, before VFIO says it obscurely.
-absl::Status CheckBoundToVfioPci(const std::string& bdf) {
-  const std::string dev = "/sys/bus/pci/devices/" + bdf;
-  struct stat st;
-  if (::stat(dev.c_str(), &st) != 0) {
-    return absl::NotFoundError(absl::StrCat("no PCI device ", bdf, " on the host (", dev, ")"));
-  }
-  char target[256] = {};
-  const ssize_t n = ::readlink((dev + "/driver").c_str(), target, sizeof(target) - 1);
-  const std::string driver = n > 0 ? std::string(target, static_cast<size_t>(n)) : "";
-  const std::string name = driver.substr(driver.find_last_of('/') + 1);
-  if (name != "vfio-pci") {
-    return absl::FailedPreconditionError(absl::StrCat(
-        bdf, " is bound to ", name.empty() ? "no driver" : name, ", not vfio-pci (echo ", bdf,
-        " > /sys/bus/pci/drivers/vfio-pci/bind, after a new_id)"));
-  }
-  return absl::OkStatus();
-}
-
 std::string DescribeRegisters(kvm::Vcpu& vcpu) {
   absl::StatusOr<kvm_regs> r = vcpu.GetRegs();
   absl::StatusOr<kvm_sregs> s = vcpu.GetSregs();
@@ -185,8 +135,7 @@ Vmm::~Vmm() {
   loop_->Close();
   api_server_.reset();
   StopVcpus();
-  TearDownPassthrough();
-  if (slots_ != nullptr) (void)system_memory_.UnregisterListener(slots_.get());
+  device_manager_.reset();  // Detaches every function while the machine is still there.
 }
 
 absl::Status Vmm::Build() {
@@ -200,25 +149,10 @@ absl::Status Vmm::Build() {
   ASSIGN_OR_RETURN(EventFd exit_event, EventFd::Create());
   exit_event_ = std::make_unique<EventFd>(std::move(exit_event));
 
-  ASSIGN_OR_RETURN(GuestMemory memory, GuestMemory::CreateRam(RamRegions(config_.memory_bytes),
-                                                              {.backing = config_.memory_backing,
-                                                               .name = "vmm-guest-ram",
-                                                               .prefault = config_.prefault}));
-  memory_ = std::make_unique<GuestMemory>(std::move(memory));
-
-  ASSIGN_OR_RETURN(kvm::Kvm kvm, kvm::Kvm::Open());
-  kvm_ = std::make_unique<kvm::Kvm>(std::move(kvm));
-  ASSIGN_OR_RETURN(vm_, kvm_->CreateVm());
-  RETURN_IF_ERROR(vm_->SetTssAddress(kTssAddress));
-  RETURN_IF_ERROR(vm_->SetIdentityMapAddress(kIdentityMapAddress));
-  RETURN_IF_ERROR(vm_->CreateIrqchip());
-  RETURN_IF_ERROR(vm_->CreatePit2(KVM_PIT_SPEAKER_DUMMY));
-
-  slots_ = std::make_unique<kvm::KvmMemorySlots>(vm_.get());
-  RETURN_IF_ERROR(system_memory_.RegisterListener(slots_.get()));
-  for (size_t i = 0; i < memory_->regions().size(); ++i) {
-    RETURN_IF_ERROR(system_memory_.AddRam(absl::StrCat("ram", i), memory_->regions()[i]));
-  }
+  ASSIGN_OR_RETURN(machine_, Machine::Create({.memory_bytes = config_.memory_bytes,
+                                              .backing = config_.memory_backing,
+                                              .prefault = config_.prefault}));
+  GuestMemory& memory = machine_->memory();
 
   // ACPI first: the loader passes the RSDP's address in the zero page.
   acpi::AcpiTables tables{
@@ -236,7 +170,7 @@ absl::Status Vmm::Build() {
   for (uint32_t i = 0; i < config_.cpus; ++i)
     tables.madt.apic_ids.push_back(static_cast<uint8_t>(i));
   ASSIGN_OR_RETURN(GuestAddress rsdp,
-                   acpi::WriteAcpiTables(*memory_, kAcpiTables, kAcpiTablesSize, tables));
+                   acpi::WriteAcpiTables(memory, kAcpiTables, kAcpiTablesSize, tables));
 
   loader::LinuxBootConfig boot{.kernel = kernel,
                                .initrd = initrd,
@@ -245,8 +179,8 @@ absl::Status Vmm::Build() {
                                .rsdp = rsdp,
                                .boot_params_address = kBootParams,
                                .cmdline_address = kCmdline};
-  ASSIGN_OR_RETURN(loader::LinuxBootInfo info, loader::LoadLinux(*memory_, boot));
-  RETURN_IF_ERROR(WriteResetStub(*memory_));
+  ASSIGN_OR_RETURN(loader::LinuxBootInfo info, loader::LoadLinux(memory, boot));
+  RETURN_IF_ERROR(WriteResetStub(memory));
   RETURN_IF_ERROR(SetUpDevices());
   RETURN_IF_ERROR(SetUpPassthrough());
   return SetUpVcpus(info.entry, info.boot_params);
@@ -304,58 +238,66 @@ absl::Status Vmm::OpenConsole() {
 absl::Status Vmm::SetUpDevices() {
   ASSIGN_OR_RETURN(EventFd irq, EventFd::Create());
   serial_irq_ = std::make_unique<EventFd>(std::move(irq));
-  RETURN_IF_ERROR(vm_->AssignIrqfd(*serial_irq_, kCom1Irq));
+  RETURN_IF_ERROR(machine_->vm().AssignIrqfd(*serial_irq_, kCom1Irq));
   serial_ = std::make_shared<devices::Serial16550>([this] { (void)serial_irq_->Write(1); },
                                                    [this](absl::Span<const uint8_t> bytes) {
                                                      if (console_out_ != nullptr)
                                                        console_out_->Write(bytes);
                                                    });
-  RETURN_IF_ERROR(pio_.Insert(serial_, kPortCom1, 8));
-  RETURN_IF_ERROR(pio_.Insert(
+  RETURN_IF_ERROR(machine_->pio().Insert(serial_, kPortCom1, 8));
+  RETURN_IF_ERROR(machine_->pio().Insert(
       std::make_shared<devices::I8042>([this] { RequestExit(ExitReason::kReset, "guest reset"); }),
       kPortI8042, 5));
-  RETURN_IF_ERROR(pio_.Insert(std::make_shared<devices::CmosRtc>(), kPortCmos, 2));
+  RETURN_IF_ERROR(machine_->pio().Insert(std::make_shared<devices::CmosRtc>(), kPortCmos, 2));
   // The ACPI events block: power button and PCI hotplug, signalled through the GED's interrupt.
   ASSIGN_OR_RETURN(EventFd ged, EventFd::Create());
   ged_irq_ = std::make_unique<EventFd>(std::move(ged));
-  RETURN_IF_ERROR(vm_->AssignIrqfd(*ged_irq_, kGedGsi));
+  RETURN_IF_ERROR(machine_->vm().AssignIrqfd(*ged_irq_, kGedGsi));
   acpi_events_ = std::make_shared<devices::AcpiEvents>(
       [this] { (void)ged_irq_->Write(1); },
       // On the vCPU thread whose _EJ0 wrote PCEJ: the device is detached before that write
       // completes, as a real slot is off once its eject method returns (QEMU, too, unplugs in
       // the eject write). A guest that looks at the slot right after its _EJ0 finds it empty, and
       // the guest does not run on (on a single vCPU, not at all) while the detach needs the CPU.
-      [this](uint8_t slot) { OnGuestEjected(slot); });
-  RETURN_IF_ERROR(pio_.Insert(acpi_events_, kPortAcpiEvents, devices::AcpiEvents::kSize));
-  ASSIGN_OR_RETURN(AddressAllocator mmio_space,
-                   AddressAllocator::Create(kPciMmioStart, kPciMmioEnd - kPciMmioStart + 1));
-  ASSIGN_OR_RETURN(AddressAllocator io_space,
-                   AddressAllocator::Create(kPciIoStart, 0x10000 - kPciIoStart));
-  mmio_space_ = std::make_unique<AddressAllocator>(std::move(mmio_space));
-  io_space_ = std::make_unique<AddressAllocator>(std::move(io_space));
-  RETURN_IF_ERROR(pio_.Insert(std::make_shared<devices::AcpiSleepControl>([this] {
-                                RequestExit(ExitReason::kPowerOff, "guest powered off");
-                              }),
-                              kPortAcpiSleep, 2));
+      [this](uint8_t slot) {
+        if (device_manager_ != nullptr) device_manager_->OnGuestEjected(slot);
+      });
+  RETURN_IF_ERROR(
+      machine_->pio().Insert(acpi_events_, kPortAcpiEvents, devices::AcpiEvents::kSize));
+  RETURN_IF_ERROR(machine_->pio().Insert(std::make_shared<devices::AcpiSleepControl>([this] {
+                                           RequestExit(ExitReason::kPowerOff, "guest powered off");
+                                         }),
+                                         kPortAcpiSleep, 2));
   // The boot timer also feeds the control plane's boot time and guest-boot-complete event.
   if (config_.boot_timer || controller_ != nullptr) {
-    RETURN_IF_ERROR(pio_.Insert(std::make_shared<devices::BootTimer>(
-                                    start_,
-                                    [this](absl::Duration d) {
-                                      if (config_.boot_timer) {
-                                        LogInfo("guest boot time: ", absl::ToInt64Milliseconds(d),
-                                                " ms since vmm started");
-                                      }
-                                      if (controller_ != nullptr) {
-                                        loop_->Post([this, d] { controller_->OnBootComplete(d); });
-                                      }
-                                    }),
-                                kPortBootTimer, 1));
+    RETURN_IF_ERROR(machine_->pio().Insert(
+        std::make_shared<devices::BootTimer>(
+            start_,
+            [this](absl::Duration d) {
+              if (config_.boot_timer) {
+                LogInfo("guest boot time: ", absl::ToInt64Milliseconds(d), " ms since vmm started");
+              }
+              if (controller_ != nullptr) {
+                loop_->Post([this, d] { controller_->OnBootComplete(d); });
+              }
+            }),
+        kPortBootTimer, 1));
   }
-  pci_ = std::make_shared<devices::PciRootBus>();
-  RETURN_IF_ERROR(pio_.Insert(std::make_shared<devices::PciConfigIo>(pci_), kPortPciConfig, 8));
-  RETURN_IF_ERROR(
-      mmio_.Insert(std::make_shared<devices::PciConfigMmio>(pci_), kEcamBase, kEcamSize));
+  std::vector<std::string> platform_ids;
+  for (const DeviceSummary& d : PlatformDevices()) platform_ids.push_back(d.id);
+  device_manager_ = std::make_unique<DeviceManager>(
+      *machine_, *acpi_events_,
+      DeviceManagerOptions{
+          .post = [this](std::function<void()> fn) { return loop_->Post(std::move(fn)); },
+          .on_removed =
+              [this](const DeviceSummary& gone) {
+                if (controller_ != nullptr) {
+                  controller_->OnDeviceEvent(
+                      {VmEvent::DeviceChanged::Type::kRemoved, gone, "guest ejected"});
+                }
+              },
+          .platform_ids = std::move(platform_ids),
+          .vfio = {}});
   return absl::OkStatus();
 }
 
@@ -363,8 +305,8 @@ absl::Status Vmm::SetUpPassthrough() {
   if (config_.devices.empty()) return absl::OkStatus();
   for (const PassthroughConfig& pc : config_.devices) {
     absl::StatusOr<DeviceSummary> d =
-        AttachPassthrough({.id = pc.id, .host_bdf = pc.host_bdf, .slot = std::nullopt},
-                          /*hotplug=*/false);
+        device_manager_->Add({.id = pc.id, .host_bdf = pc.host_bdf, .slot = std::nullopt},
+                             /*hotplug=*/false);
     if (!d.ok()) {
       return absl::Status(
           d.status().code(),
@@ -374,296 +316,14 @@ absl::Status Vmm::SetUpPassthrough() {
   return absl::OkStatus();
 }
 
-absl::StatusOr<DeviceSummary> Vmm::AttachPassthrough(const AddDeviceSpec& spec, bool hotplug) {
-  std::lock_guard<std::mutex> lock(passthrough_mu_);
-  for (const Passthrough& p : passthrough_) {
-    if (p.id == spec.id) {
-      return absl::AlreadyExistsError(absl::StrCat("id ", spec.id, " is in use"));
-    }
-    if (p.host_bdf == spec.host_bdf) {
-      return absl::AlreadyExistsError(
-          absl::StrCat("host device ", spec.host_bdf, " is already passed through as ", p.id));
-    }
-  }
-  for (const DeviceSummary& d : PlatformDevices()) {
-    if (d.id == spec.id)
-      return absl::AlreadyExistsError(absl::StrCat("id ", spec.id, " is in use"));
-  }
-  // Every step below is undone, in reverse, if a later one fails.
-  StepTimer timer;
-  std::vector<std::function<void()>> undo;
-  auto fail = [&](const char* step, const absl::Status& s) {
-    for (auto it = undo.rbegin(); it != undo.rend(); ++it) (*it)();
-    return absl::Status(s.code(), absl::StrCat(step, ": ", s.message()));
-  };
-  const std::optional<uint8_t> slot = spec.slot ? spec.slot : pci_->FreeSlot();
-  if (!slot) return fail("slot", absl::ResourceExhaustedError("no free slot on the PCI root bus"));
-  if (pci_->Occupied(*slot)) {
-    return fail("slot", absl::ResourceExhaustedError(absl::StrCat("slot ", *slot, " is taken")));
-  }
-  if (vfio_container_ == nullptr) {
-    absl::StatusOr<std::shared_ptr<vfio::VfioContainer>> container = vfio::VfioContainer::Open();
-    if (!container.ok()) {
-      return fail("open the VFIO container",
-                  absl::Status(container.status().code(),
-                               absl::StrCat("VFIO unavailable (are the vfio and vfio-pci modules "
-                                            "loaded?): ",
-                                            container.status().message())));
-    }
-    vfio_container_ = *std::move(container);
-    undo.push_back([this] { vfio_container_.reset(); });
-  }
-  if (absl::Status s = CheckBoundToVfioPci(spec.host_bdf); !s.ok()) {
-    return fail("check the host device", s);
-  }
-  absl::StatusOr<int> group_id = vfio::VfioGroup::GroupOfDevice(spec.host_bdf);
-  if (!group_id.ok()) return fail("find the IOMMU group", group_id.status());
-  if (!vfio_groups_.count(*group_id)) {
-    absl::StatusOr<std::shared_ptr<vfio::VfioGroup>> group = vfio::VfioGroup::Open(*group_id);
-    if (!group.ok()) return fail("open the IOMMU group", group.status());
-    if (absl::Status s = (*group)->SetContainer(vfio_container_); !s.ok()) {
-      return fail("add the group to the container", s);
-    }
-    vfio_groups_[*group_id] = {*group, 0};
-    undo.push_back([this, id = *group_id] { vfio_groups_.erase(id); });
-  }
-  if (!vfio_container_->iommu_type()) {
-    if (absl::Status s = vfio_container_->SetType1Iommu().status(); !s.ok()) {
-      return fail("set the container's IOMMU model", s);
-    }
-  }
-  timer.Step("VFIO container and group");
-  vfio::VfioGroup& group = *vfio_groups_[*group_id].group;
-  absl::StatusOr<std::unique_ptr<vfio::VfioDevice>> vfio_device = absl::InternalError("not opened");
-  if (dma_listener_ == nullptr) {
-    // Guest RAM into the container: all of it, now (the listener replays the address space), on
-    // a helper thread while this one opens the device. The open is when vfio-pci resets it, mostly
-    // waiting on the hardware, and mapping is CPU work (pinning pages), so the two overlap. This
-    // way round, not the other: a new thread starts behind the running ones in the scheduler's
-    // queue, so a helper doing the open started its reset only once the map had run (measured in
-    // the lab with hugetlb RAM: map with the open 20 ms, against 12-16 ms this way).
-    auto listener = std::make_unique<vfio::DmaMappingListener>(*vfio_container_);
-    absl::Status s;
-    absl::Duration map_time;  // Written by the helper; read after Join().
-    Alongside mapper([&] {
-      std::lock_guard<std::mutex> machine(machine_mu_);
-      const absl::Time start = absl::Now();
-      s = system_memory_.RegisterListener(listener.get());
-      map_time = absl::Now() - start;
-    });
-    const absl::Time open_start = absl::Now();
-    vfio_device = group.GetDevice(spec.host_bdf);
-    const absl::Duration open_time = absl::Now() - open_start;
-    mapper.Join();
-    // Each alone too: what the kernel takes for the two (the benchmark compares them with its
-    // kernel_floor, the same calls with no VMM around them).
-    timer.Step(absl::StrCat("DMA map ", absl::ToInt64Milliseconds(map_time), " ms with the open ",
-                            absl::ToInt64Milliseconds(open_time), " ms alongside:"));
-    if (!s.ok()) {
-      vfio_device = absl::CancelledError("");  // Closed before its group goes.
-      return fail("DMA-map guest RAM", s);
-    }
-    dma_listener_ = std::move(listener);
-    undo.push_back([this] {
-      std::lock_guard<std::mutex> machine(machine_mu_);
-      (void)system_memory_.UnregisterListener(dma_listener_.get());
-      dma_listener_.reset();
-    });
-  } else {
-    vfio_device = group.GetDevice(spec.host_bdf);
-    timer.Step("open (vfio-pci resets it)");
-  }
-  if (msi_routes_ == nullptr) {
-    msi_routes_ = std::make_unique<iommu::MsiRoutes>(*vm_, kMsiFirstGsi, kMsiGsiCount,
-                                                     kvm::DefaultIrqchipRoutes());
-    undo.push_back([this] { msi_routes_.reset(); });
-  }
-  if (!vfio_device.ok()) return fail("open the device", vfio_device.status());
-  absl::StatusOr<std::shared_ptr<passthrough::VfioPciDevice>> device =
-      passthrough::VfioPciDevice::Create(
-          *std::move(vfio_device),
-          {vm_.get(), &system_memory_, &mmio_, &pio_, msi_routes_.get(), &machine_mu_},
-          {.id = spec.id,
-           .device_number = next_device_number_++,
-           .guest_requester_id = static_cast<uint16_t>(*slot << 3),
-           .intx_gsi = SlotGsi(*slot)});
-  if (!device.ok()) return fail("attach the device", device.status());
-  timer.Step("attach");
-  undo.push_back([&device] { device->reset(); });  // Detached before its DMA mappings go.
-  // As firmware would: BARs at free, naturally aligned addresses; the guest may move them.
-  std::vector<std::pair<bool, uint64_t>> bars;  // (io, address) allocated.
-  undo.push_back([this, &bars] {
-    for (auto [io, address] : bars) (void)(io ? *io_space_ : *mmio_space_).Free(address);
-  });
-  absl::Status placed =
-      (*device)->PlaceBars([&](const passthrough::VirtualBar& bar) -> absl::StatusOr<uint64_t> {
-        AddressAllocator& space = bar.io ? *io_space_ : *mmio_space_;
-        ASSIGN_OR_RETURN(uint64_t address,
-                         space.Allocate(bar.size, std::max<uint64_t>(bar.size, bar.io ? 4 : 4096)));
-        bars.push_back({bar.io, address});
-        return address;
-      });
-  if (!placed.ok()) return fail("place the BARs", placed);
-  if (absl::Status s = pci_->AddDevice(*slot, *device); !s.ok())
-    return fail("plug into the slot", s);
-  ++vfio_groups_[*group_id].devices;
-  Passthrough entry{spec.id, spec.host_bdf,   *slot,       *group_id,
-                    *device, std::move(bars), std::nullopt};
-  passthrough_.push_back(std::move(entry));
-  timer.Step("plug");
-  LogInfo("vmm: attached ", spec.id, " (host ", spec.host_bdf, ") in ", timer.Summary());
-  // Only now does the guest hear of it, and from the loop's next turn: the request that added it
-  // has then been answered. The guest reacts at once (a vCPU wakes to rescan the slot), and on a
-  // busy host CPU that work ran ahead of the reply (2-6 ms in the lab, where L1 has one CPU).
-  if (hotplug && !loop_->Post([this, slot = *slot,
-                               added = std::weak_ptr<passthrough::VfioPciDevice>(*device)] {
-        NotifyAdded(slot, added);
-      })) {
-    acpi_events_->DeviceAdded(*slot);  // No loop (it stopped, or never ran): say it now.
-  }
-  return SummaryLocked(passthrough_.back());
-}
-
-void Vmm::NotifyAdded(uint8_t slot, const std::weak_ptr<passthrough::VfioPciDevice>& added) {
-  // Not if it went meanwhile (the guest may eject any slot, even one it has not been told of).
-  const std::shared_ptr<passthrough::VfioPciDevice> device = added.lock();
-  if (device == nullptr) return;
-  std::lock_guard<std::mutex> lock(passthrough_mu_);
-  for (const Passthrough& p : passthrough_) {
-    if (p.slot == slot && p.device == device) acpi_events_->DeviceAdded(slot);
-  }
-}
-
-void Vmm::DetachPassthroughLocked(size_t index) {
-  StepTimer timer;
-  Passthrough p = std::move(passthrough_[index]);
-  passthrough_.erase(passthrough_.begin() + static_cast<long>(index));
-  (void)pci_->RemoveDevice(p.slot);  // Off the bus first: no new config accesses.
-  for (auto [io, address] : p.bars) (void)(io ? *io_space_ : *mmio_space_).Free(address);
-  if (!passthrough_.empty()) {
-    // Off the machine (interrupts, BAR slots and traps) with its DMA stopped; then its fd closes
-    // (vfio-pci resets it). The container keeps guest RAM mapped for the other devices.
-    p.device->Detach();
-    p.device.reset();
-    if (auto group = vfio_groups_.find(p.group_id);
-        group != vfio_groups_.end() && --group->second.devices == 0) {
-      vfio_groups_.erase(group);
-    }
-    LogInfo("vmm: detached ", p.id, " (host ", p.host_bdf, ") in ", timer.Summary());
-    return;
-  }
-  // The last one: guest RAM leaves the container while its groups still hold the IOMMU (no DMA
-  // mapping outlives the devices); then routes, groups and container go, and a later hotplug
-  // starts afresh and replays the mappings. The slow parts overlap: on a helper thread the device
-  // detaches and its fd closes (vfio-pci resets it, waiting on the hardware), while the device's
-  // own helper has KVM tear down its INTx irqfd (grace periods); here guest RAM is unmapped (CPU:
-  // unpinning pages), outside the machine lock so that the detach can take it. (The other way
-  // round, as AttachPassthrough does it, measured no different in the lab.) In the lab this took
-  // the detach from 44-55 ms to 28-32 ms, the unmap now being the longest part. Unmapping first is
-  // safe: VFIO removes the IOMMU entries, and flushes, before it unpins a page, so a late DMA
-  // faults; it cannot land.
-  std::vector<AddressSpaceRegion> mapped;
-  if (dma_listener_ != nullptr) {
-    std::lock_guard<std::mutex> machine(machine_mu_);
-    mapped = system_memory_.RemoveListener(dma_listener_.get()).value_or(mapped);
-  }
-  std::shared_ptr<passthrough::VfioPciDevice> device = std::move(p.device);
-  Alongside closer([&device] {
-    device->Detach();
-    device.reset();
-  });
-  for (auto r = mapped.rbegin(); r != mapped.rend(); ++r) dma_listener_->RegionDel(*r);
-  timer.Step("DMA unmap");
-  closer.Join();
-  timer.Step("then the detach, close and reset alongside");
-  dma_listener_.reset();
-  msi_routes_.reset();
-  vfio_groups_.clear();
-  vfio_container_.reset();
-  LogInfo("vmm: detached ", p.id, " (host ", p.host_bdf, ") in ", timer.Summary());
-}
-
-void Vmm::TearDownPassthrough() {
-  std::lock_guard<std::mutex> lock(passthrough_mu_);
-  while (!passthrough_.empty()) DetachPassthroughLocked(passthrough_.size() - 1);
-}
-
-DeviceSummary Vmm::SummaryLocked(const Passthrough& p) const {
-  const uint32_t id = p.device->ConfigRead(0);
-  return {p.id, DeviceSummary::Kind::kVfioPci, absl::StrFormat("0000:00:%02x.0", p.slot),
-          p.host_bdf,
-          absl::StrFormat("vfio-pci %04x:%04x, interrupts: %s%s", id & 0xffff, id >> 16,
-                          p.device->interrupt_mode(), p.removing ? ", being removed" : "")};
-}
-
-absl::StatusOr<DeviceSummary> Vmm::AddDevice(const AddDeviceSpec& spec) {
-  return AttachPassthrough(spec, /*hotplug=*/true);
-}
-
-absl::StatusOr<DeviceSummary> Vmm::BeginRemoveDevice(const std::string& id) {
-  std::lock_guard<std::mutex> lock(passthrough_mu_);
-  for (Passthrough& p : passthrough_) {
-    if (p.id != id) continue;
-    if (p.removing)
-      return absl::FailedPreconditionError(absl::StrCat(id, " is already being removed"));
-    p.removing = absl::Now();
-    acpi_events_->RequestEject(p.slot);
-    return SummaryLocked(p);
-  }
-  for (const DeviceSummary& d : PlatformDevices()) {
-    if (d.id == id) {
-      return absl::FailedPreconditionError(
-          absl::StrCat(id, " is part of the platform and cannot be removed"));
-    }
-  }
-  return absl::NotFoundError(absl::StrCat("no device ", id));
-}
-
-bool Vmm::CancelRemoveDevice(const std::string& id) {
-  std::lock_guard<std::mutex> lock(passthrough_mu_);
-  for (Passthrough& p : passthrough_) {
-    if (p.id == id) {
-      p.removing.reset();
-      acpi_events_->CancelEject(p.slot);
-      return true;
-    }
-  }
-  return false;  // The guest released it meanwhile: it is gone.
-}
-
-void Vmm::OnGuestEjected(uint8_t slot) {
-  // On a vCPU thread: the guest has released the device in `slot` (its _EJ0 ran), asked or not.
-  std::optional<DeviceSummary> gone;
-  std::string asked;
-  {
-    std::lock_guard<std::mutex> lock(passthrough_mu_);
-    for (size_t i = 0; i < passthrough_.size(); ++i) {
-      if (passthrough_[i].slot != slot) continue;
-      gone = SummaryLocked(passthrough_[i]);
-      if (passthrough_[i].removing) {
-        asked =
-            absl::StrCat(" ", absl::ToInt64Milliseconds(absl::Now() - *passthrough_[i].removing),
-                         " ms after the request");
-      }
-      DetachPassthroughLocked(i);
-      break;
-    }
-  }
-  if (!gone) return;  // An empty slot: nothing to do (the guest's mistake, or malice).
-  LogInfo("vmm: ", gone->id, " (host ", gone->host_bdf, ") released by the guest", asked,
-          " and detached");
-  if (controller_ != nullptr) {
-    controller_->OnDeviceEvent({VmEvent::DeviceChanged::Type::kRemoved, *gone, "guest ejected"});
-  }
-}
-
 absl::Status Vmm::SetUpVcpus(GuestAddress entry, GuestAddress boot_params) {
-  ASSIGN_OR_RETURN(kvm::Cpuid supported, kvm_->GetSupportedCpuid());
+  kvm::Kvm& kvm = machine_->kvm();
+  ASSIGN_OR_RETURN(kvm::Cpuid supported, kvm.GetSupportedCpuid());
   // The in-kernel LAPIC (created in Build) emulates the TSC-deadline timer where KVM says so.
-  absl::StatusOr<int> tsc_deadline = kvm_->CheckExtension(KVM_CAP_TSC_DEADLINE_TIMER);
+  absl::StatusOr<int> tsc_deadline = kvm.CheckExtension(KVM_CAP_TSC_DEADLINE_TIMER);
   const kvm::GuestCpuidOptions cpuid_options{.tsc_deadline_timer =
                                                  tsc_deadline.ok() && *tsc_deadline > 0};
-  ASSIGN_OR_RETURN(std::vector<uint32_t> saved_msrs, kvm_->GetMsrIndexList());
+  ASSIGN_OR_RETURN(std::vector<uint32_t> saved_msrs, kvm.GetMsrIndexList());
   std::vector<kvm_msr_entry> msrs;
   for (const BootMsr& m : kBootMsrs) {
     // Only MSRs this KVM saves and restores; the rest are left at KVM's reset values.
@@ -672,7 +332,7 @@ absl::Status Vmm::SetUpVcpus(GuestAddress entry, GuestAddress boot_params) {
     }
   }
   for (uint32_t id = 0; id < config_.cpus; ++id) {
-    ASSIGN_OR_RETURN(std::unique_ptr<kvm::Vcpu> vcpu, vm_->CreateVcpu(id));
+    ASSIGN_OR_RETURN(std::unique_ptr<kvm::Vcpu> vcpu, machine_->vm().CreateVcpu(id));
     ASSIGN_OR_RETURN(kvm::Cpuid cpuid,
                      kvm::BuildGuestCpuid(supported, id, config_.cpus, cpuid_options));
     RETURN_IF_ERROR(vcpu->SetCpuid2(cpuid));
@@ -688,8 +348,9 @@ absl::Status Vmm::SetUpVcpus(GuestAddress entry, GuestAddress boot_params) {
     if (id == 0) {
       // The BSP starts at the kernel's 64-bit entry; the in-kernel LAPIC holds the APs in
       // wait-for-SIPI until Linux starts them.
-      RETURN_IF_ERROR(kvm::EnterLongMode(
-          *memory_, *vcpu, {.gdt = kGdt, .page_tables = kPageTables, .identity_map_gib = 4}));
+      RETURN_IF_ERROR(
+          kvm::EnterLongMode(machine_->memory(), *vcpu,
+                             {.gdt = kGdt, .page_tables = kPageTables, .identity_map_gib = 4}));
       kvm_regs regs{};
       regs.rip = entry.raw();
       regs.rsi = boot_params.raw();
@@ -715,16 +376,17 @@ void Vmm::HandleExit(kvm::Vcpu* vcpu, const kvm::VcpuExit& exit) {
   if (const auto* in = std::get_if<kvm::exit::IoIn>(&exit)) {
     for (uint32_t i = 0; i < in->count; ++i) {
       absl::Span<uint8_t> one = in->data.subspan(size_t{i} * in->size, in->size);
-      if (!pio_.Read(in->port, one)) std::fill(one.begin(), one.end(), 0xff);
+      if (!machine_->pio().Read(in->port, one)) std::fill(one.begin(), one.end(), 0xff);
     }
   } else if (const auto* out = std::get_if<kvm::exit::IoOut>(&exit)) {
     for (uint32_t i = 0; i < out->count; ++i) {
-      pio_.Write(out->port, out->data.subspan(size_t{i} * out->size, out->size));
+      machine_->pio().Write(out->port, out->data.subspan(size_t{i} * out->size, out->size));
     }
   } else if (const auto* rd = std::get_if<kvm::exit::MmioRead>(&exit)) {
-    if (!mmio_.Read(rd->address, rd->data)) std::fill(rd->data.begin(), rd->data.end(), 0xff);
+    if (!machine_->mmio().Read(rd->address, rd->data))
+      std::fill(rd->data.begin(), rd->data.end(), 0xff);
   } else if (const auto* wr = std::get_if<kvm::exit::MmioWrite>(&exit)) {
-    mmio_.Write(wr->address, wr->data);
+    machine_->mmio().Write(wr->address, wr->data);
   } else if (std::holds_alternative<kvm::exit::Hlt>(exit) ||
              std::holds_alternative<kvm::exit::Interrupted>(exit)) {
     // HLT is handled by the in-kernel LAPIC; an interrupted run just loops (and sees stopping_).
@@ -954,6 +616,16 @@ absl::Status Vmm::RequestGuestPowerOff() {
 
 void Vmm::Stop(const std::string& reason) { RequestExit(ExitReason::kApiShutdown, reason); }
 
+absl::StatusOr<DeviceSummary> Vmm::AddDevice(const AddDeviceSpec& spec) {
+  return device_manager_->Add(spec, /*hotplug=*/true);
+}
+
+absl::StatusOr<DeviceSummary> Vmm::BeginRemoveDevice(const std::string& id) {
+  return device_manager_->BeginRemove(id);
+}
+
+bool Vmm::CancelRemoveDevice(const std::string& id) { return device_manager_->CancelRemove(id); }
+
 std::vector<DeviceSummary> Vmm::PlatformDevices() const {
   using Kind = DeviceSummary::Kind;
   std::vector<DeviceSummary> devices = {
@@ -984,17 +656,9 @@ uint64_t CountDirEntries(const char* path) {
 
 Resources Vmm::CountResources() const {
   Resources r;
-  if (dma_listener_ != nullptr) {
-    for (const vfio::IovaRange& m : dma_listener_->mappings()) {
-      ++r.dma_mappings;
-      r.dma_mapped_bytes += m.last.raw() - m.start.raw() + 1;
-    }
-  }
-  r.msi_routes = msi_routes_ != nullptr ? msi_routes_->size() : 0;
-  {
-    std::lock_guard<std::mutex> machine(machine_mu_);
-    r.memory_listeners = system_memory_.listener_count();
-  }
+  device_manager_->CountResources(r);
+  r.msi_routes = machine_->msi_route_count();
+  r.memory_listeners = machine_->memory_listener_count();
   r.open_fds = CountDirEntries("/proc/self/fd") - 1;  // Less the one opendir holds.
   r.threads = CountDirEntries("/proc/self/task");
   return r;
@@ -1006,8 +670,7 @@ VmStatus Vmm::Describe() const {
   s.create_time = start_;
   for (const auto& tid : vcpu_tids_) s.vcpu_tids.push_back(tid.load(std::memory_order_relaxed));
   s.devices = PlatformDevices();
-  std::lock_guard<std::mutex> lock(passthrough_mu_);
-  for (const Passthrough& p : passthrough_) s.devices.push_back(SummaryLocked(p));
+  for (DeviceSummary& d : device_manager_->List()) s.devices.push_back(std::move(d));
   s.resources = CountResources();
   return s;
 }

@@ -1,32 +1,28 @@
 // File: vmm/vmm.h
 // -----------------------------------------------------------------------------
 // Vmm assembles one x86-64 Linux VM from vmmkit's libraries and runs it:
-//   memory/  guest RAM (memfd), an AddressSpace whose RAM follows into KVM through
-//   kvm/     KvmMemorySlots; the in-kernel PIC/IOAPIC/LAPIC and PIT; one vCPU per --cpus with
-//            CPUID from BuildGuestCpuid; the BSP entered straight into 64-bit mode;
-//   loader/  the kernel, initrd and zero page;
-//   acpi/    RSDP/XSDT/FADT/MADT/MCFG/DSDT (Linux finds its CPUs only through ACPI);
-//   devices/ COM1, i8042, CMOS, ACPI sleep control, boot timer, PCI root bus;
-//   vfio/, passthrough/, iommu/  host PCI functions given with --device: one VFIO container for
-//            all of them with guest RAM DMA-mapped into it (DmaMappingListener), each function a
-//            VfioPciDevice on the root bus, MSI/MSI-X through one MsiRoutes table.
+//   Machine        the KVM VM, guest RAM and its address space, buses, PCI root bus, BAR
+//                  allocators and MSI routes (vmm/machine.h);
+//   loader/, acpi/ the kernel, initrd and zero page; RSDP/XSDT/FADT/MADT/MCFG/DSDT; the reset
+//                  stub at f000:fff0;
+//   devices/       COM1, i8042, CMOS, ACPI sleep control and events, boot timer;
+//   DeviceManager  PCI functions (--device, AddDevice), passed through with passthrough/;
+//   vCPUs          one thread each, CPUID from BuildGuestCpuid, the BSP entered in 64-bit mode;
+//   EventLoop      the control thread (vmm/event_loop.h).
 //
-// Threads and what they share:
-//   - one thread per vCPU runs KVM_RUN and dispatches port-I/O and MMIO exits to the buses
-//     (the buses and devices lock internally);
-//   - the caller's thread runs the event loop (epoll): host input for the UART, SIGINT/SIGTERM
-//     through a signalfd, exit requests, and control-plane work. Devices and vCPUs ask the VM to
-//     stop through RequestExit, which only records the first reason and signals an eventfd; the
-//     event loop then stops the vCPUs (Kick) and joins them.
+// Threads and what they share (docs/architecture.md has the whole model and the lock order):
+//   - one thread per vCPU runs KVM_RUN and dispatches port-I/O and MMIO exits to the machine's
+//     buses (the buses and devices lock internally);
+//   - the caller's thread runs the event loop: console input and output, SIGINT/SIGTERM through a
+//     signalfd, exit requests, and control-plane work. Devices and vCPUs ask the VM to stop
+//     through RequestExit, which only records the first reason and signals an eventfd; the loop
+//     then stops and Run() joins the vCPUs.
 //   - with --api-socket/--api-tcp, gRPC threads serve proto/vmm/v1 (ApiServer). They reach the VM
-//     only through VmController, which queues each request onto the event loop (RunOnLoop: a
-//     mutex-protected queue and an eventfd) and waits for it; so the VM's state is changed by the
-//     loop thread alone. Pause parks the vCPU threads on a condition variable outside KVM_RUN.
-//   - a passed-through device's config space is written from vCPU threads, and that moves its
-//     BARs' KVM slots and traps and changes GSI routes: system_memory_, the buses' device lists
-//     and msi_routes_ change only under machine_mu_ once the vCPUs run.
-//   - hotplug: devices are attached on the loop, and detached on the vCPU thread of the guest's
-//     eject (or at teardown), both under passthrough_mu_ (see below).
+//     only through VmController, which runs each request on the event loop and waits for it.
+//     Pause parks the vCPU threads on a condition variable outside KVM_RUN.
+//   - a passed-through function's config space is written from vCPU threads, which moves its
+//     BARs' slots and traps and changes MSI routes under the machine lock; functions are attached
+//     on the loop and detached on the ejecting vCPU's thread, under the device manager's lock.
 //
 //   ASSIGN_OR_RETURN(std::unique_ptr<Vmm> vmm, Vmm::Create(config));
 //   return vmm->Run();   // the process exit status
@@ -36,9 +32,7 @@
 
 #include <atomic>
 #include <condition_variable>
-#include <deque>
 #include <functional>
-#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -50,26 +44,15 @@
 #include "base/event_fd.h"
 #include "base/scoped_fd.h"
 #include "devices/acpi_events.h"
-#include "devices/bus.h"
-#include "devices/pci.h"
 #include "devices/serial.h"
-#include "iommu/msi_routes.h"
-#include "kvm/kvm.h"
-#include "kvm/memory_slots.h"
 #include "kvm/vcpu.h"
-#include "kvm/vm.h"
-#include "memory/address_allocator.h"
-#include "memory/address_space.h"
-#include "memory/guest_memory.h"
-#include "passthrough/vfio_pci_device.h"
-#include "vfio/container.h"
-#include "vfio/dma_listener.h"
-#include "vfio/group.h"
 #include "vmm/api_server.h"
 #include "vmm/config.h"
 #include "vmm/console_output.h"
 #include "vmm/controller.h"
+#include "vmm/device_manager.h"
 #include "vmm/event_loop.h"
+#include "vmm/machine.h"
 
 namespace vmmkit::vmm {
 
@@ -111,17 +94,6 @@ class Vmm : private VmOperations {
   absl::Status Build();
   absl::Status SetUpDevices();
   absl::Status SetUpPassthrough();
-  void TearDownPassthrough();
-  struct Passthrough;
-  // On the loop (or in Build): all or nothing; `hotplug` tells the guest.
-  absl::StatusOr<DeviceSummary> AttachPassthrough(const AddDeviceSpec& spec, bool hotplug);
-  void DetachPassthroughLocked(size_t index);  // passthrough_mu_ held.
-  DeviceSummary SummaryLocked(const Passthrough& p) const;
-  // On the vCPU thread whose _EJ0 wrote PCEJ: detaches the device in `slot` (if any) and reports
-  // it removed.
-  void OnGuestEjected(uint8_t slot);
-  // Tells the guest of the device added in `slot`, if it is still there.
-  void NotifyAdded(uint8_t slot, const std::weak_ptr<passthrough::VfioPciDevice>& added);
   std::vector<DeviceSummary> PlatformDevices() const;  // Their ids are reserved.
   Resources CountResources() const;
   absl::Status SetUpVcpus(GuestAddress entry, GuestAddress boot_params);
@@ -138,48 +110,17 @@ class Vmm : private VmOperations {
   const VmmConfig config_;
   const absl::Time start_;
 
-  std::unique_ptr<kvm::Kvm> kvm_;
-  std::unique_ptr<kvm::Vm> vm_;
-  std::unique_ptr<GuestMemory> memory_;
-  AddressSpace system_memory_{"system"};
-  std::unique_ptr<kvm::KvmMemorySlots> slots_;
+  std::unique_ptr<Machine> machine_;
   std::vector<std::unique_ptr<kvm::Vcpu>> vcpus_;
   std::vector<std::thread> vcpu_threads_;
 
-  devices::Bus pio_{"pio"};
-  devices::Bus mmio_{"mmio"};
   std::shared_ptr<devices::Serial16550> serial_;
-  std::shared_ptr<devices::PciRootBus> pci_;
   std::unique_ptr<EventFd> serial_irq_;
   std::unique_ptr<EventFd> ged_irq_;  // The GED's interrupt (an irqfd).
   std::shared_ptr<devices::AcpiEvents> acpi_events_;
 
-  // Passed-through host PCI functions (--device, AddDevice). They, the container, groups, DMA
-  // listener and routes change under passthrough_mu_: on the loop (or in Build) as devices are
-  // added, on the ejecting vCPU's thread as the guest releases one; the container, listener and
-  // routes exist while at least one device does. Lock order: passthrough_mu_, then machine_mu_.
-  struct Passthrough {
-    std::string id;
-    std::string host_bdf;
-    uint8_t slot;
-    int group_id;
-    std::shared_ptr<passthrough::VfioPciDevice> device;
-    std::vector<std::pair<bool, uint64_t>> bars;  // (I/O, address) given out by PlaceBars.
-    std::optional<absl::Time> removing;           // When the guest was asked to release it.
-  };
-  struct GroupRef {
-    std::shared_ptr<vfio::VfioGroup> group;
-    int devices = 0;
-  };
-  mutable std::mutex machine_mu_;  // See the threads note above.
-  mutable std::mutex passthrough_mu_;
-  std::shared_ptr<vfio::VfioContainer> vfio_container_;
-  std::map<int, GroupRef> vfio_groups_;  // By IOMMU group id.
-  std::unique_ptr<vfio::DmaMappingListener> dma_listener_;
-  std::unique_ptr<iommu::MsiRoutes> msi_routes_;
-  std::vector<Passthrough> passthrough_;
-  std::unique_ptr<AddressAllocator> mmio_space_, io_space_;  // For BARs.
-  uint32_t next_device_number_ = 1;
+  // PCI functions (--device, AddDevice); destroyed before the machine.
+  std::unique_ptr<DeviceManager> device_manager_;
   std::unique_ptr<ConsoleOutput> console_out_;  // Null for --serial=none.
   bool console_retry_ = false;                  // Loop thread only: a flush retry is due.
   std::vector<uint8_t> console_in_;             // Loop thread only: input the UART has not taken.

@@ -93,6 +93,7 @@ void FakeVfioKernel::ForgetClosedFds() {
 }
 
 std::map<std::string, int> FakeVfioKernel::OpenFds() {
+  std::lock_guard<std::recursive_mutex> lock(mu_);
   ForgetClosedFds();
   std::map<std::string, int> out;
   static const char* kNames[] = {"container", "group", "device", "iommufd", "cdev"};
@@ -101,6 +102,7 @@ std::map<std::string, int> FakeVfioKernel::OpenFds() {
 }
 
 int FakeVfioKernel::Open(const char* path, int flags) {
+  std::lock_guard<std::recursive_mutex> lock(mu_);
   opened.emplace_back(path);
   if (open_errno != 0) return -open_errno;
   ForgetClosedFds();
@@ -131,6 +133,7 @@ int FakeVfioKernel::Open(const char* path, int flags) {
 }
 
 int FakeVfioKernel::Ioctl(int fd, unsigned long request, uintptr_t arg) {
+  std::lock_guard<std::recursive_mutex> lock(mu_);
   calls.push_back(request);
   if (auto it = fail_with.find(request); it != fail_with.end()) return -it->second;
   if (auto it = fail_after.find(request); it != fail_after.end()) {
@@ -531,6 +534,7 @@ FakeVfioKernel::Region* FakeVfioKernel::RegionAt(int fd, uint64_t offset, size_t
 }
 
 int64_t FakeVfioKernel::Pread(int fd, void* buf, size_t len, uint64_t offset) {
+  std::lock_guard<std::recursive_mutex> lock(mu_);
   uint64_t within = 0;
   Region* r = RegionAt(fd, offset, len, &within);
   if (r == nullptr || !(r->flags & VFIO_REGION_INFO_FLAG_READ)) return -EINVAL;
@@ -539,6 +543,7 @@ int64_t FakeVfioKernel::Pread(int fd, void* buf, size_t len, uint64_t offset) {
 }
 
 int64_t FakeVfioKernel::Pwrite(int fd, const void* buf, size_t len, uint64_t offset) {
+  std::lock_guard<std::recursive_mutex> lock(mu_);
   uint64_t within = 0;
   Region* r = RegionAt(fd, offset, len, &within);
   if (r == nullptr || !(r->flags & VFIO_REGION_INFO_FLAG_WRITE)) return -EINVAL;
@@ -547,6 +552,7 @@ int64_t FakeVfioKernel::Pwrite(int fd, const void* buf, size_t len, uint64_t off
 }
 
 void* FakeVfioKernel::Mmap(size_t len, int prot, int fd, uint64_t offset, int* err) {
+  std::lock_guard<std::recursive_mutex> lock(mu_);
   uint64_t within = 0;
   Region* r = RegionAt(fd, offset, len, &within);
   if (r == nullptr || !(r->flags & VFIO_REGION_INFO_FLAG_MMAP)) {
@@ -567,6 +573,7 @@ void* FakeVfioKernel::Mmap(size_t len, int prot, int fd, uint64_t offset, int* e
 }
 
 void FakeVfioKernel::Munmap(void* addr, size_t len) {
+  std::lock_guard<std::recursive_mutex> lock(mu_);
   auto it = std::find(mmaps.begin(), mmaps.end(), std::make_pair(addr, len));
   if (it != mmaps.end()) mmaps.erase(it);
   ::munmap(addr, len);

@@ -7,7 +7,8 @@
 // It follows the kernel's rules where vfio/ relies on them: DMA overlap -> EEXIST, unmap reports
 // what it removed and refuses to bisect a mapping (type1) or says ENOENT (iommufd), a group leaves
 // its container only with its devices closed, an IOAS with attached devices cannot be destroyed,
-// a cdev does nothing before it is bound. Every fd it hands out is a real fd (of /dev/null), so
+// a cdev does nothing before it is bound. Its syscalls are serialized (any thread may make them).
+// Every fd it hands out is a real fd (of /dev/null), so
 // ScopedFd can close it; the fake learns of closes lazily (see OpenFds()).
 //
 // Paths: /dev/vfio/vfio (container), /dev/vfio/<N> (group N, if in `groups`), /dev/iommu (if
@@ -18,6 +19,7 @@
 
 #include <cstdint>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
@@ -151,6 +153,10 @@ class FakeVfioKernel : public VfioSyscalls {
   bool FdOpen(int fd) const;
   void ForgetClosedFds();
 
+  // The syscalls may come from several threads at once, as the kernel's do (a VMM closing a
+  // device on a helper while it unmaps guest RAM); the test's own reads of the fields above
+  // happen while no syscall runs.
+  std::recursive_mutex mu_;
   std::map<int, FdInfo> fds_;
   std::map<int, Container> containers_;
   int last_container_fd_ = -1;

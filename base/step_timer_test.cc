@@ -1,0 +1,25 @@
+#include "base/step_timer.h"
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace vmmkit {
+namespace {
+
+using ::testing::MatchesRegex;
+
+TEST(StepTimerTest, SummaryNamesEachStepAndTheTotal) {
+  StepTimer timer;
+  timer.Step("open");
+  absl::SleepFor(absl::Milliseconds(20));  // Sleeps: wall time without CPU time.
+  timer.Step("wait");
+  EXPECT_THAT(timer.Summary(),
+              MatchesRegex("[0-9]+ ms \\(open [0-9]+ ms, wait [0-9]+ ms \\([0-9]+ ms CPU\\)\\)"));
+}
+
+TEST(StepTimerTest, NoStepsIsJustTheTotal) {
+  EXPECT_THAT(StepTimer().Summary(), MatchesRegex("[0-9]+ ms \\(\\)"));
+}
+
+}  // namespace
+}  // namespace vmmkit

@@ -1,0 +1,90 @@
+// File: vmm/machine.h
+// -----------------------------------------------------------------------------
+// Machine is the hardware a vmm guest runs on, before any device: the KVM VM with its in-kernel
+// irqchip and PIT, guest RAM in a guest-physical AddressSpace that KVM's memory slots follow, the
+// port-I/O and MMIO buses, the PCI root bus (its config mechanisms on 0xcf8 and ECAM), the address
+// allocators that BARs are placed from, and the VM's KVM GSI routing table for MSIs, which lives
+// as long as the VM. Devices plug into it (vmm's platform devices, the DeviceManager's PCI
+// functions); the layout is vmm/layout.h's.
+//
+//   ASSIGN_OR_RETURN(std::unique_ptr<Machine> m, Machine::Create({.memory_bytes = 512 << 20}));
+//   RETURN_IF_ERROR(m->pio().Insert(uart, kPortCom1, 8));
+//
+// The machine lock: the address space, the buses' device lists and the MSI routes change at run
+// time from vCPU threads (a guest moving a BAR or programming an MSI) as well as from the event
+// loop (a device attached) and an ejecting vCPU (a device detached); every such change, and every
+// read of them outside a vCPU's bus dispatch, is made under lock(). It is the innermost lock: see
+// docs/architecture.md for the order.
+
+#ifndef VMMKIT_VMM_MACHINE_H_
+#define VMMKIT_VMM_MACHINE_H_
+
+#include <memory>
+#include <mutex>
+
+#include "absl/status/statusor.h"
+#include "devices/bus.h"
+#include "devices/pci.h"
+#include "iommu/msi_routes.h"
+#include "kvm/kvm.h"
+#include "kvm/memory_slots.h"
+#include "kvm/vm.h"
+#include "memory/address_allocator.h"
+#include "memory/address_space.h"
+#include "memory/guest_memory.h"
+#include "memory/guest_region.h"
+
+namespace vmmkit::vmm {
+
+struct MachineConfig {
+  uint64_t memory_bytes = 64 << 20;
+  GuestRegionBacking backing = GuestRegionBacking::kAnonymous;
+  bool prefault = false;
+};
+
+class Machine {
+ public:
+  // Opens KVM and builds the machine: RAM (layout.h's regions) in the address space and KVM's
+  // slots, irqchip, PIT, buses, PCI root bus with its config mechanisms, BAR allocators and the
+  // MSI route table.
+  static absl::StatusOr<std::unique_ptr<Machine>> Create(const MachineConfig& config);
+  ~Machine();
+  Machine(const Machine&) = delete;
+  Machine& operator=(const Machine&) = delete;
+
+  kvm::Kvm& kvm() { return *kvm_; }
+  kvm::Vm& vm() { return *vm_; }
+  GuestMemory& memory() { return *memory_; }
+  AddressSpace& address_space() { return address_space_; }  // Change under lock().
+  devices::Bus& pio() { return pio_; }
+  devices::Bus& mmio() { return mmio_; }
+  devices::PciRootBus& pci() { return *pci_; }
+  // BAR placement (PCI MMIO window and I/O ports above kPciIoStart). The device manager's.
+  AddressAllocator& mmio_space() { return *mmio_space_; }
+  AddressAllocator& io_space() { return *io_space_; }
+  iommu::MsiRoutes& msi_routes() { return *msi_routes_; }  // Change under lock().
+  std::mutex& lock() { return lock_; }
+
+  // Counts for the control plane's resource report, read under lock().
+  size_t msi_route_count();
+  size_t memory_listener_count();
+
+ private:
+  Machine() = default;
+
+  std::unique_ptr<kvm::Kvm> kvm_;
+  std::unique_ptr<kvm::Vm> vm_;
+  std::unique_ptr<GuestMemory> memory_;
+  AddressSpace address_space_{"system"};
+  std::unique_ptr<kvm::KvmMemorySlots> slots_;
+  devices::Bus pio_{"pio"};
+  devices::Bus mmio_{"mmio"};
+  std::shared_ptr<devices::PciRootBus> pci_;
+  std::unique_ptr<AddressAllocator> mmio_space_, io_space_;
+  std::unique_ptr<iommu::MsiRoutes> msi_routes_;
+  std::mutex lock_;
+};
+
+}  // namespace vmmkit::vmm
+
+#endif  // VMMKIT_VMM_MACHINE_H_

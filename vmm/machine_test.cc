@@ -1,0 +1,72 @@
+#include "vmm/machine.h"
+
+#include <cstring>
+
+#include "base/status_matchers.h"
+#include "gtest/gtest.h"
+#include "vmm/layout.h"
+
+namespace vmmkit::vmm {
+namespace {
+
+class MachineTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (::access("/dev/kvm", R_OK | W_OK) != 0) GTEST_SKIP() << "no usable /dev/kvm";
+    ASSERT_OK_AND_ASSIGN(machine_, Machine::Create({.memory_bytes = 64 << 20}));
+  }
+  uint32_t PciConfigRead(uint8_t slot, uint16_t reg) {
+    const uint32_t address = 0x80000000u | (uint32_t{slot} << 11) | reg;
+    machine_->pio().Write(kPortPciConfig,
+                          absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(&address), 4));
+    uint32_t value = 0;
+    if (!machine_->pio().Read(kPortPciConfig + 4,
+                              absl::MakeSpan(reinterpret_cast<uint8_t*>(&value), 4))) {
+      return ~0u;
+    }
+    return value;
+  }
+  std::unique_ptr<Machine> machine_;
+};
+
+TEST_F(MachineTest, GuestRamIsInTheAddressSpaceAndKvmFollowsIt) {
+  ASSERT_EQ(machine_->memory().regions().size(), 1u);
+  EXPECT_EQ(machine_->memory().regions()[0]->size(), 64u << 20);
+  EXPECT_EQ(machine_->memory_listener_count(), 1u);  // KVM's memory slots.
+  ASSERT_EQ(machine_->address_space().regions().size(), 1u);
+  EXPECT_EQ(machine_->address_space().regions()[0].kind, RegionKind::kRam);
+}
+
+TEST_F(MachineTest, ThePciHostBridgeAnswersOnBothConfigMechanisms) {
+  const uint32_t id = PciConfigRead(0, 0);
+  EXPECT_EQ(id & 0xffff, devices::PciHostBridge::kVendorId);
+  EXPECT_EQ(PciConfigRead(5, 0), ~0u);  // An empty slot.
+  uint32_t ecam = 0;
+  ASSERT_TRUE(
+      machine_->mmio().Read(kEcamBase, absl::MakeSpan(reinterpret_cast<uint8_t*>(&ecam), 4)));
+  EXPECT_EQ(ecam, id);
+}
+
+TEST_F(MachineTest, BarsArePlacedInTheWindowsTheDsdtDescribes) {
+  ASSERT_OK_AND_ASSIGN(uint64_t mmio, machine_->mmio_space().Allocate(1 << 20, 1 << 20));
+  EXPECT_GE(mmio, kPciMmioStart);
+  EXPECT_LE(mmio + (1 << 20) - 1, kPciMmioEnd);
+  ASSERT_OK_AND_ASSIGN(uint64_t io, machine_->io_space().Allocate(0x100, 0x100));
+  EXPECT_GE(io, kPciIoStart);
+  EXPECT_LE(io + 0xff, 0xffffu);
+}
+
+TEST_F(MachineTest, TheMsiRouteTableLivesWithTheMachine) {
+  EXPECT_EQ(machine_->msi_route_count(), 0u);
+  ASSERT_OK_AND_ASSIGN(EventFd trigger, EventFd::Create());
+  {
+    std::lock_guard<std::mutex> lock(machine_->lock());
+    ASSERT_OK(machine_->msi_routes()
+                  .Enable({1, 0}, {.address = 0xfee00000, .data = 0x30}, 0x18, trigger)
+                  .status());
+  }
+  EXPECT_EQ(machine_->msi_route_count(), 1u);
+}
+
+}  // namespace
+}  // namespace vmmkit::vmm
