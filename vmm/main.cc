@@ -14,6 +14,7 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/match.h"
 #include "absl/time/clock.h"
+#include "vmm/api_server.h"
 #include "vmm/config.h"
 #include "vmm/vmm.h"
 
@@ -102,7 +103,21 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "vmm: %s\n", std::string(config.status().message()).c_str());
     return 2;
   }
-  absl::StatusOr<std::unique_ptr<vmmkit::vmm::Vmm>> vmm = vmmkit::vmm::Vmm::Create(*config, start);
+  // The gRPC control plane, if asked for: created here, so that the VMM library has no gRPC in it.
+  vmmkit::vmm::Vmm::ApiStarter start_api;
+  if (!config->api_socket.empty() || !config->api_tcp.empty()) {
+    start_api =
+        [&](vmmkit::vmm::VmController& controller) -> absl::StatusOr<std::shared_ptr<void>> {
+      absl::StatusOr<std::unique_ptr<vmmkit::vmm::ApiServer>> server =
+          config->api_socket.empty()
+              ? vmmkit::vmm::ApiServer::StartTcp(controller, config->api_tcp)
+              : vmmkit::vmm::ApiServer::StartUnix(controller, config->api_socket);
+      if (!server.ok()) return server.status();
+      return std::shared_ptr<void>(std::move(*server));
+    };
+  }
+  absl::StatusOr<std::unique_ptr<vmmkit::vmm::Vmm>> vmm =
+      vmmkit::vmm::Vmm::Create(*config, start, start_api);
   if (!vmm.ok()) {
     std::fprintf(stderr, "vmm: %s\n", std::string(vmm.status().message()).c_str());
     // A malformed kernel or initrd is bad input, like a bad flag.

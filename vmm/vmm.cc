@@ -96,7 +96,8 @@ std::string DescribeRegisters(kvm::Vcpu& vcpu) {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Vmm>> Vmm::Create(const VmmConfig& config, absl::Time start) {
+absl::StatusOr<std::unique_ptr<Vmm>> Vmm::Create(const VmmConfig& config, absl::Time start,
+                                                 const ApiStarter& start_api) {
   // SIGINT/SIGTERM go to the event loop's signalfd: blocked before the first thread starts (the
   // API server's, next), so that every thread inherits the mask and none takes the default action.
   // An inherited "ignore" (as a non-interactive shell gives background jobs for SIGINT) would
@@ -110,22 +111,17 @@ absl::StatusOr<std::unique_ptr<Vmm>> Vmm::Create(const VmmConfig& config, absl::
   ::signal(SIGTERM, SIG_DFL);
   std::unique_ptr<Vmm> vmm(new Vmm(config, start));
   // The API first, so that it accepts as early as possible; requests wait for the event loop.
-  RETURN_IF_ERROR(vmm->StartApi());
+  RETURN_IF_ERROR(vmm->StartApi(start_api));
   RETURN_IF_ERROR(vmm->Build());
   return vmm;
 }
 
-absl::Status Vmm::StartApi() {
+absl::Status Vmm::StartApi(const ApiStarter& start_api) {
   ASSIGN_OR_RETURN(loop_, EventLoop::Create());
-  vcpu_tids_ = std::vector<std::atomic<int64_t>>(config_.cpus);
-  if (config_.api_socket.empty() && config_.api_tcp.empty()) return absl::OkStatus();
+  if (!start_api) return absl::OkStatus();
   VmOperations& ops = *this;  // A private base: converted here, inside the class.
   controller_ = std::make_unique<VmController>(ops, *loop_);
-  absl::StatusOr<std::unique_ptr<ApiServer>> server =
-      config_.api_socket.empty() ? ApiServer::StartTcp(*controller_, config_.api_tcp)
-                                 : ApiServer::StartUnix(*controller_, config_.api_socket);
-  if (!server.ok()) return server.status();
-  api_server_ = std::move(server).value();
+  ASSIGN_OR_RETURN(api_, start_api(*controller_));
   return absl::OkStatus();
 }
 
@@ -133,8 +129,8 @@ Vmm::~Vmm() {
   // Release RPCs waiting for the loop before the server goes; then the vCPUs; then the devices
   // they used.
   loop_->Close();
-  api_server_.reset();
-  StopVcpus();
+  api_.reset();
+  if (vcpus_ != nullptr) vcpus_->Stop();
   device_manager_.reset();  // Detaches every function while the machine is still there.
 }
 
@@ -331,6 +327,7 @@ absl::Status Vmm::SetUpVcpus(GuestAddress entry, GuestAddress boot_params) {
       msrs.push_back(kvm_msr_entry{.index = m.index, .reserved = 0, .data = m.value});
     }
   }
+  std::vector<std::unique_ptr<kvm::Vcpu>> created;
   for (uint32_t id = 0; id < config_.cpus; ++id) {
     ASSIGN_OR_RETURN(std::unique_ptr<kvm::Vcpu> vcpu, machine_->vm().CreateVcpu(id));
     ASSIGN_OR_RETURN(kvm::Cpuid cpuid,
@@ -357,14 +354,20 @@ absl::Status Vmm::SetUpVcpus(GuestAddress entry, GuestAddress boot_params) {
       regs.rflags = 0x2;
       RETURN_IF_ERROR(vcpu->SetRegs(regs));
     }
-    vcpus_.push_back(std::move(vcpu));
+    created.push_back(std::move(vcpu));
   }
+  vcpus_ = std::make_unique<VcpuSet>(
+      std::move(created),
+      [this](kvm::Vcpu& vcpu, const kvm::VcpuExit& exit) { HandleExit(vcpu, exit); },
+      [this](kvm::Vcpu&, const absl::Status& s) {
+        RequestExit(ExitReason::kError, std::string(s.message()));
+      });
   return absl::OkStatus();
 }
 
 void Vmm::RequestExit(ExitReason reason, const std::string& detail) {
   {
-    std::lock_guard<std::mutex> lock(exit_mu_);
+    MutexLock lock(exit_mu_);
     if (exit_reason_ != ExitReason::kNone) return;
     exit_reason_ = reason;
     exit_detail_ = detail;
@@ -372,7 +375,7 @@ void Vmm::RequestExit(ExitReason reason, const std::string& detail) {
   (void)exit_event_->Write(1);
 }
 
-void Vmm::HandleExit(kvm::Vcpu* vcpu, const kvm::VcpuExit& exit) {
+void Vmm::HandleExit(kvm::Vcpu& vcpu, const kvm::VcpuExit& exit) {
   if (const auto* in = std::get_if<kvm::exit::IoIn>(&exit)) {
     for (uint32_t i = 0; i < in->count; ++i) {
       absl::Span<uint8_t> one = in->data.subspan(size_t{i} * in->size, in->size);
@@ -389,10 +392,10 @@ void Vmm::HandleExit(kvm::Vcpu* vcpu, const kvm::VcpuExit& exit) {
     machine_->mmio().Write(wr->address, wr->data);
   } else if (std::holds_alternative<kvm::exit::Hlt>(exit) ||
              std::holds_alternative<kvm::exit::Interrupted>(exit)) {
-    // HLT is handled by the in-kernel LAPIC; an interrupted run just loops (and sees stopping_).
+    // HLT is handled by the in-kernel LAPIC; an interrupted run (a kick) returns to VcpuSet.
   } else if (std::holds_alternative<kvm::exit::Shutdown>(exit)) {
     RequestExit(ExitReason::kTripleFault,
-                absl::StrCat("vCPU ", vcpu->id(), " triple fault: ", DescribeRegisters(*vcpu)));
+                absl::StrCat("vCPU ", vcpu.id(), " triple fault: ", DescribeRegisters(vcpu)));
   } else if (const auto* ev = std::get_if<kvm::exit::SystemEvent>(&exit)) {
     if (ev->type == KVM_SYSTEM_EVENT_RESET) {
       RequestExit(ExitReason::kReset, "guest reset (system event)");
@@ -400,48 +403,12 @@ void Vmm::HandleExit(kvm::Vcpu* vcpu, const kvm::VcpuExit& exit) {
       RequestExit(ExitReason::kPowerOff, "guest shut down (system event)");
     } else {
       RequestExit(ExitReason::kError,
-                  absl::StrCat("vCPU ", vcpu->id(), ": ", kvm::DescribeExit(exit)));
+                  absl::StrCat("vCPU ", vcpu.id(), ": ", kvm::DescribeExit(exit)));
     }
   } else {
-    RequestExit(ExitReason::kError, absl::StrCat("vCPU ", vcpu->id(), ": ", kvm::DescribeExit(exit),
-                                                 "; ", DescribeRegisters(*vcpu)));
+    RequestExit(ExitReason::kError, absl::StrCat("vCPU ", vcpu.id(), ": ", kvm::DescribeExit(exit),
+                                                 "; ", DescribeRegisters(vcpu)));
   }
-}
-
-void Vmm::VcpuLoop(kvm::Vcpu* vcpu) {
-  vcpu_tids_[vcpu->id()].store(::gettid(), std::memory_order_relaxed);
-  while (!stopping_.load(std::memory_order_acquire)) {
-    {
-      std::unique_lock<std::mutex> lock(pause_mu_);
-      if (paused_) {
-        ++parked_;
-        pause_cv_.notify_all();
-        pause_cv_.wait(lock, [&] { return !paused_ || stopping_.load(); });
-        --parked_;
-        continue;  // Look at stopping_ again before running.
-      }
-    }
-    absl::StatusOr<kvm::VcpuExit> exit = vcpu->Run();
-    if (!exit.ok()) {
-      RequestExit(ExitReason::kError, std::string(exit.status().message()));
-      return;
-    }
-    HandleExit(vcpu, *exit);
-  }
-}
-
-void Vmm::StopVcpus() {
-  stopping_.store(true, std::memory_order_release);
-  {
-    std::lock_guard<std::mutex> lock(pause_mu_);
-    paused_ = false;
-  }
-  pause_cv_.notify_all();
-  for (auto& v : vcpus_) v->Kick();
-  for (auto& t : vcpu_threads_) {
-    if (t.joinable()) t.join();
-  }
-  vcpu_threads_.clear();
 }
 
 absl::Status Vmm::WatchHost() {
@@ -461,7 +428,7 @@ absl::Status Vmm::WatchHost() {
     (void)exit_event_->Read();
     std::string detail;
     {
-      std::lock_guard<std::mutex> lock(exit_mu_);
+      MutexLock lock(exit_mu_);
       if (exit_reason_ == ExitReason::kNone) return;
       detail = exit_detail_;
     }
@@ -527,15 +494,9 @@ int Vmm::Run() {
 
   if (config_.boot_timer) {
     LogInfo("vm built in ", absl::ToInt64Milliseconds(absl::Now() - start_), " ms; starting ",
-            vcpus_.size(), " vCPU(s)");
+            vcpus_->size(), " vCPU(s)");
   }
-  for (auto& v : vcpus_) {
-    kvm::Vcpu* vcpu = v.get();
-    vcpu_threads_.emplace_back([this, vcpu] {
-      pthread_setname_np(pthread_self(), absl::StrCat("vcpu", vcpu->id()).c_str());
-      VcpuLoop(vcpu);
-    });
-  }
+  vcpus_->Start();
   if (absl::Status s = WatchHost(); !s.ok()) {
     RequestExit(ExitReason::kError, absl::StrCat("event loop setup: ", s.message()));
   } else {
@@ -543,7 +504,7 @@ int Vmm::Run() {
     loop_->Run();
   }
   loop_->Close();
-  StopVcpus();
+  vcpus_->Stop();
   if (console_out_ != nullptr) {
     // What the guest wrote last (a panic, its farewell), unless the reader is stuck.
     console_out_->Drain(absl::Seconds(1));
@@ -554,7 +515,7 @@ int Vmm::Run() {
   }
   if (tty) ::tcsetattr(STDIN_FILENO, TCSANOW, &saved);
 
-  std::lock_guard<std::mutex> lock(exit_mu_);
+  MutexLock lock(exit_mu_);
   switch (exit_reason_) {
     case ExitReason::kReset:
     case ExitReason::kPowerOff:
@@ -579,31 +540,10 @@ namespace vmmkit::vmm {
 
 // --- VmOperations: what the controller asks of the VM (on the event loop) ------------------------
 
-absl::Status Vmm::PauseVcpus() {
-  {
-    std::lock_guard<std::mutex> lock(pause_mu_);
-    paused_ = true;
-  }
-  for (auto& v : vcpus_) v->Kick();  // Out of KVM_RUN; they park at the top of VcpuLoop.
-  std::unique_lock<std::mutex> lock(pause_mu_);
-  const bool all = pause_cv_.wait_for(lock, std::chrono::seconds(5), [&] {
-    return parked_ == vcpu_threads_.size() || stopping_.load();
-  });
-  if (!all) {
-    paused_ = false;
-    pause_cv_.notify_all();
-    return absl::DeadlineExceededError(absl::StrCat("only ", parked_, " of ", vcpu_threads_.size(),
-                                                    " vCPUs stopped within 5 s; resumed them"));
-  }
-  return absl::OkStatus();
-}
+absl::Status Vmm::PauseVcpus() { return vcpus_->Pause(absl::Seconds(5)); }
 
 absl::Status Vmm::ResumeVcpus() {
-  {
-    std::lock_guard<std::mutex> lock(pause_mu_);
-    paused_ = false;
-  }
-  pause_cv_.notify_all();
+  vcpus_->Resume();
   return absl::OkStatus();
 }
 
@@ -668,7 +608,7 @@ VmStatus Vmm::Describe() const {
   VmStatus s;
   s.config = config_;
   s.create_time = start_;
-  for (const auto& tid : vcpu_tids_) s.vcpu_tids.push_back(tid.load(std::memory_order_relaxed));
+  s.vcpu_tids = vcpus_ != nullptr ? vcpus_->tids() : std::vector<int64_t>(config_.cpus, 0);
   s.devices = PlatformDevices();
   for (DeviceSummary& d : device_manager_->List()) s.devices.push_back(std::move(d));
   s.resources = CountResources();

@@ -30,29 +30,27 @@
 #ifndef VMMKIT_VMM_VMM_H_
 #define VMMKIT_VMM_VMM_H_
 
-#include <atomic>
-#include <condition_variable>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "base/event_fd.h"
+#include "base/mutex.h"
 #include "base/scoped_fd.h"
 #include "devices/acpi_events.h"
 #include "devices/serial.h"
 #include "kvm/vcpu.h"
-#include "vmm/api_server.h"
 #include "vmm/config.h"
 #include "vmm/console_output.h"
 #include "vmm/controller.h"
 #include "vmm/device_manager.h"
 #include "vmm/event_loop.h"
 #include "vmm/machine.h"
+#include "vmm/vcpu_set.h"
 
 namespace vmmkit::vmm {
 
@@ -68,9 +66,18 @@ enum class ExitReason {
 
 class Vmm : private VmOperations {
  public:
-  // Builds the VM; nothing runs yet. INVALID_ARGUMENT for bad input files (main exits 2).
+  // Starts a control-plane transport (main.cc: the gRPC server) over the VM's controller, before
+  // the VM is built so that it answers early (requests wait for the event loop). What it returns
+  // is kept until the loop has closed, so that requests waiting on it are released first. The
+  // VMM library itself does not depend on any transport.
+  using ApiStarter = std::function<absl::StatusOr<std::shared_ptr<void>>(VmController&)>;
+
+  // Builds the VM; nothing runs yet. INVALID_ARGUMENT for bad input files (main exits 2). Blocks
+  // SIGINT and SIGTERM in the calling thread (before any thread starts): Run() reads them.
+  // Without `start_api` there is no control plane.
   static absl::StatusOr<std::unique_ptr<Vmm>> Create(const VmmConfig& config,
-                                                     absl::Time process_start = absl::Now());
+                                                     absl::Time process_start = absl::Now(),
+                                                     const ApiStarter& start_api = nullptr);
   ~Vmm();
 
   // Starts the vCPUs and runs the event loop until the VM stops; returns the exit status.
@@ -80,7 +87,7 @@ class Vmm : private VmOperations {
 
  private:
   explicit Vmm(const VmmConfig& config, absl::Time start) : config_(config), start_(start) {}
-  absl::Status StartApi();
+  absl::Status StartApi(const ApiStarter& start_api);
 
   // VmOperations (called on the event loop by the controller).
   absl::Status PauseVcpus() override;
@@ -97,22 +104,19 @@ class Vmm : private VmOperations {
   std::vector<DeviceSummary> PlatformDevices() const;  // Their ids are reserved.
   Resources CountResources() const;
   absl::Status SetUpVcpus(GuestAddress entry, GuestAddress boot_params);
-  void VcpuLoop(kvm::Vcpu* vcpu);
-  void HandleExit(kvm::Vcpu* vcpu, const kvm::VcpuExit& exit);
+  void HandleExit(kvm::Vcpu& vcpu, const kvm::VcpuExit& exit);  // On its vCPU's thread.
   // The loop's host inputs: signals, exit requests, the console's output and input.
   absl::Status WatchHost();
   void FlushConsole();      // On the loop.
   void ReadConsoleInput();  // On the loop: stdin is readable.
   void FeedConsoleInput();  // On the loop: into the UART as its FIFO takes it.
   absl::Status OpenConsole();
-  void StopVcpus();
 
   const VmmConfig config_;
   const absl::Time start_;
 
   std::unique_ptr<Machine> machine_;
-  std::vector<std::unique_ptr<kvm::Vcpu>> vcpus_;
-  std::vector<std::thread> vcpu_threads_;
+  std::unique_ptr<VcpuSet> vcpus_;
 
   std::shared_ptr<devices::Serial16550> serial_;
   std::unique_ptr<EventFd> serial_irq_;
@@ -126,24 +130,16 @@ class Vmm : private VmOperations {
   std::vector<uint8_t> console_in_;             // Loop thread only: input the UART has not taken.
   ScopedFd signal_fd_;
 
-  // Pause: vCPU threads park here while paused_ (outside KVM_RUN).
-  std::mutex pause_mu_;
-  std::condition_variable pause_cv_;
-  bool paused_ = false;  // Guarded by pause_mu_.
-  size_t parked_ = 0;    // Guarded by pause_mu_.
-  std::vector<std::atomic<int64_t>> vcpu_tids_;
-
   // The control thread: host input, work from other threads, timers (see the threads note).
   std::unique_ptr<EventLoop> loop_;
 
   std::unique_ptr<VmController> controller_;
-  std::unique_ptr<ApiServer> api_server_;
+  std::shared_ptr<void> api_;  // The transport start_api returned.
 
   std::unique_ptr<EventFd> exit_event_;
-  std::atomic<bool> stopping_{false};
-  std::mutex exit_mu_;
-  ExitReason exit_reason_ = ExitReason::kNone;  // Guarded by exit_mu_.
-  std::string exit_detail_;                     // Guarded by exit_mu_.
+  Mutex exit_mu_;  // The first exit request wins.
+  ExitReason exit_reason_ ABSL_GUARDED_BY(exit_mu_) = ExitReason::kNone;
+  std::string exit_detail_ ABSL_GUARDED_BY(exit_mu_);
 };
 
 }  // namespace vmmkit::vmm
