@@ -16,10 +16,10 @@
 #include "benchmark/benchmark.h"
 #include "iommu/iommu.h"
 #include "iommu/iova_tree.h"
-#include "iommu/msi_routes.h"
 #include "iommu/shadow.h"
 #include "iommu/testing/fake_dma_backend.h"
 #include "iommu/testing/page_table_iommu.h"
+#include "irq/msi_routes.h"
 #include "kvm/kvm.h"
 #include "kvm/testing/tiny_guest.h"
 #include "kvm/vm.h"
@@ -154,7 +154,7 @@ void BM_MsiTeardown(benchmark::State& state) {
     if (!fd.ok()) return state.SkipWithError("eventfd");
     fds.push_back(*std::move(fd));
   }
-  MsiRoutes routes(*guest->vm, 24, n, kvm::DefaultIrqchipRoutes());
+  irq::MsiRoutes routes(*guest->vm, 24, n, kvm::DefaultIrqchipRoutes());
   for (auto _ : state) {
     state.PauseTiming();
     for (uint32_t i = 0; i < n; ++i) {

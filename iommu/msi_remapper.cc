@@ -56,7 +56,7 @@ absl::Status InterruptRemappingTable::Clear(uint32_t index) {
 }
 
 bool InterruptRemappingTable::IsRemappable(const MsiMessage& msg) {
-  return Bits(msg.address, 31, 20) == 0xfee && Bits(msg.address, 4, 4) == 1;
+  return irq::IsRemappableFormat(msg);
 }
 
 absl::StatusOr<MsiMessage> InterruptRemappingTable::Remap(const MsiMessage& msg,

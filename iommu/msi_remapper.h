@@ -39,15 +39,12 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "iommu/iova_tree.h"
+#include "irq/msi.h"
 #include "memory/address.h"
 
 namespace vmmkit::iommu {
 
-struct MsiMessage {
-  uint64_t address = 0;  // Bits 63:32 carry destination bits 31:8 (KVM's x2APIC extension).
-  uint32_t data = 0;
-  friend bool operator==(const MsiMessage&, const MsiMessage&) = default;
-};
+using MsiMessage = irq::MsiMessage;
 
 // One interrupt remapping table entry, decoded.
 struct Irte {
@@ -67,7 +64,8 @@ struct Irte {
   static Irte Decode(uint64_t low, uint64_t high);
 };
 
-class InterruptRemappingTable {
+// As an irq::MsiTranslator, it is what irq::MsiRoutes resolves remappable messages through.
+class InterruptRemappingTable : public irq::MsiTranslator {
  public:
   // `entries`: the table size the guest programmed (IRTA.S gives 2^(S+1)), at most 65536.
   explicit InterruptRemappingTable(uint32_t entries);
@@ -82,6 +80,10 @@ class InterruptRemappingTable {
   // or not remappable; OUT_OF_RANGE for an index past the table; NOT_FOUND for an entry that is
   // not present; PERMISSION_DENIED if the source-id does not match.
   absl::StatusOr<MsiMessage> Remap(const MsiMessage& msg, uint16_t source_id) const;
+  // irq::MsiTranslator: Remap.
+  absl::StatusOr<MsiMessage> Translate(const MsiMessage& msg, uint16_t source_id) const override {
+    return Remap(msg, source_id);
+  }
 
  private:
   std::vector<Irte> table_;

@@ -58,6 +58,17 @@ TEST(InterruptRemappingTest, RemapsByHandleAndSubhandle) {
   EXPECT_FALSE(InterruptRemappingTable::IsRemappable({0xfee00000, 0x41}));
 }
 
+TEST(InterruptRemappingTest, IsTheTranslatorIrqRoutesUse) {
+  InterruptRemappingTable irt(64);
+  ASSERT_OK(
+      irt.Set(5, {.present = true, .vector = 0x71, .source_id = 0x18, .source_validation = 1}));
+  const irq::MsiTranslator& translator = irt;
+  EXPECT_THAT(translator.Translate({RemappableAddress(5, false), 0}, 0x18),
+              IsOkAndHolds(MsiMessage{0xfee00000, 0x71}));
+  EXPECT_THAT(translator.Translate({RemappableAddress(5, false), 0}, 0x20),
+              StatusIs(absl::StatusCode::kPermissionDenied));
+}
+
 TEST(InterruptRemappingTest, RejectsTheWrongRequesterAndBadMessages) {
   InterruptRemappingTable irt(256);
   ASSERT_OK(

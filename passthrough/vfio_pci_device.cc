@@ -403,7 +403,7 @@ void VfioPciDevice::DisableVectors(uint32_t vfio_index) {
 }
 
 namespace {
-iommu::MsiMessage MsiVectorMessage(const MsiState& msi, uint32_t i) {
+irq::MsiMessage MsiVectorMessage(const MsiState& msi, uint32_t i) {
   // Multiple-message MSI: the device puts the vector number in the data's low bits.
   const uint32_t low = msi.vectors - 1;
   return {msi.address, (uint32_t{msi.data} & ~low) | i};
@@ -458,7 +458,7 @@ void VfioPciDevice::OnMsiChanged(const MsiState& msi) {
   } else {
     // Reprogrammed or (un)masked while enabled: update the routes in place.
     for (uint32_t i = 0; i < msi.vectors && s.ok(); ++i) {
-      const iommu::MsiMessage m = MsiVectorMessage(msi, i);
+      const irq::MsiMessage m = MsiVectorMessage(msi, i);
       if (m != MsiVectorMessage(msi_, i)) s = machine_.msi_routes->Update(Key(i, false), m);
       if (s.ok() && ((msi.mask ^ msi_.mask) >> i & 1)) {
         s = (msi.mask >> i & 1) ? machine_.msi_routes->Mask(Key(i, false))
@@ -529,7 +529,7 @@ void VfioPciDevice::OnMsixChanged(bool enabled, bool function_mask) {
 void VfioPciDevice::OnMsixVector(uint16_t index, const MsixVector& v) {
   std::lock_guard<std::mutex> lock(*machine_.lock);
   if (detached_ || mode_ != IrqMode::kMsix) return;  // Applied when MSI-X is enabled.
-  const iommu::MsiMessage m{v.address, v.data};
+  const irq::MsiMessage m{v.address, v.data};
   absl::Status s;
   if (machine_.msi_routes->delivered(Key(index, true)) != m) {
     s = machine_.msi_routes->Update(Key(index, true), m);

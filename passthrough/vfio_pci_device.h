@@ -53,7 +53,7 @@
 #include "base/log.h"
 #include "devices/bus.h"
 #include "devices/pci.h"
-#include "iommu/msi_routes.h"
+#include "irq/msi_routes.h"
 #include "kvm/vm.h"
 #include "memory/address_space.h"
 #include "passthrough/msix_table.h"
@@ -68,7 +68,7 @@ struct PassthroughMachine {
   AddressSpace* memory = nullptr;  // Guest-physical space: BAR mappings appear here.
   devices::Bus* mmio = nullptr;    // Traps for memory BARs.
   devices::Bus* pio = nullptr;     // Traps for I/O BARs.
-  iommu::MsiRoutes* msi_routes = nullptr;
+  irq::MsiRoutes* msi_routes = nullptr;
   std::mutex* lock = nullptr;  // Serializes changes to all of the above.
 };
 
@@ -163,7 +163,7 @@ class VfioPciDevice : public devices::PciDevice,
   // Which of vector_fds_ hold a count (what VFIO signalled since the vector's irqfd was last
   // unbound); poll() reads that without consuming it. machine_.lock held.
   std::vector<bool> SignalledVectors() const;
-  iommu::MsiVector Key(uint32_t vector, bool msix) const {
+  irq::MsiVector Key(uint32_t vector, bool msix) const {
     return {options_.device_number, (msix ? 0x10000u : 0u) + vector};
   }
   void BarAccess(uint32_t index, bool write, uint64_t offset, uint8_t* data, size_t len);

@@ -24,7 +24,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "devices/bus.h"
-#include "iommu/msi_routes.h"
+#include "irq/msi_routes.h"
 #include "kvm/kvm.h"
 #include "kvm/testing/tiny_guest.h"
 #include "memory/address_space.h"
@@ -45,7 +45,7 @@ constexpr uint64_t kRamSize = 16 << 20;  // Guest RAM at 0: a BAR must never lan
 struct World {
   std::unique_ptr<kvm::Kvm> kvm;
   std::unique_ptr<kvm::testing::TinyGuest> guest;
-  std::unique_ptr<iommu::MsiRoutes> routes;
+  std::unique_ptr<irq::MsiRoutes> routes;
   vfio::testing::FakeVfioKernel kernel;
   std::shared_ptr<vfio::VfioGroup> group;
   AddressSpace memory{"system"};
@@ -69,7 +69,7 @@ World* TheWorld() {
     if (!guest.ok()) std::abort();
     w->guest = std::make_unique<kvm::testing::TinyGuest>(*std::move(guest));
     w->routes =
-        std::make_unique<iommu::MsiRoutes>(*w->guest->vm, 24, 64, kvm::DefaultIrqchipRoutes());
+        std::make_unique<irq::MsiRoutes>(*w->guest->vm, 24, 64, kvm::DefaultIrqchipRoutes());
     absl::StatusOr<std::shared_ptr<GuestRegion>> ram =
         GuestRegion::Create(GuestAddress(0), kRamSize);
     if (!ram.ok() || !w->memory.AddRam("ram", *ram).ok()) std::abort();

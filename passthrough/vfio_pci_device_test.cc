@@ -39,7 +39,7 @@ class VfioPciDeviceTest : public kvm::testing::IrqGuestFixture {
   void SetUp() override {
     IrqGuestFixture::SetUp();
     if (IsSkipped()) return;
-    routes_ = std::make_unique<iommu::MsiRoutes>(*guest_->vm, 24, 64, kvm::DefaultIrqchipRoutes());
+    routes_ = std::make_unique<irq::MsiRoutes>(*guest_->vm, 24, 64, kvm::DefaultIrqchipRoutes());
 
     kernel_.groups[5] = {};
     kernel_.devices[kBdf] = passthrough::testing::EduLikeDevice(5);
@@ -99,7 +99,7 @@ class VfioPciDeviceTest : public kvm::testing::IrqGuestFixture {
 
   FakeVfioKernel kernel_;
   std::shared_ptr<vfio::VfioGroup> group_;
-  std::unique_ptr<iommu::MsiRoutes> routes_;
+  std::unique_ptr<irq::MsiRoutes> routes_;
   AddressSpace memory_{"system"};
   devices::Bus mmio_{"mmio"};
   devices::Bus pio_{"pio"};

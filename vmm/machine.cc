@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
+#include "irq/irqchip.h"
 #include "vmm/layout.h"
 
 namespace vmmkit::vmm {
@@ -18,8 +19,7 @@ absl::StatusOr<std::unique_ptr<Machine>> Machine::Create(const MachineConfig& co
   ASSIGN_OR_RETURN(m->vm_, m->kvm_->CreateVm());
   RETURN_IF_ERROR(m->vm_->SetTssAddress(kTssAddress));
   RETURN_IF_ERROR(m->vm_->SetIdentityMapAddress(kIdentityMapAddress));
-  RETURN_IF_ERROR(m->vm_->CreateIrqchip());
-  RETURN_IF_ERROR(m->vm_->CreatePit2(KVM_PIT_SPEAKER_DUMMY));
+  RETURN_IF_ERROR(irq::SetUpIrqchip(*m->vm_, irq::IrqchipMode::kInKernel));
 
   m->slots_ = std::make_unique<kvm::KvmMemorySlots>(m->vm_.get());
   RETURN_IF_ERROR(m->address_space_.RegisterListener(m->slots_.get()));
@@ -38,8 +38,8 @@ absl::StatusOr<std::unique_ptr<Machine>> Machine::Create(const MachineConfig& co
                    AddressAllocator::Create(kPciIoStart, 0x10000 - kPciIoStart));
   m->mmio_space_ = std::make_unique<AddressAllocator>(std::move(mmio_space));
   m->io_space_ = std::make_unique<AddressAllocator>(std::move(io_space));
-  m->msi_routes_ = std::make_unique<iommu::MsiRoutes>(*m->vm_, kMsiFirstGsi, kMsiGsiCount,
-                                                      kvm::DefaultIrqchipRoutes());
+  m->msi_routes_ = std::make_unique<irq::MsiRoutes>(*m->vm_, kMsiFirstGsi, kMsiGsiCount,
+                                                    kvm::DefaultIrqchipRoutes());
   return m;
 }
 

@@ -25,7 +25,7 @@
 #include "absl/status/statusor.h"
 #include "devices/bus.h"
 #include "devices/pci.h"
-#include "iommu/msi_routes.h"
+#include "irq/msi_routes.h"
 #include "kvm/kvm.h"
 #include "kvm/memory_slots.h"
 #include "kvm/vm.h"
@@ -62,7 +62,7 @@ class Machine {
   // BAR placement (PCI MMIO window and I/O ports above kPciIoStart). The device manager's.
   AddressAllocator& mmio_space() { return *mmio_space_; }
   AddressAllocator& io_space() { return *io_space_; }
-  iommu::MsiRoutes& msi_routes() { return *msi_routes_; }  // Change under lock().
+  irq::MsiRoutes& msi_routes() { return *msi_routes_; }  // Change under lock().
   std::mutex& lock() { return lock_; }
 
   // Counts for the control plane's resource report, read under lock().
@@ -81,7 +81,7 @@ class Machine {
   devices::Bus mmio_{"mmio"};
   std::shared_ptr<devices::PciRootBus> pci_;
   std::unique_ptr<AddressAllocator> mmio_space_, io_space_;
-  std::unique_ptr<iommu::MsiRoutes> msi_routes_;
+  std::unique_ptr<irq::MsiRoutes> msi_routes_;
   std::mutex lock_;
 };
 

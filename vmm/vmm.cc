@@ -199,10 +199,8 @@ absl::Status Vmm::OpenConsole() {
 }
 
 absl::Status Vmm::SetUpDevices() {
-  ASSIGN_OR_RETURN(EventFd irq, EventFd::Create());
-  serial_irq_ = std::make_unique<EventFd>(std::move(irq));
-  RETURN_IF_ERROR(machine_->vm().AssignIrqfd(*serial_irq_, kCom1Irq));
-  serial_ = std::make_shared<devices::Serial16550>([this] { (void)serial_irq_->Write(1); },
+  ASSIGN_OR_RETURN(serial_irq_, irq::Irqfd::Create(machine_->vm(), kCom1Irq));
+  serial_ = std::make_shared<devices::Serial16550>([this] { (void)serial_irq_->Trigger(); },
                                                    [this](absl::Span<const uint8_t> bytes) {
                                                      if (console_out_ != nullptr)
                                                        console_out_->Write(bytes);
@@ -213,11 +211,9 @@ absl::Status Vmm::SetUpDevices() {
       kPortI8042, 5));
   RETURN_IF_ERROR(machine_->pio().Insert(std::make_shared<devices::CmosRtc>(), kPortCmos, 2));
   // The ACPI events block: power button and PCI hotplug, signalled through the GED's interrupt.
-  ASSIGN_OR_RETURN(EventFd ged, EventFd::Create());
-  ged_irq_ = std::make_unique<EventFd>(std::move(ged));
-  RETURN_IF_ERROR(machine_->vm().AssignIrqfd(*ged_irq_, kGedGsi));
+  ASSIGN_OR_RETURN(ged_irq_, irq::Irqfd::Create(machine_->vm(), kGedGsi));
   acpi_events_ = std::make_shared<devices::AcpiEvents>(
-      [this] { (void)ged_irq_->Write(1); },
+      [this] { (void)ged_irq_->Trigger(); },
       // On the vCPU thread whose _EJ0 wrote PCEJ: the device is detached before that write
       // completes, as a real slot is off once its eject method returns (QEMU, too, unplugs in
       // the eject write). A guest that looks at the slot right after its _EJ0 finds it empty, and

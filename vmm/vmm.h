@@ -43,6 +43,7 @@
 #include "base/scoped_fd.h"
 #include "devices/acpi_events.h"
 #include "devices/serial.h"
+#include "irq/irqfd.h"
 #include "kvm/vcpu.h"
 #include "vmm/config.h"
 #include "vmm/console_output.h"
@@ -119,8 +120,8 @@ class Vmm : private VmOperations {
   std::unique_ptr<VcpuSet> vcpus_;
 
   std::shared_ptr<devices::Serial16550> serial_;
-  std::unique_ptr<EventFd> serial_irq_;
-  std::unique_ptr<EventFd> ged_irq_;  // The GED's interrupt (an irqfd).
+  std::unique_ptr<irq::Irqfd> serial_irq_;  // COM1's IRQ 4.
+  std::unique_ptr<irq::Irqfd> ged_irq_;     // The GED's interrupt.
   std::shared_ptr<devices::AcpiEvents> acpi_events_;
 
   // PCI functions (--device, AddDevice); destroyed before the machine.

@@ -17,8 +17,9 @@ LAYERS = [
     ["base"],
     ["memory"],
     ["kvm", "loader", "acpi", "devices", "vfio", "proto"],
-    ["iommu"],        # The vIOMMU side: vfio/ (shadowing into the host IOMMU), kvm/ (MSI routes).
-    ["passthrough"],  # vfio-pci functions for a VMM: devices/, iommu/, kvm/, vfio/.
+    ["irq"],          # A VM's interrupt plumbing on kvm/: GSIs, MSI routes, irqfds.
+    ["iommu"],        # The vIOMMU side: vfio/ (shadowing into the host IOMMU), irq/ (remapping).
+    ["passthrough"],  # vfio-pci functions for a VMM: devices/, irq/, kvm/, vfio/.
     ["vmm"],
 ]
 # Outside the layering: build glue anyone may use, and programs/tests that may use anything.

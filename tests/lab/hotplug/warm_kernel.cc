@@ -18,7 +18,7 @@
 
 #include "base/event_fd.h"
 #include "base/status_macros.h"
-#include "iommu/msi_routes.h"
+#include "irq/msi_routes.h"
 #include "kvm/kvm.h"
 #include "kvm/testing/tiny_guest.h"
 #include "kvm/vm.h"
@@ -51,7 +51,7 @@ absl::Status Warm(const std::string& bdf) {
   RETURN_IF_ERROR(device.SetIntxUnmaskEventfd(resample.fd()));
   RETURN_IF_ERROR(device.DisableIrqs(VFIO_PCI_INTX_IRQ_INDEX));
   RETURN_IF_ERROR(guest.vm->DeassignIrqfd(intx, kIntxGsi));
-  iommu::MsiRoutes routes(*guest.vm, 24, 8, kvm::DefaultIrqchipRoutes());
+  irq::MsiRoutes routes(*guest.vm, 24, 8, kvm::DefaultIrqchipRoutes());
   RETURN_IF_ERROR(routes.Enable({1, 0}, {0xfee00000, 0x41}, 0, msi).status());
   const int msi_fd = msi.fd();
   RETURN_IF_ERROR(device.EnableIrqs(VFIO_PCI_MSI_IRQ_INDEX, 0, absl::MakeConstSpan(&msi_fd, 1)));

@@ -23,7 +23,7 @@
 #include "base/event_fd.h"
 #include "base/status_macros.h"
 #include "benchmark/benchmark.h"
-#include "iommu/msi_routes.h"
+#include "irq/msi_routes.h"
 #include "kvm/kvm.h"
 #include "kvm/testing/tiny_guest.h"
 #include "kvm/vm.h"
@@ -37,7 +37,7 @@ struct Setup {
   vfio::OwnContainerDevice edu;
   std::unique_ptr<kvm::Kvm> kvm;
   std::unique_ptr<kvm::testing::TinyGuest> guest;
-  std::unique_ptr<iommu::MsiRoutes> routes;
+  std::unique_ptr<irq::MsiRoutes> routes;
   std::unique_ptr<EventFd> to_kvm, held;
 };
 
@@ -54,7 +54,7 @@ absl::StatusOr<std::unique_ptr<Setup>> Open(const std::string& bdf) {
   ASSIGN_OR_RETURN(EventFd held, EventFd::Create());
   s->to_kvm = std::make_unique<EventFd>(std::move(to_kvm));
   s->held = std::make_unique<EventFd>(std::move(held));
-  s->routes = std::make_unique<iommu::MsiRoutes>(*s->guest->vm, 24, 8, kvm::DefaultIrqchipRoutes());
+  s->routes = std::make_unique<irq::MsiRoutes>(*s->guest->vm, 24, 8, kvm::DefaultIrqchipRoutes());
   RETURN_IF_ERROR(s->routes->Enable({1, 0}, {0xfee00000, 0x41}, 0, *s->to_kvm).status());
   const int fd = s->to_kvm->fd();
   RETURN_IF_ERROR(

@@ -1,4 +1,4 @@
-// File: iommu/msi_routes.h
+// File: irq/msi_routes.h
 // -----------------------------------------------------------------------------
 // MsiRoutes turns the MSI/MSI-X messages a guest programs into a passthrough device into KVM
 // interrupt routes: each enabled vector gets a GSI routed to its (remapped, if need be) message,
@@ -8,8 +8,9 @@
 // KVM_SET_GSI_ROUTING replaces the whole table, so this class owns it: `base` (the irqchip pin
 // routes) plus one route per vector, pushed whole on every change. Masking a vector detaches its
 // irqfd (VFIO's eventfd then just counts, and the VMM can set the pending bit); unmasking attaches
-// it again. Remappable-format messages (x86 interrupt remapping) go through an
-// InterruptRemappingTable first; a message it rejects is an error, never a route.
+// it again. Remappable-format messages (x86 interrupt remapping) go through an MsiTranslator (the
+// IOMMU's remapping table: iommu/msi_remapper.h) first; a message it rejects is an error, never a
+// route. GSIs come from the range given, lowest free first (GsiAllocator).
 //
 //   MsiRoutes routes(vm, /*first_gsi=*/24, /*count=*/1000, kvm::DefaultIrqchipRoutes());
 //   ASSIGN_OR_RETURN(uint32_t gsi, routes.Enable({dev, 0}, msg, source_id, vfio_eventfd));
@@ -18,8 +19,8 @@
 // Every call is all-or-nothing: on failure the routing table and irqfds are as before.
 // Thread-safety: none; the event loop (or the caller's lock) owns it.
 
-#ifndef VMMKIT_IOMMU_MSI_ROUTES_H_
-#define VMMKIT_IOMMU_MSI_ROUTES_H_
+#ifndef VMMKIT_IRQ_MSI_ROUTES_H_
+#define VMMKIT_IRQ_MSI_ROUTES_H_
 
 #include <cstdint>
 #include <map>
@@ -30,10 +31,11 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "base/event_fd.h"
-#include "iommu/msi_remapper.h"
+#include "irq/gsi_allocator.h"
+#include "irq/msi.h"
 #include "kvm/vm.h"
 
-namespace vmmkit::iommu {
+namespace vmmkit::irq {
 
 // A vector of a device: the caller's device number and the vector index.
 struct MsiVector {
@@ -45,9 +47,9 @@ struct MsiVector {
 class MsiRoutes {
  public:
   // MSI routes use GSIs [first_gsi, first_gsi + count); `base` is the rest of the table.
-  // `remapper` (optional, not owned) translates remappable-format messages.
+  // `translator` (optional, not owned) translates remappable-format messages.
   MsiRoutes(kvm::Vm& vm, uint32_t first_gsi, uint32_t count, std::vector<kvm::GsiRoute> base,
-            const InterruptRemappingTable* remapper = nullptr);
+            const MsiTranslator* translator = nullptr);
 
   // Routes `msg` from requester `source_id` to a free GSI and, unless `masked`, binds `trigger`
   // to it. `trigger` must stay alive until Disable. ALREADY_EXISTS if the vector is enabled;
@@ -83,12 +85,12 @@ class MsiRoutes {
   absl::StatusOr<Route*> Find(MsiVector v, const char* op);
 
   kvm::Vm& vm_;
-  uint32_t first_gsi_, count_;
+  GsiAllocator gsis_;
   std::vector<kvm::GsiRoute> base_;
-  const InterruptRemappingTable* remapper_;
+  const MsiTranslator* translator_;
   std::map<MsiVector, Route> routes_;
 };
 
-}  // namespace vmmkit::iommu
+}  // namespace vmmkit::irq
 
-#endif  // VMMKIT_IOMMU_MSI_ROUTES_H_
+#endif  // VMMKIT_IRQ_MSI_ROUTES_H_

@@ -1,11 +1,9 @@
-#include "iommu/msi_routes.h"
-
-#include <set>
+#include "irq/msi_routes.h"
 
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
 
-namespace vmmkit::iommu {
+namespace vmmkit::irq {
 namespace {
 
 std::string Name(MsiVector v) {
@@ -15,8 +13,8 @@ std::string Name(MsiVector v) {
 }  // namespace
 
 MsiRoutes::MsiRoutes(kvm::Vm& vm, uint32_t first_gsi, uint32_t count,
-                     std::vector<kvm::GsiRoute> base, const InterruptRemappingTable* remapper)
-    : vm_(vm), first_gsi_(first_gsi), count_(count), base_(std::move(base)), remapper_(remapper) {}
+                     std::vector<kvm::GsiRoute> base, const MsiTranslator* translator)
+    : vm_(vm), gsis_(first_gsi, count), base_(std::move(base)), translator_(translator) {}
 
 std::optional<uint32_t> MsiRoutes::gsi(MsiVector v) const {
   auto it = routes_.find(v);
@@ -39,12 +37,12 @@ absl::StatusOr<MsiRoutes::Route*> MsiRoutes::Find(MsiVector v, const char* op) {
 }
 
 absl::StatusOr<MsiMessage> MsiRoutes::Resolve(const MsiMessage& msg, uint16_t source_id) const {
-  if (!InterruptRemappingTable::IsRemappable(msg)) return msg;
-  if (remapper_ == nullptr) {
+  if (!IsRemappableFormat(msg)) return msg;
+  if (translator_ == nullptr) {
     return absl::InvalidArgumentError(
         "a remappable-format MSI, but interrupt remapping is not enabled");
   }
-  return remapper_->Remap(msg, source_id);
+  return translator_->Translate(msg, source_id);
 }
 
 absl::Status MsiRoutes::Push() {
@@ -65,27 +63,23 @@ absl::StatusOr<uint32_t> MsiRoutes::Enable(MsiVector v, const MsiMessage& msg, u
   if (routes_.count(v)) return fail(absl::AlreadyExistsError("already enabled"));
   absl::StatusOr<MsiMessage> delivered = Resolve(msg, source_id);
   if (!delivered.ok()) return fail(delivered.status());
-  std::set<uint32_t> used;
-  for (const auto& [key, r] : routes_) used.insert(r.gsi);
-  uint32_t gsi = first_gsi_;
-  while (gsi - first_gsi_ < count_ && used.count(gsi)) ++gsi;
-  if (gsi - first_gsi_ >= count_) {
-    return fail(absl::ResourceExhaustedError(
-        absl::StrCat("all ", count_, " MSI GSIs from ", first_gsi_, " are in use")));
-  }
-  routes_[v] = Route{gsi, *delivered, source_id, &trigger, masked};
+  absl::StatusOr<uint32_t> gsi = gsis_.Allocate();
+  if (!gsi.ok()) return fail(gsi.status());
+  routes_[v] = Route{*gsi, *delivered, source_id, &trigger, masked};
   if (absl::Status s = Push(); !s.ok()) {
     routes_.erase(v);
+    gsis_.Free(*gsi);
     return fail(s);
   }
   if (!masked) {
-    if (absl::Status s = vm_.AssignIrqfd(trigger, gsi); !s.ok()) {
+    if (absl::Status s = vm_.AssignIrqfd(trigger, *gsi); !s.ok()) {
       routes_.erase(v);
       (void)Push();  // Back to the table that worked before.
+      gsis_.Free(*gsi);
       return fail(s);
     }
   }
-  return gsi;
+  return *gsi;
 }
 
 absl::Status MsiRoutes::Update(MsiVector v, const MsiMessage& msg) {
@@ -130,6 +124,7 @@ absl::Status MsiRoutes::Disable(MsiVector v) {
     if (!saved.masked) (void)vm_.AssignIrqfd(*saved.trigger, saved.gsi);
     return s;
   }
+  gsis_.Free(saved.gsi);
   return absl::OkStatus();
 }
 
@@ -165,7 +160,8 @@ absl::Status MsiRoutes::DisableDevice(uint32_t device) {
       return fail(s);
     }
   }
+  for (const Route& r : gone) gsis_.Free(r.gsi);
   return absl::OkStatus();
 }
 
-}  // namespace vmmkit::iommu
+}  // namespace vmmkit::irq
