@@ -250,10 +250,15 @@ absl::Status Vmm::SetUpDevices() {
           .post = [this](std::function<void()> fn) { return loop_->Post(std::move(fn)); },
           .on_removed =
               [this](const DeviceSummary& gone) {
-                if (controller_ != nullptr) {
+                if (controller_ == nullptr) return;
+                // Published from the loop, like ADDED: an AddDevice publishes ADDED on the loop
+                // after the attach returned, and a guest may eject the slot from a vCPU in
+                // between; from here REMOVED could then come first.
+                auto publish = [this, gone] {
                   controller_->OnDeviceEvent(
                       {VmEvent::DeviceChanged::Type::kRemoved, gone, "guest ejected"});
-                }
+                };
+                if (!loop_->Post(publish)) publish();  // The loop is gone: no ADDED can follow.
               },
           .platform_ids = std::move(platform_ids),
           .vfio = {}});
