@@ -37,17 +37,13 @@
 
 #include "absl/status/statusor.h"
 #include "base/log.h"
-#include "devices/pci.h"
+#include "pci/function.h"
+#include "pci/root_bus.h"
 #include "vfio/device.h"
 
 namespace vmmkit::passthrough {
 
-struct VirtualBar {
-  uint32_t index = 0;  // 0-5; a 64-bit BAR uses index and index + 1.
-  uint64_t size = 0;   // A power of two.
-  bool io = false;
-  bool is64 = false;
-  bool prefetchable = false;
+struct VirtualBar : pci::Bar {
   uint64_t address = 0;  // As the guest programmed it.
   uint32_t flags = 0;    // The read-only low bits (space, type, prefetchable).
 };
@@ -69,7 +65,7 @@ struct MsixInfo {
   uint32_t pba_offset = 0;
 };
 
-class VfioPciConfig : public devices::PciDevice {
+class VfioPciConfig : public pci::PciDevice {
  public:
   struct Callbacks {
     // A BAR appeared at, moved to, or disappeared from (nullopt) a guest address.

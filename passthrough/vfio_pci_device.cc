@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "base/alongside.h"
 #include "base/log.h"
 #include "base/status_macros.h"
@@ -42,9 +43,9 @@ std::vector<std::pair<uint64_t, uint64_t>> Subtract(
 
 }  // namespace
 
-// The trapped parts of one BAR: MSI-X table and PBA to MsixTable, the rest to the device's region.
-// A vCPU may have taken the trap from the bus just before the device was unplugged, so the trap
-// holds the device weakly: once the device is gone, reads float high and writes vanish.
+// The trapped parts of one BAR: MSI-X table and PBA to pci::MsixTable, the rest to the device's
+// region. A vCPU may have taken the trap from the bus just before the device was unplugged, so the
+// trap holds the device weakly: once the device is gone, reads float high and writes vanish.
 class VfioPciDevice::BarTrap : public devices::BusDevice {
  public:
   BarTrap(std::weak_ptr<VfioPciDevice> device, uint32_t index)
@@ -100,8 +101,9 @@ absl::Status VfioPciDevice::Init() {
   msix_ = config_->msix();
   msi_pending_register_ = config_->msi_pending_register();
   if (msix_) {
-    msix_table_ = std::make_unique<MsixTable>(
-        msix_->table_size, [this](uint16_t index, const MsixVector& v) { OnMsixVector(index, v); });
+    msix_table_ = std::make_unique<pci::MsixTable>(
+        msix_->table_size,
+        [this](uint16_t index, const pci::MsixVector& v) { OnMsixVector(index, v); });
   }
   std::lock_guard<std::mutex> lock(*machine_.lock);
   for (const VirtualBar& bar : config_->bars()) RETURN_IF_ERROR(PrepareBar(bar));
@@ -127,8 +129,9 @@ absl::Status VfioPciDevice::PrepareBar(const VirtualBar& vbar) {
       // The MSI-X table and PBA must trap (the guest's messages are emulated), whatever VFIO
       // allows: whole pages, since a KVM slot cannot be smaller.
       if (msix_ && msix_->table_bar == vbar.index) {
-        holes.push_back({AlignDown(msix_->table_offset),
-                         AlignUp(msix_->table_offset + msix_->table_size * MsixTable::kEntrySize)});
+        holes.push_back(
+            {AlignDown(msix_->table_offset),
+             AlignUp(msix_->table_offset + msix_->table_size * pci::MsixTable::kEntrySize)});
       }
       if (msix_ && msix_->pba_bar == vbar.index) {
         holes.push_back({AlignDown(msix_->pba_offset),
@@ -195,7 +198,7 @@ void VfioPciDevice::Detach() {
 }
 
 absl::Status VfioPciDevice::PlaceBars(
-    const std::function<absl::StatusOr<uint64_t>(const VirtualBar&)>& allocate) {
+    const std::function<absl::StatusOr<uint64_t>(const pci::Bar&)>& allocate) {
   for (const VirtualBar& bar : config_->bars()) {
     ASSIGN_OR_RETURN(uint64_t address, allocate(bar));
     if (address % bar.size != 0) {
@@ -212,6 +215,12 @@ absl::Status VfioPciDevice::PlaceBars(
   }
   if (intx_available_) config_->ConfigWrite(PCI_INTERRUPT_LINE, *options_.intx_gsi, 0x1);
   return absl::OkStatus();
+}
+
+std::string VfioPciDevice::Describe() {
+  const uint32_t id = ConfigRead(0);
+  return absl::StrFormat("vfio-pci %04x:%04x, interrupts: %s", id & 0xffff, id >> 16,
+                         interrupt_mode());
 }
 
 std::string VfioPciDevice::interrupt_mode() const {
@@ -296,7 +305,7 @@ void VfioPciDevice::BarAccess(uint32_t index, bool write, uint64_t offset, uint8
     return;
   }
   if (msix_ && msix_table_) {
-    const uint64_t table_end = msix_->table_offset + msix_->table_size * MsixTable::kEntrySize;
+    const uint64_t table_end = msix_->table_offset + msix_->table_size * pci::MsixTable::kEntrySize;
     const uint64_t pba_end = msix_->pba_offset + (msix_->table_size + 63) / 64 * 8;
     if (index == msix_->table_bar && offset >= msix_->table_offset && offset < table_end) {
       if (offset + len > table_end) return;  // Straddles the table's end: dropped (reads: 0s).
@@ -483,7 +492,7 @@ absl::Status VfioPciDevice::EnableMsix() {
   vector_fds_ = std::move(created);
   absl::Status s;
   for (uint16_t i = 0; i < msix_table_->size() && s.ok(); ++i) {
-    const MsixVector v = msix_table_->vector(i);
+    const pci::MsixVector v = msix_table_->vector(i);
     s = machine_.msi_routes
             ->Enable(Key(i, true), {v.address, v.data}, options_.guest_requester_id,
                      *vector_fds_[i], v.masked || msix_function_mask_)
@@ -526,7 +535,7 @@ void VfioPciDevice::OnMsixChanged(bool enabled, bool function_mask) {
   if (!s.ok()) guest_log_.Warning("passthrough device ", options_.id, ": MSI-X: ", s.message());
 }
 
-void VfioPciDevice::OnMsixVector(uint16_t index, const MsixVector& v) {
+void VfioPciDevice::OnMsixVector(uint16_t index, const pci::MsixVector& v) {
   std::lock_guard<std::mutex> lock(*machine_.lock);
   if (detached_ || mode_ != IrqMode::kMsix) return;  // Applied when MSI-X is enabled.
   const irq::MsiMessage m{v.address, v.data};

@@ -6,8 +6,8 @@
 //   - configuration space: VfioPciConfig (emulated, relocatable BARs; filtered capabilities);
 //   - BARs: the mmappable parts of each memory BAR become KVM memory slots at the address the
 //     guest programmed (AddressSpace device memory, never DMA-mapped); everything else in the BAR
-//     (the MSI-X table and PBA, which MsixTable emulates, and any part VFIO will not let us map)
-//     traps to the VMM and is forwarded with region reads and writes. I/O BARs always trap.
+//     (the MSI-X table and PBA, which pci::MsixTable emulates, and any part VFIO will not let us
+//     map) traps to the VMM and is forwarded with region reads and writes. I/O BARs always trap.
 //     When the guest moves a BAR or turns decoding off, slots and traps follow.
 //   - interrupts: MSI and MSI-X messages the guest programs become KVM GSI routes with irqfds
 //     (iommu/'s MsiRoutes), bound to the eventfds VFIO signals; masking detaches the irqfd (KVM
@@ -52,12 +52,12 @@
 #include "base/event_fd.h"
 #include "base/log.h"
 #include "devices/bus.h"
-#include "devices/pci.h"
 #include "irq/msi_routes.h"
 #include "kvm/vm.h"
 #include "memory/address_space.h"
-#include "passthrough/msix_table.h"
 #include "passthrough/vfio_pci_config.h"
+#include "pci/msix_table.h"
+#include "pci/root_bus.h"
 #include "vfio/device.h"
 
 namespace vmmkit::passthrough {
@@ -84,8 +84,7 @@ struct VfioPciDeviceOptions {
   bool explicit_reset = false;
 };
 
-class VfioPciDevice : public devices::PciDevice,
-                      public std::enable_shared_from_this<VfioPciDevice> {
+class VfioPciDevice : public pci::PciFunction, public std::enable_shared_from_this<VfioPciDevice> {
  public:
   // Takes the opened vfio-pci device (which vfio-pci reset as it opened). Reads its config space
   // and BARs, maps what can be mapped and wires INTx. FAILED_PRECONDITION for a device that cannot
@@ -107,15 +106,17 @@ class VfioPciDevice : public devices::PciDevice,
   // which runs on a helper meanwhile; the device can no longer raise INTx either way. So a VMM may
   // destroy the device on another thread while it unmaps guest RAM. Afterwards a vCPU that still
   // holds the device reads all-ones from its config space and changes nothing. Idempotent.
-  void Detach();
+  void Detach() override;
 
   // The firmware's job, done before the guest runs: gives each BAR an address from `allocate`
   // (called with the BAR; returns a naturally aligned guest address) and writes it to the BAR.
   // Decoding stays off until the guest's driver enables the device.
   absl::Status PlaceBars(
-      const std::function<absl::StatusOr<uint64_t>(const VirtualBar&)>& allocate);
+      const std::function<absl::StatusOr<uint64_t>(const pci::Bar&)>& allocate) override;
+  // "vfio-pci VVVV:DDDD, interrupts: MODE".
+  std::string Describe() override;
 
-  // devices::PciDevice.
+  // pci::PciDevice.
   uint32_t ConfigRead(uint16_t reg) override;
   void ConfigWrite(uint16_t reg, uint32_t value, uint8_t byte_mask) override {
     if (!detached_) config_->ConfigWrite(reg, value, byte_mask);
@@ -146,7 +147,7 @@ class VfioPciDevice : public devices::PciDevice,
   void OnBarMoved(const VirtualBar& bar, std::optional<uint64_t> from, std::optional<uint64_t> to);
   void OnMsiChanged(const MsiState& msi);
   void OnMsixChanged(bool enabled, bool function_mask);
-  void OnMsixVector(uint16_t index, const MsixVector& vector);
+  void OnMsixVector(uint16_t index, const pci::MsixVector& vector);
   // machine_.lock held for the rest.
   void Unplace(Bar& bar);
   std::string SlotName(const Bar& bar, uint64_t offset) const;
@@ -172,7 +173,7 @@ class VfioPciDevice : public devices::PciDevice,
   const PassthroughMachine machine_;
   const VfioPciDeviceOptions options_;
   std::shared_ptr<VfioPciConfig> config_;
-  std::unique_ptr<MsixTable> msix_table_;
+  std::unique_ptr<pci::MsixTable> msix_table_;
   std::optional<MsixInfo> msix_;
   std::optional<uint16_t> msi_pending_register_;
 

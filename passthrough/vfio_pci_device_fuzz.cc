@@ -146,7 +146,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       {.id = "fuzz", .device_number = 1, .guest_requester_id = 3 << 3, .intx_gsi = 10});
   if (!created.ok()) std::abort();
   std::shared_ptr<VfioPciDevice> dev = *std::move(created);
-  if (!dev->PlaceBars([](const VirtualBar& b) -> absl::StatusOr<uint64_t> {
+  if (!dev->PlaceBars([](const pci::Bar& b) -> absl::StatusOr<uint64_t> {
             return b.io ? 0xc000 : 0xc0000000;
           })
            .ok()) {

@@ -62,7 +62,7 @@ class VfioPciDeviceTest : public kvm::testing::IrqGuestFixture {
                                                     .intx_gsi = kIntxGsi,
                                                     .explicit_reset = explicit_reset}));
     RETURN_IF_ERROR(d->PlaceBars(
-        [](const VirtualBar& b) -> absl::StatusOr<uint64_t> { return b.io ? kBar4 : kBar0; }));
+        [](const pci::Bar& b) -> absl::StatusOr<uint64_t> { return b.io ? kBar4 : kBar0; }));
     return d;
   }
   std::vector<AddressSpaceRegion> DeviceMemory() {
@@ -404,7 +404,7 @@ TEST_F(VfioPciDeviceTest, RefusesAnIncompleteMachine) {
 TEST_F(VfioPciDeviceTest, MisalignedBarPlacementIsRefused) {
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<vfio::VfioDevice> d, group_->GetDevice(kBdf));
   ASSERT_OK_AND_ASSIGN(auto dev, VfioPciDevice::Create(std::move(d), Machine(), {.id = "x"}));
-  EXPECT_THAT(dev->PlaceBars([](const VirtualBar&) -> absl::StatusOr<uint64_t> { return 0x1000; }),
+  EXPECT_THAT(dev->PlaceBars([](const pci::Bar&) -> absl::StatusOr<uint64_t> { return 0x1000; }),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not aligned")));
 }
 

@@ -60,6 +60,7 @@ struct AddDeviceSpec {
   std::string id;
   std::string host_bdf;  // Normalized "DDDD:BB:DD.F".
   std::optional<uint8_t> slot;
+  std::string kind = "vfio-pci";  // The device manager's kind of PCI function.
 };
 
 // What GetVm returns.

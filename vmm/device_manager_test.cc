@@ -3,6 +3,7 @@
 // eject; and adds, removals, ejects and listings from several threads at once (TSAN pass).
 #include "vmm/device_manager.h"
 
+#include <linux/pci_regs.h>
 #include <linux/vfio.h>
 #include <unistd.h>
 
@@ -13,12 +14,14 @@
 #include <thread>
 #include <vector>
 
+#include "base/status_macros.h"
 #include "base/status_matchers.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "passthrough/testing/edu_like_device.h"
 #include "vfio/testing/fake_vfio_kernel.h"
 #include "vmm/layout.h"
+#include "vmm/vfio_pci_kind.h"
 
 namespace vmmkit::vmm {
 namespace {
@@ -52,8 +55,9 @@ class DeviceManagerTest : public ::testing::Test {
                   return true;
                 },
             .on_removed = [this](const DeviceSummary& d) { removed_.push_back(d.id); },
-            .platform_ids = {"com1", "boot-timer"},
-            .vfio = {.syscalls = &kernel_, .sysfs = sysfs_.string()}});
+            .platform_ids = {"com1", "boot-timer"}});
+    dm_->RegisterKind("vfio-pci",
+                      VfioPciKind(*machine_, {.syscalls = &kernel_, .sysfs = sysfs_.string()}));
   }
   void TearDown() override {
     dm_.reset();
@@ -93,7 +97,7 @@ class DeviceManagerTest : public ::testing::Test {
   // allocated BAR address.
   void ExpectNothingLeft() {
     EXPECT_TRUE(dm_->List().empty());
-    for (uint8_t slot = 1; slot < devices::PciRootBus::kSlots; ++slot) {
+    for (uint8_t slot = 1; slot < pci::PciRootBus::kSlots; ++slot) {
       EXPECT_FALSE(machine_->pci().Occupied(slot)) << "slot " << int{slot};
     }
     for (const auto& [kind, count] : kernel_.OpenFds()) EXPECT_EQ(count, 0) << kind << " fds";
@@ -109,6 +113,9 @@ class DeviceManagerTest : public ::testing::Test {
     EXPECT_OK(machine_->io_space().Allocate(0x10000 - kPciIoStart, 4).status());
     EXPECT_OK(machine_->mmio_space().Free(kPciMmioStart));
     EXPECT_OK(machine_->io_space().Free(kPciIoStart));
+    const auto [mmio64, mmio64_size] = PciMmio64Window(64 << 20);
+    EXPECT_OK(machine_->mmio64_space().Allocate(mmio64_size, 4096).status());
+    EXPECT_OK(machine_->mmio64_space().Free(mmio64));
   }
 
   std::unique_ptr<Machine> machine_;
@@ -135,6 +142,19 @@ TEST_F(DeviceManagerTest, AddAttachesAndTheGuestHearsOfItOnTheLoopsNextTurn) {
   EXPECT_EQ(ReadHotplug(devices::AcpiEvents::kPciu), 1u << 1);
   ASSERT_EQ(dm_->List().size(), 1u);
   EXPECT_EQ(dm_->List()[0].id, "hp0");
+}
+
+TEST_F(DeviceManagerTest, AHostFunctionsSixtyFourBitBarGoesAboveFourGiB) {
+  // BAR0 as a 64-bit prefetchable memory BAR (BAR1 its upper half), as a GPU's would be.
+  std::vector<uint8_t>& config = kernel_.devices[kBdf].regions[VFIO_PCI_CONFIG_REGION_INDEX].data;
+  config[PCI_BASE_ADDRESS_0] = PCI_BASE_ADDRESS_MEM_TYPE_64 | PCI_BASE_ADDRESS_MEM_PREFETCH;
+  ASSERT_OK(dm_->Add({.id = "gpu", .host_bdf = kBdf}, false).status());
+  const uint64_t low = machine_->pci().ConfigRead(0, 1, 0, PCI_BASE_ADDRESS_0) & ~0xfull;
+  const uint64_t high = machine_->pci().ConfigRead(0, 1, 0, PCI_BASE_ADDRESS_1);
+  const uint64_t address = high << 32 | low;
+  const auto [mmio64, mmio64_size] = PciMmio64Window(64 << 20);
+  EXPECT_GE(address, mmio64);
+  EXPECT_LT(address, mmio64 + mmio64_size);
 }
 
 TEST_F(DeviceManagerTest, AddRefusesIdsAndFunctionsInUse) {
@@ -311,6 +331,91 @@ TEST_F(DeviceManagerTest, AddsRemovalsEjectsAndListingsFromManyThreads) {
   EXPECT_EQ(added.load(), 20);
   EXPECT_EQ(removed_.size(), 20u);
   ExpectNothingLeft();
+}
+
+// An emulated function, as a new device package would write one: a 32-bit and a 64-bit memory
+// BAR, and a record of what the device manager did with it.
+class TestFunction : public pci::PciFunction {
+ public:
+  uint32_t ConfigRead(uint16_t reg) override { return reg == 0 ? 0x5678abcd : 0; }
+  void ConfigWrite(uint16_t, uint32_t, uint8_t) override {}
+  absl::Status PlaceBars(
+      const std::function<absl::StatusOr<uint64_t>(const pci::Bar&)>& allocate) override {
+    ASSIGN_OR_RETURN(bar0, allocate({.index = 0, .size = 0x1000}));
+    ASSIGN_OR_RETURN(bar2,
+                     allocate({.index = 2, .size = 1 << 20, .is64 = true, .prefetchable = true}));
+    return absl::OkStatus();
+  }
+  std::string Describe() override { return "test function"; }
+  void Detach() override { ++detaches; }
+  uint64_t bar0 = 0, bar2 = 0;
+  int detaches = 0;
+};
+
+class EmulatedKindTest : public DeviceManagerTest {
+ protected:
+  void SetUp() override {
+    DeviceManagerTest::SetUp();
+    if (IsSkipped()) return;
+    dm_->RegisterKind(
+        "test", PciFunctionKind{.summary_kind = DeviceSummary::Kind::kPci,
+                                .exclusive = nullptr,
+                                .create = [this](const AddDeviceSpec&, const PciSlot& slot,
+                                                 StepTimer&) -> absl::StatusOr<NewPciFunction> {
+                                  slots_.push_back(slot);
+                                  made_ = std::make_shared<TestFunction>();
+                                  return NewPciFunction{
+                                      made_,
+                                      [this](const std::function<void()>& destroy, StepTimer&) {
+                                        ++released_;
+                                        destroy();
+                                      }};
+                                },
+                                .count_resources = nullptr});
+  }
+  std::vector<PciSlot> slots_;
+  std::shared_ptr<TestFunction> made_;
+  int released_ = 0;
+};
+
+TEST_F(EmulatedKindTest, AnyKindIsPlacedPluggedListedAndReleased) {
+  ASSERT_OK_AND_ASSIGN(DeviceSummary d, dm_->Add({.id = "t0", .slot = 4, .kind = "test"}, true));
+  EXPECT_EQ(d.guest_bdf, "0000:00:04.0");
+  EXPECT_EQ(d.description, "test function");
+  EXPECT_EQ(d.host_bdf, "");
+  ASSERT_EQ(slots_.size(), 1u);
+  EXPECT_EQ(slots_[0].slot, 4);
+  EXPECT_EQ(slots_[0].requester_id, 4 << 3);
+  EXPECT_EQ(slots_[0].intx_gsi, SlotGsi(4));
+  // The 32-bit BAR below 4 GiB, the 64-bit one in the window the DSDT's _CRS describes above it.
+  EXPECT_GE(made_->bar0, kPciMmioStart);
+  EXPECT_LE(made_->bar0, kPciMmioEnd);
+  const auto [mmio64, mmio64_size] = PciMmio64Window(64 << 20);
+  EXPECT_GE(made_->bar2, mmio64);
+  EXPECT_LT(made_->bar2, mmio64 + mmio64_size);
+  EXPECT_EQ(machine_->pci().ConfigRead(0, 4, 0, 0), 0x5678abcdu);  // The guest sees it.
+  std::shared_ptr<TestFunction> function = made_;
+  GuestEjects(4);
+  EXPECT_EQ(function->detaches, 1);
+  EXPECT_EQ(released_, 1);
+  EXPECT_THAT(removed_, ::testing::ElementsAre("t0"));
+  ExpectNothingLeft();
+}
+
+TEST_F(EmulatedKindTest, NoRoomForA64BitBarRollsBackTheWholeAdd) {
+  const auto [mmio64, mmio64_size] = PciMmio64Window(64 << 20);
+  ASSERT_OK(machine_->mmio64_space().Allocate(mmio64_size, 4096).status());  // Someone holds it.
+  EXPECT_THAT(dm_->Add({.id = "t0", .kind = "test"}, true),
+              StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("place the BARs")));
+  ASSERT_OK(machine_->mmio64_space().Free(mmio64));
+  EXPECT_EQ(made_->detaches, 1);
+  EXPECT_EQ(released_, 1);
+  ExpectNothingLeft();  // Including the 32-bit BAR placed before the 64-bit one failed.
+}
+
+TEST_F(EmulatedKindTest, AnUnknownKindIsABadRequest) {
+  EXPECT_THAT(dm_->Add({.id = "x", .kind = "nosuch"}, true),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("no device kind nosuch")));
 }
 
 }  // namespace

@@ -5,7 +5,7 @@
 #include "absl/strings/str_format.h"
 #include "acpi/aml.h"
 #include "devices/acpi_events.h"
-#include "devices/pci.h"
+#include "pci/root_bus.h"
 
 namespace vmmkit::vmm {
 
@@ -43,11 +43,19 @@ absl::Status WriteResetStub(const GuestMemory& memory) {
 
 uint32_t SlotGsi(uint8_t slot) { return kPciIntxFirstGsi + slot % 8; }
 
-acpi::Aml BuildDsdt() {
+std::pair<uint64_t, uint64_t> PciMmio64Window(uint64_t memory_bytes) {
+  const uint64_t high_ram = memory_bytes > kLowRamLimit ? memory_bytes - kLowRamLimit : 0;
+  const uint64_t gib = uint64_t{1} << 30;
+  const uint64_t start = (kHighRamStart + high_ram + gib - 1) / gib * gib;
+  return {start, kPciMmio64Size};
+}
+
+acpi::Aml BuildDsdt(uint64_t memory_bytes) {
+  const auto [mmio64, mmio64_size] = PciMmio64Window(memory_bytes);
   using namespace acpi;  // NOLINT: the AML vocabulary reads best unqualified.
   // _PRT: how each slot's INTx pins reach the IOAPIC (GSI routing, level-triggered active-low).
   std::vector<Aml> prt;
-  for (uint8_t slot = 1; slot < devices::PciRootBus::kSlots; ++slot) {
+  for (uint8_t slot = 1; slot < pci::PciRootBus::kSlots; ++slot) {
     for (uint8_t pin = 0; pin < 4; ++pin) {
       prt.push_back(Package({Integer((uint64_t{slot} << 16) | 0xffff), Integer(pin), Integer(0),
                              Integer(SlotGsi(slot))}));
@@ -69,13 +77,14 @@ acpi::Aml BuildDsdt() {
                        WordIo(0x0000, 0x0cf7),
                        WordIo(0x0d00, 0xffff),
                        DWordMemory(kPciMmioStart, kPciMmioEnd, false),
+                       QWordMemory(mmio64, mmio64 + mmio64_size - 1, false),
                    })),
       Name("_PRT", Package(prt)),
       OperationRegion("PHPR", RegionSpace::kSystemIo, kPortAcpiEvents + 4, 12),
       Field("PHPR", {{"PCIU", 32}, {"PCID", 32}, {"PCEJ", 32}}),
   };
   std::vector<Aml> scan = {Store(Call("PCIU"), Local(0)), Store(Call("PCID"), Local(1))};
-  for (uint8_t slot = 1; slot < devices::PciRootBus::kSlots; ++slot) {
+  for (uint8_t slot = 1; slot < pci::PciRootBus::kSlots; ++slot) {
     const std::string name = absl::StrFormat("S%02X", slot);
     pci0.push_back(Device(
         name, {

@@ -12,6 +12,7 @@
 //   0xe000_0000  PCIe ECAM for bus 0 (1 MiB, reserved)
 //   0xfec0_0000  IOAPIC              0xfee0_0000  LAPIC
 //   0x1_0000_0000  RAM above 3 GiB, if any
+//   then, from the next 1 GiB boundary: the 64-bit PCI MMIO window (32 GiB), for 64-bit BARs
 //
 // Port I/O: 0x60-0x64 i8042, 0x70-0x71 CMOS RTC, 0x3b0-0x3b1 ACPI sleep control/status,
 // 0x3f8-0x3ff COM1 (IRQ 4), 0x440 boot timer, 0xcf8-0xcff PCI configuration.
@@ -78,9 +79,14 @@ absl::Status WriteResetStub(const GuestMemory& memory);
 
 // INTx of PCI slot `slot` (every pin): one IOAPIC input per slot, GSIs 16-23 (slot modulo 8).
 uint32_t SlotGsi(uint8_t slot);
-// The DSDT body: the PCI root bridge (resources, INTx routing _PRT), COM1, the power button and
-// its generic event device, and the S5 sleep state.
-acpi::Aml BuildDsdt();
+// The 64-bit PCI MMIO window for a guest with `memory_bytes` of RAM: (start, size), above the
+// RAM that sits above 4 GiB, as QEMU places its 64-bit PCI hole.
+std::pair<uint64_t, uint64_t> PciMmio64Window(uint64_t memory_bytes);
+inline constexpr uint64_t kPciMmio64Size = uint64_t{32} << 30;
+
+// The DSDT body: the PCI root bridge (resources, both MMIO windows, INTx routing _PRT), COM1, the
+// power button and its generic event device, and the S5 sleep state.
+acpi::Aml BuildDsdt(uint64_t memory_bytes);
 
 }  // namespace vmmkit::vmm
 

@@ -41,6 +41,14 @@ TEST(LayoutTest, LargeGuestsSplitAroundTheMmioHole) {
   }
 }
 
+TEST(LayoutTest, The64BitMmioWindowStartsAboveTheHighRam) {
+  EXPECT_EQ(PciMmio64Window(512 << 20).first, kHighRamStart);
+  EXPECT_EQ(PciMmio64Window(uint64_t{5} << 30).first, uint64_t{6} << 30);
+  // Rounded up to a GiB: 3 GiB + 1 MiB of RAM leaves 1 MiB above 4 GiB.
+  EXPECT_EQ(PciMmio64Window((uint64_t{3} << 30) + (1 << 20)).first, uint64_t{5} << 30);
+  EXPECT_EQ(PciMmio64Window(512 << 20).second, kPciMmio64Size);
+}
+
 TEST(LayoutTest, TheResetStubSitsInReservedRamAfterTheAcpiTables) {
   ASSERT_LE(kAcpiTables.raw() + kAcpiTablesSize, kResetStub.raw());
   bool reserved = false;
@@ -63,7 +71,7 @@ TEST(LayoutTest, TheResetStubSitsInReservedRamAfterTheAcpiTables) {
 TEST(LayoutTest, IaslDecodesTheVmmDsdt) {
   if (std::system("command -v iasl > /dev/null") != 0) GTEST_SKIP() << "iasl not installed";
   const std::string dir = std::getenv("TEST_TMPDIR") ? std::getenv("TEST_TMPDIR") : "/tmp";
-  const std::vector<uint8_t> dsdt = acpi::Dsdt(BuildDsdt());
+  const std::vector<uint8_t> dsdt = acpi::Dsdt(BuildDsdt(uint64_t{5} << 30));
   std::ofstream(dir + "/vmm-dsdt.dat", std::ios::binary)
       .write(reinterpret_cast<const char*>(dsdt.data()), static_cast<std::streamsize>(dsdt.size()));
   ASSERT_EQ(std::system(("cd " + dir + " && iasl -d vmm-dsdt.dat > iasl.log 2>&1").c_str()), 0);
@@ -92,6 +100,11 @@ TEST(LayoutTest, IaslDecodesTheVmmDsdt) {
   EXPECT_THAT(dsl, ::testing::HasSubstr("Notify (S03, One)"));
   EXPECT_THAT(dsl, ::testing::HasSubstr("Notify (S03, 0x03)"));
   EXPECT_THAT(dsl, ::testing::HasSubstr("\\_SB.PCI0.PSCN ()"));
+  // Both MMIO windows of the root bridge: below 4 GiB, and for 64-bit BARs above the high RAM
+  // (5 GiB of RAM: 2 GiB above 4 GiB, so the window starts at 6 GiB).
+  EXPECT_THAT(dsl, ::testing::HasSubstr("0xC0000000,         // Range Minimum"));
+  EXPECT_THAT(dsl, ::testing::HasSubstr("0x0000000180000000, // Range Minimum"));
+  EXPECT_THAT(dsl, ::testing::HasSubstr("0x000000097FFFFFFF, // Range Maximum"));
   EXPECT_THAT(dsl, ::testing::Not(::testing::HasSubstr("Error")));
 }
 

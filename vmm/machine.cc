@@ -27,15 +27,17 @@ absl::StatusOr<std::unique_ptr<Machine>> Machine::Create(const MachineConfig& co
     RETURN_IF_ERROR(m->address_space_.AddRam(absl::StrCat("ram", i), m->memory_->regions()[i]));
   }
 
-  m->pci_ = std::make_shared<devices::PciRootBus>();
+  m->pci_ = std::make_shared<pci::PciRootBus>();
+  RETURN_IF_ERROR(m->pio_.Insert(std::make_shared<pci::PciConfigIo>(m->pci_), kPortPciConfig, 8));
   RETURN_IF_ERROR(
-      m->pio_.Insert(std::make_shared<devices::PciConfigIo>(m->pci_), kPortPciConfig, 8));
-  RETURN_IF_ERROR(
-      m->mmio_.Insert(std::make_shared<devices::PciConfigMmio>(m->pci_), kEcamBase, kEcamSize));
+      m->mmio_.Insert(std::make_shared<pci::PciConfigMmio>(m->pci_), kEcamBase, kEcamSize));
   ASSIGN_OR_RETURN(AddressAllocator mmio_space,
                    AddressAllocator::Create(kPciMmioStart, kPciMmioEnd - kPciMmioStart + 1));
   ASSIGN_OR_RETURN(AddressAllocator io_space,
                    AddressAllocator::Create(kPciIoStart, 0x10000 - kPciIoStart));
+  const auto [mmio64, mmio64_size] = PciMmio64Window(config.memory_bytes);
+  ASSIGN_OR_RETURN(AddressAllocator mmio64_space, AddressAllocator::Create(mmio64, mmio64_size));
+  m->mmio64_space_ = std::make_unique<AddressAllocator>(std::move(mmio64_space));
   m->mmio_space_ = std::make_unique<AddressAllocator>(std::move(mmio_space));
   m->io_space_ = std::make_unique<AddressAllocator>(std::move(io_space));
   m->msi_routes_ = std::make_unique<irq::MsiRoutes>(*m->vm_, kMsiFirstGsi, kMsiGsiCount,

@@ -24,7 +24,6 @@
 
 #include "absl/status/statusor.h"
 #include "devices/bus.h"
-#include "devices/pci.h"
 #include "irq/msi_routes.h"
 #include "kvm/kvm.h"
 #include "kvm/memory_slots.h"
@@ -33,6 +32,7 @@
 #include "memory/address_space.h"
 #include "memory/guest_memory.h"
 #include "memory/guest_region.h"
+#include "pci/root_bus.h"
 
 namespace vmmkit::vmm {
 
@@ -58,11 +58,13 @@ class Machine {
   AddressSpace& address_space() { return address_space_; }  // Change under lock().
   devices::Bus& pio() { return pio_; }
   devices::Bus& mmio() { return mmio_; }
-  devices::PciRootBus& pci() { return *pci_; }
-  // BAR placement (PCI MMIO window and I/O ports above kPciIoStart). The device manager's.
+  pci::PciRootBus& pci() { return *pci_; }
+  // BAR placement (the PCI MMIO windows below and above 4 GiB, and I/O ports above kPciIoStart).
+  // The device manager's.
   AddressAllocator& mmio_space() { return *mmio_space_; }
   AddressAllocator& io_space() { return *io_space_; }
-  irq::MsiRoutes& msi_routes() { return *msi_routes_; }  // Change under lock().
+  AddressAllocator& mmio64_space() { return *mmio64_space_; }  // 64-bit BARs, above 4 GiB.
+  irq::MsiRoutes& msi_routes() { return *msi_routes_; }        // Change under lock().
   std::mutex& lock() { return lock_; }
 
   // Counts for the control plane's resource report, read under lock().
@@ -79,8 +81,8 @@ class Machine {
   std::unique_ptr<kvm::KvmMemorySlots> slots_;
   devices::Bus pio_{"pio"};
   devices::Bus mmio_{"mmio"};
-  std::shared_ptr<devices::PciRootBus> pci_;
-  std::unique_ptr<AddressAllocator> mmio_space_, io_space_;
+  std::shared_ptr<pci::PciRootBus> pci_;
+  std::unique_ptr<AddressAllocator> mmio_space_, io_space_, mmio64_space_;
   std::unique_ptr<irq::MsiRoutes> msi_routes_;
   std::mutex lock_;
 };

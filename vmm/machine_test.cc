@@ -39,7 +39,7 @@ TEST_F(MachineTest, GuestRamIsInTheAddressSpaceAndKvmFollowsIt) {
 
 TEST_F(MachineTest, ThePciHostBridgeAnswersOnBothConfigMechanisms) {
   const uint32_t id = PciConfigRead(0, 0);
-  EXPECT_EQ(id & 0xffff, devices::PciHostBridge::kVendorId);
+  EXPECT_EQ(id & 0xffff, pci::PciHostBridge::kVendorId);
   EXPECT_EQ(PciConfigRead(5, 0), ~0u);  // An empty slot.
   uint32_t ecam = 0;
   ASSERT_TRUE(

@@ -23,6 +23,7 @@
 #include "loader/linux_loader.h"
 #include "vmm/boot_vcpus.h"
 #include "vmm/layout.h"
+#include "vmm/vfio_pci_kind.h"
 
 namespace vmmkit::vmm {
 namespace {
@@ -119,7 +120,7 @@ absl::Status Vmm::Build() {
 
   // ACPI first: the loader passes the RSDP's address in the zero page.
   acpi::AcpiTables tables{
-      .dsdt_body = BuildDsdt(),
+      .dsdt_body = BuildDsdt(config_.memory_bytes),
       .fadt = {.reset_register = acpi::SystemIoByte(kPortI8042 + 4),
                .reset_value = 0xfe,
                .sleep_control = acpi::SystemIoByte(kPortAcpiSleep),
@@ -260,8 +261,8 @@ absl::Status Vmm::SetUpDevices() {
                 };
                 if (!loop_->Post(publish)) publish();  // The loop is gone: no ADDED can follow.
               },
-          .platform_ids = std::move(platform_ids),
-          .vfio = {}});
+          .platform_ids = std::move(platform_ids)});
+  device_manager_->RegisterKind("vfio-pci", VfioPciKind(*machine_));
   return absl::OkStatus();
 }
 

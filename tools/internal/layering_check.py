@@ -17,9 +17,9 @@ LAYERS = [
     ["base"],
     ["memory"],
     ["kvm", "loader", "acpi", "devices", "vfio", "proto"],
-    ["irq"],          # A VM's interrupt plumbing on kvm/: GSIs, MSI routes, irqfds.
+    ["irq", "pci"],   # Interrupt plumbing on kvm/; PCI functions and their bus on devices/.
     ["iommu"],        # The vIOMMU side: vfio/ (shadowing into the host IOMMU), irq/ (remapping).
-    ["passthrough"],  # vfio-pci functions for a VMM: devices/, irq/, kvm/, vfio/.
+    ["passthrough"],  # vfio-pci functions for a VMM: pci/, irq/, kvm/, vfio/.
     ["vmm"],
 ]
 # Outside the layering: build glue anyone may use, and programs/tests that may use anything.

@@ -1,4 +1,4 @@
-#include "passthrough/msix_table.h"
+#include "pci/msix_table.h"
 
 #include <cstring>
 #include <thread>
@@ -6,7 +6,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
-namespace vmmkit::passthrough {
+namespace vmmkit::pci {
 namespace {
 
 using ::testing::ElementsAre;
@@ -97,4 +97,4 @@ TEST(MsixTableConcurrencyTest, VcpusWritingDifferentVectors) {
 }
 
 }  // namespace
-}  // namespace vmmkit::passthrough
+}  // namespace vmmkit::pci

@@ -1,10 +1,10 @@
-#include "devices/pci.h"
+#include "pci/root_bus.h"
 
 #include "base/status_matchers.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
-namespace vmmkit::devices {
+namespace vmmkit::pci {
 namespace {
 
 class FakeFunction : public PciDevice {
@@ -18,12 +18,12 @@ class FakeFunction : public PciDevice {
   uint32_t regs[1024] = {};
 };
 
-uint32_t Read32(BusDevice& d, uint64_t off) {
+uint32_t Read32(devices::BusDevice& d, uint64_t off) {
   uint8_t b[4];
   d.Read(off, absl::MakeSpan(b, 4));
   return uint32_t{b[0]} | uint32_t{b[1]} << 8 | uint32_t{b[2]} << 16 | uint32_t{b[3]} << 24;
 }
-void Write32(BusDevice& d, uint64_t off, uint32_t v) {
+void Write32(devices::BusDevice& d, uint64_t off, uint32_t v) {
   uint8_t b[4] = {static_cast<uint8_t>(v), static_cast<uint8_t>(v >> 8),
                   static_cast<uint8_t>(v >> 16), static_cast<uint8_t>(v >> 24)};
   d.Write(off, absl::MakeSpan(b, 4));
@@ -75,4 +75,4 @@ TEST(PciTest, PartialAccessesAndEcam) {
 }
 
 }  // namespace
-}  // namespace vmmkit::devices
+}  // namespace vmmkit::pci

@@ -1,10 +1,10 @@
-#include "devices/pci.h"
+#include "pci/root_bus.h"
 
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
 
-namespace vmmkit::devices {
+namespace vmmkit::pci {
 namespace {
 
 constexpr uint32_t kConfigEnable = 1u << 31;
@@ -165,4 +165,4 @@ void PciConfigMmio::Write(uint64_t offset, absl::Span<const uint8_t> data) {
   WriteTarget(*root_, FromEcamOffset(offset, data.size()), data);
 }
 
-}  // namespace vmmkit::devices
+}  // namespace vmmkit::pci

@@ -13,9 +13,9 @@
 #include <memory>
 
 #include "devices/bus.h"
-#include "devices/pci.h"
+#include "pci/root_bus.h"
 
-namespace vmmkit::devices {
+namespace vmmkit::pci {
 namespace {
 
 constexpr uint64_t kIoBase = 0xcf8;
@@ -48,8 +48,8 @@ class StoringDevice : public PciDevice {
 
 struct World {
   std::shared_ptr<PciRootBus> root = std::make_shared<PciRootBus>();
-  Bus pio{"pio"};
-  Bus mmio{"mmio"};
+  devices::Bus pio{"pio"};
+  devices::Bus mmio{"mmio"};
   uint8_t model[4096] = {};     // What slot 3's function 0 should hold.
   uint32_t config_address = 0;  // CONFIG_ADDRESS as the model sees it.
 };
@@ -81,10 +81,10 @@ int64_t Place(uint64_t bus, uint64_t slot, uint64_t function, uint64_t reg, size
 }
 
 }  // namespace
-}  // namespace vmmkit::devices
+}  // namespace vmmkit::pci
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  using namespace vmmkit::devices;  // NOLINT: a fuzz entry point outside the namespace.
+  using namespace vmmkit::pci;  // NOLINT: a fuzz entry point outside the namespace.
   World& w = TheWorld();
   static constexpr size_t kSizes[] = {1, 2, 4, 8};
   for (size_t pos = 0; pos + 10 <= size; pos += 10) {

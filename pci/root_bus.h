@@ -1,4 +1,4 @@
-// File: devices/pci.h
+// File: pci/root_bus.h
 // -----------------------------------------------------------------------------
 // PCI configuration space for a single root bus (bus 0): the legacy mechanism #1 ports
 // (CONFIG_ADDRESS at 0xcf8, CONFIG_DATA at 0xcfc-0xcff) and PCI Express ECAM (1 MiB of MMIO for
@@ -12,8 +12,8 @@
 //
 // Thread-safety: all classes are safe to use from any thread.
 
-#ifndef VMMKIT_DEVICES_PCI_H_
-#define VMMKIT_DEVICES_PCI_H_
+#ifndef VMMKIT_PCI_ROOT_BUS_H_
+#define VMMKIT_PCI_ROOT_BUS_H_
 
 #include <array>
 #include <cstdint>
@@ -24,7 +24,7 @@
 #include "absl/status/status.h"
 #include "devices/bus.h"
 
-namespace vmmkit::devices {
+namespace vmmkit::pci {
 
 // One PCI function's configuration space (256 bytes, or 4 KiB for PCIe).
 class PciDevice {
@@ -70,7 +70,7 @@ class PciRootBus {
 };
 
 // Configuration mechanism #1: CONFIG_ADDRESS (offset 0, 32-bit) and CONFIG_DATA (offsets 4-7).
-class PciConfigIo : public BusDevice {
+class PciConfigIo : public devices::BusDevice {
  public:
   explicit PciConfigIo(std::shared_ptr<PciRootBus> root) : root_(std::move(root)) {}
   void Read(uint64_t offset, absl::Span<uint8_t> data) override;
@@ -83,7 +83,7 @@ class PciConfigIo : public BusDevice {
 };
 
 // ECAM: offset = bus << 20 | device << 15 | function << 12 | register.
-class PciConfigMmio : public BusDevice {
+class PciConfigMmio : public devices::BusDevice {
  public:
   explicit PciConfigMmio(std::shared_ptr<PciRootBus> root) : root_(std::move(root)) {}
   void Read(uint64_t offset, absl::Span<uint8_t> data) override;
@@ -93,6 +93,6 @@ class PciConfigMmio : public BusDevice {
   const std::shared_ptr<PciRootBus> root_;
 };
 
-}  // namespace vmmkit::devices
+}  // namespace vmmkit::pci
 
-#endif  // VMMKIT_DEVICES_PCI_H_
+#endif  // VMMKIT_PCI_ROOT_BUS_H_

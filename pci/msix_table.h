@@ -1,4 +1,4 @@
-// File: passthrough/msix_table.h
+// File: pci/msix_table.h
 // -----------------------------------------------------------------------------
 // MsixTable emulates a passed-through device's MSI-X table and pending-bit array (PBA), which the
 // VMM traps rather than maps: the guest programs guest-physical message addresses and vectors
@@ -15,8 +15,8 @@
 // malice) reads as zero and writes nothing. Vectors start masked, as after a device reset.
 // Thread-safety: any thread (vCPUs); the callback runs after the lock is released.
 
-#ifndef VMMKIT_PASSTHROUGH_MSIX_TABLE_H_
-#define VMMKIT_PASSTHROUGH_MSIX_TABLE_H_
+#ifndef VMMKIT_PCI_MSIX_TABLE_H_
+#define VMMKIT_PCI_MSIX_TABLE_H_
 
 #include <cstdint>
 #include <functional>
@@ -25,7 +25,7 @@
 
 #include "absl/types/span.h"
 
-namespace vmmkit::passthrough {
+namespace vmmkit::pci {
 
 struct MsixVector {
   uint64_t address = 0;
@@ -68,6 +68,6 @@ class MsixTable {
   std::vector<uint64_t> pending_;  // Guarded by mu_. One bit per vector.
 };
 
-}  // namespace vmmkit::passthrough
+}  // namespace vmmkit::pci
 
-#endif  // VMMKIT_PASSTHROUGH_MSIX_TABLE_H_
+#endif  // VMMKIT_PCI_MSIX_TABLE_H_

@@ -1,9 +1,9 @@
-#include "passthrough/msix_table.h"
+#include "pci/msix_table.h"
 
 #include <algorithm>
 #include <cstring>
 
-namespace vmmkit::passthrough {
+namespace vmmkit::pci {
 
 MsixTable::MsixTable(uint16_t size,
                      std::function<void(uint16_t index, const MsixVector& vector)> changed)
@@ -68,4 +68,4 @@ void MsixTable::SetPending(uint16_t index, bool pending) {
   }
 }
 
-}  // namespace vmmkit::passthrough
+}  // namespace vmmkit::pci
