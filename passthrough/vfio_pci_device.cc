@@ -170,6 +170,11 @@ void VfioPciDevice::Detach() {
     detached_ = true;
     if (mode_ == IrqMode::kMsi) DisableVectors(VFIO_PCI_MSI_IRQ_INDEX);
     if (mode_ == IrqMode::kMsix) DisableVectors(VFIO_PCI_MSIX_IRQ_INDEX);
+    // Routes an earlier teardown could not remove: one more try, now that the device goes.
+    if (!lingering_fds_.empty() &&
+        machine_.msi_routes->DisableDevice(options_.device_number).ok()) {
+      lingering_fds_.clear();
+    }
     if (mode_ == IrqMode::kIntx) {
       // The device can no longer raise INTx once VFIO has dropped its trigger. KVM's teardown of
       // a resampling irqfd waits out two or three SRCU grace periods (20-28 ms in the lab, where
@@ -219,8 +224,13 @@ absl::Status VfioPciDevice::PlaceBars(
 
 std::string VfioPciDevice::Describe() {
   const uint32_t id = ConfigRead(0);
-  return absl::StrFormat("vfio-pci %04x:%04x, interrupts: %s", id & 0xffff, id >> 16,
-                         interrupt_mode());
+  std::string error;
+  {
+    std::lock_guard<std::mutex> lock(*machine_.lock);
+    error = irq_error_;
+  }
+  return absl::StrFormat("vfio-pci %04x:%04x, interrupts: %s%s", id & 0xffff, id >> 16,
+                         interrupt_mode(), error.empty() ? "" : absl::StrCat(" (", error, ")"));
 }
 
 std::string VfioPciDevice::interrupt_mode() const {
@@ -374,7 +384,7 @@ uint32_t VfioPciDevice::ConfigRead(uint16_t reg) {
 // bit.
 std::vector<bool> VfioPciDevice::SignalledVectors() const {
   std::vector<pollfd> fds;
-  for (const auto& fd : vector_fds_) fds.push_back({fd->fd(), POLLIN, 0});
+  for (const auto& fd : vector_fds_) fds.push_back({fd != nullptr ? fd->fd() : -1, POLLIN, 0});
   std::vector<bool> signalled(fds.size(), false);
   if (fds.empty() || ::poll(fds.data(), fds.size(), 0) < 0) return signalled;
   for (size_t i = 0; i < fds.size(); ++i) signalled[i] = (fds[i].revents & POLLIN) != 0;
@@ -406,9 +416,24 @@ void VfioPciDevice::DisableVectors(uint32_t vfio_index) {
   (void)device_->DisableIrqs(vfio_index);
   // All of them with one routing-table update, not one per vector: a guest disabling MSI-X with
   // many vectors waits for this (its vCPU is in the config write), and so does an unplug.
-  (void)machine_.msi_routes->DisableDevice(options_.device_number);
+  if (absl::Status s = machine_.msi_routes->DisableDevice(options_.device_number); !s.ok()) {
+    // The routes, and irqfds KVM may still hold, stay: so do their eventfds, until a later
+    // teardown (another disable, the detach) takes the routes away.
+    LogError("passthrough device ", options_.id, ": ", s.message());
+    for (auto& fd : vector_fds_) {
+      if (fd != nullptr) lingering_fds_.push_back(std::move(fd));
+    }
+  } else {
+    lingering_fds_.clear();
+  }
   vector_fds_.clear();
+  vfio_vectors_ = 0;
   mode_ = IrqMode::kNone;
+}
+
+void VfioPciDevice::IrqError(absl::string_view what, const absl::Status& s) {
+  irq_error_ = absl::StrCat(what, ": ", s.message());
+  guest_log_.Warning("passthrough device ", options_.id, ": ", irq_error_);
 }
 
 namespace {
@@ -439,15 +464,13 @@ absl::Status VfioPciDevice::EnableMsi(const MsiState& msi) {
   }
   if (s.ok()) s = device_->EnableIrqs(VFIO_PCI_MSI_IRQ_INDEX, 0, fds);
   if (!s.ok()) {
-    for (uint32_t i = 0; i < vector_fds_.size(); ++i) {
-      (void)machine_.msi_routes->Disable(Key(i, false));
-    }
-    vector_fds_.clear();
-    (void)EnableIntx();
+    // No quiet fall-back to INTx: the guest's driver waits for MSIs, not INTx.
+    DisableVectors(VFIO_PCI_MSI_IRQ_INDEX);
     return s;
   }
   mode_ = IrqMode::kMsi;
   msi_ = msi;
+  irq_error_.clear();
   return absl::OkStatus();
 }
 
@@ -476,39 +499,80 @@ void VfioPciDevice::OnMsiChanged(const MsiState& msi) {
     }
     if (s.ok()) msi_ = msi;
   }
-  if (!s.ok()) guest_log_.Warning("passthrough device ", options_.id, ": MSI: ", s.message());
+  if (!s.ok()) IrqError("MSI", s);
 }
 
 absl::Status VfioPciDevice::EnableMsix() {
-  std::vector<int> fds;
-  std::vector<std::unique_ptr<EventFd>> created;
-  for (uint16_t i = 0; i < msix_table_->size(); ++i) {
-    ASSIGN_OR_RETURN(EventFd fd, EventFd::Create());
-    created.push_back(std::make_unique<EventFd>(std::move(fd)));
-    fds.push_back(created.back()->fd());
-  }
   if (mode_ == IrqMode::kMsi) DisableVectors(VFIO_PCI_MSI_IRQ_INDEX);
   DisableIntx();
-  vector_fds_ = std::move(created);
-  absl::Status s;
-  for (uint16_t i = 0; i < msix_table_->size() && s.ok(); ++i) {
-    const pci::MsixVector v = msix_table_->vector(i);
-    s = machine_.msi_routes
-            ->Enable(Key(i, true), {v.address, v.data}, options_.guest_requester_id,
-                     *vector_fds_[i], v.masked || msix_function_mask_)
-            .status();
-  }
-  if (s.ok()) s = device_->EnableIrqs(VFIO_PCI_MSIX_IRQ_INDEX, 0, fds);
-  if (!s.ok()) {
-    for (uint32_t i = 0; i < vector_fds_.size(); ++i) {
-      (void)machine_.msi_routes->Disable(Key(i, true));
-    }
-    vector_fds_.clear();
-    (void)EnableIntx();
-    return s;
-  }
+  // The device goes into MSI-X mode with no vector wired (one vector, no eventfd), as the guest's
+  // view has it: Linux enables MSI-X with every vector masked and unmasks each as a driver asks
+  // for it. A vector gets its eventfd and route on its first unmask (WireMsixVector), so a table
+  // of 2048 entries costs nothing for the vectors nobody uses.
+  const int none = -1;
+  RETURN_IF_ERROR(device_->EnableIrqs(VFIO_PCI_MSIX_IRQ_INDEX, 0, absl::MakeConstSpan(&none, 1)));
+  vector_fds_.clear();
+  vector_fds_.resize(msix_table_->size());
+  vfio_vectors_ = 1;
   mode_ = IrqMode::kMsix;
+  irq_error_.clear();
+  absl::Status first_error;
+  for (uint16_t i = 0; i < msix_table_->size(); ++i) {
+    if (msix_table_->vector(i).masked) continue;
+    absl::Status s = WireMsixVector(i);
+    if (!s.ok() && first_error.ok()) first_error = s;
+  }
+  return first_error;
+}
+
+absl::Status VfioPciDevice::WireMsixVector(uint16_t index) {
+  if (vector_fds_[index] != nullptr) return absl::OkStatus();
+  ASSIGN_OR_RETURN(EventFd created, EventFd::Create());
+  auto fd = std::make_unique<EventFd>(std::move(created));
+  const pci::MsixVector v = msix_table_->vector(index);
+  const auto fail = [&](const absl::Status& s) {
+    return absl::Status(s.code(), absl::StrCat("vector ", index, ": ", s.message()));
+  };
+  // Routed masked; the caller unmasks it if the function mask allows.
+  if (absl::Status s = machine_.msi_routes
+                           ->Enable(Key(index, true), {v.address, v.data},
+                                    options_.guest_requester_id, *fd, /*masked=*/true)
+                           .status();
+      !s.ok()) {
+    return fail(s);
+  }
+  vector_fds_[index] = std::move(fd);
+  absl::Status s;
+  if (index < vfio_vectors_) {
+    const int raw = vector_fds_[index]->fd();
+    s = device_->EnableIrqs(VFIO_PCI_MSIX_IRQ_INDEX, index, absl::MakeConstSpan(&raw, 1));
+  } else {
+    // VFIO (Linux before 6.5) cannot add vectors to an enabled MSI-X: enable it again with room
+    // for this one, every wired vector keeping its eventfd (what QEMU does on such kernels).
+    std::vector<int> fds(index + 1u, -1);
+    for (uint32_t i = 0; i <= index; ++i) {
+      if (vector_fds_[i] != nullptr) fds[i] = vector_fds_[i]->fd();
+    }
+    (void)device_->DisableIrqs(VFIO_PCI_MSIX_IRQ_INDEX);
+    s = device_->EnableIrqs(VFIO_PCI_MSIX_IRQ_INDEX, 0, fds);
+    if (s.ok()) vfio_vectors_ = index + 1u;
+  }
+  if (!s.ok()) {
+    (void)machine_.msi_routes->Disable(Key(index, true));
+    vector_fds_[index].reset();
+    return fail(s);
+  }
   return absl::OkStatus();
+}
+
+absl::Status VfioPciDevice::ApplyMsixMask(uint16_t index) {
+  const bool masked = msix_function_mask_ || msix_table_->vector(index).masked;
+  if (vector_fds_[index] == nullptr) {
+    if (msix_table_->vector(index).masked) return absl::OkStatus();  // Never used yet.
+    RETURN_IF_ERROR(WireMsixVector(index));
+  }
+  return masked ? machine_.msi_routes->Mask(Key(index, true))
+                : machine_.msi_routes->Unmask(Key(index, true));
 }
 
 void VfioPciDevice::OnMsixChanged(bool enabled, bool function_mask) {
@@ -525,14 +589,13 @@ void VfioPciDevice::OnMsixChanged(bool enabled, bool function_mask) {
     }
   } else if (mode_ != IrqMode::kMsix) {
     s = EnableMsix();
-  } else if (mask_changed) {
-    for (uint16_t i = 0; i < msix_table_->size() && s.ok(); ++i) {
-      const bool masked = function_mask || msix_table_->vector(i).masked;
-      s = masked ? machine_.msi_routes->Mask(Key(i, true))
-                 : machine_.msi_routes->Unmask(Key(i, true));
+    for (uint16_t i = 0; i < msix_table_->size() && s.ok() && !function_mask; ++i) {
+      s = ApplyMsixMask(i);
     }
+  } else if (mask_changed) {
+    for (uint16_t i = 0; i < msix_table_->size() && s.ok(); ++i) s = ApplyMsixMask(i);
   }
-  if (!s.ok()) guest_log_.Warning("passthrough device ", options_.id, ": MSI-X: ", s.message());
+  if (!s.ok()) IrqError("MSI-X", s);
 }
 
 void VfioPciDevice::OnMsixVector(uint16_t index, const pci::MsixVector& v) {
@@ -540,17 +603,11 @@ void VfioPciDevice::OnMsixVector(uint16_t index, const pci::MsixVector& v) {
   if (detached_ || mode_ != IrqMode::kMsix) return;  // Applied when MSI-X is enabled.
   const irq::MsiMessage m{v.address, v.data};
   absl::Status s;
-  if (machine_.msi_routes->delivered(Key(index, true)) != m) {
+  if (vector_fds_[index] != nullptr && machine_.msi_routes->delivered(Key(index, true)) != m) {
     s = machine_.msi_routes->Update(Key(index, true), m);
   }
-  if (s.ok()) {
-    s = (v.masked || msix_function_mask_) ? machine_.msi_routes->Mask(Key(index, true))
-                                          : machine_.msi_routes->Unmask(Key(index, true));
-  }
-  if (!s.ok()) {
-    guest_log_.Warning("passthrough device ", options_.id, ": MSI-X vector ", index, ": ",
-                       s.message());
-  }
+  if (s.ok()) s = ApplyMsixMask(index);
+  if (!s.ok()) IrqError("MSI-X", s);
 }
 
 }  // namespace vmmkit::passthrough

@@ -156,6 +156,13 @@ class VfioPciDevice : public pci::PciFunction, public std::enable_shared_from_th
   void DisableIntx();
   absl::Status EnableMsi(const MsiState& msi);
   absl::Status EnableMsix();
+  // Gives MSI-X vector `index` its eventfd, masked route and VFIO trigger, once.
+  absl::Status WireMsixVector(uint16_t index);
+  // Binds or unbinds the vector's irqfd after the table's or the function's mask changed; wires
+  // a vector on its first unmask.
+  absl::Status ApplyMsixMask(uint16_t index);
+  // What went wrong setting up the guest's interrupts: logged, and shown by Describe().
+  void IrqError(absl::string_view what, const absl::Status& s);
   void DisableVectors(uint32_t vfio_index);
   // Sets the PBA's bits from the masked vectors' eventfds, before the guest reads it.
   void RefreshPending();
@@ -186,8 +193,13 @@ class VfioPciDevice : public pci::PciFunction, public std::enable_shared_from_th
   bool intx_available_ = false;
   std::unique_ptr<EventFd> intx_trigger_, intx_resample_;
   std::unique_ptr<Alongside> intx_teardown_;  // From Detach: KVM deassigning the INTx irqfd.
-  std::vector<std::unique_ptr<EventFd>> vector_fds_;  // MSI or MSI-X, by vector.
-  MsiState msi_;                                      // As last applied.
+  // MSI or MSI-X, by vector; for MSI-X null until the vector's first unmask.
+  std::vector<std::unique_ptr<EventFd>> vector_fds_;
+  uint32_t vfio_vectors_ = 0;  // MSI-X vectors VFIO has room for.
+  // Eventfds of routes whose teardown failed: KVM may still hold them as irqfds.
+  std::vector<std::unique_ptr<EventFd>> lingering_fds_;
+  std::string irq_error_;  // The last interrupt setup failure, until a setup succeeds.
+  MsiState msi_;           // As last applied.
   bool msix_function_mask_ = false;
   // What the guest's programming of the device makes us log (a BAR it put over RAM, a message
   // that cannot be routed): it can do that in a loop.

@@ -3,6 +3,7 @@
 // vCPU's local APIC.
 #include "passthrough/vfio_pci_device.h"
 
+#include <fcntl.h>
 #include <linux/pci_regs.h>
 #include <unistd.h>
 
@@ -27,6 +28,7 @@ namespace vmmkit::passthrough {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 using vfio::testing::FakeVfioKernel;
 
 constexpr char kBdf[] = "0000:00:03.0";
@@ -223,11 +225,18 @@ TEST_F(VfioPciDeviceTest, MsixTableIsTrappedAndItsVectorsRouted) {
   // As Linux does: enable with the function masked, program, unmask the function.
   dev->ConfigWrite(0x70, uint32_t{PCI_MSIX_FLAGS_ENABLE | PCI_MSIX_FLAGS_MASKALL} << 16, 0x8);
   EXPECT_EQ(dev->interrupt_mode(), "msix");
-  EXPECT_EQ(routes_->size(), 8u);
-  EXPECT_EQ(LastIrqSet(VFIO_PCI_MSIX_IRQ_INDEX).fds.size(), 8u);
+  // MSI-X on in the device, but no vector wired: every vector is masked.
+  EXPECT_EQ(routes_->size(), 0u);
+  EXPECT_THAT(LastIrqSet(VFIO_PCI_MSIX_IRQ_INDEX).fds, ::testing::ElementsAre(-1));
   MmioWrite32(kBar0 + 0x2000 + 16 * 2 + 0, 0xfee00000);
   MmioWrite32(kBar0 + 0x2000 + 16 * 2 + 8, 0x43);
-  MmioWrite32(kBar0 + 0x2000 + 16 * 2 + 12, 0);  // Vector 2 unmasked.
+  MmioWrite32(kBar0 + 0x2000 + 16 * 2 + 12, 0);  // Vector 2 unmasked: wired now.
+  EXPECT_EQ(routes_->size(), 1u);
+  const auto& grown = LastIrqSet(VFIO_PCI_MSIX_IRQ_INDEX).fds;  // Room for vectors 0-2.
+  ASSERT_EQ(grown.size(), 3u);
+  EXPECT_EQ(grown[0], -1);
+  EXPECT_EQ(grown[1], -1);
+  EXPECT_GE(grown[2], 0);
   DeviceFires(VFIO_PCI_MSIX_IRQ_INDEX, 2);
   EXPECT_FALSE(PendingAfterSettling(0x43)) << "the function mask still holds it";
   dev->ConfigWrite(0x70, uint32_t{PCI_MSIX_FLAGS_ENABLE} << 16, 0x8);
@@ -267,9 +276,9 @@ TEST_F(VfioPciDeviceTest, WhatFiresWhileAVectorIsMaskedShowsInThePbaAndArrivesOn
   DeviceFires(VFIO_PCI_MSIX_IRQ_INDEX, 2);  // Unmasked: straight through, never pending.
   EXPECT_EQ(MmioRead32(pba), 0u);
 
-  // A vector the guest never unmasked: what fires shows, and nothing is pending with MSI-X off.
-  DeviceFires(VFIO_PCI_MSIX_IRQ_INDEX, 5);
-  EXPECT_EQ(MmioRead32(pba), 1u << 5);
+  // A vector the guest never unmasked has no eventfd in VFIO, and no route.
+  EXPECT_EQ(passthrough::testing::CurrentIrqFd(FakeDevice(), VFIO_PCI_MSIX_IRQ_INDEX, 5), -1);
+  EXPECT_EQ(routes_->size(), 1u);
   dev->ConfigWrite(0x70, 0, 0x8);
   EXPECT_EQ(routes_->size(), 0u);
   EXPECT_EQ(MmioRead32(pba), 0u);
@@ -382,13 +391,87 @@ TEST_F(VfioPciDeviceTest, DetachDropsIntxAtOnceAndDestructionLeavesNoFdOrThread)
   EXPECT_EQ(count("/proc/self/task"), threads);
 }
 
-TEST_F(VfioPciDeviceTest, AFailedMsiEnableLeavesNoRoutes) {
+// KVM refusing to unbind a vector's irqfd leaves its route, and KVM may still hold the eventfd:
+// the device keeps the eventfd until a later teardown removes the route.
+TEST_F(VfioPciDeviceTest, AFailedRouteTeardownKeepsTheEventfdsUntilTheRouteIsGone) {
+  ASSERT_OK_AND_ASSIGN(auto dev, Attach());
+  dev->ConfigWrite(0x54, 0xfee00000, 0xf);
+  dev->ConfigWrite(0x5c, 0x41, 0x3);
+  dev->ConfigWrite(0x50, uint32_t{PCI_MSI_FLAGS_ENABLE} << 16, 0x4);
+  ASSERT_EQ(routes_->size(), 1u);
+  const int vector_fd = passthrough::testing::CurrentIrqFd(FakeDevice(), VFIO_PCI_MSI_IRQ_INDEX, 0);
+  ASSERT_GE(vector_fd, 0);
+  // A pipe takes the eventfd's fd number: KVM then refuses the unbind (as in MsiRoutesTest).
+  ScopedFd saved(::dup(vector_fd));
+  int pipe_fds[2];
+  ASSERT_EQ(::pipe(pipe_fds), 0);
+  ASSERT_EQ(::dup2(pipe_fds[0], vector_fd), vector_fd);
+  ::close(pipe_fds[0]);
+  ::close(pipe_fds[1]);
+  dev->ConfigWrite(0x50, 0, 0x4);  // MSI off: the teardown fails.
+  EXPECT_EQ(routes_->size(), 1u) << "the route stays";
+  EXPECT_NE(::fcntl(vector_fd, F_GETFD), -1) << "its fd was closed with the route alive";
+  // The eventfd back in its place: the detach's retry removes the route.
+  ASSERT_EQ(::dup2(saved.get(), vector_fd), vector_fd);
+  ASSERT_EQ(::fcntl(vector_fd, F_SETFD, FD_CLOEXEC), 0);
+  dev->Detach();
+  EXPECT_EQ(routes_->size(), 0u);
+}
+
+TEST_F(VfioPciDeviceTest, AFailedMsiEnableLeavesNoRoutesAndSaysSo) {
   ASSERT_OK_AND_ASSIGN(auto dev, Attach());
   kernel_.fail_with[VFIO_DEVICE_SET_IRQS] = EINVAL;
   dev->ConfigWrite(0x54, 0xfee00000, 0xf);
   dev->ConfigWrite(0x50, uint32_t{PCI_MSI_FLAGS_ENABLE} << 16, 0x4);
   EXPECT_EQ(routes_->size(), 0u);
-  EXPECT_NE(dev->interrupt_mode(), "msi");
+  // Not INTx behind the guest's back (its driver waits for MSIs): no interrupts, and why.
+  EXPECT_EQ(dev->interrupt_mode(), "none");
+  EXPECT_THAT(dev->Describe(), HasSubstr("interrupts: none (MSI: VFIO_DEVICE_SET_IRQS"));
+  kernel_.fail_with.clear();
+  dev->ConfigWrite(0x50, 0, 0x4);
+  dev->ConfigWrite(0x50, uint32_t{PCI_MSI_FLAGS_ENABLE} << 16, 0x4);
+  EXPECT_EQ(dev->interrupt_mode(), "msi");
+  EXPECT_THAT(dev->Describe(), Not(HasSubstr("(")));
+}
+
+// A table of 2048 vectors (the most MSI-X allows): only the vectors the guest unmasks get an
+// eventfd and a route; more than the machine has routes for is an error the device shows.
+TEST_F(VfioPciDeviceTest, AHugeMsixTableCostsOnlyTheVectorsInUse) {
+  std::vector<uint8_t>& config = FakeDevice().regions[VFIO_PCI_CONFIG_REGION_INDEX].data;
+  const uint16_t size = 2047;  // Table size - 1.
+  std::memcpy(&config[0x72], &size, 2);
+  const uint32_t pba = 0xa000;  // After the 32 KiB table at 0x2000; BIR 0.
+  std::memcpy(&config[0x78], &pba, 4);
+  FakeDevice().irqs[VFIO_PCI_MSIX_IRQ_INDEX].count = 2048;
+  ASSERT_OK_AND_ASSIGN(auto dev, Attach());
+  dev->ConfigWrite(PCI_COMMAND, PCI_COMMAND_MEMORY, 0x3);
+  dev->ConfigWrite(0x70, uint32_t{PCI_MSIX_FLAGS_ENABLE} << 16, 0x8);
+  const auto fds_open = [] {
+    return std::distance(std::filesystem::directory_iterator("/proc/self/fd"),
+                         std::filesystem::directory_iterator{});
+  };
+  const auto before = fds_open();
+  for (uint32_t v : {0u, 7u, 2047u}) {
+    MmioWrite32(kBar0 + 0x2000 + 16 * v + 0, 0xfee00000);
+    MmioWrite32(kBar0 + 0x2000 + 16 * v + 8, 0x40 + (v & 0xf));
+    MmioWrite32(kBar0 + 0x2000 + 16 * v + 12, 0);
+  }
+  EXPECT_EQ(routes_->size(), 3u);
+  EXPECT_EQ(fds_open() - before, 3);
+  EXPECT_EQ(LastIrqSet(VFIO_PCI_MSIX_IRQ_INDEX).fds.size(), 2048u);  // Room up to vector 2047.
+  DeviceFires(VFIO_PCI_MSIX_IRQ_INDEX, 2047);
+  EXPECT_TRUE(Pending(0x4f));
+  // The fixture's machine routes 64 vectors: the 65th unmasked (161) and later ones fail,
+  // visibly (the last failure is shown); MSI-X stays, the 64 routed vectors keep working.
+  for (uint32_t v = 100; v < 100 + 64; ++v) {
+    MmioWrite32(kBar0 + 0x2000 + 16 * v + 0, 0xfee00000);
+    MmioWrite32(kBar0 + 0x2000 + 16 * v + 8, 0x50);
+    MmioWrite32(kBar0 + 0x2000 + 16 * v + 12, 0);
+  }
+  EXPECT_EQ(routes_->size(), 64u);
+  EXPECT_EQ(dev->interrupt_mode(), "msix");
+  EXPECT_THAT(dev->Describe(), HasSubstr("MSI-X: vector 163: enable MSI device 1 vector"));
+  EXPECT_THAT(dev->Describe(), HasSubstr("all 64 MSI GSIs from 24 are in use"));
 }
 
 TEST_F(VfioPciDeviceTest, RefusesAnIncompleteMachine) {

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <cstring>
 #include <set>
 
@@ -389,9 +390,12 @@ absl::Status VfioDevice::SetIrqs(uint32_t index, uint32_t flags, uint32_t start,
 
 absl::Status VfioDevice::EnableIrqs(uint32_t index, uint32_t start,
                                     absl::Span<const int> eventfds) const {
-  const std::string what =
-      absl::StrCat(Name("VFIO_DEVICE_SET_IRQS"), " index=", index, " start=", start, " eventfds=[",
-                   absl::StrJoin(eventfds, ","), "]");
+  // At most 8 fds named: an MSI-X table has up to 2048, and the error ends up in logs.
+  constexpr size_t kNamed = 8;
+  const std::string what = absl::StrCat(
+      Name("VFIO_DEVICE_SET_IRQS"), " index=", index, " start=", start, " eventfds=[",
+      absl::StrJoin(eventfds.subspan(0, std::min(eventfds.size(), kNamed)), ","),
+      eventfds.size() > kNamed ? absl::StrCat(",... ", eventfds.size(), " in all") : "", "]");
   if (eventfds.empty()) return absl::InvalidArgumentError(absl::StrCat(what, ": no eventfds"));
   for (int fd : eventfds) {
     if (fd < -1) return absl::InvalidArgumentError(absl::StrCat(what, ": bad fd ", fd));

@@ -289,6 +289,12 @@ TEST_F(DeviceTest, IrqArgumentsAreCheckedBeforeTheIoctl) {
       dev->EnableIrqs(VFIO_PCI_MSIX_IRQ_INDEX, 0, {7}),
       StatusIs(absl::StatusCode::kInvalidArgument,
                HasSubstr("VFIO_DEVICE_SET_IRQS 0000:00:03.0 index=2 start=0 eventfds=[7]")));
+  // A long list is cut in the message: an MSI-X table has up to 2048 vectors.
+  std::vector<int> many(2048, -1);
+  many[0] = 7;
+  EXPECT_THAT(dev->EnableIrqs(VFIO_PCI_MSIX_IRQ_INDEX, 0, many),
+              StatusIs(absl::StatusCode::kOutOfRange,
+                       HasSubstr("eventfds=[7,-1,-1,-1,-1,-1,-1,-1,... 2048 in all]")));
 }
 
 TEST_F(DeviceTest, ResetAndHotReset) {

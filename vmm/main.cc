@@ -5,6 +5,8 @@
 //
 // Exit status: 0 when the guest reboots or powers off or on SIGINT/SIGTERM, 1 on a VMM or KVM
 // failure, 2 for a bad flag or input file (nothing has started), 3 on a guest triple fault.
+#include <sys/resource.h>
+
 #include <csignal>
 #include <cstdio>
 #include <string>
@@ -74,6 +76,12 @@ int main(int argc, char** argv) {
   // A console reader that goes away (`vmm | head -1`) must not kill the VM: writes to it fail
   // with EPIPE instead, and the guest runs on without a console.
   std::signal(SIGPIPE, SIG_IGN);
+  // Passed-through devices take fds (the device, its group, an eventfd per interrupt vector in
+  // use): the soft limit, often 1024, is raised to the hard one.
+  if (rlimit files; ::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+    files.rlim_cur = files.rlim_max;
+    (void)::setrlimit(RLIMIT_NOFILE, &files);
+  }
   absl::SetProgramUsageMessage(
       "boots a Linux guest on KVM.\n"
       "  vmm --kernel=bzImage [--initrd=FILE] [--cmdline=...] [--memory=MiB] [--cpus=N]\n"

@@ -140,12 +140,16 @@ for prefault in --prefault --noprefault; do
   "$vmmctl" --socket="$sock" shutdown --force >/dev/null
   wait $vmm_pid
 done
-"$vmm" --kernel="$tmp/idle.elf" --memory=64 --serial=none --api_socket="$sock" \
-  </dev/null 2>"$tmp/api.err" &
+# Started with a low soft limit on open files (the hard one stays), which vmm raises.
+(ulimit -Sn 256 && exec "$vmm" --kernel="$tmp/idle.elf" --memory=64 --serial=none \
+  --api_socket="$sock" </dev/null 2>"$tmp/api.err") &
 vmm_pid=$!
 for i in $(seq 1 100); do "$vmmctl" --socket="$sock" --timeout=1s health >/dev/null 2>&1 && break; sleep 0.1; done
 ctl() { "$vmmctl" --socket="$sock" "$@"; }
 check "health: SERVING" test "$(ctl health)" = SERVING
+limits=$(awk '/Max open files/ { print $4, $5 }' /proc/$vmm_pid/limits)
+check "the open-files soft limit (256 at start) is raised to the hard one ($limits)" \
+  test "${limits% *}" = "${limits#* }" -a "${limits% *}" != 256
 check "socket mode 0600" test "$(stat -c %a "$sock")" = 600
 check "get: RUNNING, 64 MiB" sh -c "\"$vmmctl\" --socket=$sock get | grep -q 'state     RUNNING' &&
   \"$vmmctl\" --socket=$sock get | grep -q 'memory    64 MiB'"
