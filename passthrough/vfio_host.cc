@@ -17,14 +17,14 @@ absl::Status Step(const char* step, const absl::Status& s) {
 
 }  // namespace
 
-VfioHost::VfioHost(AddressSpace& guest_memory, std::mutex& machine_lock, VfioHostOptions options)
+VfioHost::VfioHost(AddressSpace& guest_memory, Mutex& machine_lock, VfioHostOptions options)
     : guest_memory_(guest_memory), machine_lock_(machine_lock), options_(std::move(options)) {}
 
 VfioHost::~VfioHost() {
   // Normally empty (the caller closed every function); otherwise the listener must still leave
   // the address space it is registered with.
   if (dma_listener_ != nullptr) {
-    std::lock_guard<std::mutex> machine(machine_lock_);
+    MutexLock machine(machine_lock_);
     (void)guest_memory_.UnregisterListener(dma_listener_.get());
   }
 }
@@ -106,7 +106,7 @@ absl::StatusOr<VfioHost::Function> VfioHost::Open(const std::string& bdf, StepTi
     absl::Status s;
     absl::Duration map_time;  // Written by the helper; read after Join().
     Alongside mapper([&] {
-      std::lock_guard<std::mutex> machine(machine_lock_);
+      MutexLock machine(machine_lock_);
       const absl::Time start = absl::Now();
       s = guest_memory_.RegisterListener(listener.get());
       map_time = absl::Now() - start;
@@ -125,7 +125,7 @@ absl::StatusOr<VfioHost::Function> VfioHost::Open(const std::string& bdf, StepTi
     }
     dma_listener_ = std::move(listener);
     undo.push_back([this] {
-      std::lock_guard<std::mutex> machine(machine_lock_);
+      MutexLock machine(machine_lock_);
       (void)guest_memory_.UnregisterListener(dma_listener_.get());
       dma_listener_.reset();
     });
@@ -156,7 +156,7 @@ void VfioHost::Close(int group_id, const std::function<void()>& close, StepTimer
   // detach can take it.
   std::vector<AddressSpaceRegion> mapped;
   if (dma_listener_ != nullptr) {
-    std::lock_guard<std::mutex> machine(machine_lock_);
+    MutexLock machine(machine_lock_);
     mapped = guest_memory_.RemoveListener(dma_listener_.get()).value_or(mapped);
   }
   Alongside closer(close);

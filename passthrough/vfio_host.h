@@ -21,11 +21,11 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "base/mutex.h"
 #include "base/step_timer.h"
 #include "memory/address_space.h"
 #include "vfio/container.h"
@@ -49,7 +49,7 @@ class VfioHost {
   };
 
   // `guest_memory` (its RAM is what gets DMA-mapped) and `machine_lock` must outlive this object.
-  VfioHost(AddressSpace& guest_memory, std::mutex& machine_lock, VfioHostOptions options = {});
+  VfioHost(AddressSpace& guest_memory, Mutex& machine_lock, VfioHostOptions options = {});
   ~VfioHost();  // Every opened function must have been closed.
   VfioHost(const VfioHost&) = delete;
   VfioHost& operator=(const VfioHost&) = delete;
@@ -82,7 +82,7 @@ class VfioHost {
   absl::Status CheckBoundToVfioPci(const std::string& bdf) const;
 
   AddressSpace& guest_memory_;
-  std::mutex& machine_lock_;
+  Mutex& machine_lock_;
   const VfioHostOptions options_;
   std::shared_ptr<vfio::VfioContainer> container_;
   std::map<int, GroupRef> groups_;  // By IOMMU group id.

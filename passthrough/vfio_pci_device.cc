@@ -71,11 +71,9 @@ class VfioPciDevice::BarTrap : public devices::BusDevice {
 absl::StatusOr<std::shared_ptr<VfioPciDevice>> VfioPciDevice::Create(
     std::unique_ptr<vfio::VfioDevice> device, PassthroughMachine machine,
     VfioPciDeviceOptions options) {
-  if (device == nullptr || machine.vm == nullptr || machine.memory == nullptr ||
-      machine.mmio == nullptr || machine.pio == nullptr || machine.msi_routes == nullptr ||
-      machine.lock == nullptr) {
-    return absl::InvalidArgumentError(absl::StrCat("passthrough device ", options.id,
-                                                   ": no VFIO device or an incomplete machine"));
+  if (device == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("passthrough device ", options.id, ": no VFIO device"));
   }
   std::shared_ptr<VfioPciDevice> d(
       new VfioPciDevice(std::move(device), machine, std::move(options)));
@@ -105,7 +103,7 @@ absl::Status VfioPciDevice::Init() {
         msix_->table_size,
         [this](uint16_t index, const pci::MsixVector& v) { OnMsixVector(index, v); });
   }
-  std::lock_guard<std::mutex> lock(*machine_.lock);
+  MutexLock lock(machine_.lock);
   for (const VirtualBar& bar : config_->bars()) RETURN_IF_ERROR(PrepareBar(bar));
 
   // INTx: only if the device has a pin, VFIO offers it, and the VMM gave us a line.
@@ -163,16 +161,14 @@ VfioPciDevice::~VfioPciDevice() {
 }
 
 void VfioPciDevice::Detach() {
-  if (machine_.lock == nullptr) return;
   {
-    std::lock_guard<std::mutex> lock(*machine_.lock);
+    MutexLock lock(machine_.lock);
     if (detached_) return;
     detached_ = true;
     if (mode_ == IrqMode::kMsi) DisableVectors(VFIO_PCI_MSI_IRQ_INDEX);
     if (mode_ == IrqMode::kMsix) DisableVectors(VFIO_PCI_MSIX_IRQ_INDEX);
     // Routes an earlier teardown could not remove: one more try, now that the device goes.
-    if (!lingering_fds_.empty() &&
-        machine_.msi_routes->DisableDevice(options_.device_number).ok()) {
+    if (!lingering_fds_.empty() && machine_.msi_routes.DisableDevice(options_.device_number).ok()) {
       lingering_fds_.clear();
     }
     if (mode_ == IrqMode::kIntx) {
@@ -184,7 +180,7 @@ void VfioPciDevice::Detach() {
       (void)device_->DisableIrqs(VFIO_PCI_INTX_IRQ_INDEX);
       mode_ = IrqMode::kNone;
       intx_teardown_ = std::make_unique<Alongside>(
-          [vm = machine_.vm, trigger = intx_trigger_.get(), gsi = *options_.intx_gsi] {
+          [vm = &machine_.vm, trigger = intx_trigger_.get(), gsi = *options_.intx_gsi] {
             (void)vm->DeassignIrqfd(*trigger, gsi);
           });
     }
@@ -226,7 +222,7 @@ std::string VfioPciDevice::Describe() {
   const uint32_t id = ConfigRead(0);
   std::string error;
   {
-    std::lock_guard<std::mutex> lock(*machine_.lock);
+    MutexLock lock(machine_.lock);
     error = irq_error_;
   }
   return absl::StrFormat("vfio-pci %04x:%04x, interrupts: %s%s", id & 0xffff, id >> 16,
@@ -234,7 +230,7 @@ std::string VfioPciDevice::Describe() {
 }
 
 std::string VfioPciDevice::interrupt_mode() const {
-  std::lock_guard<std::mutex> lock(*machine_.lock);
+  MutexLock lock(machine_.lock);
   switch (mode_) {
     case IrqMode::kIntx:
       return "intx";
@@ -253,7 +249,7 @@ std::string VfioPciDevice::interrupt_mode() const {
 
 void VfioPciDevice::OnBarMoved(const VirtualBar& vbar, std::optional<uint64_t> from,
                                std::optional<uint64_t> to) {
-  std::lock_guard<std::mutex> lock(*machine_.lock);
+  MutexLock lock(machine_.lock);
   std::optional<Bar>& bar = bars_[vbar.index];
   if (!bar || detached_) return;
   (void)from;
@@ -269,7 +265,7 @@ void VfioPciDevice::OnBarMoved(const VirtualBar& vbar, std::optional<uint64_t> f
 }
 
 absl::Status VfioPciDevice::Place(Bar& bar, uint64_t address) {
-  devices::Bus* bus = bar.bar.io ? machine_.pio : machine_.mmio;
+  devices::Bus* bus = bar.bar.io ? &machine_.pio : &machine_.mmio;
   RETURN_IF_ERROR(bus->Insert(std::make_shared<BarTrap>(weak_from_this(), bar.bar.index), address,
                               bar.bar.size));
   bar.placed = address;
@@ -278,7 +274,7 @@ absl::Status VfioPciDevice::Place(Bar& bar, uint64_t address) {
         GuestAddress(address + offset), size, bar.mapped->HostAddress(offset, size), bar.mapped);
     absl::Status s = region.status();
     if (s.ok()) {
-      s = machine_.memory->AddDeviceMemory(SlotName(bar, offset), *region);
+      s = machine_.memory.AddDeviceMemory(SlotName(bar, offset), *region);
     }
     if (!s.ok()) {
       Unplace(bar);  // All or nothing.
@@ -294,12 +290,12 @@ void VfioPciDevice::Unplace(Bar& bar) {
   for (auto [offset, size] : bar.slot_areas) {
     // Only what Place added: a failed Place may have stopped short, and the range may belong to
     // something else (the RAM the guest tried to cover).
-    const AddressSpaceRegion* r = machine_.memory->Find(GuestAddress(address + offset));
+    const AddressSpaceRegion* r = machine_.memory.Find(GuestAddress(address + offset));
     if (r != nullptr && r->name == SlotName(bar, offset)) {
-      (void)machine_.memory->Remove(GuestAddress(address + offset));
+      (void)machine_.memory.Remove(GuestAddress(address + offset));
     }
   }
-  devices::Bus* bus = bar.bar.io ? machine_.pio : machine_.mmio;
+  devices::Bus* bus = bar.bar.io ? &machine_.pio : &machine_.mmio;
   (void)bus->Remove(address);
   bar.placed.reset();
 }
@@ -353,13 +349,13 @@ absl::Status VfioPciDevice::EnableIntx() {
   // Level-triggered: the line stays asserted until the guest EOIs; KVM then signals the resample
   // eventfd, which VFIO takes as "unmask" (it masked the device when it fired).
   RETURN_IF_ERROR(
-      machine_.vm->AssignIrqfdWithResample(*intx_trigger_, *intx_resample_, *options_.intx_gsi));
+      machine_.vm.AssignIrqfdWithResample(*intx_trigger_, *intx_resample_, *options_.intx_gsi));
   const int fd = intx_trigger_->fd();
   absl::Status s = device_->EnableIrqs(VFIO_PCI_INTX_IRQ_INDEX, 0, absl::MakeConstSpan(&fd, 1));
   if (s.ok()) s = device_->SetIntxUnmaskEventfd(intx_resample_->fd());
   if (!s.ok()) {
     (void)device_->DisableIrqs(VFIO_PCI_INTX_IRQ_INDEX);
-    (void)machine_.vm->DeassignIrqfd(*intx_trigger_, *options_.intx_gsi);
+    (void)machine_.vm.DeassignIrqfd(*intx_trigger_, *options_.intx_gsi);
     return s;
   }
   mode_ = IrqMode::kIntx;
@@ -369,7 +365,7 @@ absl::Status VfioPciDevice::EnableIntx() {
 void VfioPciDevice::DisableIntx() {
   if (mode_ != IrqMode::kIntx) return;
   (void)device_->DisableIrqs(VFIO_PCI_INTX_IRQ_INDEX);
-  (void)machine_.vm->DeassignIrqfd(*intx_trigger_, *options_.intx_gsi);
+  (void)machine_.vm.DeassignIrqfd(*intx_trigger_, *options_.intx_gsi);
   mode_ = IrqMode::kNone;
 }
 
@@ -392,7 +388,7 @@ std::vector<bool> VfioPciDevice::SignalledVectors() const {
 }
 
 void VfioPciDevice::RefreshPending() {
-  std::lock_guard<std::mutex> lock(*machine_.lock);
+  MutexLock lock(machine_.lock);
   const std::vector<bool> signalled =
       mode_ == IrqMode::kMsix ? SignalledVectors() : std::vector<bool>();
   for (uint16_t i = 0; i < msix_table_->size(); ++i) {
@@ -402,7 +398,7 @@ void VfioPciDevice::RefreshPending() {
 }
 
 uint32_t VfioPciDevice::MsiPending() {
-  std::lock_guard<std::mutex> lock(*machine_.lock);
+  MutexLock lock(machine_.lock);
   if (mode_ != IrqMode::kMsi) return 0;
   const std::vector<bool> signalled = SignalledVectors();
   uint32_t bits = 0;
@@ -416,7 +412,7 @@ void VfioPciDevice::DisableVectors(uint32_t vfio_index) {
   (void)device_->DisableIrqs(vfio_index);
   // All of them with one routing-table update, not one per vector: a guest disabling MSI-X with
   // many vectors waits for this (its vCPU is in the config write), and so does an unplug.
-  if (absl::Status s = machine_.msi_routes->DisableDevice(options_.device_number); !s.ok()) {
+  if (absl::Status s = machine_.msi_routes.DisableDevice(options_.device_number); !s.ok()) {
     // The routes, and irqfds KVM may still hold, stay: so do their eventfds, until a later
     // teardown (another disable, the detach) takes the routes away.
     LogError("passthrough device ", options_.id, ": ", s.message());
@@ -458,8 +454,8 @@ absl::Status VfioPciDevice::EnableMsi(const MsiState& msi) {
   uint32_t enabled = 0;
   for (; enabled < msi.vectors && s.ok(); ++enabled) {
     s = machine_.msi_routes
-            ->Enable(Key(enabled, false), MsiVectorMessage(msi, enabled),
-                     options_.guest_requester_id, *vector_fds_[enabled], (msi.mask >> enabled) & 1)
+            .Enable(Key(enabled, false), MsiVectorMessage(msi, enabled),
+                    options_.guest_requester_id, *vector_fds_[enabled], (msi.mask >> enabled) & 1)
             .status();
   }
   if (s.ok()) s = device_->EnableIrqs(VFIO_PCI_MSI_IRQ_INDEX, 0, fds);
@@ -475,7 +471,7 @@ absl::Status VfioPciDevice::EnableMsi(const MsiState& msi) {
 }
 
 void VfioPciDevice::OnMsiChanged(const MsiState& msi) {
-  std::lock_guard<std::mutex> lock(*machine_.lock);
+  MutexLock lock(machine_.lock);
   if (detached_) return;
   if (mode_ == IrqMode::kMsix) return;  // The guest enabled both: MSI-X wins, as in QEMU.
   absl::Status s;
@@ -491,10 +487,10 @@ void VfioPciDevice::OnMsiChanged(const MsiState& msi) {
     // Reprogrammed or (un)masked while enabled: update the routes in place.
     for (uint32_t i = 0; i < msi.vectors && s.ok(); ++i) {
       const irq::MsiMessage m = MsiVectorMessage(msi, i);
-      if (m != MsiVectorMessage(msi_, i)) s = machine_.msi_routes->Update(Key(i, false), m);
+      if (m != MsiVectorMessage(msi_, i)) s = machine_.msi_routes.Update(Key(i, false), m);
       if (s.ok() && ((msi.mask ^ msi_.mask) >> i & 1)) {
-        s = (msi.mask >> i & 1) ? machine_.msi_routes->Mask(Key(i, false))
-                                : machine_.msi_routes->Unmask(Key(i, false));
+        s = (msi.mask >> i & 1) ? machine_.msi_routes.Mask(Key(i, false))
+                                : machine_.msi_routes.Unmask(Key(i, false));
       }
     }
     if (s.ok()) msi_ = msi;
@@ -535,8 +531,8 @@ absl::Status VfioPciDevice::WireMsixVector(uint16_t index) {
   };
   // Routed masked; the caller unmasks it if the function mask allows.
   if (absl::Status s = machine_.msi_routes
-                           ->Enable(Key(index, true), {v.address, v.data},
-                                    options_.guest_requester_id, *fd, /*masked=*/true)
+                           .Enable(Key(index, true), {v.address, v.data},
+                                   options_.guest_requester_id, *fd, /*masked=*/true)
                            .status();
       !s.ok()) {
     return fail(s);
@@ -558,7 +554,7 @@ absl::Status VfioPciDevice::WireMsixVector(uint16_t index) {
     if (s.ok()) vfio_vectors_ = index + 1u;
   }
   if (!s.ok()) {
-    (void)machine_.msi_routes->Disable(Key(index, true));
+    (void)machine_.msi_routes.Disable(Key(index, true));
     vector_fds_[index].reset();
     return fail(s);
   }
@@ -571,13 +567,13 @@ absl::Status VfioPciDevice::ApplyMsixMask(uint16_t index) {
     if (msix_table_->vector(index).masked) return absl::OkStatus();  // Never used yet.
     RETURN_IF_ERROR(WireMsixVector(index));
   }
-  return masked ? machine_.msi_routes->Mask(Key(index, true))
-                : machine_.msi_routes->Unmask(Key(index, true));
+  return masked ? machine_.msi_routes.Mask(Key(index, true))
+                : machine_.msi_routes.Unmask(Key(index, true));
 }
 
 void VfioPciDevice::OnMsixChanged(bool enabled, bool function_mask) {
   if (!msix_table_) return;
-  std::lock_guard<std::mutex> lock(*machine_.lock);
+  MutexLock lock(machine_.lock);
   if (detached_) return;
   absl::Status s;
   const bool mask_changed = function_mask != msix_function_mask_;
@@ -599,12 +595,12 @@ void VfioPciDevice::OnMsixChanged(bool enabled, bool function_mask) {
 }
 
 void VfioPciDevice::OnMsixVector(uint16_t index, const pci::MsixVector& v) {
-  std::lock_guard<std::mutex> lock(*machine_.lock);
+  MutexLock lock(machine_.lock);
   if (detached_ || mode_ != IrqMode::kMsix) return;  // Applied when MSI-X is enabled.
   const irq::MsiMessage m{v.address, v.data};
   absl::Status s;
-  if (vector_fds_[index] != nullptr && machine_.msi_routes->delivered(Key(index, true)) != m) {
-    s = machine_.msi_routes->Update(Key(index, true), m);
+  if (vector_fds_[index] != nullptr && machine_.msi_routes.delivered(Key(index, true)) != m) {
+    s = machine_.msi_routes.Update(Key(index, true), m);
   }
   if (s.ok()) s = ApplyMsixMask(index);
   if (!s.ok()) IrqError("MSI-X", s);

@@ -51,6 +51,7 @@
 #include "base/alongside.h"
 #include "base/event_fd.h"
 #include "base/log.h"
+#include "base/mutex.h"
 #include "devices/bus.h"
 #include "irq/msi_routes.h"
 #include "kvm/vm.h"
@@ -62,14 +63,15 @@
 
 namespace vmmkit::passthrough {
 
-// The parts of the VMM's machine a passed-through device plugs into; none owned.
+// The parts of the VMM's machine a passed-through device plugs into; none owned, all must
+// outlive the device.
 struct PassthroughMachine {
-  kvm::Vm* vm = nullptr;
-  AddressSpace* memory = nullptr;  // Guest-physical space: BAR mappings appear here.
-  devices::Bus* mmio = nullptr;    // Traps for memory BARs.
-  devices::Bus* pio = nullptr;     // Traps for I/O BARs.
-  irq::MsiRoutes* msi_routes = nullptr;
-  std::mutex* lock = nullptr;  // Serializes changes to all of the above.
+  kvm::Vm& vm;
+  AddressSpace& memory;  // Guest-physical space: BAR mappings appear here.
+  devices::Bus& mmio;    // Traps for memory BARs.
+  devices::Bus& pio;     // Traps for I/O BARs.
+  irq::MsiRoutes& msi_routes;
+  Mutex& lock;  // Serializes changes to all of the above (the machine lock).
 };
 
 struct VfioPciDeviceOptions {
@@ -95,7 +97,9 @@ class VfioPciDevice : public pci::PciFunction, public std::enable_shared_from_th
       VfioPciDeviceOptions options);
   // Detach(), then closes the device fd (vfio-pci resets the device) while KVM finishes what
   // Detach left it (the INTx irqfd's teardown), and waits for that.
-  ~VfioPciDevice() override;
+  // The last reference is gone, so no other thread can reach the object: its members are read
+  // without the machine lock, which a VMM may hold for a while (unmapping guest RAM).
+  ~VfioPciDevice() override ABSL_NO_THREAD_SAFETY_ANALYSIS;
   VfioPciDevice(const VfioPciDevice&) = delete;
   VfioPciDevice& operator=(const VfioPciDevice&) = delete;
 
@@ -142,35 +146,36 @@ class VfioPciDevice : public pci::PciFunction, public std::enable_shared_from_th
                 VfioPciDeviceOptions options)
       : device_(std::move(device)), machine_(machine), options_(std::move(options)) {}
   absl::Status Init();
-  absl::Status PrepareBar(const VirtualBar& vbar);
+  absl::Status PrepareBar(const VirtualBar& vbar) ABSL_EXCLUSIVE_LOCKS_REQUIRED(machine_.lock);
   // Callbacks from the config space and the MSI-X table (vCPU threads; take machine_.lock).
   void OnBarMoved(const VirtualBar& bar, std::optional<uint64_t> from, std::optional<uint64_t> to);
   void OnMsiChanged(const MsiState& msi);
   void OnMsixChanged(bool enabled, bool function_mask);
   void OnMsixVector(uint16_t index, const pci::MsixVector& vector);
-  // machine_.lock held for the rest.
-  void Unplace(Bar& bar);
+  // machine_.lock held for these.
+  void Unplace(Bar& bar) ABSL_EXCLUSIVE_LOCKS_REQUIRED(machine_.lock);
   std::string SlotName(const Bar& bar, uint64_t offset) const;
-  absl::Status Place(Bar& bar, uint64_t address);
-  absl::Status EnableIntx();
-  void DisableIntx();
-  absl::Status EnableMsi(const MsiState& msi);
-  absl::Status EnableMsix();
+  absl::Status Place(Bar& bar, uint64_t address) ABSL_EXCLUSIVE_LOCKS_REQUIRED(machine_.lock);
+  absl::Status EnableIntx() ABSL_EXCLUSIVE_LOCKS_REQUIRED(machine_.lock);
+  void DisableIntx() ABSL_EXCLUSIVE_LOCKS_REQUIRED(machine_.lock);
+  absl::Status EnableMsi(const MsiState& msi) ABSL_EXCLUSIVE_LOCKS_REQUIRED(machine_.lock);
+  absl::Status EnableMsix() ABSL_EXCLUSIVE_LOCKS_REQUIRED(machine_.lock);
   // Gives MSI-X vector `index` its eventfd, masked route and VFIO trigger, once.
-  absl::Status WireMsixVector(uint16_t index);
+  absl::Status WireMsixVector(uint16_t index) ABSL_EXCLUSIVE_LOCKS_REQUIRED(machine_.lock);
   // Binds or unbinds the vector's irqfd after the table's or the function's mask changed; wires
   // a vector on its first unmask.
-  absl::Status ApplyMsixMask(uint16_t index);
+  absl::Status ApplyMsixMask(uint16_t index) ABSL_EXCLUSIVE_LOCKS_REQUIRED(machine_.lock);
   // What went wrong setting up the guest's interrupts: logged, and shown by Describe().
-  void IrqError(absl::string_view what, const absl::Status& s);
-  void DisableVectors(uint32_t vfio_index);
+  void IrqError(absl::string_view what, const absl::Status& s)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(machine_.lock);
+  void DisableVectors(uint32_t vfio_index) ABSL_EXCLUSIVE_LOCKS_REQUIRED(machine_.lock);
   // Sets the PBA's bits from the masked vectors' eventfds, before the guest reads it.
   void RefreshPending();
   // The MSI capability's pending bits, from the masked vectors' eventfds.
   uint32_t MsiPending();
   // Which of vector_fds_ hold a count (what VFIO signalled since the vector's irqfd was last
-  // unbound); poll() reads that without consuming it. machine_.lock held.
-  std::vector<bool> SignalledVectors() const;
+  // unbound); poll() reads that without consuming it.
+  std::vector<bool> SignalledVectors() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(machine_.lock);
   irq::MsiVector Key(uint32_t vector, bool msix) const {
     return {options_.device_number, (msix ? 0x10000u : 0u) + vector};
   }
@@ -187,20 +192,22 @@ class VfioPciDevice : public pci::PciFunction, public std::enable_shared_from_th
   // Set once, under *machine_.lock; read without it only to skip work early (the callbacks that
   // change the machine check it again under the lock).
   std::atomic<bool> detached_ = false;
-  // Guarded by *machine_.lock.
-  std::array<std::optional<Bar>, 6> bars_;
-  IrqMode mode_ = IrqMode::kNone;
-  bool intx_available_ = false;
-  std::unique_ptr<EventFd> intx_trigger_, intx_resample_;
-  std::unique_ptr<Alongside> intx_teardown_;  // From Detach: KVM deassigning the INTx irqfd.
+  std::array<std::optional<Bar>, 6> bars_ ABSL_GUARDED_BY(machine_.lock);
+  IrqMode mode_ ABSL_GUARDED_BY(machine_.lock) = IrqMode::kNone;
+  bool intx_available_ = false;  // Set in Init, before the device is shared.
+  std::unique_ptr<EventFd> intx_trigger_ ABSL_GUARDED_BY(machine_.lock);
+  std::unique_ptr<EventFd> intx_resample_ ABSL_GUARDED_BY(machine_.lock);
+  // From Detach: KVM deassigning the INTx irqfd.
+  std::unique_ptr<Alongside> intx_teardown_ ABSL_GUARDED_BY(machine_.lock);
   // MSI or MSI-X, by vector; for MSI-X null until the vector's first unmask.
-  std::vector<std::unique_ptr<EventFd>> vector_fds_;
-  uint32_t vfio_vectors_ = 0;  // MSI-X vectors VFIO has room for.
+  std::vector<std::unique_ptr<EventFd>> vector_fds_ ABSL_GUARDED_BY(machine_.lock);
+  uint32_t vfio_vectors_ ABSL_GUARDED_BY(machine_.lock) = 0;  // MSI-X vectors VFIO has room for.
   // Eventfds of routes whose teardown failed: KVM may still hold them as irqfds.
-  std::vector<std::unique_ptr<EventFd>> lingering_fds_;
-  std::string irq_error_;  // The last interrupt setup failure, until a setup succeeds.
-  MsiState msi_;           // As last applied.
-  bool msix_function_mask_ = false;
+  std::vector<std::unique_ptr<EventFd>> lingering_fds_ ABSL_GUARDED_BY(machine_.lock);
+  // The last interrupt setup failure, until a setup succeeds.
+  std::string irq_error_ ABSL_GUARDED_BY(machine_.lock);
+  MsiState msi_ ABSL_GUARDED_BY(machine_.lock);  // As last applied.
+  bool msix_function_mask_ ABSL_GUARDED_BY(machine_.lock) = false;
   // What the guest's programming of the device makes us log (a BAR it put over RAM, a message
   // that cannot be routed): it can do that in a loop.
   RateLimitedLog guest_log_;

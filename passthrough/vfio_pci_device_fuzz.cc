@@ -51,7 +51,7 @@ struct World {
   AddressSpace memory{"system"};
   devices::Bus mmio{"mmio"};
   devices::Bus pio{"pio"};
-  std::mutex lock;
+  Mutex lock;
 };
 
 World* TheWorld() {
@@ -141,8 +141,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   absl::StatusOr<std::unique_ptr<vfio::VfioDevice>> vfio_device = w->group->GetDevice(kBdf);
   if (!vfio_device.ok()) std::abort();
   absl::StatusOr<std::shared_ptr<VfioPciDevice>> created = VfioPciDevice::Create(
-      *std::move(vfio_device),
-      {w->guest->vm.get(), &w->memory, &w->mmio, &w->pio, w->routes.get(), &w->lock},
+      *std::move(vfio_device), {*w->guest->vm, w->memory, w->mmio, w->pio, *w->routes, w->lock},
       {.id = "fuzz", .device_number = 1, .guest_requester_id = 3 << 3, .intx_gsi = 10});
   if (!created.ok()) std::abort();
   std::shared_ptr<VfioPciDevice> dev = *std::move(created);

@@ -52,9 +52,7 @@ class VfioPciDeviceTest : public kvm::testing::IrqGuestFixture {
   }
 
   FakeVfioKernel::Device& FakeDevice() { return kernel_.devices[kBdf]; }
-  PassthroughMachine Machine() {
-    return {guest_->vm.get(), &memory_, &mmio_, &pio_, routes_.get(), &lock_};
-  }
+  PassthroughMachine Machine() { return {*guest_->vm, memory_, mmio_, pio_, *routes_, lock_}; }
   absl::StatusOr<std::shared_ptr<VfioPciDevice>> Attach(bool explicit_reset = true) {
     ASSIGN_OR_RETURN(std::unique_ptr<vfio::VfioDevice> dev, group_->GetDevice(kBdf));
     ASSIGN_OR_RETURN(auto d, VfioPciDevice::Create(std::move(dev), Machine(),
@@ -105,7 +103,7 @@ class VfioPciDeviceTest : public kvm::testing::IrqGuestFixture {
   AddressSpace memory_{"system"};
   devices::Bus mmio_{"mmio"};
   devices::Bus pio_{"pio"};
-  std::mutex lock_;
+  Mutex lock_;
 };
 
 TEST_F(VfioPciDeviceTest, BarsAppearWhereTheGuestDecodesThemAndFollowMoves) {
@@ -474,14 +472,9 @@ TEST_F(VfioPciDeviceTest, AHugeMsixTableCostsOnlyTheVectorsInUse) {
   EXPECT_THAT(dev->Describe(), HasSubstr("all 64 MSI GSIs from 24 are in use"));
 }
 
-TEST_F(VfioPciDeviceTest, RefusesAnIncompleteMachine) {
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<vfio::VfioDevice> d, group_->GetDevice(kBdf));
-  PassthroughMachine m = Machine();
-  m.msi_routes = nullptr;
-  EXPECT_THAT(VfioPciDevice::Create(std::move(d), m, {.id = "x"}),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("incomplete machine")));
+TEST_F(VfioPciDeviceTest, RefusesANullDevice) {
   EXPECT_THAT(VfioPciDevice::Create(nullptr, Machine(), {.id = "x"}),
-              StatusIs(absl::StatusCode::kInvalidArgument));
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("no VFIO device")));
 }
 
 TEST_F(VfioPciDeviceTest, MisalignedBarPlacementIsRefused) {

@@ -27,7 +27,7 @@ const char* VmStateName(VmState state) {
 
 void EventStream::Push(const VmEvent& e) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (closed_) return;
     if (queue_.size() >= kCapacity) {
       queue_.pop_front();
@@ -35,13 +35,14 @@ void EventStream::Push(const VmEvent& e) {
     }
     queue_.push_back(e);
   }
-  cv_.notify_all();
+  cv_.SignalAll();
 }
 
 std::optional<VmEvent> EventStream::Next(absl::Duration timeout) {
-  std::unique_lock<std::mutex> lock(mu_);
-  cv_.wait_for(lock, absl::ToChronoNanoseconds(timeout),
-               [this] { return !queue_.empty() || closed_ || dropped_ > 0; });
+  MutexLock lock(mu_);
+  cv_.WaitFor(mu_, timeout, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return !queue_.empty() || closed_ || dropped_ > 0;
+  });
   if (dropped_ > 0) {
     VmEvent lost{absl::Now(), VmEvent::Error{absl::ResourceExhaustedError(absl::StrCat(
                                   dropped_, " events were dropped: the watcher read too slowly"))}};
@@ -55,16 +56,16 @@ std::optional<VmEvent> EventStream::Next(absl::Duration timeout) {
 }
 
 bool EventStream::closed() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return closed_;
 }
 
 void EventStream::Close() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     closed_ = true;
   }
-  cv_.notify_all();
+  cv_.SignalAll();
 }
 
 // --- VmController -------------------------------------------------------------------------------
@@ -79,7 +80,7 @@ absl::Status VmController::OnLoop(const char* rpc, std::function<void()> fn) {
 }
 
 VmState VmController::state() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return state_;
 }
 
@@ -110,7 +111,7 @@ void VmController::SetState(VmState next, const std::string& reason) {
 absl::StatusOr<VmStatus> VmController::GetVm() {
   VmStatus out;
   RETURN_IF_ERROR(OnLoop("GetVm", [&] {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     out = StatusLocked();
   }));
   return out;
@@ -121,7 +122,7 @@ absl::StatusOr<VmStatus> VmController::Transition(const char* rpc, VmState from,
   absl::StatusOr<VmStatus> out;
   RETURN_IF_ERROR(OnLoop(rpc, [&] {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       if (state_ != from) {
         out = absl::FailedPreconditionError(
             absl::StrCat(rpc, ": the VM is ", VmStateName(state_), ", not ", VmStateName(from)));
@@ -133,7 +134,7 @@ absl::StatusOr<VmStatus> VmController::Transition(const char* rpc, VmState from,
       out = absl::Status(s.code(), absl::StrCat(rpc, ": ", s.message()));
       return;
     }
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     SetState(to, absl::StrCat(rpc, " request"));
     out = StatusLocked();
   }));
@@ -162,7 +163,7 @@ absl::StatusOr<VmState> VmController::Shutdown(bool graceful, absl::Duration tim
   absl::StatusOr<VmState> out;
   RETURN_IF_ERROR(OnLoop("Shutdown", [&] {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       if (state_ == VmState::kStopping) {
         out = absl::FailedPreconditionError("Shutdown: the VM is already STOPPING");
         return;
@@ -188,7 +189,7 @@ absl::StatusOr<VmState> VmController::Shutdown(bool graceful, absl::Duration tim
       return;
     }
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       graceful_deadline_ = absl::Now() + timeout;
     }
     // If the guest has not powered off by the deadline, stop it.
@@ -223,7 +224,7 @@ absl::StatusOr<DeviceSummary> VmController::GetDevice(const std::string& id) {
 }
 
 absl::StatusOr<std::shared_ptr<EventStream>> VmController::Watch() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (state_ == VmState::kStopping) {
     return absl::UnavailableError("WatchEvents: the VM is shutting down");
   }
@@ -241,20 +242,20 @@ absl::StatusOr<std::shared_ptr<EventStream>> VmController::Watch() {
 }
 
 void VmController::OnStarted() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   SetState(VmState::kRunning, "vCPUs started");
 }
 
 void VmController::OnBootComplete(absl::Duration boot_time) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   boot_time_ = boot_time;
   Publish({absl::Now(), VmEvent::BootComplete{boot_time}});
 }
 
 void VmController::OnStopping(const std::string& reason) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   SetState(VmState::kStopping, reason);
-  removed_cv_.notify_all();  // RemoveDevice waiters: the guest will release nothing now.
+  removed_cv_.SignalAll();  // RemoveDevice waiters: the guest will release nothing now.
   for (auto& w : watchers_) {
     if (auto s = w.lock()) s->Close();
   }
@@ -262,17 +263,17 @@ void VmController::OnStopping(const std::string& reason) {
 }
 
 void VmController::OnError(const absl::Status& status) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   Publish({absl::Now(), VmEvent::Error{status}});
 }
 
 void VmController::OnDeviceEvent(VmEvent::DeviceChanged event) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (event.type == VmEvent::DeviceChanged::Type::kRemoved) {
     if (auto it = removals_.find(event.device.id); it != removals_.end()) {
       *it->second = true;
       removals_.erase(it);
-      removed_cv_.notify_all();
+      removed_cv_.SignalAll();
     }
   }
   Publish({absl::Now(), std::move(event)});
@@ -335,7 +336,7 @@ absl::StatusOr<DeviceSummary> VmController::RemoveDevice(const std::string& id,
   auto gone = std::make_shared<bool>(false);
   RETURN_IF_ERROR(OnLoop("RemoveDevice", [&] {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       if (state_ != VmState::kRunning) {
         device = absl::FailedPreconditionError(
             absl::StrCat("RemoveDevice: the VM is ", VmStateName(state_),
@@ -351,7 +352,7 @@ absl::StatusOr<DeviceSummary> VmController::RemoveDevice(const std::string& id,
     }
     device = ops_.BeginRemoveDevice(id);
     if (!device.ok()) {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       removals_.erase(id);
       device = absl::Status(device.status().code(),
                             absl::StrCat("RemoveDevice: ", device.status().message()));
@@ -359,10 +360,11 @@ absl::StatusOr<DeviceSummary> VmController::RemoveDevice(const std::string& id,
   }));
   if (!device.ok()) return device.status();
   {
-    std::unique_lock<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     // The VM stopping ends the wait too: a long timeout must not hold vmm's exit.
-    removed_cv_.wait_for(lock, absl::ToChronoMilliseconds(timeout),
-                         [&] { return *gone || state_ == VmState::kStopping; });
+    removed_cv_.WaitFor(mu_, timeout, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return *gone || state_ == VmState::kStopping;
+    });
     if (*gone) return device;
     if (state_ == VmState::kStopping) {
       removals_.erase(id);
@@ -377,12 +379,12 @@ absl::StatusOr<DeviceSummary> VmController::RemoveDevice(const std::string& id,
   bool late = false;
   RETURN_IF_ERROR(OnLoop("RemoveDevice", [&] {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       late = *gone;
       if (late) return;
     }
     late = !ops_.CancelRemoveDevice(id);
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     removals_.erase(id);
   }));
   if (late) return device;

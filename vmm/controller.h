@@ -18,13 +18,11 @@
 #ifndef VMMKIT_VMM_CONTROLLER_H_
 #define VMMKIT_VMM_CONTROLLER_H_
 
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <variant>
@@ -33,6 +31,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "base/mutex.h"
 #include "vmm/config.h"
 
 namespace vmmkit::vmm {
@@ -143,13 +142,11 @@ class EventStream {
  private:
   friend class VmController;
   void Push(const VmEvent& e);
-  // std::mutex rather than absl::Mutex: Debian's Abseil is not built with TSan, which then cannot
-  // see absl::Mutex's synchronization.
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<VmEvent> queue_;  // Guarded by mu_.
-  uint64_t dropped_ = 0;       // Guarded by mu_.
-  bool closed_ = false;        // Guarded by mu_.
+  mutable Mutex mu_;
+  CondVar cv_;
+  std::deque<VmEvent> queue_ ABSL_GUARDED_BY(mu_);
+  uint64_t dropped_ ABSL_GUARDED_BY(mu_) = 0;
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 class VmController {
@@ -199,21 +196,21 @@ class VmController {
                                       const std::function<absl::Status()>& op);
   // Runs `fn` on the loop; maps a loop that is gone to UNAVAILABLE.
   absl::Status OnLoop(const char* rpc, std::function<void()> fn);
-  // These three need mu_ held.
-  void SetState(VmState next, const std::string& reason);
-  void Publish(VmEvent e);
-  VmStatus StatusLocked() const;
+  void SetState(VmState next, const std::string& reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Publish(VmEvent e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  VmStatus StatusLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   VmOperations& ops_;
   LoopExecutor& loop_;
-  mutable std::mutex mu_;
-  VmState state_ = VmState::kCreated;                 // Guarded by mu_.
-  std::optional<absl::Duration> boot_time_;           // Guarded by mu_.
-  std::optional<absl::Time> graceful_deadline_;       // Guarded by mu_. A power-off was asked.
-  std::vector<std::weak_ptr<EventStream>> watchers_;  // Guarded by mu_.
-  // RemoveDevice calls waiting for the guest, by device id; set to true when it is gone.
-  std::map<std::string, std::shared_ptr<bool>> removals_;  // Guarded by mu_.
-  std::condition_variable removed_cv_;
+  mutable Mutex mu_;
+  VmState state_ ABSL_GUARDED_BY(mu_) = VmState::kCreated;
+  std::optional<absl::Duration> boot_time_ ABSL_GUARDED_BY(mu_);
+  std::optional<absl::Time> graceful_deadline_ ABSL_GUARDED_BY(mu_);  // A power-off was asked.
+  std::vector<std::weak_ptr<EventStream>> watchers_ ABSL_GUARDED_BY(mu_);
+  // RemoveDevice calls waiting for the guest, by device id; set to true (under mu_) when it is
+  // gone.
+  std::map<std::string, std::shared_ptr<bool>> removals_ ABSL_GUARDED_BY(mu_);
+  CondVar removed_cv_;
 };
 
 }  // namespace vmmkit::vmm

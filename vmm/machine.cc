@@ -50,12 +50,12 @@ Machine::~Machine() {
 }
 
 size_t Machine::msi_route_count() {
-  std::lock_guard<std::mutex> lock(lock_);
+  MutexLock lock(lock_);
   return msi_routes_->size();
 }
 
 size_t Machine::memory_listener_count() {
-  std::lock_guard<std::mutex> lock(lock_);
+  MutexLock lock(lock_);
   return address_space_.listener_count();
 }
 

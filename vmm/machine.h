@@ -20,9 +20,9 @@
 #define VMMKIT_VMM_MACHINE_H_
 
 #include <memory>
-#include <mutex>
 
 #include "absl/status/statusor.h"
+#include "base/mutex.h"
 #include "devices/bus.h"
 #include "irq/msi_routes.h"
 #include "kvm/kvm.h"
@@ -65,7 +65,7 @@ class Machine {
   AddressAllocator& io_space() { return *io_space_; }
   AddressAllocator& mmio64_space() { return *mmio64_space_; }  // 64-bit BARs, above 4 GiB.
   irq::MsiRoutes& msi_routes() { return *msi_routes_; }        // Change under lock().
-  std::mutex& lock() { return lock_; }
+  Mutex& lock() { return lock_; }
 
   // Counts for the control plane's resource report, read under lock().
   size_t msi_route_count();
@@ -84,7 +84,7 @@ class Machine {
   std::shared_ptr<pci::PciRootBus> pci_;
   std::unique_ptr<AddressAllocator> mmio_space_, io_space_, mmio64_space_;
   std::unique_ptr<irq::MsiRoutes> msi_routes_;
-  std::mutex lock_;
+  Mutex lock_;
 };
 
 }  // namespace vmmkit::vmm

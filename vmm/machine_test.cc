@@ -60,7 +60,7 @@ TEST_F(MachineTest, TheMsiRouteTableLivesWithTheMachine) {
   EXPECT_EQ(machine_->msi_route_count(), 0u);
   ASSERT_OK_AND_ASSIGN(EventFd trigger, EventFd::Create());
   {
-    std::lock_guard<std::mutex> lock(machine_->lock());
+    MutexLock lock(machine_->lock());
     ASSERT_OK(machine_->msi_routes()
                   .Enable({1, 0}, {.address = 0xfee00000, .data = 0x30}, 0x18, trigger)
                   .status());

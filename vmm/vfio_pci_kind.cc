@@ -20,14 +20,13 @@ PciFunctionKind VfioPciKind(Machine& machine, passthrough::VfioHostOptions optio
     ASSIGN_OR_RETURN(passthrough::VfioHost::Function f, host->Open(spec.host_bdf, &timer));
     const int group = f.group_id;
     absl::StatusOr<std::shared_ptr<passthrough::VfioPciDevice>> device =
-        passthrough::VfioPciDevice::Create(
-            std::move(f.device),
-            {&machine.vm(), &machine.address_space(), &machine.mmio(), &machine.pio(),
-             &machine.msi_routes(), &machine.lock()},
-            {.id = spec.id,
-             .device_number = slot.device_number,
-             .guest_requester_id = slot.requester_id,
-             .intx_gsi = slot.intx_gsi});
+        passthrough::VfioPciDevice::Create(std::move(f.device),
+                                           {machine.vm(), machine.address_space(), machine.mmio(),
+                                            machine.pio(), machine.msi_routes(), machine.lock()},
+                                           {.id = spec.id,
+                                            .device_number = slot.device_number,
+                                            .guest_requester_id = slot.requester_id,
+                                            .intx_gsi = slot.intx_gsi});
     if (!device.ok()) {
       host->Close(group, [] {});  // The device fd closed already, inside Create.
       return absl::Status(device.status().code(),
