@@ -14,6 +14,7 @@ absl::StatusOr<std::unique_ptr<Machine>> Machine::Create(const MachineConfig& co
                                                                .name = "vmm-guest-ram",
                                                                .prefault = config.prefault}));
   m->memory_ = std::make_unique<GuestMemory>(std::move(memory));
+  m->dma_ = std::make_unique<IdentityDmaSpace>(*m->memory_);
   ASSIGN_OR_RETURN(kvm::Kvm kvm, kvm::Kvm::Open());
   m->kvm_ = std::make_unique<kvm::Kvm>(std::move(kvm));
   ASSIGN_OR_RETURN(m->vm_, m->kvm_->CreateVm());

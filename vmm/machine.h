@@ -30,6 +30,7 @@
 #include "kvm/vm.h"
 #include "memory/address_allocator.h"
 #include "memory/address_space.h"
+#include "memory/dma_space.h"
 #include "memory/guest_memory.h"
 #include "memory/guest_region.h"
 #include "pci/root_bus.h"
@@ -56,6 +57,8 @@ class Machine {
   kvm::Vm& vm() { return *vm_; }
   GuestMemory& memory() { return *memory_; }
   AddressSpace& address_space() { return address_space_; }  // Change under lock().
+  // How an emulated device reads and writes guest memory for DMA (identity: no IOMMU yet).
+  const DmaSpace& dma() const { return *dma_; }
   devices::Bus& pio() { return pio_; }
   devices::Bus& mmio() { return mmio_; }
   pci::PciRootBus& pci() { return *pci_; }
@@ -77,6 +80,7 @@ class Machine {
   std::unique_ptr<kvm::Kvm> kvm_;
   std::unique_ptr<kvm::Vm> vm_;
   std::unique_ptr<GuestMemory> memory_;
+  std::unique_ptr<DmaSpace> dma_;
   AddressSpace address_space_{"system"};
   std::unique_ptr<kvm::KvmMemorySlots> slots_;
   devices::Bus pio_{"pio"};

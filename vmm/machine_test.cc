@@ -37,6 +37,14 @@ TEST_F(MachineTest, GuestRamIsInTheAddressSpaceAndKvmFollowsIt) {
   EXPECT_EQ(machine_->address_space().regions()[0].kind, RegionKind::kRam);
 }
 
+TEST_F(MachineTest, DevicesDmaIntoGuestRamAndNowhereElse) {
+  ASSERT_OK(machine_->dma().WriteObj<uint32_t>(Iova(0x1000), 0x12345678));
+  EXPECT_THAT(machine_->memory().ReadObj<uint32_t>(GuestAddress(0x1000)),
+              IsOkAndHolds(0x12345678u));
+  EXPECT_THAT(machine_->dma().ReadObj<uint32_t>(Iova(kEcamBase)),
+              StatusIs(absl::StatusCode::kOutOfRange));
+}
+
 TEST_F(MachineTest, ThePciHostBridgeAnswersOnBothConfigMechanisms) {
   const uint32_t id = PciConfigRead(0, 0);
   EXPECT_EQ(id & 0xffff, pci::PciHostBridge::kVendorId);
