@@ -98,8 +98,18 @@ absl::Status VfioShadow::Notify(absl::Span<const IommuEvent> events) {
   for (size_t i = 0; i < events.size();) {
     const IommuEvent& e = events[i];
     if (e.type == IommuEventType::kUnmap) {
-      first_error.Update(Unmap(e.mapping));
-      ++i;
+      // One unmap for a run of UNMAPs that continue each other in IOVA (a range invalidation of
+      // several pages): page by page, a coalesced host mapping would be unmapped and the rest of
+      // it mapped again once per page.
+      IovaMapping run = e.mapping;
+      size_t j = i + 1;
+      for (; j < events.size() && events[j].type == IommuEventType::kUnmap &&
+             events[j].mapping.iova.raw() == run.last().raw() + 1;
+           ++j) {
+        run.size += events[j].mapping.size;
+      }
+      first_error.Update(Unmap(run));
+      i = j;
       continue;
     }
     if (AlreadyMapped(e.mapping)) {

@@ -87,6 +87,24 @@ TEST_F(ShadowTest, CoalescesContiguousMapsAndSplitsByRemapping) {
   EXPECT_EQ(host_.duplicate_unmaps, 0u);
 }
 
+TEST_F(ShadowTest, ARangeInvalidationOfACoalescedMappingIsOneHostUnmap) {
+  auto shadow = Shadow(host_);
+  ASSERT_OK(as_.RegisterNotifier(shadow.get(), Iova(0), Iova(~0ull), kAll));
+  for (uint64_t i = 0; i < 8; ++i)
+    model_.SetPage(0x40000 + i * kPage, kPage, 0x8000 + i * kPage, kRw);
+  as_.InvalidateAll();
+  ASSERT_EQ(host_.maps, 1u);
+  // The guest unmaps pages 0-5 with one range invalidation: six UNMAP events, one host unmap of
+  // the eight pages, and one map of the two that stay (not one unmap and remap per page).
+  model_.ClearRange(0x40000, 6 * kPage);
+  as_.InvalidateRange(Iova(0x40000), 6 * kPage);
+  EXPECT_EQ(shadow->unmap_calls(), 1u);
+  EXPECT_EQ(host_.maps, 2u);
+  ASSERT_EQ(host_.mappings.size(), 1u);
+  EXPECT_EQ(host_.mappings.at(0x46000).size, 2 * kPage);
+  EXPECT_EQ(host_.HostPage(0x47000), Host(0xf000));
+}
+
 TEST_F(ShadowTest, IsIdempotent) {
   auto shadow = Shadow(host_);
   ASSERT_OK(as_.RegisterNotifier(shadow.get(), Iova(0), Iova(~0ull), kAll));
