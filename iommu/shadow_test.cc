@@ -41,6 +41,14 @@ class ShadowTest : public ::testing::Test {
     return std::move(s).value();
   }
   const uint8_t* Host(uint64_t gpa) const { return ram_->host_address() + gpa; }
+  // The guest maps IOVA 0x40000-0x47fff to guest RAM 0x8000-0xffff, page by page, and
+  // invalidates.
+  void MapEightContiguousPages() {
+    for (uint64_t i = 0; i < 8; ++i) {
+      model_.SetPage(0x40000 + i * kPage, kPage, 0x8000 + i * kPage, kRw);
+    }
+    as_.InvalidateAll();
+  }
 
   AddressSpace system_{"system"};
   std::shared_ptr<GuestRegion> ram_;
@@ -70,9 +78,7 @@ TEST_F(ShadowTest, MapsTranslationsToTheGuestRamTheyPointAt) {
 TEST_F(ShadowTest, CoalescesContiguousMapsAndSplitsByRemapping) {
   auto shadow = Shadow(host_);
   ASSERT_OK(as_.RegisterNotifier(shadow.get(), Iova(0), Iova(~0ull), kAll));
-  for (uint64_t i = 0; i < 8; ++i)
-    model_.SetPage(0x40000 + i * kPage, kPage, 0x8000 + i * kPage, kRw);
-  as_.InvalidateAll();
+  MapEightContiguousPages();
   ASSERT_EQ(host_.mappings.size(), 1u) << "eight contiguous pages, one host mapping";
   EXPECT_EQ(host_.mappings.at(0x40000).size, 8 * kPage);
   EXPECT_EQ(host_.maps, 1u);
@@ -90,9 +96,7 @@ TEST_F(ShadowTest, CoalescesContiguousMapsAndSplitsByRemapping) {
 TEST_F(ShadowTest, ARangeInvalidationOfACoalescedMappingIsOneHostUnmap) {
   auto shadow = Shadow(host_);
   ASSERT_OK(as_.RegisterNotifier(shadow.get(), Iova(0), Iova(~0ull), kAll));
-  for (uint64_t i = 0; i < 8; ++i)
-    model_.SetPage(0x40000 + i * kPage, kPage, 0x8000 + i * kPage, kRw);
-  as_.InvalidateAll();
+  MapEightContiguousPages();
   ASSERT_EQ(host_.maps, 1u);
   // The guest unmaps pages 0-5 with one range invalidation: six UNMAP events, one host unmap of
   // the eight pages, and one map of the two that stay (not one unmap and remap per page).

@@ -333,6 +333,31 @@ TEST_F(DeviceManagerTest, AddsRemovalsEjectsAndListingsFromManyThreads) {
   ExpectNothingLeft();
 }
 
+TEST_F(DeviceManagerTest, TeardownWhileTheLoopAddsAndAGuestEjects) {
+  // Shutdown's RemoveAll runs while the loop still adds and a vCPU ejects (TSAN checks the
+  // locking): every function is detached once, by whoever gets it first, and nothing is left.
+  std::atomic<bool> done = false;
+  std::atomic<int> added = 0;
+  std::thread loop([&] {
+    for (int i = 0; i < 30; ++i) {
+      if (dm_->Add({.id = "a", .host_bdf = kBdf}, false).ok()) ++added;
+      if (dm_->Add({.id = "b", .host_bdf = kBdf2}, false).ok()) ++added;
+    }
+    done = true;
+  });
+  std::thread vcpu([&] {
+    for (uint8_t slot = 1; !done; slot = slot == 1 ? 2 : 1) GuestEjects(slot);
+  });
+  absl::SleepFor(absl::Milliseconds(5));
+  dm_->RemoveAll();  // Shutdown, midway.
+  loop.join();
+  vcpu.join();
+  dm_->RemoveAll();
+  EXPECT_GT(added.load(), 0);
+  EXPECT_LE(static_cast<int>(removed_.size()), added.load());
+  ExpectNothingLeft();
+}
+
 // An emulated function, as a new device package would write one: a 32-bit and a 64-bit memory
 // BAR, and a record of what the device manager did with it.
 class TestFunction : public pci::PciFunction {
