@@ -18,7 +18,7 @@ void LogLine(LogLevel level, absl::string_view message) {
 
 bool RateLimitedLog::Admit(uint64_t* dropped) {
   const absl::Time now = now_();
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (now - window_start_ >= window_) {
     window_start_ = now;
     used_ = 0;

@@ -11,7 +11,6 @@
 
 #include <cstdint>
 #include <functional>
-#include <mutex>
 #include <string>
 #include <utility>
 
@@ -19,6 +18,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "base/mutex.h"
 
 namespace vmmkit {
 
@@ -73,10 +73,10 @@ class RateLimitedLog {
   const int burst_;
   const absl::Duration window_;
   const std::function<absl::Time()> now_;
-  std::mutex mu_;  // Guards the three below.
-  absl::Time window_start_ = absl::InfinitePast();
-  int used_ = 0;
-  uint64_t dropped_ = 0;
+  Mutex mu_;
+  absl::Time window_start_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  int used_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t dropped_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace vmmkit

@@ -1,6 +1,7 @@
 // File: base/mutex.h
 // -----------------------------------------------------------------------------
-// Mutex, MutexLock and CondVar: std::mutex and std::condition_variable with Clang's thread-safety
+// Mutex, MutexLock, CondVar and SharedMutex (ReaderLock, WriterLock): std::mutex,
+// std::condition_variable and std::shared_mutex with Clang's thread-safety
 // annotations, so that `-Wthread-safety` (on for all project code, tools/cc.bzl) checks every
 // member marked ABSL_GUARDED_BY and every helper marked ABSL_EXCLUSIVE_LOCKS_REQUIRED.
 //
@@ -22,6 +23,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
+#include <shared_mutex>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/time/time.h"
@@ -55,6 +57,45 @@ class ABSL_SCOPED_LOCKABLE MutexLock {
 
  private:
   Mutex& mu_;
+};
+
+// A reader-writer lock: many readers (ReaderLock) or one writer (WriterLock). std::shared_mutex
+// underneath, for the same reason as Mutex.
+class ABSL_LOCKABLE SharedMutex {
+ public:
+  SharedMutex() = default;
+  SharedMutex(const SharedMutex&) = delete;
+  SharedMutex& operator=(const SharedMutex&) = delete;
+
+  void Lock() ABSL_EXCLUSIVE_LOCK_FUNCTION() { mu_.lock(); }
+  void Unlock() ABSL_UNLOCK_FUNCTION() { mu_.unlock(); }
+  void ReaderLock() ABSL_SHARED_LOCK_FUNCTION() { mu_.lock_shared(); }
+  void ReaderUnlock() ABSL_UNLOCK_FUNCTION() { mu_.unlock_shared(); }
+
+ private:
+  std::shared_mutex mu_;
+};
+
+class ABSL_SCOPED_LOCKABLE WriterLock {
+ public:
+  explicit WriterLock(SharedMutex& mu) ABSL_EXCLUSIVE_LOCK_FUNCTION(mu) : mu_(mu) { mu_.Lock(); }
+  ~WriterLock() ABSL_UNLOCK_FUNCTION() { mu_.Unlock(); }
+  WriterLock(const WriterLock&) = delete;
+  WriterLock& operator=(const WriterLock&) = delete;
+
+ private:
+  SharedMutex& mu_;
+};
+
+class ABSL_SCOPED_LOCKABLE ReaderLock {
+ public:
+  explicit ReaderLock(SharedMutex& mu) ABSL_SHARED_LOCK_FUNCTION(mu) : mu_(mu) { mu_.ReaderLock(); }
+  ~ReaderLock() ABSL_UNLOCK_FUNCTION() { mu_.ReaderUnlock(); }
+  ReaderLock(const ReaderLock&) = delete;
+  ReaderLock& operator=(const ReaderLock&) = delete;
+
+ private:
+  SharedMutex& mu_;
 };
 
 // A condition variable used with a Mutex the caller holds.

@@ -7,7 +7,7 @@ namespace vmmkit::devices {
 
 void AcpiEvents::Raise(uint32_t event, uint32_t* slots, uint8_t slot) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     gsta_ |= event;
     if (slots != nullptr) *slots |= 1u << slot;
   }
@@ -28,14 +28,14 @@ void AcpiEvents::RequestEject(uint8_t slot) {
 
 void AcpiEvents::CancelEject(uint8_t slot) {
   if (slot == 0 || slot > 31) return;
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   pcid_ &= ~(1u << slot);
 }
 
 void AcpiEvents::Read(uint64_t offset, absl::Span<uint8_t> data) {
   uint32_t value = 0;
   if (data.size() == 4 && offset % 4 == 0) {  // Anything else is not how the AML reads them.
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     uint32_t* reg = offset == kGsta   ? &gsta_
                     : offset == kPciu ? &pciu_
                     : offset == kPcid ? &pcid_

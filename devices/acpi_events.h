@@ -27,8 +27,8 @@
 
 #include <cstdint>
 #include <functional>
-#include <mutex>
 
+#include "base/mutex.h"
 #include "devices/bus.h"
 
 namespace vmmkit::devices {
@@ -61,10 +61,10 @@ class AcpiEvents : public BusDevice {
 
   const std::function<void()> interrupt_;
   const std::function<void(uint8_t)> ejected_;
-  std::mutex mu_;
-  uint32_t gsta_ = 0;  // Guarded by mu_.
-  uint32_t pciu_ = 0;  // Guarded by mu_.
-  uint32_t pcid_ = 0;  // Guarded by mu_.
+  Mutex mu_;
+  uint32_t gsta_ ABSL_GUARDED_BY(mu_) = 0;
+  uint32_t pciu_ ABSL_GUARDED_BY(mu_) = 0;
+  uint32_t pcid_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace vmmkit::devices

@@ -14,7 +14,7 @@ absl::Status Bus::Insert(std::shared_ptr<BusDevice> device, uint64_t base, uint6
                                                    Hex(size), "): null device, size 0 or wrap"));
   }
   const uint64_t last = base + (size - 1);
-  std::unique_lock lock(mu_);
+  WriterLock lock(mu_);
   auto next = ranges_.upper_bound(last);
   if (next != ranges_.begin() && std::prev(next)->second.last >= base) {
     return absl::AlreadyExistsError(absl::StrCat(name_, " bus: [", Hex(base), ", ", Hex(last),
@@ -26,7 +26,7 @@ absl::Status Bus::Insert(std::shared_ptr<BusDevice> device, uint64_t base, uint6
 }
 
 absl::Status Bus::Remove(uint64_t base) {
-  std::unique_lock lock(mu_);
+  WriterLock lock(mu_);
   if (ranges_.erase(base) == 0) {
     return absl::NotFoundError(absl::StrCat(name_, " bus: no device at ", Hex(base)));
   }
@@ -34,7 +34,7 @@ absl::Status Bus::Remove(uint64_t base) {
 }
 
 std::pair<std::shared_ptr<BusDevice>, uint64_t> Bus::Find(uint64_t address, size_t size) const {
-  std::shared_lock lock(mu_);
+  ReaderLock lock(mu_);
   auto it = ranges_.upper_bound(address);
   if (it == ranges_.begin() || size == 0) return {nullptr, 0};
   --it;

@@ -20,11 +20,11 @@
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <shared_mutex>
 #include <string>
 
 #include "absl/status/status.h"
 #include "absl/types/span.h"
+#include "base/mutex.h"
 
 namespace vmmkit::devices {
 
@@ -58,8 +58,8 @@ class Bus {
   std::pair<std::shared_ptr<BusDevice>, uint64_t> Find(uint64_t address, size_t size) const;
 
   const std::string name_;
-  mutable std::shared_mutex mu_;
-  std::map<uint64_t, Range> ranges_;  // Keyed by base; guarded by mu_.
+  mutable SharedMutex mu_;
+  std::map<uint64_t, Range> ranges_ ABSL_GUARDED_BY(mu_);  // Keyed by base.
 };
 
 }  // namespace vmmkit::devices

@@ -16,7 +16,7 @@ uint8_t Bcd(int v) { return static_cast<uint8_t>(((v / 10) << 4) | (v % 10)); }
 
 void I8042::Read(uint64_t offset, absl::Span<uint8_t> data) {
   std::fill(data.begin(), data.end(), 0xff);
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (offset == kI8042Data && !data.empty()) {
     data[0] = pending_ >= 0 ? static_cast<uint8_t>(pending_) : 0;
     pending_ = -1;
@@ -29,7 +29,7 @@ void I8042::Write(uint64_t offset, absl::Span<const uint8_t> data) {
   if (data.empty()) return;
   bool reset = false;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (offset == kI8042Command) {
       write_control_next_ = false;
       switch (data[0]) {
@@ -91,13 +91,13 @@ uint8_t CmosRtc::Register(uint8_t index) const {
 void CmosRtc::Read(uint64_t offset, absl::Span<uint8_t> data) {
   std::fill(data.begin(), data.end(), 0xff);
   if (offset != 1 || data.empty()) return;
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   data[0] = Register(index_);
 }
 
 void CmosRtc::Write(uint64_t offset, absl::Span<const uint8_t> data) {
   if (data.empty()) return;
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (offset == 0) {
     index_ = data[0] & 0x7f;  // Bit 7 is the NMI mask, not part of the index.
   } else if (offset == 1 && index_ > 0x0d && index_ != 0x32) {

@@ -17,9 +17,9 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
-#include <mutex>
 
 #include "absl/time/time.h"
+#include "base/mutex.h"
 #include "devices/bus.h"
 
 namespace vmmkit::devices {
@@ -32,10 +32,12 @@ class I8042 : public BusDevice {
 
  private:
   const std::function<void()> reset_;
-  std::mutex mu_;
-  uint8_t control_ = 0x01;           // Guarded by mu_. Keyboard interrupt enabled.
-  int pending_ = -1;                 // Guarded by mu_. Byte waiting in the output buffer, or -1.
-  bool write_control_next_ = false;  // Guarded by mu_.
+  Mutex mu_;
+  // Keyboard interrupt enabled.
+  uint8_t control_ ABSL_GUARDED_BY(mu_) = 0x01;
+  // Byte waiting in the output buffer, or -1.
+  int pending_ ABSL_GUARDED_BY(mu_) = -1;
+  bool write_control_next_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 class CmosRtc : public BusDevice {
@@ -46,11 +48,12 @@ class CmosRtc : public BusDevice {
   void Write(uint64_t offset, absl::Span<const uint8_t> data) override;
 
  private:
-  uint8_t Register(uint8_t index) const;
+  uint8_t Register(uint8_t index) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   const std::function<absl::Time()> now_;
-  std::mutex mu_;
-  uint8_t index_ = 0;      // Guarded by mu_.
-  uint8_t ram_[128] = {};  // Guarded by mu_. General-purpose CMOS bytes.
+  Mutex mu_;
+  uint8_t index_ ABSL_GUARDED_BY(mu_) = 0;
+  // General-purpose CMOS bytes.
+  uint8_t ram_[128] ABSL_GUARDED_BY(mu_) = {};
 };
 
 class AcpiSleepControl : public BusDevice {

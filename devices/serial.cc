@@ -107,7 +107,7 @@ bool Serial16550::WriteRegister(uint64_t offset, uint8_t value, std::vector<uint
 }
 
 void Serial16550::Read(uint64_t offset, absl::Span<uint8_t> data) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   // Registers are bytes; a wider access reads consecutive registers, as on an ISA bus.
   for (size_t i = 0; i < data.size(); ++i) data[i] = ReadRegister(offset + i);
 }
@@ -116,7 +116,7 @@ void Serial16550::Write(uint64_t offset, absl::Span<const uint8_t> data) {
   bool raise = false;
   std::vector<uint8_t> out;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     for (size_t i = 0; i < data.size(); ++i) raise |= WriteRegister(offset + i, data[i], &out);
   }
   if (!out.empty()) output_(out);
@@ -127,7 +127,7 @@ size_t Serial16550::QueueInput(absl::Span<const uint8_t> bytes) {
   bool raise;
   size_t n;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     const bool was_empty = rx_.empty();
     n = std::min(bytes.size(), kFifoSize - rx_.size());
     rx_.insert(rx_.end(), bytes.begin(), bytes.begin() + static_cast<long>(n));
@@ -138,7 +138,7 @@ size_t Serial16550::QueueInput(absl::Span<const uint8_t> bytes) {
 }
 
 size_t Serial16550::InputSpace() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return kFifoSize - rx_.size();
 }
 

@@ -23,9 +23,9 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
-#include <mutex>
 #include <vector>
 
+#include "base/mutex.h"
 #include "devices/bus.h"
 
 namespace vmmkit::devices {
@@ -49,18 +49,24 @@ class Serial16550 : public BusDevice {
   size_t InputSpace() const;
 
  private:
-  uint8_t ReadRegister(uint64_t offset);
+  uint8_t ReadRegister(uint64_t offset) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Returns whether an interrupt should be signalled; transmitted bytes are appended to `out`.
-  bool WriteRegister(uint64_t offset, uint8_t value, std::vector<uint8_t>* out);
-  bool InterruptPendingLocked() const;
+  bool WriteRegister(uint64_t offset, uint8_t value, std::vector<uint8_t>* out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool InterruptPendingLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const InterruptFn interrupt_;
   const OutputFn output_;
-  mutable std::mutex mu_;
-  // All guarded by mu_.
-  uint8_t ier_ = 0, lcr_ = 0x03, mcr_ = 0x08, scr_ = 0, dll_ = 0x0c, dlh_ = 0;
-  bool thr_empty_pending_ = false;  // THRE interrupt condition, cleared by reading IIR.
-  std::deque<uint8_t> rx_;
+  mutable Mutex mu_;
+  uint8_t ier_ ABSL_GUARDED_BY(mu_) = 0;
+  uint8_t lcr_ ABSL_GUARDED_BY(mu_) = 0x03;
+  uint8_t mcr_ ABSL_GUARDED_BY(mu_) = 0x08;
+  uint8_t scr_ ABSL_GUARDED_BY(mu_) = 0;
+  uint8_t dll_ ABSL_GUARDED_BY(mu_) = 0x0c;
+  uint8_t dlh_ ABSL_GUARDED_BY(mu_) = 0;
+  // The THRE interrupt condition, cleared by reading IIR.
+  bool thr_empty_pending_ ABSL_GUARDED_BY(mu_) = false;
+  std::deque<uint8_t> rx_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace vmmkit::devices

@@ -69,14 +69,14 @@ Vcpu::~Vcpu() { ::munmap(run_, run_size_); }
 
 absl::StatusOr<VcpuExit> Vcpu::Run() {
   {
-    std::lock_guard<std::mutex> lock(kick_mu_);
+    MutexLock lock(kick_mu_);
     in_run_ = true;
     run_thread_ = ::pthread_self();
   }
   const int ret = ::ioctl(fd_.get(), KVM_RUN, 0);
   const int err = errno;
   {
-    std::lock_guard<std::mutex> lock(kick_mu_);
+    MutexLock lock(kick_mu_);
     in_run_ = false;
   }
   if (ret < 0) {
@@ -94,7 +94,7 @@ absl::StatusOr<VcpuExit> Vcpu::Run() {
 
 void Vcpu::Kick() {
   ImmediateExit(run_).store(1, std::memory_order_release);
-  std::lock_guard<std::mutex> lock(kick_mu_);
+  MutexLock lock(kick_mu_);
   if (in_run_) ::pthread_kill(run_thread_, KickSignal());
 }
 

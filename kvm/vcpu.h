@@ -26,12 +26,12 @@
 
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "base/mutex.h"
 #include "base/scoped_fd.h"
 #include "kvm/cpuid.h"
 #include "kvm/vcpu_exit.h"
@@ -108,9 +108,9 @@ class Vcpu {
 
   // The thread inside Run(), so that Kick() only ever signals a live thread that is running this
   // vCPU. Held briefly around KVM_RUN's entry and exit, never across it.
-  std::mutex kick_mu_;
-  bool in_run_ = false;        // Guarded by kick_mu_.
-  pthread_t run_thread_ = {};  // Guarded by kick_mu_.
+  Mutex kick_mu_;
+  bool in_run_ ABSL_GUARDED_BY(kick_mu_) = false;
+  pthread_t run_thread_ ABSL_GUARDED_BY(kick_mu_) = {};
 };
 
 }  // namespace vmmkit::kvm

@@ -67,7 +67,7 @@ absl::StatusOr<uint32_t> Vm::AddMemoryRegion(std::shared_ptr<GuestRegion> region
     return absl::InvalidArgumentError(
         absl::StrCat("KVM_SET_USER_MEMORY_REGION ", RegionString(*region), ": not 4 KiB aligned"));
   }
-  std::lock_guard<std::mutex> lock(slots_mu_);
+  MutexLock lock(slots_mu_);
   uint32_t slot = 0;
   for (const auto& [id, s] : slots_) {
     if (region->start() <= s.region->last() && s.region->start() <= region->last()) {
@@ -98,7 +98,7 @@ absl::StatusOr<uint32_t> Vm::AddMemoryRegion(std::shared_ptr<GuestRegion> region
 }
 
 absl::Status Vm::RemoveMemoryRegion(uint32_t slot) {
-  std::lock_guard<std::mutex> lock(slots_mu_);
+  MutexLock lock(slots_mu_);
   auto it = slots_.find(slot);
   if (it == slots_.end()) {
     return absl::NotFoundError(
@@ -117,7 +117,7 @@ absl::Status Vm::RemoveMemoryRegion(uint32_t slot) {
 }
 
 std::optional<uint32_t> Vm::SlotAt(GuestAddress gpa) const {
-  std::lock_guard<std::mutex> lock(slots_mu_);
+  MutexLock lock(slots_mu_);
   for (const auto& [id, s] : slots_) {
     if (s.region->Contains(gpa)) return id;
   }
@@ -125,7 +125,7 @@ std::optional<uint32_t> Vm::SlotAt(GuestAddress gpa) const {
 }
 
 size_t Vm::slot_count() const {
-  std::lock_guard<std::mutex> lock(slots_mu_);
+  MutexLock lock(slots_mu_);
   return slots_.size();
 }
 
@@ -272,7 +272,7 @@ absl::Status Vm::SetIrqLine(uint32_t irq, bool level) {
 }
 
 absl::StatusOr<uint64_t> Vm::SlotPages(uint32_t slot) const {
-  std::lock_guard<std::mutex> lock(slots_mu_);
+  MutexLock lock(slots_mu_);
   auto it = slots_.find(slot);
   if (it == slots_.end()) {
     return absl::NotFoundError(absl::StrCat("dirty log: slot ", slot, " is not mapped"));

@@ -23,7 +23,6 @@
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <variant>
 #include <vector>
@@ -32,6 +31,7 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "base/event_fd.h"
+#include "base/mutex.h"
 #include "base/scoped_fd.h"
 #include "memory/address.h"
 #include "memory/guest_region.h"
@@ -160,8 +160,8 @@ class Vm {
   ScopedFd fd_;
   const size_t vcpu_mmap_size_;
   const uint32_t max_slots_;
-  mutable std::mutex slots_mu_;
-  std::map<uint32_t, Slot> slots_;  // Guarded by slots_mu_.
+  mutable Mutex slots_mu_;
+  std::map<uint32_t, Slot> slots_ ABSL_GUARDED_BY(slots_mu_);
 };
 
 }  // namespace vmmkit::kvm

@@ -73,6 +73,7 @@ absl::Status VfioPciConfig::Init() {
   std::array<uint8_t, 256> shadow = real;
 
   // BARs: flags from the device, sizes from VFIO, addresses from the guest (none yet).
+  std::array<std::optional<VirtualBar>, 6> bars;
   for (uint32_t i = 0; i < 6; ++i) {
     const uint16_t off = static_cast<uint16_t>(PCI_BASE_ADDRESS_0 + 4 * i);
     SetDword(shadow, off, 0);
@@ -91,7 +92,7 @@ absl::Status VfioPciConfig::Init() {
     }
     bar.flags = raw & (bar.io ? 0x3u : 0xfu);
     SetDword(shadow, off, bar.flags);
-    bars_[i] = bar;
+    bars[i] = bar;
     if (bar.is64) {
       SetDword(shadow, static_cast<uint16_t>(off + 4), 0);
       ++i;
@@ -145,8 +146,9 @@ absl::Status VfioPciConfig::Init() {
       shadow[off + 3] = static_cast<uint8_t>((control & PCI_MSIX_FLAGS_QSIZE) >> 8);  // Off.
     }
   }
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   shadow_ = shadow;
+  bars_ = bars;
   return absl::OkStatus();
 }
 
@@ -174,7 +176,7 @@ MsiState VfioPciConfig::MsiStateLocked() const {
 }
 
 std::vector<VirtualBar> VfioPciConfig::bars() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   std::vector<VirtualBar> out;
   for (const auto& b : bars_) {
     if (b) out.push_back(*b);
@@ -199,7 +201,7 @@ std::optional<uint64_t> VfioPciConfig::Decoded(const VirtualBar& bar) const {
 
 uint32_t VfioPciConfig::ConfigRead(uint16_t reg) {
   if (reg >= 256) return 0;  // No extended capabilities.
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   uint32_t v = Dword(shadow_, reg);
   if (reg == PCI_COMMAND) {
     // Status is live (interrupt status, error bits), except the capability-list bit.
@@ -215,7 +217,7 @@ void VfioPciConfig::ConfigWrite(uint16_t reg, uint32_t value, uint8_t byte_mask)
   if (reg >= 256) return;
   std::vector<std::function<void()>> events;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     std::array<std::optional<uint64_t>, 6> before;
     for (size_t i = 0; i < 6; ++i) {
       if (bars_[i]) before[i] = Decoded(*bars_[i]);

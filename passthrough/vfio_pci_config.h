@@ -31,12 +31,12 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "base/log.h"
+#include "base/mutex.h"
 #include "pci/function.h"
 #include "pci/root_bus.h"
 #include "vfio/device.h"
@@ -96,10 +96,11 @@ class VfioPciConfig : public pci::PciDevice {
   VfioPciConfig(const vfio::VfioDevice& device, Callbacks callbacks)
       : device_(device), callbacks_(std::move(callbacks)) {}
   absl::Status Init();
-  uint8_t Get8(uint16_t off) const { return shadow_[off]; }
-  void WriteByte(uint16_t off, uint8_t value, std::vector<std::function<void()>>* events);
-  std::optional<uint64_t> Decoded(const VirtualBar& bar) const;  // mu_ held.
-  MsiState MsiStateLocked() const;                               // mu_ held.
+  uint8_t Get8(uint16_t off) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return shadow_[off]; }
+  void WriteByte(uint16_t off, uint8_t value, std::vector<std::function<void()>>* events)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::optional<uint64_t> Decoded(const VirtualBar& bar) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  MsiState MsiStateLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const vfio::VfioDevice& device_;
   const Callbacks callbacks_;
@@ -110,9 +111,10 @@ class VfioPciConfig : public pci::PciDevice {
 
   RateLimitedLog guest_log_;  // Failures the guest's writes run into: it can write in a loop.
 
-  mutable std::mutex mu_;
-  std::array<uint8_t, 256> shadow_{};              // Guarded by mu_.
-  std::array<std::optional<VirtualBar>, 6> bars_;  // Guarded by mu_. Index of the low dword.
+  mutable Mutex mu_;
+  std::array<uint8_t, 256> shadow_ ABSL_GUARDED_BY(mu_) = {};
+  // Index of the low dword.
+  std::array<std::optional<VirtualBar>, 6> bars_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace vmmkit::passthrough

@@ -7,19 +7,20 @@ namespace vmmkit::pci {
 
 MsixTable::MsixTable(uint16_t size,
                      std::function<void(uint16_t index, const MsixVector& vector)> changed)
-    : changed_(std::move(changed)),
-      entries_(std::clamp<uint16_t>(size, 1, 2048)),
-      pending_((entries_.size() + 63) / 64, 0) {}
+    : size_(std::clamp<uint16_t>(size, 1, 2048)),
+      changed_(std::move(changed)),
+      entries_(size_),
+      pending_((size_ + 63u) / 64u, 0) {}
 
 MsixVector MsixTable::vector(uint16_t index) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return index < entries_.size() ? entries_[index].Effective() : MsixVector{};
 }
 
 void MsixTable::ReadTable(uint64_t offset, absl::Span<uint8_t> data) const {
   std::fill(data.begin(), data.end(), 0);
-  if (!ValidAccess(offset, data.size()) || offset / kEntrySize >= entries_.size()) return;
-  std::lock_guard<std::mutex> lock(mu_);
+  if (!ValidAccess(offset, data.size()) || offset / kEntrySize >= size_) return;
+  MutexLock lock(mu_);
   const Entry& e = entries_[offset / kEntrySize];
   const uint32_t words[4] = {e.address_lo, e.address_hi, e.data, e.control};
   // An aligned QWORD never crosses an entry (entries are 16 bytes, QWORDs 8-aligned).
@@ -28,11 +29,11 @@ void MsixTable::ReadTable(uint64_t offset, absl::Span<uint8_t> data) const {
 }
 
 void MsixTable::WriteTable(uint64_t offset, absl::Span<const uint8_t> data) {
-  if (!ValidAccess(offset, data.size()) || offset / kEntrySize >= entries_.size()) return;
+  if (!ValidAccess(offset, data.size()) || offset / kEntrySize >= size_) return;
   const auto index = static_cast<uint16_t>(offset / kEntrySize);
   MsixVector after;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     Entry& e = entries_[index];
     const MsixVector before = e.Effective();
     uint32_t words[4] = {e.address_lo, e.address_hi, e.data, e.control};
@@ -50,7 +51,7 @@ void MsixTable::WriteTable(uint64_t offset, absl::Span<const uint8_t> data) {
 void MsixTable::ReadPba(uint64_t offset, absl::Span<uint8_t> data) const {
   std::fill(data.begin(), data.end(), 0);
   if (!ValidAccess(offset, data.size())) return;
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   const size_t byte_count = pending_.size() * 8;
   if (offset >= byte_count) return;
   std::memcpy(data.data(), reinterpret_cast<const uint8_t*>(pending_.data()) + offset,
@@ -58,7 +59,7 @@ void MsixTable::ReadPba(uint64_t offset, absl::Span<uint8_t> data) const {
 }
 
 void MsixTable::SetPending(uint16_t index, bool pending) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (index >= entries_.size()) return;
   const uint64_t bit = uint64_t{1} << (index % 64);
   if (pending) {

@@ -20,10 +20,10 @@
 
 #include <cstdint>
 #include <functional>
-#include <mutex>
 #include <vector>
 
 #include "absl/types/span.h"
+#include "base/mutex.h"
 
 namespace vmmkit::pci {
 
@@ -40,7 +40,7 @@ class MsixTable {
   // `size`: vectors (1-2048, from the capability).
   MsixTable(uint16_t size, std::function<void(uint16_t index, const MsixVector& vector)> changed);
 
-  uint16_t size() const { return static_cast<uint16_t>(entries_.size()); }
+  uint16_t size() const { return size_; }
   MsixVector vector(uint16_t index) const;
 
   // The table: `offset` from its start.
@@ -62,10 +62,12 @@ class MsixTable {
     return (len == 4 || len == 8) && offset % len == 0;
   }
 
+  const uint16_t size_;  // Vectors; entries_ and pending_ never change size.
   const std::function<void(uint16_t, const MsixVector&)> changed_;
-  mutable std::mutex mu_;
-  std::vector<Entry> entries_;     // Guarded by mu_.
-  std::vector<uint64_t> pending_;  // Guarded by mu_. One bit per vector.
+  mutable Mutex mu_;
+  std::vector<Entry> entries_ ABSL_GUARDED_BY(mu_);
+  // One bit per vector.
+  std::vector<uint64_t> pending_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace vmmkit::pci

@@ -89,7 +89,7 @@ absl::Status PciRootBus::AddDevice(uint8_t slot, std::shared_ptr<PciDevice> devi
     return absl::InvalidArgumentError(
         absl::StrCat("PCI root bus: bad slot ", slot, " or null device"));
   }
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (slots_[slot] != nullptr) {
     return absl::AlreadyExistsError(absl::StrCat("PCI root bus: slot ", slot, " is occupied"));
   }
@@ -98,7 +98,7 @@ absl::Status PciRootBus::AddDevice(uint8_t slot, std::shared_ptr<PciDevice> devi
 }
 
 absl::Status PciRootBus::RemoveDevice(uint8_t slot) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (slot == 0 || slot >= kSlots || slots_[slot] == nullptr) {
     return absl::NotFoundError(absl::StrCat("PCI root bus: no removable device in slot ", slot));
   }
@@ -107,7 +107,7 @@ absl::Status PciRootBus::RemoveDevice(uint8_t slot) {
 }
 
 std::optional<uint8_t> PciRootBus::FreeSlot() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   for (uint8_t s = 1; s < kSlots; ++s) {
     if (slots_[s] == nullptr) return s;
   }
@@ -116,13 +116,13 @@ std::optional<uint8_t> PciRootBus::FreeSlot() const {
 
 bool PciRootBus::Occupied(uint8_t slot) const {
   if (slot >= kSlots) return true;
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return slots_[slot] != nullptr;
 }
 
 std::shared_ptr<PciDevice> PciRootBus::Get(uint8_t bus, uint8_t slot, uint8_t function) const {
   if (bus != 0 || slot >= kSlots || function != 0) return nullptr;
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return slots_[slot];
 }
 
@@ -139,7 +139,7 @@ void PciRootBus::ConfigWrite(uint8_t bus, uint8_t slot, uint8_t function, uint16
 
 void PciConfigIo::Read(uint64_t offset, absl::Span<uint8_t> data) {
   std::fill(data.begin(), data.end(), 0xff);
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (offset < 4) {
     if (offset == 0 && data.size() == 4) Store(data, address_);
     return;
@@ -148,7 +148,7 @@ void PciConfigIo::Read(uint64_t offset, absl::Span<uint8_t> data) {
 }
 
 void PciConfigIo::Write(uint64_t offset, absl::Span<const uint8_t> data) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (offset < 4) {
     if (offset == 0 && data.size() == 4) address_ = Load(data);
     return;

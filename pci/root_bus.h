@@ -18,10 +18,10 @@
 #include <array>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <optional>
 
 #include "absl/status/status.h"
+#include "base/mutex.h"
 #include "devices/bus.h"
 
 namespace vmmkit::pci {
@@ -65,8 +65,8 @@ class PciRootBus {
 
  private:
   std::shared_ptr<PciDevice> Get(uint8_t bus, uint8_t slot, uint8_t function) const;
-  mutable std::mutex mu_;
-  std::array<std::shared_ptr<PciDevice>, kSlots> slots_;  // Guarded by mu_.
+  mutable Mutex mu_;
+  std::array<std::shared_ptr<PciDevice>, kSlots> slots_ ABSL_GUARDED_BY(mu_);
 };
 
 // Configuration mechanism #1: CONFIG_ADDRESS (offset 0, 32-bit) and CONFIG_DATA (offsets 4-7).
@@ -78,8 +78,8 @@ class PciConfigIo : public devices::BusDevice {
 
  private:
   const std::shared_ptr<PciRootBus> root_;
-  std::mutex mu_;
-  uint32_t address_ = 0;  // Guarded by mu_.
+  Mutex mu_;
+  uint32_t address_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 // ECAM: offset = bus << 20 | device << 15 | function << 12 | register.

@@ -16,6 +16,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "base/log.h"
+#include "base/mutex.h"
 #include "base/scoped_fd.h"
 #include "base/status.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
@@ -291,7 +292,7 @@ class ApiServer::HealthService final : public grpc::health::v1::Health::Service 
       return grpc::Status(grpc::StatusCode::NOT_FOUND,
                           absl::StrCat("Health.Check: no service named \"", req->service(), "\""));
     }
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     out->set_status(StatusLocked(req->service()));
     return grpc::Status::OK;
   }
@@ -307,7 +308,7 @@ class ApiServer::HealthService final : public grpc::health::v1::Health::Service 
       bool last;
       Response::ServingStatus now;
       {
-        std::lock_guard<std::mutex> lock(mu_);
+        MutexLock lock(mu_);
         last = shut_down_;
         now = StatusLocked(req->service());
       }
@@ -318,32 +319,36 @@ class ApiServer::HealthService final : public grpc::health::v1::Health::Service 
         sent = now;
       }
       if (last || ctx->IsCancelled()) break;
-      std::unique_lock<std::mutex> lock(mu_);
-      if (!shut_down_) changed_.wait_for(lock, std::chrono::milliseconds(200));
+      MutexLock lock(mu_);
+      if (!shut_down_) {
+        (void)changed_.WaitFor(mu_, absl::Milliseconds(200),
+                               [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return shut_down_; });
+      }
     }
     return grpc::Status::OK;
   }
 
   void Shutdown() {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       shut_down_ = true;
     }
-    changed_.notify_all();
+    changed_.SignalAll();
   }
 
  private:
   static bool Known(const std::string& service) {
     return service.empty() || service == pb::VmService::service_full_name();
   }
-  Response::ServingStatus StatusLocked(const std::string& service) const {  // mu_ held.
+  Response::ServingStatus StatusLocked(const std::string& service) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (!Known(service)) return Response::SERVICE_UNKNOWN;
     return shut_down_ ? Response::NOT_SERVING : Response::SERVING;
   }
 
-  mutable std::mutex mu_;
-  bool shut_down_ = false;  // Guarded by mu_.
-  std::condition_variable changed_;
+  mutable Mutex mu_;
+  bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
+  CondVar changed_;
 };
 
 absl::StatusOr<std::unique_ptr<ApiServer>> ApiServer::Start(VmController& controller,
