@@ -96,7 +96,7 @@ absl::Status Vmm::StartApi(const ApiStarter& start_api) {
 Vmm::~Vmm() {
   // Release RPCs waiting for the loop before the server goes; then the vCPUs; then the devices
   // they used.
-  loop_->Close();
+  if (loop_ != nullptr) loop_->Close();  // Null only if its creation failed in Create.
   api_.reset();
   if (vcpus_ != nullptr) vcpus_->Stop();
   device_manager_.reset();  // Detaches every function while the machine is still there.
