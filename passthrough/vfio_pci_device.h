@@ -10,7 +10,7 @@
 //     map) traps to the VMM and is forwarded with region reads and writes. I/O BARs always trap.
 //     When the guest moves a BAR or turns decoding off, slots and traps follow.
 //   - interrupts: MSI and MSI-X messages the guest programs become KVM GSI routes with irqfds
-//     (iommu/'s MsiRoutes), bound to the eventfds VFIO signals; masking detaches the irqfd (KVM
+//     (irq/'s MsiRoutes), bound to the eventfds VFIO signals; masking detaches the irqfd (KVM
 //     delivers what arrived meanwhile when it is attached again, and until then the guest sees
 //     it in the MSI-X PBA). Under the lab's KVM and VFIO a mask and unmask costs half of what
 //     QEMU's way does (the irqfd kept, VFIO pointed at another eventfd and back: two

@@ -4,8 +4,8 @@
 // VMM traps rather than maps: the guest programs guest-physical message addresses and vectors
 // there, which mean nothing to the host device. Each change to a vector's effective state (its
 // message, or its mask) is reported, so the VMM can update the KVM route and irqfd of that vector
-// (iommu/'s MsiRoutes) and the VFIO eventfd; a vector that fires while masked is recorded as
-// pending for the guest to see in the PBA. Groundwork for issue 7's passthrough device.
+// (irq/'s MsiRoutes) and the VFIO eventfd; a vector that fires while masked is recorded as
+// pending for the guest to see in the PBA.
 //
 //   MsixTable table(msix.table_size, [&](uint16_t i, const MsixVector& v) { ... });
 //   table.WriteTable(offset, bytes);   // from the BAR trap, for accesses inside the table

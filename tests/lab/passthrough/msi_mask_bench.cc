@@ -2,7 +2,7 @@
 // two ways a VMM can do it, on L1's real VFIO (edu bound to vfio-pci, interrupt remapping on) and
 // KVM:
 //   BM_MaskUnmask/irqfd:        unbind the vector's irqfd on mask, bind it again on unmask; VFIO's
-//                               eventfd counts meanwhile (iommu/'s MsiRoutes::Mask and Unmask:
+//                               eventfd counts meanwhile (irq/'s MsiRoutes::Mask and Unmask:
 //                               what passthrough/ does);
 //   BM_MaskUnmask/vfio_trigger: keep the irqfd, point VFIO at a second eventfd on mask and back on
 //                               unmask, and read what was held (QEMU's way): one
