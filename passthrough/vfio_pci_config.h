@@ -1,22 +1,23 @@
 // File: passthrough/vfio_pci_config.h
 // -----------------------------------------------------------------------------
 // VfioPciConfig is the guest's view of a passed-through PCI function's configuration space: the
-// part of a vfio-pci device a VMM must virtualize rather than pass through (groundwork for the
-// vfio-pci passthrough device of issue 7).
+// part of a vfio-pci device a VMM must virtualize rather than pass through. It is a
+// pci::ConfigSpace built from the device's own:
 //
-//   - BARs are emulated: the guest sizes and places them (all-ones sizing, 64-bit pairs); the host
-//     BAR addresses never show. The expansion ROM is hidden.
-//   - The command register keeps I/O, memory, bus-master and INTx-disable (forwarded to the
-//   device);
-//     when decoding or a BAR address changes, `bar_moved` says where each BAR now appears (or that
-//     it no longer does), so the VMM can move its KVM memory slot or MMIO trap.
-//   - The capability list is filtered to what the VMM supports: MSI and MSI-X (emulated), power
-//     management and PCI Express (read-only). Other capabilities and the extended space read as
-//     absent. MSI address/data/enable and MSI-X enable/function-mask live here and are reported
-//     through `msi_changed` / `msix_changed`; the VMM programs the real device with
-//     VFIO_DEVICE_SET_IRQS and KVM routes, never through config writes.
-//   - Everything else reads from a snapshot taken at creation (the status register is read live)
-//     and guest writes to it are dropped: a guest cannot reprogram the device behind the VMM.
+//   - The header's IDs, class and interrupt pin are the device's; BARs are emulated (the guest
+//     sizes and places them; the host BAR addresses never show); the expansion ROM is hidden.
+//   - The command register's I/O, memory, bus-master and INTx-disable bits are forwarded to the
+//     device (bus mastering gates its DMA). The status register reads live from the device
+//     (interrupt and error bits) and its write-1-to-clear writes go to the device.
+//   - The capability list is filtered to what the VMM supports, at the device's offsets and in
+//     its order: MSI and MSI-X (emulated: the VMM programs the device with VFIO_DEVICE_SET_IRQS
+//     and KVM routes, never through config writes), power management and PCI Express
+//     (read-only). Other capabilities and the extended space read as absent.
+//   - Everything else is read-only: a guest cannot reprogram the device behind the VMM.
+//
+// Changes a guest write makes are reported after the access through the callbacks: where each
+// BAR now decodes (`bar_moved`, so the VMM can move its KVM memory slot or MMIO trap), the MSI
+// state, MSI-X enable and function mask.
 //
 //   ASSIGN_OR_RETURN(auto config, VfioPciConfig::Create(*device, callbacks));
 //   RETURN_IF_ERROR(pci_root->AddDevice(slot, config));
@@ -32,11 +33,13 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "base/log.h"
 #include "base/mutex.h"
+#include "pci/config_space.h"
 #include "pci/function.h"
 #include "pci/root_bus.h"
 #include "vfio/device.h"
@@ -45,25 +48,9 @@ namespace vmmkit::passthrough {
 
 struct VirtualBar : pci::Bar {
   uint64_t address = 0;  // As the guest programmed it.
-  uint32_t flags = 0;    // The read-only low bits (space, type, prefetchable).
 };
 
-struct MsiState {
-  bool enabled = false;
-  uint32_t vectors = 1;  // 2^MME.
-  uint64_t address = 0;
-  uint16_t data = 0;
-  uint32_t mask = 0;  // Per-vector mask bits, if the capability has them.
-  friend bool operator==(const MsiState&, const MsiState&) = default;
-};
-
-struct MsixInfo {
-  uint16_t table_size = 0;  // Vectors.
-  uint8_t table_bar = 0;
-  uint32_t table_offset = 0;
-  uint8_t pba_bar = 0;
-  uint32_t pba_offset = 0;
-};
+using MsiState = pci::MsiConfig;
 
 class VfioPciConfig : public pci::PciDevice {
  public:
@@ -76,7 +63,8 @@ class VfioPciConfig : public pci::PciDevice {
     std::function<void(bool enabled, bool function_mask)> msix_changed;
   };
 
-  // Reads the device's config space and BAR regions. FAILED_PRECONDITION for a non-PCI device.
+  // Reads the device's config space and BAR regions. FAILED_PRECONDITION for a non-PCI device or
+  // a bridge; INTERNAL for a BAR or capability that cannot be emulated.
   static absl::StatusOr<std::shared_ptr<VfioPciConfig>> Create(const vfio::VfioDevice& device,
                                                                Callbacks callbacks);
 
@@ -84,37 +72,34 @@ class VfioPciConfig : public pci::PciDevice {
   void ConfigWrite(uint16_t reg, uint32_t value, uint8_t byte_mask) override;
 
   std::vector<VirtualBar> bars() const;
-  std::optional<MsixInfo> msix() const { return msix_; }
-  // The MSI capability's pending-bits register (its config offset), if the device's MSI vectors
-  // are maskable. What it holds is the interrupt state, which the device owner reads live (see
+  std::optional<pci::MsixCapability> msix() const { return msix_; }
+  // The MSI capability's pending-bits register, if the device's MSI vectors are maskable. What
+  // it holds is the interrupt state, which the device owner reads live (see
   // VfioPciDevice::ConfigRead); ConfigRead here returns zeros for it, and writes are ignored.
-  std::optional<uint16_t> msi_pending_register() const;
-  // Offsets of the capabilities the guest sees, in list order (id, offset).
+  std::optional<uint16_t> msi_pending_register() const { return msi_pending_; }
+  // The capabilities the guest sees, in list order (id, offset).
   std::vector<std::pair<uint8_t, uint8_t>> visible_capabilities() const { return visible_; }
 
  private:
-  VfioPciConfig(const vfio::VfioDevice& device, Callbacks callbacks)
-      : device_(device), callbacks_(std::move(callbacks)) {}
-  absl::Status Init();
-  uint8_t Get8(uint16_t off) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return shadow_[off]; }
-  void WriteByte(uint16_t off, uint8_t value, std::vector<std::function<void()>>* events)
+  VfioPciConfig(const vfio::VfioDevice& device, Callbacks callbacks, pci::ConfigSpace space)
+      : device_(device), callbacks_(std::move(callbacks)), space_(std::move(space)) {}
+  static absl::StatusOr<pci::ConfigSpace> Build(const vfio::VfioDevice& device);
+  std::array<std::optional<uint64_t>, 6> DecodedLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ForwardCommandLocked(std::vector<std::function<void()>>* events)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  std::optional<uint64_t> Decoded(const VirtualBar& bar) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  MsiState MsiStateLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const vfio::VfioDevice& device_;
   const Callbacks callbacks_;
+  // Fixed at creation.
   std::vector<std::pair<uint8_t, uint8_t>> visible_;
-  std::optional<uint8_t> msi_cap_, msix_cap_;
-  std::optional<MsixInfo> msix_;
-  uint16_t msi_control_ro_ = 0;  // The device's MSI capability bits (64-bit, masking, MMC).
+  std::optional<pci::MsixCapability> msix_;
+  std::optional<uint16_t> msi_pending_;
+  std::vector<pci::Bar> bar_list_;
 
   RateLimitedLog guest_log_;  // Failures the guest's writes run into: it can write in a loop.
 
   mutable Mutex mu_;
-  std::array<uint8_t, 256> shadow_ ABSL_GUARDED_BY(mu_) = {};
-  // Index of the low dword.
-  std::array<std::optional<VirtualBar>, 6> bars_ ABSL_GUARDED_BY(mu_);
+  pci::ConfigSpace space_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace vmmkit::passthrough

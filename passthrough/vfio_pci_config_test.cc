@@ -110,7 +110,7 @@ TEST_F(VfioPciConfigTest, TheGuestSeesEmulatedBarsAndOnlySupportedCapabilities) 
               ElementsAre(Pair(PCI_CAP_ID_PM, 0x40), Pair(PCI_CAP_ID_MSI, 0x50),
                           Pair(PCI_CAP_ID_MSIX, 0x70)));
   ASSERT_TRUE(config_->msix().has_value());
-  EXPECT_EQ(config_->msix()->table_size, 8);
+  EXPECT_EQ(config_->msix()->vectors, 8);
   EXPECT_EQ(config_->msix()->table_offset, 0x2000u);
   EXPECT_EQ(config_->msix()->pba_offset, 0x3000u);
   EXPECT_EQ(config_->bars().size(), 3u);
@@ -180,8 +180,25 @@ TEST_F(VfioPciConfigTest, MsixControlIsEmulatedAndReported) {
   EXPECT_THAT(msix_, ElementsAre(Pair(true, true), Pair(true, false)));
 }
 
+TEST_F(VfioPciConfigTest, StatusIsReadLiveAndItsClearsGoToTheDevice) {
+  auto& device_config = kernel_.devices["0000:00:03.0"].regions[VFIO_PCI_CONFIG_REGION_INDEX].data;
+  device_config[PCI_STATUS] = PCI_STATUS_INTERRUPT;  // The device drops its capability bit...
+  device_config[PCI_STATUS + 1] = PCI_STATUS_REC_MASTER_ABORT >> 8;
+  const uint32_t status = Read(PCI_COMMAND) >> 16;
+  EXPECT_EQ(status,
+            uint32_t{PCI_STATUS_INTERRUPT | PCI_STATUS_CAP_LIST | PCI_STATUS_REC_MASTER_ABORT})
+      << "...but the guest's list is ours";
+  // A status write goes to the device byte for byte (its bits are write-1-to-clear there);
+  // the command half of the same dword is ours.
+  Write(PCI_COMMAND, uint32_t{PCI_STATUS_REC_MASTER_ABORT} << 16 | PCI_COMMAND_MASTER, 0x9);
+  EXPECT_EQ(DeviceConfigByte(PCI_STATUS + 1), PCI_STATUS_REC_MASTER_ABORT >> 8);
+  EXPECT_EQ(DeviceConfigByte(PCI_STATUS), PCI_STATUS_INTERRUPT) << "byte 2 was not written";
+  EXPECT_EQ(DeviceConfigByte(PCI_COMMAND), PCI_COMMAND_MASTER);
+}
+
 TEST_F(VfioPciConfigTest, HostileWritesChangeNothing) {
-  const uint32_t id = Read(0), header = Read(0xc), caps = Read(PCI_CAPABILITY_LIST);
+  const uint32_t id = Read(0), caps = Read(PCI_CAPABILITY_LIST);
+  const uint32_t header_type = Read(0xc) >> 16;  // Cache line size and latency are plain.
   Write(0, 0xdeadbeef);
   Write(0xc, 0xffffffff);
   Write(PCI_CAPABILITY_LIST, 0x68);
@@ -190,7 +207,7 @@ TEST_F(VfioPciConfigTest, HostileWritesChangeNothing) {
   Write(PCI_ROM_ADDRESS, 0xffffffff);
   Write(0x200, 0xffffffff);
   EXPECT_EQ(Read(0), id);
-  EXPECT_EQ(Read(0xc), header);
+  EXPECT_EQ(Read(0xc) >> 16, header_type);
   EXPECT_EQ(Read(PCI_CAPABILITY_LIST), caps);
   EXPECT_EQ((Read(0x40) >> 8) & 0xff, 0x50u);
   EXPECT_EQ(Read(0x68), 0u);

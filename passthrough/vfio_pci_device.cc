@@ -100,7 +100,7 @@ absl::Status VfioPciDevice::Init() {
   msi_pending_register_ = config_->msi_pending_register();
   if (msix_) {
     msix_table_ = std::make_unique<pci::MsixTable>(
-        msix_->table_size,
+        msix_->vectors,
         [this](uint16_t index, const pci::MsixVector& v) { OnMsixVector(index, v); });
   }
   MutexLock lock(machine_.lock);
@@ -129,11 +129,11 @@ absl::Status VfioPciDevice::PrepareBar(const VirtualBar& vbar) {
       if (msix_ && msix_->table_bar == vbar.index) {
         holes.push_back(
             {AlignDown(msix_->table_offset),
-             AlignUp(msix_->table_offset + msix_->table_size * pci::MsixTable::kEntrySize)});
+             AlignUp(msix_->table_offset + msix_->vectors * pci::MsixTable::kEntrySize)});
       }
       if (msix_ && msix_->pba_bar == vbar.index) {
         holes.push_back({AlignDown(msix_->pba_offset),
-                         AlignUp(msix_->pba_offset + (msix_->table_size + 63) / 64 * 8)});
+                         AlignUp(msix_->pba_offset + (msix_->vectors + 63) / 64 * 8)});
       }
       for (auto [begin, end] : Subtract(areas, holes)) {
         // Slots need whole pages: a sub-page BAR (or area) is simply trapped.
@@ -311,8 +311,8 @@ void VfioPciDevice::BarAccess(uint32_t index, bool write, uint64_t offset, uint8
     return;
   }
   if (msix_ && msix_table_) {
-    const uint64_t table_end = msix_->table_offset + msix_->table_size * pci::MsixTable::kEntrySize;
-    const uint64_t pba_end = msix_->pba_offset + (msix_->table_size + 63) / 64 * 8;
+    const uint64_t table_end = msix_->table_offset + msix_->vectors * pci::MsixTable::kEntrySize;
+    const uint64_t pba_end = msix_->pba_offset + (msix_->vectors + 63) / 64 * 8;
     if (index == msix_->table_bar && offset >= msix_->table_offset && offset < table_end) {
       if (offset + len > table_end) return;  // Straddles the table's end: dropped (reads: 0s).
       if (write) {

@@ -186,7 +186,7 @@ class VfioPciDevice : public pci::PciFunction, public std::enable_shared_from_th
   const VfioPciDeviceOptions options_;
   std::shared_ptr<VfioPciConfig> config_;
   std::unique_ptr<pci::MsixTable> msix_table_;
-  std::optional<MsixInfo> msix_;
+  std::optional<pci::MsixCapability> msix_;
   std::optional<uint16_t> msi_pending_register_;
 
   // Set once, under *machine_.lock; read without it only to skip work early (the callbacks that

@@ -36,6 +36,7 @@ constexpr uint16_t kStatusW1c = PCI_STATUS_DETECTED_PARITY | PCI_STATUS_SIG_SYST
 }  // namespace
 
 ConfigSpace::ConfigSpace(const ConfigHeader& h) {
+  for (uint16_t b = 0; b < 0x40; ++b) used_[b] = true;
   Put16(data_, PCI_VENDOR_ID, h.vendor);
   Put16(data_, PCI_DEVICE_ID, h.device);
   data_[PCI_REVISION_ID] = h.revision;
@@ -73,22 +74,45 @@ absl::Status ConfigSpace::AddBar(const Bar& bar) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<uint8_t> ConfigSpace::Allocate(uint8_t size) {
-  const uint16_t aligned = (next_free_ + 3u) & ~3u;
-  if (aligned + size > kSize) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("no room for a ", size, "-byte capability in the configuration space"));
+absl::StatusOr<uint8_t> ConfigSpace::Allocate(uint8_t size, std::optional<uint8_t> at) {
+  auto free_at = [&](uint16_t off) {
+    if (off + size > kSize) return false;
+    for (uint16_t b = off; b < off + size; ++b) {
+      if (used_[b]) return false;
+    }
+    return true;
+  };
+  if (at) {
+    if (*at < 0x40 || *at % 4 != 0 || !free_at(*at)) {
+      return absl::InvalidArgumentError(absl::StrCat("a ", size, "-byte capability cannot go at ",
+                                                     *at, ": misaligned, in the header, or taken"));
+    }
+  } else {
+    for (uint16_t off = 0x40; off < kSize; off += 4) {
+      if (free_at(off)) {
+        at = static_cast<uint8_t>(off);
+        break;
+      }
+    }
+    if (!at) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("no room for a ", size, "-byte capability in the configuration space"));
+    }
   }
-  next_free_ = static_cast<uint8_t>(aligned + size);
-  return static_cast<uint8_t>(aligned);
+  for (uint16_t b = *at; b < *at + size; ++b) used_[b] = true;
+  return *at;
 }
 
 absl::StatusOr<uint8_t> ConfigSpace::AddCapability(uint8_t id, absl::Span<const uint8_t> body,
-                                                   absl::Span<const uint8_t> writable) {
+                                                   absl::Span<const uint8_t> writable,
+                                                   std::optional<uint8_t> place) {
   if (!writable.empty() && writable.size() != body.size()) {
     return absl::InvalidArgumentError("the write mask must cover the capability's body");
   }
-  absl::StatusOr<uint8_t> at = Allocate(static_cast<uint8_t>(2 + body.size()));
+  if (body.size() > kSize - 0x40 - 2) {
+    return absl::ResourceExhaustedError("a capability larger than the configuration space");
+  }
+  absl::StatusOr<uint8_t> at = Allocate(static_cast<uint8_t>(2 + body.size()), place);
   if (!at.ok()) return at.status();
   data_[*at] = id;
   data_[*at + 1] = 0;
@@ -96,54 +120,60 @@ absl::StatusOr<uint8_t> ConfigSpace::AddCapability(uint8_t id, absl::Span<const 
     data_[*at + 2 + i] = body[i];
     writable_[*at + 2 + i] = writable.empty() ? 0 : writable[i];
   }
-  if (last_cap_ == 0) {
+  if (caps_.empty()) {
     data_[PCI_CAPABILITY_LIST] = *at;
     Put16(data_, PCI_STATUS, Get16(data_, PCI_STATUS) | PCI_STATUS_CAP_LIST);
   } else {
-    data_[last_cap_ + 1] = *at;
+    data_[caps_.back().second + 1] = *at;
   }
-  last_cap_ = *at;
+  caps_.push_back({id, *at});
   return *at;
 }
 
-absl::StatusOr<uint8_t> ConfigSpace::AddMsi(uint8_t log2_vectors) {
-  if (log2_vectors > 5 || msi_) return absl::InvalidArgumentError("MSI: at most one, 32 vectors");
-  // Control, address low/high, data, reserved, mask, pending: the 64-bit maskable layout.
-  std::vector<uint8_t> body(22, 0), writable(22, 0);
-  const uint16_t control =
-      static_cast<uint16_t>(PCI_MSI_FLAGS_64BIT | PCI_MSI_FLAGS_MASKBIT | (log2_vectors << 1));
+absl::StatusOr<uint8_t> ConfigSpace::AddMsi(const MsiCapability& cap, std::optional<uint8_t> at) {
+  if (cap.log2_vectors > 5 || msi_)
+    return absl::InvalidArgumentError("MSI: at most one, 32 vectors");
+  // Control, address low, [address high], data, [reserved, mask, pending].
+  const size_t data_at = cap.is64 ? 10 : 6, mask_at = data_at + 4;
+  std::vector<uint8_t> body(data_at + 2 + (cap.maskable ? 10 : 0), 0);
+  std::vector<uint8_t> writable(body.size(), 0);
+  uint16_t control = static_cast<uint16_t>(cap.log2_vectors << 1);
+  if (cap.is64) control |= PCI_MSI_FLAGS_64BIT;
+  if (cap.maskable) control |= PCI_MSI_FLAGS_MASKBIT;
   std::memcpy(&body[0], &control, 2);
-  writable[0] = PCI_MSI_FLAGS_ENABLE | PCI_MSI_FLAGS_QSIZE;  // MME is checked on write.
-  // Address low (dword aligned), address high, data: bytes 2-11 of the body.
-  std::fill(writable.begin() + 2, writable.begin() + 12, 0xff);
-  writable[2] = 0xfc;
-  const uint32_t mask_bits = log2_vectors == 5 ? ~0u : (1u << (1u << log2_vectors)) - 1;
-  for (size_t i = 0; i < 4; ++i) writable[14 + i] = static_cast<uint8_t>(mask_bits >> (8 * i));
-  absl::StatusOr<uint8_t> at = AddCapability(PCI_CAP_ID_MSI, body, writable);
-  if (!at.ok()) return at.status();
-  msi_ = *at;
-  msi_max_log2_ = log2_vectors;
-  return *at;
+  writable[0] = PCI_MSI_FLAGS_ENABLE | PCI_MSI_FLAGS_QSIZE;     // MME is clamped on write.
+  for (size_t i = 2; i < data_at + 2; ++i) writable[i] = 0xff;  // Address and data.
+  writable[2] = 0xfc;                                           // Dword-aligned address.
+  if (cap.maskable) {
+    const uint32_t mask_bits = cap.log2_vectors == 5 ? ~0u : (1u << (1u << cap.log2_vectors)) - 1;
+    for (size_t i = 0; i < 4; ++i) {
+      writable[mask_at + i] = static_cast<uint8_t>(mask_bits >> (8 * i));
+    }
+  }
+  absl::StatusOr<uint8_t> off = AddCapability(PCI_CAP_ID_MSI, body, writable, at);
+  if (!off.ok()) return off.status();
+  msi_ = *off;
+  msi_cap_ = cap;
+  return *off;
 }
 
-absl::StatusOr<uint8_t> ConfigSpace::AddMsix(uint16_t vectors, uint8_t table_bar,
-                                             uint32_t table_offset, uint8_t pba_bar,
-                                             uint32_t pba_offset) {
-  if (vectors == 0 || vectors > 2048 || table_bar > 5 || pba_bar > 5 || (table_offset & 7) ||
-      (pba_offset & 7) || msix_) {
+absl::StatusOr<uint8_t> ConfigSpace::AddMsix(const MsixCapability& cap, std::optional<uint8_t> at) {
+  if (cap.vectors == 0 || cap.vectors > 2048 || cap.table_bar > 5 || cap.pba_bar > 5 ||
+      (cap.table_offset & 7) || (cap.pba_offset & 7) || msix_) {
     return absl::InvalidArgumentError("MSI-X: 1-2048 vectors, BARs 0-5, 8-aligned offsets, once");
   }
   std::vector<uint8_t> body(10, 0), writable(10, 0);
-  const uint16_t control = static_cast<uint16_t>(vectors - 1);
-  const uint32_t table = table_offset | table_bar, pba = pba_offset | pba_bar;
+  const uint16_t control = static_cast<uint16_t>(cap.vectors - 1);
+  const uint32_t table = cap.table_offset | cap.table_bar, pba = cap.pba_offset | cap.pba_bar;
   std::memcpy(&body[0], &control, 2);
   std::memcpy(&body[2], &table, 4);
   std::memcpy(&body[6], &pba, 4);
   writable[1] = (PCI_MSIX_FLAGS_ENABLE | PCI_MSIX_FLAGS_MASKALL) >> 8;
-  absl::StatusOr<uint8_t> at = AddCapability(PCI_CAP_ID_MSIX, body, writable);
-  if (!at.ok()) return at.status();
-  msix_ = *at;
-  return *at;
+  absl::StatusOr<uint8_t> off = AddCapability(PCI_CAP_ID_MSIX, body, writable, at);
+  if (!off.ok()) return off.status();
+  msix_at_ = *off;
+  msix_ = cap;
+  return *off;
 }
 
 uint32_t ConfigSpace::Dword(uint16_t off) const {
@@ -203,8 +233,9 @@ ConfigSpace::Change ConfigSpace::Write(uint16_t reg, uint32_t value, uint8_t byt
     // MME above what the capability offers is not kept: the largest allowed is.
     uint16_t control = Get16(data_, *msi_ + PCI_MSI_FLAGS);
     const uint8_t mme = (control & PCI_MSI_FLAGS_QSIZE) >> 4;
-    if (mme > msi_max_log2_) {
-      control = static_cast<uint16_t>((control & ~PCI_MSI_FLAGS_QSIZE) | (msi_max_log2_ << 4));
+    if (mme > msi_cap_.log2_vectors) {
+      control =
+          static_cast<uint16_t>((control & ~PCI_MSI_FLAGS_QSIZE) | (msi_cap_.log2_vectors << 4));
       Put16(data_, static_cast<uint16_t>(*msi_ + PCI_MSI_FLAGS), control);
     }
   }
@@ -228,6 +259,28 @@ std::optional<uint64_t> ConfigSpace::BarAddress(uint32_t index) const {
   return address;
 }
 
+std::optional<uint64_t> ConfigSpace::DecodedBarAddress(uint32_t index) const {
+  const std::optional<uint64_t> address = BarAddress(index);
+  if (!address || *address == 0) return std::nullopt;
+  const Bar& b = bars_[index]->bar;
+  if (!(b.io ? io_enabled() : memory_enabled())) return std::nullopt;
+  const uint64_t limit = b.io ? 0x10000 : (b.is64 ? 0 : uint64_t{1} << 32);
+  if (limit != 0 && *address + b.size > limit) return std::nullopt;
+  if (*address + b.size < *address) return std::nullopt;  // Wraps.
+  const uint64_t probe =
+      ~(b.size - 1) & (b.is64 ? ~uint64_t{0} : 0xffffffffu) & ~uint64_t{b.io ? 3u : 15u};
+  if (*address == probe) return std::nullopt;  // The size probe's answer, mid-sizing.
+  return address;
+}
+
+std::vector<Bar> ConfigSpace::bars() const {
+  std::vector<Bar> out;
+  for (const auto& slot : bars_) {
+    if (slot && !slot->high) out.push_back(slot->bar);
+  }
+  return out;
+}
+
 void ConfigSpace::SetBarAddress(uint32_t index, uint64_t address) {
   if (index >= 6 || !bars_[index] || bars_[index]->high) return;
   const uint16_t off = static_cast<uint16_t>(PCI_BASE_ADDRESS_0 + 4 * index);
@@ -244,21 +297,32 @@ MsiConfig ConfigSpace::msi() const {
   const uint16_t control = Get16(data_, static_cast<uint16_t>(base + PCI_MSI_FLAGS));
   m.enabled = control & PCI_MSI_FLAGS_ENABLE;
   m.vectors = 1u << ((control & PCI_MSI_FLAGS_QSIZE) >> 4);
-  m.address = Dword(static_cast<uint16_t>(base + PCI_MSI_ADDRESS_LO)) |
-              uint64_t{Dword(static_cast<uint16_t>(base + PCI_MSI_ADDRESS_HI))} << 32;
-  m.data = Get16(data_, static_cast<uint16_t>(base + PCI_MSI_DATA_64));
-  m.mask = Dword(static_cast<uint16_t>(base + PCI_MSI_MASK_64));
+  m.address = Dword(static_cast<uint16_t>(base + PCI_MSI_ADDRESS_LO));
+  if (msi_cap_.is64) {
+    m.address |= uint64_t{Dword(static_cast<uint16_t>(base + PCI_MSI_ADDRESS_HI))} << 32;
+  }
+  m.data = Get16(data_,
+                 static_cast<uint16_t>(base + (msi_cap_.is64 ? PCI_MSI_DATA_64 : PCI_MSI_DATA_32)));
+  if (msi_cap_.maskable) {
+    m.mask =
+        Dword(static_cast<uint16_t>(base + (msi_cap_.is64 ? PCI_MSI_MASK_64 : PCI_MSI_MASK_32)));
+  }
   return m;
 }
 
+std::optional<uint16_t> ConfigSpace::msi_pending_register() const {
+  if (!msi_ || !msi_cap_.maskable) return std::nullopt;
+  return static_cast<uint16_t>(*msi_ + (msi_cap_.is64 ? PCI_MSI_PENDING_64 : PCI_MSI_PENDING_32));
+}
+
 bool ConfigSpace::msix_enabled() const {
-  return msix_ &&
-         (Get16(data_, static_cast<uint16_t>(*msix_ + PCI_MSIX_FLAGS)) & PCI_MSIX_FLAGS_ENABLE);
+  return msix_at_ &&
+         (Get16(data_, static_cast<uint16_t>(*msix_at_ + PCI_MSIX_FLAGS)) & PCI_MSIX_FLAGS_ENABLE);
 }
 
 bool ConfigSpace::msix_function_mask() const {
-  return msix_ &&
-         (Get16(data_, static_cast<uint16_t>(*msix_ + PCI_MSIX_FLAGS)) & PCI_MSIX_FLAGS_MASKALL);
+  return msix_at_ &&
+         (Get16(data_, static_cast<uint16_t>(*msix_at_ + PCI_MSIX_FLAGS)) & PCI_MSIX_FLAGS_MASKALL);
 }
 
 }  // namespace vmmkit::pci

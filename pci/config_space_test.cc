@@ -88,8 +88,8 @@ TEST(ConfigSpaceTest, CapabilitiesFormAListFromTheHeader) {
   ConfigSpace cfg = Virtio();
   EXPECT_EQ(cfg.Read(PCI_STATUS & ~3) >> 16 & PCI_STATUS_CAP_LIST, 0u);
   ASSERT_OK_AND_ASSIGN(uint8_t vendor, cfg.AddCapability(PCI_CAP_ID_VNDR, {0x10, 1, 2, 3}));
-  ASSERT_OK_AND_ASSIGN(uint8_t msix, cfg.AddMsix(4, 0, 0x2000, 0, 0x3000));
-  ASSERT_OK_AND_ASSIGN(uint8_t msi, cfg.AddMsi(2));
+  ASSERT_OK_AND_ASSIGN(uint8_t msix, cfg.AddMsix({4, 0, 0x2000, 0, 0x3000}));
+  ASSERT_OK_AND_ASSIGN(uint8_t msi, cfg.AddMsi({.log2_vectors = 2}));
   EXPECT_NE(cfg.Read(PCI_COMMAND) >> 16 & PCI_STATUS_CAP_LIST, 0u);
   // Walk it as a guest does.
   std::vector<uint8_t> ids;
@@ -109,7 +109,7 @@ TEST(ConfigSpaceTest, CapabilitiesFormAListFromTheHeader) {
 
 TEST(ConfigSpaceTest, MsiStateFollowsTheGuestsWrites) {
   ConfigSpace cfg = Virtio();
-  ASSERT_OK_AND_ASSIGN(uint8_t msi, cfg.AddMsi(2));  // 4 vectors.
+  ASSERT_OK_AND_ASSIGN(uint8_t msi, cfg.AddMsi({.log2_vectors = 2}));  // 4 vectors.
   ConfigSpace::Change c = cfg.Write(msi + PCI_MSI_ADDRESS_LO, 0xfee01003, 0xf);
   EXPECT_TRUE(c.msi);
   cfg.Write(msi + PCI_MSI_ADDRESS_HI, 0x1, 0xf);
@@ -131,7 +131,7 @@ TEST(ConfigSpaceTest, MsiStateFollowsTheGuestsWrites) {
 
 TEST(ConfigSpaceTest, MsixEnableAndFunctionMaskAreTheOnlyWritableBits) {
   ConfigSpace cfg = Virtio();
-  ASSERT_OK_AND_ASSIGN(uint8_t msix, cfg.AddMsix(4, 1, 0x2000, 1, 0x3000));
+  ASSERT_OK_AND_ASSIGN(uint8_t msix, cfg.AddMsix({4, 1, 0x2000, 1, 0x3000}));
   EXPECT_EQ(cfg.Read(msix) >> 16, 3u) << "table size - 1";
   EXPECT_EQ(cfg.Read(msix + PCI_MSIX_TABLE), 0x2001u);
   EXPECT_EQ(cfg.Read(msix + PCI_MSIX_PBA), 0x3001u);
@@ -142,8 +142,8 @@ TEST(ConfigSpaceTest, MsixEnableAndFunctionMaskAreTheOnlyWritableBits) {
   EXPECT_EQ(cfg.Read(msix) >> 16, uint32_t{PCI_MSIX_FLAGS_ENABLE | PCI_MSIX_FLAGS_MASKALL | 3});
   cfg.Write(msix + PCI_MSIX_TABLE, 0, 0xf);
   EXPECT_EQ(cfg.Read(msix + PCI_MSIX_TABLE), 0x2001u) << "read-only";
-  EXPECT_THAT(cfg.AddMsix(4, 0, 0x100, 0, 0x200), StatusIs(absl::StatusCode::kInvalidArgument));
-  EXPECT_THAT(cfg.AddMsix(2049, 0, 0, 0, 0x8000), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(cfg.AddMsix({4, 0, 0x100, 0, 0x200}), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(cfg.AddMsix({2049, 0, 0, 0, 0x8000}), StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
 TEST(ConfigSpaceTest, AFullSpaceRefusesMoreCapabilities) {
@@ -156,13 +156,86 @@ TEST(ConfigSpaceTest, AFullSpaceRefusesMoreCapabilities) {
               StatusIs(absl::StatusCode::kResourceExhausted));
 }
 
+TEST(ConfigSpaceTest, ACapabilityCanKeepAGivenOffset) {
+  ConfigSpace cfg = Virtio();
+  ASSERT_OK_AND_ASSIGN(uint8_t pm, cfg.AddCapability(PCI_CAP_ID_PM, {3, 0, 0, 0, 0, 0}, {}, 0x60));
+  EXPECT_EQ(pm, 0x60);
+  ASSERT_OK_AND_ASSIGN(uint8_t msi, cfg.AddMsi({.log2_vectors = 0}, 0x48));
+  EXPECT_EQ(msi, 0x48);
+  // The list follows the order they were added in, not their offsets.
+  EXPECT_EQ(cfg.Read(PCI_CAPABILITY_LIST) & 0xff, 0x60u);
+  EXPECT_EQ(cfg.Read(0x60) >> 8 & 0xff, 0x48u);
+  EXPECT_THAT(cfg.capabilities(), ::testing::ElementsAre(::testing::Pair(PCI_CAP_ID_PM, 0x60),
+                                                         ::testing::Pair(PCI_CAP_ID_MSI, 0x48)));
+  // Free space first: 0x40 (0x48 holds the MSI capability's 24 bytes up to 0x5f).
+  ASSERT_OK_AND_ASSIGN(uint8_t vendor, cfg.AddCapability(PCI_CAP_ID_VNDR, {4, 0}));
+  EXPECT_EQ(vendor, 0x40);
+  ASSERT_OK_AND_ASSIGN(uint8_t next, cfg.AddCapability(PCI_CAP_ID_VNDR, {4, 0}));
+  EXPECT_EQ(next, 0x44);
+  EXPECT_THAT(cfg.AddCapability(PCI_CAP_ID_VNDR, {4, 0}, {}, 0x50),
+              StatusIs(absl::StatusCode::kInvalidArgument, ::testing::HasSubstr("taken")));
+  EXPECT_THAT(cfg.AddCapability(PCI_CAP_ID_VNDR, {4, 0}, {}, 0x3c),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(cfg.AddCapability(PCI_CAP_ID_VNDR, {4, 0}, {}, 0x71),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(cfg.AddCapability(PCI_CAP_ID_VNDR, std::vector<uint8_t>(20, 0), {}, 0xf0),
+              StatusIs(absl::StatusCode::kInvalidArgument))
+      << "past the end";
+}
+
+TEST(ConfigSpaceTest, A32BitMsiWithoutMaskingHasTheShortLayout) {
+  ConfigSpace cfg = Virtio();
+  ASSERT_OK_AND_ASSIGN(uint8_t msi,
+                       cfg.AddMsi({.log2_vectors = 0, .is64 = false, .maskable = false}));
+  EXPECT_EQ(cfg.msi_pending_register(), std::nullopt);
+  cfg.Write(msi + PCI_MSI_ADDRESS_LO, 0xfee00000, 0xf);
+  cfg.Write(msi + PCI_MSI_DATA_32, 0x0031, 0x3);
+  cfg.Write(msi, uint32_t{PCI_MSI_FLAGS_ENABLE} << 16, 0x4);
+  MsiConfig m = cfg.msi();
+  EXPECT_TRUE(m.enabled);
+  EXPECT_EQ(m.address, 0xfee00000u);
+  EXPECT_EQ(m.data, 0x31);
+  EXPECT_EQ(m.mask, 0u);
+  // The next capability starts right after its 12 bytes (rounded to a dword).
+  ASSERT_OK_AND_ASSIGN(uint8_t vendor, cfg.AddCapability(PCI_CAP_ID_VNDR, {4, 0}));
+  EXPECT_EQ(vendor, msi + 12);
+  ConfigSpace masked = Virtio();
+  ASSERT_OK_AND_ASSIGN(uint8_t at, masked.AddMsi({.log2_vectors = 1, .is64 = false}));
+  EXPECT_EQ(masked.msi_pending_register(), at + PCI_MSI_PENDING_32);
+}
+
+TEST(ConfigSpaceTest, ABarDecodesOnlyWhenEnabledPlacedAndNotBeingSized) {
+  ConfigSpace cfg = Virtio();
+  ASSERT_OK(cfg.AddBar({.index = 0, .size = 0x1000}));
+  ASSERT_OK(cfg.AddBar({.index = 1, .size = 0x20, .io = true}));
+  ASSERT_OK(cfg.AddBar({.index = 2, .size = 0x4000, .is64 = true}));
+  EXPECT_THAT(cfg.bars(), ::testing::SizeIs(3));
+  cfg.SetBarAddress(0, 0xc0000000);
+  cfg.SetBarAddress(1, 0x1000);
+  cfg.SetBarAddress(2, uint64_t{8} << 32);
+  EXPECT_EQ(cfg.DecodedBarAddress(0), std::nullopt) << "decoding is off";
+  cfg.Write(PCI_COMMAND, PCI_COMMAND_MEMORY, 0x3);
+  EXPECT_EQ(cfg.DecodedBarAddress(0), 0xc0000000u);
+  EXPECT_EQ(cfg.DecodedBarAddress(2), uint64_t{8} << 32);
+  EXPECT_EQ(cfg.DecodedBarAddress(1), std::nullopt) << "I/O decoding is off";
+  cfg.Write(PCI_COMMAND, PCI_COMMAND_MEMORY | PCI_COMMAND_IO, 0x3);
+  EXPECT_EQ(cfg.DecodedBarAddress(1), 0x1000u);
+  cfg.Write(PCI_BASE_ADDRESS_0, 0xffffffff, 0xf);
+  EXPECT_EQ(cfg.DecodedBarAddress(0), std::nullopt) << "being sized";
+  cfg.Write(PCI_BASE_ADDRESS_1, 0xfffff0, 0xf);
+  EXPECT_EQ(cfg.DecodedBarAddress(1), std::nullopt) << "past 64 KiB of I/O space";
+  cfg.SetBarAddress(0, 0);
+  EXPECT_EQ(cfg.DecodedBarAddress(0), std::nullopt) << "unplaced";
+  EXPECT_EQ(cfg.DecodedBarAddress(3), std::nullopt) << "the upper half of BAR 2";
+}
+
 // A hostile guest writing anything anywhere: read-only bits never change, BARs stay aligned to
 // their size, MSI never offers more vectors than the capability has, misaligned reads are zero.
 TEST(ConfigSpaceTest, RandomWritesNeverChangeReadOnlyBits) {
   ConfigSpace cfg = Virtio();
   ASSERT_OK(cfg.AddBar({.index = 0, .size = 0x4000, .is64 = true}));
-  ASSERT_OK(cfg.AddMsi(1).status());
-  ASSERT_OK(cfg.AddMsix(8, 0, 0x2000, 0, 0x3000).status());
+  ASSERT_OK(cfg.AddMsi({.log2_vectors = 1}).status());
+  ASSERT_OK(cfg.AddMsix({8, 0, 0x2000, 0, 0x3000}).status());
   const uint32_t ids = cfg.Read(0), class_rev = cfg.Read(PCI_CLASS_REVISION);
   const uint32_t caps = cfg.Read(PCI_CAPABILITY_LIST);
   std::mt19937 rng(11);
