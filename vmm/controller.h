@@ -180,8 +180,8 @@ class VmController {
   // RESOURCE_EXHAUSTED beyond kMaxWatchers open streams; UNAVAILABLE once stopping.
   absl::StatusOr<std::shared_ptr<EventStream>> Watch();
 
-  // From the VMM: on the event loop, except OnDeviceEvent(kRemoved), which comes from the thread
-  // that detached the device (a vCPU's). Each takes mu_ and calls nothing of the VMM's.
+  // From the VMM, on the event loop (or, once the loop is gone, from the thread that stopped it
+  // or detached a device). Each takes mu_ and calls nothing of the VMM's.
   void OnStarted();
   void OnBootComplete(absl::Duration boot_time);
   void OnStopping(const std::string& reason);  // Closes every event stream.

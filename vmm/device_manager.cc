@@ -11,7 +11,7 @@
 
 namespace vmmkit::vmm {
 
-DeviceManager::DeviceManager(Machine& machine, devices::AcpiEvents& hotplug,
+DeviceManager::DeviceManager(Machine& machine, pci::HotplugSlots& hotplug,
                              DeviceManagerOptions options)
     : machine_(machine), hotplug_(hotplug), options_(std::move(options)) {}
 
@@ -206,7 +206,9 @@ void DeviceManager::OnGuestEjected(uint8_t slot) {
   LogInfo("vmm: ", gone->id,
           gone->host_bdf.empty() ? "" : absl::StrCat(" (host ", gone->host_bdf, ")"),
           " released by the guest", asked, " and detached");
-  if (options_.on_removed) options_.on_removed(*gone);
+  if (!options_.on_removed) return;
+  auto report = [on_removed = options_.on_removed, gone = *gone] { on_removed(gone); };
+  if (!options_.post || !options_.post(report)) report();
 }
 
 std::vector<DeviceSummary> DeviceManager::List() const {

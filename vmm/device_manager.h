@@ -11,7 +11,7 @@
 // been answered, and asked to release one before it is detached; whether it was asked or not, a
 // function leaves when the guest's _EJ0 says so, and the manager reports that.
 //
-//   DeviceManager dm(machine, *acpi_events, {.post = ..., .on_removed = ...});
+//   DeviceManager dm(machine, *hotplug_slots, {.post = ..., .on_removed = ...});
 //   dm.RegisterKind("vfio-pci", VfioPciKind(machine, {}));
 //   ASSIGN_OR_RETURN(DeviceSummary d, dm.Add({.id = "hp0", .host_bdf = "0000:01:00.0"},
 //                                            /*hotplug=*/true));
@@ -38,8 +38,8 @@
 #include "absl/time/time.h"
 #include "base/mutex.h"
 #include "base/step_timer.h"
-#include "devices/acpi_events.h"
 #include "pci/function.h"
+#include "pci/hotplug_slots.h"
 #include "vmm/controller.h"
 #include "vmm/machine.h"
 
@@ -78,7 +78,10 @@ struct PciFunctionKind {
 struct DeviceManagerOptions {
   // Runs `fn` on the event loop later; false if the loop is gone (then the guest is told at once).
   std::function<bool(std::function<void()>)> post;
-  // A function left because the guest released it (asked or not); from the ejecting vCPU.
+  // A function left because the guest released it (asked or not). Posted: it runs on the loop
+  // after whatever loop task was running when the guest ejected, so a report of the removal
+  // never overtakes the report of the add that task was making (the guest may eject a slot the
+  // moment it is plugged). Called at once only when the loop is gone.
   std::function<void(const DeviceSummary&)> on_removed;
   // Ids that belong to the platform: refused for new functions, never removable.
   std::vector<std::string> platform_ids;
@@ -87,7 +90,7 @@ struct DeviceManagerOptions {
 class DeviceManager {
  public:
   // `machine` and `hotplug` must outlive the manager.
-  DeviceManager(Machine& machine, devices::AcpiEvents& hotplug, DeviceManagerOptions options);
+  DeviceManager(Machine& machine, pci::HotplugSlots& hotplug, DeviceManagerOptions options);
   ~DeviceManager();  // RemoveAll().
   DeviceManager(const DeviceManager&) = delete;
   DeviceManager& operator=(const DeviceManager&) = delete;
@@ -133,7 +136,7 @@ class DeviceManager {
   AddressAllocator& WindowFor(const pci::Bar& bar);
 
   Machine& machine_;
-  devices::AcpiEvents& hotplug_;
+  pci::HotplugSlots& hotplug_;
   const DeviceManagerOptions options_;
   std::map<std::string, PciFunctionKind> kinds_;  // Written before use only.
   // Taken before machine_.lock().

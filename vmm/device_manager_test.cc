@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "base/mutex.h"
 #include "base/status_macros.h"
 #include "base/status_matchers.h"
 #include "gmock/gmock.h"
@@ -44,18 +45,22 @@ class DeviceManagerTest : public ::testing::Test {
     fs::remove_all(sysfs_);
     AddHostFunction(kBdf, 5);
     AddHostFunction(kBdf2, 6);
-    hotplug_ = std::make_unique<devices::AcpiEvents>(
+    hotplug_ = std::make_unique<pci::HotplugSlots>(
         [] {}, [this](uint8_t slot) { dm_->OnGuestEjected(slot); });
     dm_ = std::make_unique<DeviceManager>(
         *machine_, *hotplug_,
-        DeviceManagerOptions{
-            .post =
-                [this](std::function<void()> fn) {
-                  posted_.push_back(std::move(fn));
-                  return true;
-                },
-            .on_removed = [this](const DeviceSummary& d) { removed_.push_back(d.id); },
-            .platform_ids = {"com1", "boot-timer"}});
+        DeviceManagerOptions{.post =
+                                 [this](std::function<void()> fn) {
+                                   MutexLock lock(posted_mu_);
+                                   posted_.push_back(std::move(fn));
+                                   return true;
+                                 },
+                             .on_removed =
+                                 [this](const DeviceSummary& d) {
+                                   removed_.push_back(d.id);
+                                   if (removed_hook_) removed_hook_(d);
+                                 },
+                             .platform_ids = {"com1", "boot-timer"}});
     dm_->RegisterKind("vfio-pci",
                       VfioPciKind(*machine_, {.syscalls = &kernel_, .sysfs = sysfs_.string()}));
   }
@@ -75,9 +80,16 @@ class DeviceManagerTest : public ::testing::Test {
     kernel_.groups[group] = {};
     kernel_.devices[bdf] = passthrough::testing::EduLikeDevice(group);
   }
+  size_t PostedCount() {
+    MutexLock lock(posted_mu_);
+    return posted_.size();
+  }
   void RunPosted() {
     std::vector<std::function<void()>> work;
-    work.swap(posted_);
+    {
+      MutexLock lock(posted_mu_);
+      work.swap(posted_);
+    }
     for (auto& fn : work) fn();
   }
   uint32_t ReadHotplug(uint64_t reg) {
@@ -87,7 +99,7 @@ class DeviceManagerTest : public ::testing::Test {
   }
   void GuestEjects(uint8_t slot) {  // What the guest's _EJ0 writes.
     const uint32_t bit = 1u << slot;
-    hotplug_->Write(devices::AcpiEvents::kPcej,
+    hotplug_->Write(pci::HotplugSlots::kPcej,
                     absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(&bit), 4));
   }
   bool ContainerMappingsEmpty() {  // A closed container has no mappings left in the kernel.
@@ -121,10 +133,12 @@ class DeviceManagerTest : public ::testing::Test {
   std::unique_ptr<Machine> machine_;
   fs::path sysfs_;
   FakeVfioKernel kernel_;
-  std::unique_ptr<devices::AcpiEvents> hotplug_;
+  std::unique_ptr<pci::HotplugSlots> hotplug_;
   std::unique_ptr<DeviceManager> dm_;
-  std::vector<std::function<void()>> posted_;
+  Mutex posted_mu_;  // The loop's queue: vCPUs post removals.
+  std::vector<std::function<void()>> posted_ ABSL_GUARDED_BY(posted_mu_);
   std::vector<std::string> removed_;
+  std::function<void(const DeviceSummary&)> removed_hook_;
 };
 
 TEST_F(DeviceManagerTest, AddAttachesAndTheGuestHearsOfItOnTheLoopsNextTurn) {
@@ -137,9 +151,9 @@ TEST_F(DeviceManagerTest, AddAttachesAndTheGuestHearsOfItOnTheLoopsNextTurn) {
   Resources r;
   dm_->CountResources(r);
   EXPECT_EQ(r.dma_mapped_bytes, 64u << 20);
-  EXPECT_EQ(ReadHotplug(devices::AcpiEvents::kPciu), 0u) << "told before the reply";
+  EXPECT_EQ(ReadHotplug(pci::HotplugSlots::kPciu), 0u) << "told before the reply";
   RunPosted();
-  EXPECT_EQ(ReadHotplug(devices::AcpiEvents::kPciu), 1u << 1);
+  EXPECT_EQ(ReadHotplug(pci::HotplugSlots::kPciu), 1u << 1);
   ASSERT_EQ(dm_->List().size(), 1u);
   EXPECT_EQ(dm_->List()[0].id, "hp0");
 }
@@ -199,7 +213,7 @@ TEST_P(DeviceManagerFailureTest, AFailingStepLeavesNothingBehind) {
     EXPECT_THAT(dm_->Add({.id = "hp0", .host_bdf = kBdf}, true),
                 StatusIs(::testing::_, HasSubstr(f.step)));
     for (uint64_t a : filler) ASSERT_OK(machine_->mmio_space().Free(a));
-    EXPECT_TRUE(posted_.empty()) << "the guest must not hear of a failed add";
+    EXPECT_EQ(PostedCount(), 0u) << "the guest must not hear of a failed add";
     if (second) {
       ASSERT_EQ(dm_->List().size(), 1u);
       EXPECT_FALSE(kernel_.container().mappings.empty()) << "the other function lost its DMA";
@@ -262,19 +276,21 @@ TEST_F(DeviceManagerTest, TheGuestsEjectDetachesAndReportsIt) {
   ASSERT_OK(dm_->Add({.id = "hp1", .host_bdf = kBdf2}, true).status());
   ASSERT_OK_AND_ASSIGN(DeviceSummary d, dm_->BeginRemove("hp0"));
   EXPECT_THAT(d.description, HasSubstr("being removed"));
-  EXPECT_EQ(ReadHotplug(devices::AcpiEvents::kPcid), 1u << 1);  // The guest is asked.
+  EXPECT_EQ(ReadHotplug(pci::HotplugSlots::kPcid), 1u << 1);  // The guest is asked.
   EXPECT_THAT(dm_->BeginRemove("hp0"),
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("already being removed")));
   GuestEjects(1);
+  EXPECT_FALSE(machine_->pci().Occupied(1)) << "detached in the guest's eject write";
+  EXPECT_TRUE(removed_.empty()) << "reported from the loop";
+  RunPosted();
   EXPECT_THAT(removed_, ::testing::ElementsAre("hp0"));
-  EXPECT_FALSE(machine_->pci().Occupied(1));
   EXPECT_FALSE(kernel_.container().mappings.empty()) << "hp1 still needs guest RAM mapped";
   EXPECT_FALSE(dm_->CancelRemove("hp0")) << "gone already";
   // Released without being asked: the guest may.
   GuestEjects(2);
-  EXPECT_THAT(removed_, ::testing::ElementsAre("hp0", "hp1"));
   GuestEjects(7);  // An empty slot: nothing happens.
-  EXPECT_EQ(removed_.size(), 2u);
+  RunPosted();
+  EXPECT_THAT(removed_, ::testing::ElementsAre("hp0", "hp1"));
   ExpectNothingLeft();
   // And the next add starts afresh: container, group, mappings.
   ASSERT_OK(dm_->Add({.id = "hp0", .host_bdf = kBdf}, true).status());
@@ -288,15 +304,34 @@ TEST_F(DeviceManagerTest, RemovalRefusalsAndCancel) {
   ASSERT_OK(dm_->Add({.id = "hp0", .host_bdf = kBdf}, false).status());
   ASSERT_OK(dm_->BeginRemove("hp0").status());
   EXPECT_TRUE(dm_->CancelRemove("hp0"));
-  EXPECT_EQ(ReadHotplug(devices::AcpiEvents::kPcid), 0u) << "withdrawn before the guest read it";
+  EXPECT_EQ(ReadHotplug(pci::HotplugSlots::kPcid), 0u) << "withdrawn before the guest read it";
   EXPECT_OK(dm_->BeginRemove("hp0").status()) << "may be asked again";
+}
+
+// What the controller does: one loop task adds the device and publishes ADDED. A guest that
+// ejects the slot from a vCPU in between (it may, told or not) has its REMOVED published after.
+TEST_F(DeviceManagerTest, RemovedIsNeverReportedBeforeAdded) {
+  std::vector<std::string> events;
+  removed_hook_ = [&](const DeviceSummary& d) { events.push_back("REMOVED " + d.id); };
+  for (int round = 0; round < 3; ++round) {
+    // The loop task: Add, then (as the guest ejects concurrently) publish ADDED.
+    ASSERT_OK_AND_ASSIGN(DeviceSummary d,
+                         dm_->Add({.id = "hp0", .host_bdf = kBdf, .slot = 3}, true));
+    std::thread vcpu([&] { GuestEjects(3); });
+    vcpu.join();  // The worst case: the eject completes before the task publishes.
+    events.push_back("ADDED " + d.id);
+    RunPosted();  // The loop's next turns.
+  }
+  EXPECT_THAT(events, ::testing::ElementsAre("ADDED hp0", "REMOVED hp0", "ADDED hp0", "REMOVED hp0",
+                                             "ADDED hp0", "REMOVED hp0"));
+  ExpectNothingLeft();
 }
 
 TEST_F(DeviceManagerTest, PostedNoticeOfADeviceGoneMeanwhileIsDropped) {
   ASSERT_OK(dm_->Add({.id = "hp0", .host_bdf = kBdf}, true).status());
   GuestEjects(1);  // Before the loop told it: a guest may eject any slot.
   RunPosted();
-  EXPECT_EQ(ReadHotplug(devices::AcpiEvents::kPciu), 0u);
+  EXPECT_EQ(ReadHotplug(pci::HotplugSlots::kPciu), 0u);
 }
 
 TEST_F(DeviceManagerTest, AddsRemovalsEjectsAndListingsFromManyThreads) {
@@ -328,6 +363,7 @@ TEST_F(DeviceManagerTest, AddsRemovalsEjectsAndListingsFromManyThreads) {
   loop.join();
   vcpu.join();
   control.join();
+  RunPosted();
   EXPECT_EQ(added.load(), 20);
   EXPECT_EQ(removed_.size(), 20u);
   ExpectNothingLeft();
@@ -353,6 +389,7 @@ TEST_F(DeviceManagerTest, TeardownWhileTheLoopAddsAndAGuestEjects) {
   loop.join();
   vcpu.join();
   dm_->RemoveAll();
+  RunPosted();
   EXPECT_GT(added.load(), 0);
   EXPECT_LE(static_cast<int>(removed_.size()), added.load());
   ExpectNothingLeft();
@@ -423,6 +460,7 @@ TEST_F(EmulatedKindTest, AnyKindIsPlacedPluggedListedAndReleased) {
   GuestEjects(4);
   EXPECT_EQ(function->detaches, 1);
   EXPECT_EQ(released_, 1);
+  RunPosted();
   EXPECT_THAT(removed_, ::testing::ElementsAre("t0"));
   ExpectNothingLeft();
 }

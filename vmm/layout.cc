@@ -5,6 +5,7 @@
 #include "absl/strings/str_format.h"
 #include "acpi/aml.h"
 #include "devices/acpi_events.h"
+#include "pci/hotplug_slots.h"
 #include "pci/root_bus.h"
 
 namespace vmmkit::vmm {
@@ -61,7 +62,7 @@ acpi::Aml BuildDsdt(uint64_t memory_bytes) {
                              Integer(SlotGsi(slot))}));
     }
   }
-  // ACPI PCI hotplug (the AcpiEvents registers): a device object per slot that the guest may
+  // ACPI PCI hotplug (pci::HotplugSlots' registers): a device object per slot that the guest may
   // eject, and PSCN, which reads the slots to scan (PCIU) and to release (PCID) once each and
   // notifies the slots' objects: 1 "device check", 3 "eject request". Linux's acpiphp does the
   // rest, then calls the slot's _EJ0, which reports the release through PCEJ.
@@ -80,7 +81,7 @@ acpi::Aml BuildDsdt(uint64_t memory_bytes) {
                        QWordMemory(mmio64, mmio64 + mmio64_size - 1, false),
                    })),
       Name("_PRT", Package(prt)),
-      OperationRegion("PHPR", RegionSpace::kSystemIo, kPortAcpiEvents + 4, 12),
+      OperationRegion("PHPR", RegionSpace::kSystemIo, kPortPciHotplug, pci::HotplugSlots::kSize),
       Field("PHPR", {{"PCIU", 32}, {"PCID", 32}, {"PCEJ", 32}}),
   };
   std::vector<Aml> scan = {Store(Call("PCIU"), Local(0)), Store(Call("PCID"), Local(1))};
@@ -115,7 +116,8 @@ acpi::Aml BuildDsdt(uint64_t memory_bytes) {
                            Name("_HID", String("ACPI0013")),
                            Name("_UID", Integer(0)),
                            Name("_CRS", ResourceTemplate({Interrupt(kGedGsi, true, false)})),
-                           OperationRegion("GDST", RegionSpace::kSystemIo, kPortAcpiEvents, 4),
+                           OperationRegion("GDST", RegionSpace::kSystemIo, kPortAcpiEvents,
+                                           devices::AcpiEvents::kSize),
                            Field("GDST", {{"GSTA", 32}}),
                            Method("_EVT", 1, true,
                                   {

@@ -58,8 +58,10 @@ inline constexpr uint16_t kPortAcpiSleep = 0x3b0;
 inline constexpr uint16_t kPortCom1 = 0x3f8;
 inline constexpr uint32_t kCom1Irq = 4;
 inline constexpr uint32_t kGedGsi = 5;  // The ACPI generic event device (power button, hotplug).
-// AcpiEvents' registers; below 0x1000, where Linux never puts PCI I/O BARs.
+// The GED's status register (devices::AcpiEvents) and the PCI hotplug slots' registers
+// (pci::HotplugSlots) right after it; below 0x1000, where Linux never puts PCI I/O BARs.
 inline constexpr uint16_t kPortAcpiEvents = 0x0a00;
+inline constexpr uint16_t kPortPciHotplug = kPortAcpiEvents + 4;
 inline constexpr uint16_t kPortBootTimer = 0x440;
 inline constexpr uint16_t kPortPciConfig = 0xcf8;
 inline constexpr uint16_t kPciIoStart = 0xc000;  // I/O BARs of passed-through devices: to 0xffff.

@@ -213,8 +213,11 @@ absl::Status Vmm::SetUpDevices() {
   RETURN_IF_ERROR(machine_->pio().Insert(std::make_shared<devices::CmosRtc>(), kPortCmos, 2));
   // The ACPI events block: power button and PCI hotplug, signalled through the GED's interrupt.
   ASSIGN_OR_RETURN(ged_irq_, irq::Irqfd::Create(machine_->vm(), kGedGsi));
-  acpi_events_ = std::make_shared<devices::AcpiEvents>(
-      [this] { (void)ged_irq_->Trigger(); },
+  acpi_events_ = std::make_shared<devices::AcpiEvents>([this] { (void)ged_irq_->Trigger(); });
+  RETURN_IF_ERROR(
+      machine_->pio().Insert(acpi_events_, kPortAcpiEvents, devices::AcpiEvents::kSize));
+  hotplug_slots_ = std::make_shared<pci::HotplugSlots>(
+      [this] { acpi_events_->Raise(devices::AcpiEvents::kPciHotplug); },
       // On the vCPU thread whose _EJ0 wrote PCEJ: the device is detached before that write
       // completes, as a real slot is off once its eject method returns (QEMU, too, unplugs in
       // the eject write). A guest that looks at the slot right after its _EJ0 finds it empty, and
@@ -223,7 +226,7 @@ absl::Status Vmm::SetUpDevices() {
         if (device_manager_ != nullptr) device_manager_->OnGuestEjected(slot);
       });
   RETURN_IF_ERROR(
-      machine_->pio().Insert(acpi_events_, kPortAcpiEvents, devices::AcpiEvents::kSize));
+      machine_->pio().Insert(hotplug_slots_, kPortPciHotplug, pci::HotplugSlots::kSize));
   RETURN_IF_ERROR(machine_->pio().Insert(std::make_shared<devices::AcpiSleepControl>([this] {
                                            RequestExit(ExitReason::kPowerOff, "guest powered off");
                                          }),
@@ -246,20 +249,16 @@ absl::Status Vmm::SetUpDevices() {
   std::vector<std::string> platform_ids;
   for (const DeviceSummary& d : PlatformDevices()) platform_ids.push_back(d.id);
   device_manager_ = std::make_unique<DeviceManager>(
-      *machine_, *acpi_events_,
+      *machine_, *hotplug_slots_,
       DeviceManagerOptions{
           .post = [this](std::function<void()> fn) { return loop_->Post(std::move(fn)); },
           .on_removed =
               [this](const DeviceSummary& gone) {
-                if (controller_ == nullptr) return;
-                // Published from the loop, like ADDED: an AddDevice publishes ADDED on the loop
-                // after the attach returned, and a guest may eject the slot from a vCPU in
-                // between; from here REMOVED could then come first.
-                auto publish = [this, gone] {
+                // On the loop, after the AddDevice that may be publishing this device's ADDED.
+                if (controller_ != nullptr) {
                   controller_->OnDeviceEvent(
                       {VmEvent::DeviceChanged::Type::kRemoved, gone, "guest ejected"});
-                };
-                if (!loop_->Post(publish)) publish();  // The loop is gone: no ADDED can follow.
+                }
               },
           .platform_ids = std::move(platform_ids)});
   device_manager_->RegisterKind("vfio-pci", VfioPciKind(*machine_));

@@ -45,6 +45,7 @@
 #include "devices/serial.h"
 #include "irq/irqfd.h"
 #include "kvm/vcpu.h"
+#include "pci/hotplug_slots.h"
 #include "vmm/config.h"
 #include "vmm/console_output.h"
 #include "vmm/controller.h"
@@ -123,6 +124,7 @@ class Vmm : private VmOperations {
   std::unique_ptr<irq::Irqfd> serial_irq_;  // COM1's IRQ 4.
   std::unique_ptr<irq::Irqfd> ged_irq_;     // The GED's interrupt.
   std::shared_ptr<devices::AcpiEvents> acpi_events_;
+  std::shared_ptr<pci::HotplugSlots> hotplug_slots_;
 
   // PCI functions (--device, AddDevice); destroyed before the machine.
   std::unique_ptr<DeviceManager> device_manager_;
