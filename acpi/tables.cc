@@ -157,6 +157,21 @@ std::vector<uint8_t> Mcfg(const McfgConfig& c) {
   return t.Finish();
 }
 
+std::vector<uint8_t> Dmar(const DmarConfig& c) {
+  Sdt t("DMAR", 1, "VMMKDMAR");
+  t.Append<uint8_t>(static_cast<uint8_t>(c.address_width - 1));
+  t.Append<uint8_t>(c.interrupt_remapping ? 1 : 0);  // Flags: INTR_REMAP.
+  t.Zeros(10);                                       // Reserved.
+  // DRHD: type 0, length 16 (no device scopes), flags, size (0: one 4 KiB page), segment 0.
+  t.Append<uint16_t>(0);
+  t.Append<uint16_t>(16);
+  t.Append<uint8_t>(c.include_pci_all ? 1 : 0);
+  t.Append<uint8_t>(0);
+  t.Append<uint16_t>(0);
+  t.Append(c.register_base);
+  return t.Finish();
+}
+
 std::vector<uint8_t> Dsdt(const Aml& body) {
   Sdt t("DSDT", 2, "VMMKDSDT");
   t.AppendBytes(body);
@@ -188,6 +203,11 @@ absl::StatusOr<GuestAddress> WriteAcpiTables(const GuestMemory& memory, GuestAdd
     std::vector<uint8_t> mcfg = Mcfg(*tables.mcfg);
     xsdt_entries.push_back(reserve(mcfg.size()));
     out.emplace_back(xsdt_entries.back(), std::move(mcfg));
+  }
+  if (tables.dmar) {
+    std::vector<uint8_t> dmar = Dmar(*tables.dmar);
+    xsdt_entries.push_back(reserve(dmar.size()));
+    out.emplace_back(xsdt_entries.back(), std::move(dmar));
   }
   std::vector<uint8_t> xsdt = Xsdt(xsdt_entries);
   const uint64_t xsdt_at = reserve(xsdt.size());

@@ -1,6 +1,7 @@
 // File: acpi/tables.h
 // -----------------------------------------------------------------------------
 // ACPI tables for an x86 guest (ACPI 6.x, chapter 5): RSDP, XSDT, FADT, MADT, MCFG and DSDT,
+// and Intel's DMAR (VT-d specification, chapter 8) for a guest-visible IOMMU,
 // each returned as bytes with its length and checksum filled in, plus a writer that lays a set
 // of them out in guest memory and links them (RSDP -> XSDT -> tables, FADT -> DSDT).
 //
@@ -72,18 +73,28 @@ struct McfgConfig {
   uint8_t end_bus = 0;
 };
 
+// A DMA Remapping table with one remapping unit (DRHD) on segment 0.
+struct DmarConfig {
+  uint8_t address_width = 39;   // The DMA address width (the table holds it minus one).
+  uint64_t register_base = 0;   // The unit's 4 KiB register block.
+  bool include_pci_all = true;  // The unit covers every PCI device, hot-added ones too.
+  bool interrupt_remapping = false;
+};
+
 std::vector<uint8_t> Rsdp(uint64_t xsdt_address);
 std::vector<uint8_t> Xsdt(absl::Span<const uint64_t> table_addresses);
 std::vector<uint8_t> Fadt(const FadtConfig& config, uint64_t dsdt_address);
 std::vector<uint8_t> Madt(const MadtConfig& config);
 std::vector<uint8_t> Mcfg(const McfgConfig& config);
 std::vector<uint8_t> Dsdt(const Aml& body);
+std::vector<uint8_t> Dmar(const DmarConfig& config);
 
 struct AcpiTables {
   Aml dsdt_body;
   FadtConfig fadt;
   MadtConfig madt;
   std::optional<McfgConfig> mcfg;
+  std::optional<DmarConfig> dmar;
 };
 
 // Writes the RSDP at `base` and the tables after it (8-byte aligned), all within

@@ -48,13 +48,14 @@ AcpiTables Example() {
                .iapc_boot_arch = kIapc8042 | kIapcVgaNotPresent},
       .madt = {.apic_ids = {0, 1}, .overrides = {{0, 2, 0}, {9, 9, 0xd}}},
       .mcfg = McfgConfig{.ecam_base = 0xe0000000},
+      .dmar = DmarConfig{.register_base = 0xfed90000},
   };
 }
 
 TEST(AcpiTablesTest, EveryTableChecksumsToZeroAndHasItsLength) {
   const AcpiTables t = Example();
   for (const auto& table : {Fadt(t.fadt, 0x1000), Madt(t.madt), Mcfg(*t.mcfg), Dsdt(t.dsdt_body),
-                            Xsdt({0x1000, 0x2000})}) {
+                            Xsdt({0x1000, 0x2000}), Dmar(*t.dmar)}) {
     EXPECT_EQ(Checksum(table), 0);
     uint32_t length;
     std::memcpy(&length, table.data() + 4, 4);
@@ -62,6 +63,16 @@ TEST(AcpiTablesTest, EveryTableChecksumsToZeroAndHasItsLength) {
   }
   EXPECT_EQ(Fadt(t.fadt, 0).size(), 276u);
   EXPECT_EQ(Mcfg(*t.mcfg).size(), 60u);
+  const std::vector<uint8_t> dmar = Dmar(*t.dmar);
+  ASSERT_EQ(dmar.size(), 48u + 16u);
+  EXPECT_EQ(dmar[36], 38) << "host address width - 1";
+  EXPECT_EQ(dmar[37], 0) << "no interrupt remapping";
+  EXPECT_EQ(dmar[48], 0) << "DRHD";
+  EXPECT_EQ(dmar[50], 16) << "its length";
+  EXPECT_EQ(dmar[52], 1) << "INCLUDE_PCI_ALL";
+  uint64_t base;
+  std::memcpy(&base, &dmar[56], 8);
+  EXPECT_EQ(base, 0xfed90000u);
   const std::vector<uint8_t> rsdp = Rsdp(0x12345678);
   EXPECT_EQ(Checksum(absl::MakeSpan(rsdp).subspan(0, 20)), 0);
   EXPECT_EQ(Checksum(rsdp), 0);
@@ -74,9 +85,9 @@ TEST(AcpiTablesTest, WriteLinksRsdpXsdtAndTables) {
   EXPECT_EQ(rsdp, GuestAddress(0xe0000));
   ASSERT_OK_AND_ASSIGN(uint64_t xsdt, mem.ReadObj<uint64_t>(GuestAddress(0xe0000 + 24)));
   ASSERT_OK_AND_ASSIGN(uint32_t xsdt_len, mem.ReadObj<uint32_t>(GuestAddress(xsdt + 4)));
-  EXPECT_EQ(xsdt_len, 36u + 3 * 8) << "FADT, MADT, MCFG";
+  EXPECT_EQ(xsdt_len, 36u + 4 * 8) << "FADT, MADT, MCFG, DMAR";
   std::vector<std::string> signatures;
-  for (uint32_t i = 0; i < 3; ++i) {
+  for (uint32_t i = 0; i < 4; ++i) {
     ASSERT_OK_AND_ASSIGN(uint64_t table, mem.ReadObj<uint64_t>(GuestAddress(xsdt + 36 + 8 * i)));
     ASSERT_OK_AND_ASSIGN(uint32_t sig, mem.ReadObj<uint32_t>(GuestAddress(table)));
     signatures.emplace_back(reinterpret_cast<const char*>(&sig), 4);
@@ -86,7 +97,7 @@ TEST(AcpiTablesTest, WriteLinksRsdpXsdtAndTables) {
       EXPECT_EQ(std::string(reinterpret_cast<const char*>(&dsig), 4), "DSDT");
     }
   }
-  EXPECT_THAT(signatures, ::testing::ElementsAre("FACP", "APIC", "MCFG"));
+  EXPECT_THAT(signatures, ::testing::ElementsAre("FACP", "APIC", "MCFG", "DMAR"));
 }
 
 TEST(AcpiTablesTest, WriteRejectsTooSmallAreas) {
@@ -130,7 +141,7 @@ TEST(AcpiTablesTest, IaslDecodesTheDsdt) {
   EXPECT_THAT(dsl, ::testing::Not(HasSubstr("Error")));
 }
 
-TEST(AcpiTablesTest, IaslDecodesFadtMadtMcfg) {
+TEST(AcpiTablesTest, IaslDecodesFadtMadtMcfgDmar) {
   if (std::system("command -v iasl > /dev/null") != 0) GTEST_SKIP() << "iasl not installed";
   const AcpiTables t = Example();
   const std::string fadt = Disassemble(Fadt(t.fadt, 0xe0100), "facp");
@@ -145,7 +156,12 @@ TEST(AcpiTablesTest, IaslDecodesFadtMadtMcfg) {
   EXPECT_THAT(madt, HasSubstr("Address : FEC00000"));
   const std::string mcfg = Disassemble(Mcfg(*t.mcfg), "mcfg");
   EXPECT_THAT(mcfg, HasSubstr("Base Address : 00000000E0000000"));
-  for (const std::string* s : {&fadt, &madt, &mcfg}) {
+  const std::string dmar = Disassemble(Dmar(*t.dmar), "dmar");
+  EXPECT_THAT(dmar, HasSubstr("Host Address Width : 26"));
+  EXPECT_THAT(dmar, HasSubstr("Register Base Address : 00000000FED90000"));
+  EXPECT_THAT(dmar, HasSubstr("[Hardware Unit Definition]"));
+  EXPECT_THAT(dmar, HasSubstr("Flags : 01"));
+  for (const std::string* s : {&fadt, &madt, &mcfg, &dmar}) {
     EXPECT_THAT(*s, ::testing::Not(HasSubstr("Invalid"))) << *s;
     EXPECT_THAT(*s, ::testing::Not(HasSubstr("iasl failed")));
   }

@@ -95,7 +95,7 @@ absl::StatusOr<VfioHost::Function> VfioHost::Open(const std::string& bdf, StepTi
   timer.Step("VFIO container and group");
   vfio::VfioGroup& group = *groups_[*group_id].group;
   absl::StatusOr<std::unique_ptr<vfio::VfioDevice>> device = absl::InternalError("not opened");
-  if (dma_listener_ == nullptr) {
+  if (dma_listener_ == nullptr && options_.map_guest_ram) {
     // Guest RAM into the container: all of it, now (the listener replays the address space), on
     // a helper thread while this one opens the device. The open is when vfio-pci resets it, mostly
     // waiting on the hardware, and mapping is CPU work (pinning pages), so the two overlap. This

@@ -4,7 +4,8 @@
 // passed-through functions share, the IOMMU groups in it, and guest RAM DMA-mapped into it (a
 // vfio/ DmaMappingListener on the guest's address space) while at least one function is open.
 // A VMM asks it for a function's device by host address and hands that to VfioPciDevice; it
-// never touches containers, groups or DMA mappings itself.
+// never touches containers, groups or DMA mappings itself. Behind a guest-visible IOMMU a VMM
+// uses one VfioHost per function, with `map_guest_ram` off, and maps what the guest allows.
 //
 //   VfioHost host(system_memory, machine_lock);
 //   ASSIGN_OR_RETURN(VfioHost::Function f, host.Open("0000:01:00.0"));
@@ -39,6 +40,9 @@ namespace vmmkit::passthrough {
 struct VfioHostOptions {
   vfio::VfioSyscalls* syscalls = nullptr;  // Null: the real kernel.
   std::string sysfs = "/sys";              // Where host PCI functions are looked up.
+  // All of guest RAM DMA-mapped while a function is open. False behind a guest-visible IOMMU:
+  // the caller maps what the guest's tables allow (a VfioShadow on dma_backend()).
+  bool map_guest_ram = true;
 };
 
 class VfioHost {
@@ -70,6 +74,8 @@ class VfioHost {
   void Close(int group_id, const std::function<void()>& close, StepTimer* steps = nullptr);
 
   size_t open_functions() const;
+  // The container, while a function is open (null otherwise).
+  vfio::DmaBackend* dma_backend() const { return container_.get(); }
   // What guest RAM is mapped as, for resource accounting (empty with no function open).
   std::vector<vfio::IovaRange> dma_mappings() const;
 

@@ -151,6 +151,7 @@ absl::StatusOr<VmmConfig> ValidateConfig(const RawConfig& raw) {
   }
   c.prefault = raw.prefault;
   c.boot_timer = raw.boot_timer;
+  c.iommu = raw.iommu;
   if (!raw.api_socket.empty() && !raw.api_tcp.empty()) {
     return absl::InvalidArgumentError("--api_socket and --api_tcp exclude each other");
   }

@@ -31,6 +31,7 @@ struct RawConfig {
   std::string memory_backing = "anonymous";
   bool prefault = false;
   bool boot_timer = false;
+  bool iommu = false;
   std::string api_socket;
   std::string api_tcp;
   std::vector<std::string> devices;  // Each --device value.
@@ -53,6 +54,7 @@ struct VmmConfig {
   SerialMode serial;
   std::string serial_path;  // kFile only.
   bool boot_timer;
+  bool iommu;  // A guest-visible VT-d unit in front of every PCI function.
   // The control plane: a Unix socket path, or a loopback TCP address; both empty: no API.
   std::string api_socket;
   std::string api_tcp;

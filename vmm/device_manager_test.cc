@@ -38,7 +38,7 @@ class DeviceManagerTest : public ::testing::Test {
  protected:
   void SetUp() override {
     if (::access("/dev/kvm", R_OK | W_OK) != 0) GTEST_SKIP() << "no usable /dev/kvm";
-    ASSERT_OK_AND_ASSIGN(machine_, Machine::Create({.memory_bytes = 64 << 20}));
+    ASSERT_OK_AND_ASSIGN(machine_, Machine::Create({.memory_bytes = 64 << 20, .iommu = iommu_}));
     sysfs_ = fs::path(::testing::TempDir()) /
              ("sys-" + std::to_string(::getpid()) + "-" +
               ::testing::UnitTest::GetInstance()->current_test_info()->name());
@@ -130,6 +130,7 @@ class DeviceManagerTest : public ::testing::Test {
     EXPECT_OK(machine_->mmio64_space().Free(mmio64));
   }
 
+  bool iommu_ = false;  // Set before SetUp: a machine with the guest-visible VT-d unit.
   std::unique_ptr<Machine> machine_;
   fs::path sysfs_;
   FakeVfioKernel kernel_;
@@ -479,6 +480,90 @@ TEST_F(EmulatedKindTest, NoRoomForA64BitBarRollsBackTheWholeAdd) {
 TEST_F(EmulatedKindTest, AnUnknownKindIsABadRequest) {
   EXPECT_THAT(dm_->Add({.id = "x", .kind = "nosuch"}, true),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("no device kind nosuch")));
+}
+
+// Behind the guest-visible VT-d unit: a function's host container holds what the guest's tables
+// map for it, nothing else. The guest is played through the unit's registers on the MMIO bus,
+// as a vCPU's accesses reach it.
+class IommuDeviceManagerTest : public DeviceManagerTest {
+ protected:
+  IommuDeviceManagerTest() { iommu_ = true; }
+  void Reg32(uint64_t off, uint32_t v) {
+    ASSERT_TRUE(machine_->mmio().Write(
+        kVtdBase + off, absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(&v), 4)));
+  }
+  void Reg64(uint64_t off, uint64_t v) {
+    ASSERT_TRUE(machine_->mmio().Write(
+        kVtdBase + off, absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(&v), 8)));
+  }
+  void Put(uint64_t gpa, uint64_t v) {
+    ASSERT_OK(machine_->memory().WriteObj(GuestAddress(gpa), v));
+  }
+  // Register-based invalidations, as a driver without queued invalidation sends them.
+  void GlobalInvalidate() {
+    Reg64(iommu::vtd::kRegCcmd, (uint64_t{1} << 63) | (uint64_t{1} << 61));
+    Reg64(iommu::vtd::kRegIotlb, (uint64_t{1} << 63) | (uint64_t{1} << 60));
+  }
+  void PageInvalidate(uint16_t domain, uint64_t iova) {
+    Reg64(iommu::vtd::kRegIva, iova);
+    Reg64(iommu::vtd::kRegIotlb,
+          (uint64_t{1} << 63) | (uint64_t{3} << 60) | (uint64_t{domain} << 32));
+  }
+  std::vector<const FakeVfioKernel::Container*> Containers() {
+    std::vector<const FakeVfioKernel::Container*> out;
+    for (const auto& [fd, c] : kernel_.containers()) out.push_back(&c);
+    return out;
+  }
+};
+
+TEST_F(IommuDeviceManagerTest, EachFunctionGetsExactlyWhatTheGuestMapsForIt) {
+  ASSERT_NE(machine_->iommu(), nullptr);
+  ASSERT_OK(dm_->Add({.id = "a", .host_bdf = kBdf, .slot = 3}, false).status());
+  ASSERT_OK(dm_->Add({.id = "b", .host_bdf = kBdf2, .slot = 4}, false).status());
+  EXPECT_EQ(kernel_.OpenFds()["container"], 2) << "a container each: isolated on the host";
+  ASSERT_EQ(Containers().size(), 2u);
+  EXPECT_EQ(Containers()[0]->mappings.size(), 1u) << "translation off: all of RAM, 1:1";
+  // The guest: a root table, a context table, one page table per domain.
+  constexpr uint64_t kRoot = 0x100000, kCtx = 0x101000, kPt1 = 0x102000, kPt2 = 0x103000;
+  for (uint64_t t : {kRoot, kCtx, kPt1, kPt2, 0x104000ul, 0x105000ul}) {
+    for (uint64_t i = 0; i < 512; ++i) Put(t + 8 * i, 0);
+  }
+  Put(kRoot, kCtx | 1);
+  Put(kCtx + 16 * 0x18, kPt1 | 1);  // 00:03.0 in domain 1.
+  Put(kCtx + 16 * 0x18 + 8, 1 | (1 << 8));
+  Put(kCtx + 16 * 0x20, kPt2 | 1);  // 00:04.0 in domain 2.
+  Put(kCtx + 16 * 0x20 + 8, 1 | (2 << 8));
+  Reg64(iommu::vtd::kRegRtaddr, kRoot);
+  Reg32(iommu::vtd::kRegGcmd, iommu::vtd::kGcmdSrtp);
+  GlobalInvalidate();
+  Reg32(iommu::vtd::kRegGcmd, iommu::vtd::kGcmdTe);
+  EXPECT_TRUE(Containers()[0]->mappings.empty()) << "an empty domain";
+  EXPECT_TRUE(Containers()[1]->mappings.empty());
+  // Domain 1 maps IOVA 0x10000 -> guest RAM 0x800000 and says so.
+  Put(kPt1, 0x104000 | 3);
+  Put(0x104000, 0x105000 | 3);
+  Put(0x105000 + 8 * 0x10, 0x800000 | 3);
+  PageInvalidate(1, 0x10000);
+  ASSERT_EQ(Containers()[0]->mappings.size(), 1u);
+  EXPECT_EQ(Containers()[0]->mappings.begin()->first, 0x10000u);
+  EXPECT_EQ(Containers()[0]->mappings.begin()->second.size, 0x1000u);
+  EXPECT_EQ(Containers()[0]->mappings.begin()->second.vaddr,
+            reinterpret_cast<uint64_t>(machine_->memory().regions()[0]->host_address()) + 0x800000);
+  EXPECT_TRUE(Containers()[1]->mappings.empty()) << "domain 2 does not see domain 1's page";
+  Resources r;
+  dm_->CountResources(r);
+  EXPECT_EQ(r.dma_mappings, 1u);
+  EXPECT_EQ(r.dma_mapped_bytes, 0x1000u);
+  // Removed, added again: one notifier, the domain's mapping replayed into the new container.
+  GuestEjects(3);
+  EXPECT_EQ(machine_->iommu()->NotifierCount(0x18), 0u);
+  ASSERT_OK(dm_->Add({.id = "a", .host_bdf = kBdf, .slot = 3}, false).status());
+  EXPECT_EQ(machine_->iommu()->NotifierCount(0x18), 1u);
+  ASSERT_EQ(kernel_.container().mappings.size(), 1u) << "the new container";
+  EXPECT_EQ(kernel_.container().mappings.begin()->first, 0x10000u);
+  dm_->RemoveAll();
+  RunPosted();
+  ExpectNothingLeft();
 }
 
 }  // namespace

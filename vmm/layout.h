@@ -10,7 +10,8 @@
 //   0x0010_0000  kernel (bzImage protected-mode part), then RAM up to min(memory, 3 GiB)
 //   0xc000_0000  PCI MMIO window (512 MiB)
 //   0xe000_0000  PCIe ECAM for bus 0 (1 MiB, reserved)
-//   0xfec0_0000  IOAPIC              0xfee0_0000  LAPIC
+//   0xfec0_0000  IOAPIC              0xfed9_0000  VT-d registers (with --iommu; 4 KiB)
+//   0xfee0_0000  LAPIC
 //   0x1_0000_0000  RAM above 3 GiB, if any
 //   then, from the next 1 GiB boundary: the 64-bit PCI MMIO window (32 GiB), for 64-bit BARs
 //
@@ -48,6 +49,8 @@ inline constexpr uint64_t kPciMmioEnd = 0xdfffffff;
 inline constexpr uint64_t kEcamBase = 0xe0000000;
 inline constexpr uint64_t kEcamSize = 1 << 20;  // Bus 0 only.
 inline constexpr uint32_t kIoapicAddress = 0xfec00000;
+// Where q35 puts its VT-d unit, so software written against QEMU finds it.
+inline constexpr uint64_t kVtdBase = 0xfed90000;
 inline constexpr uint64_t kHighRamStart = uint64_t{1} << 32;
 inline constexpr GuestAddress kTssAddress(0xfffbd000);
 inline constexpr GuestAddress kIdentityMapAddress(0xfffbc000);

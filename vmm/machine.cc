@@ -2,10 +2,34 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
+#include "iommu/vtd/dma_space.h"
 #include "irq/irqchip.h"
 #include "vmm/layout.h"
 
 namespace vmmkit::vmm {
+namespace {
+
+// A device whose accesses are made under the machine lock: the VT-d unit's register writes
+// change host IOMMU mappings, which follow the address space that vCPUs also change.
+class UnderMachineLock : public devices::BusDevice {
+ public:
+  UnderMachineLock(std::shared_ptr<devices::BusDevice> device, Mutex& lock)
+      : device_(std::move(device)), lock_(lock) {}
+  void Read(uint64_t offset, absl::Span<uint8_t> data) override {
+    MutexLock lock(lock_);
+    device_->Read(offset, data);
+  }
+  void Write(uint64_t offset, absl::Span<const uint8_t> data) override {
+    MutexLock lock(lock_);
+    device_->Write(offset, data);
+  }
+
+ private:
+  const std::shared_ptr<devices::BusDevice> device_;
+  Mutex& lock_;
+};
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<Machine>> Machine::Create(const MachineConfig& config) {
   std::unique_ptr<Machine> m(new Machine());
@@ -43,7 +67,22 @@ absl::StatusOr<std::unique_ptr<Machine>> Machine::Create(const MachineConfig& co
   m->io_space_ = std::make_unique<AddressAllocator>(std::move(io_space));
   m->msi_routes_ = std::make_unique<irq::MsiRoutes>(*m->vm_, kMsiFirstGsi, kMsiGsiCount,
                                                     kvm::DefaultIrqchipRoutes());
+  if (config.iommu) {
+    // Its own interrupts (fault events, invalidation waits) are plain MSIs from the platform.
+    m->iommu_ = std::make_shared<iommu::vtd::RemappingUnit>(
+        *m->memory_,
+        iommu::vtd::UnitOptions{.send_msi = [vm = m->vm_.get()](uint64_t a, uint32_t d) {
+          (void)vm->SignalMsi(a, d);
+        }});
+    RETURN_IF_ERROR(m->mmio_.Insert(std::make_shared<UnderMachineLock>(m->iommu_, m->lock_),
+                                    kVtdBase, iommu::vtd::RemappingUnit::kSize));
+  }
   return m;
+}
+
+std::unique_ptr<DmaSpace> Machine::DmaFor(uint16_t requester_id) {
+  if (iommu_ == nullptr) return std::make_unique<IdentityDmaSpace>(*memory_);
+  return std::make_unique<iommu::vtd::VtdDmaSpace>(*iommu_, *memory_, requester_id);
 }
 
 Machine::~Machine() {

@@ -24,6 +24,7 @@
 #include "absl/status/statusor.h"
 #include "base/mutex.h"
 #include "devices/bus.h"
+#include "iommu/vtd/unit.h"
 #include "irq/msi_routes.h"
 #include "kvm/kvm.h"
 #include "kvm/memory_slots.h"
@@ -41,6 +42,8 @@ struct MachineConfig {
   uint64_t memory_bytes = 64 << 20;
   GuestRegionBacking backing = GuestRegionBacking::kAnonymous;
   bool prefault = false;
+  // A guest-visible Intel VT-d unit (caching mode) at kVtdBase in front of every PCI function.
+  bool iommu = false;
 };
 
 class Machine {
@@ -57,8 +60,14 @@ class Machine {
   kvm::Vm& vm() { return *vm_; }
   GuestMemory& memory() { return *memory_; }
   AddressSpace& address_space() { return address_space_; }  // Change under lock().
-  // How an emulated device reads and writes guest memory for DMA (identity: no IOMMU yet).
+  // How the machine's own code reads and writes guest memory at guest-physical addresses.
   const DmaSpace& dma() const { return *dma_; }
+  // How the PCI function with `requester_id` (bus << 8 | devfn) reaches memory for DMA: through
+  // the guest's VT-d tables when the machine has the unit, guest-physical otherwise.
+  std::unique_ptr<DmaSpace> DmaFor(uint16_t requester_id);
+  // The guest-visible VT-d unit, or null. Its notifier registrations are made under lock(), as
+  // are the guest's accesses to its registers (their invalidations reach the host IOMMU).
+  iommu::vtd::RemappingUnit* iommu() { return iommu_.get(); }
   devices::Bus& pio() { return pio_; }
   devices::Bus& mmio() { return mmio_; }
   pci::PciRootBus& pci() { return *pci_; }
@@ -88,6 +97,7 @@ class Machine {
   std::shared_ptr<pci::PciRootBus> pci_;
   std::unique_ptr<AddressAllocator> mmio_space_, io_space_, mmio64_space_;
   std::unique_ptr<irq::MsiRoutes> msi_routes_;
+  std::shared_ptr<iommu::vtd::RemappingUnit> iommu_;
   Mutex lock_;
 };
 

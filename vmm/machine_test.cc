@@ -76,5 +76,38 @@ TEST_F(MachineTest, TheMsiRouteTableLivesWithTheMachine) {
   EXPECT_EQ(machine_->msi_route_count(), 1u);
 }
 
+TEST_F(MachineTest, WithoutAnIommuDmaIsGuestPhysical) {
+  EXPECT_EQ(machine_->iommu(), nullptr);
+  uint32_t reg = 0;
+  EXPECT_FALSE(machine_->mmio().Read(kVtdBase, absl::MakeSpan(reinterpret_cast<uint8_t*>(&reg), 4)))
+      << "nothing at the VT-d address";
+  std::unique_ptr<DmaSpace> dma = machine_->DmaFor(0x18);
+  ASSERT_OK(dma->WriteObj(Iova(0x2000), uint32_t{7}));
+  ASSERT_OK_AND_ASSIGN(uint32_t v, machine_->memory().ReadObj<uint32_t>(GuestAddress(0x2000)));
+  EXPECT_EQ(v, 7u);
+}
+
+TEST(MachineIommuTest, TheVtdUnitAnswersAtItsAddressAndTranslatesDma) {
+  if (::access("/dev/kvm", R_OK | W_OK) != 0) GTEST_SKIP() << "no usable /dev/kvm";
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Machine> m,
+                       Machine::Create({.memory_bytes = 64 << 20, .iommu = true}));
+  ASSERT_NE(m->iommu(), nullptr);
+  uint32_t version = 0;
+  ASSERT_TRUE(m->mmio().Read(kVtdBase, absl::MakeSpan(reinterpret_cast<uint8_t*>(&version), 4)));
+  EXPECT_EQ(version, 0x10u);
+  std::unique_ptr<DmaSpace> dma = m->DmaFor(0x18);
+  // Translation off: 1:1, like the hardware before the guest's driver enables it.
+  ASSERT_OK(dma->WriteObj(Iova(0x3000), uint32_t{9}));
+  ASSERT_OK_AND_ASSIGN(uint32_t v, m->memory().ReadObj<uint32_t>(GuestAddress(0x3000)));
+  EXPECT_EQ(v, 9u);
+  // Translation on with an empty root table: every access faults.
+  const uint32_t te = iommu::vtd::kGcmdTe;
+  ASSERT_TRUE(m->mmio().Write(kVtdBase + iommu::vtd::kRegGcmd,
+                              absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(&te), 4)));
+  EXPECT_FALSE(dma->WriteObj(Iova(0x3000), uint32_t{1}).ok());
+  ASSERT_OK_AND_ASSIGN(v, m->memory().ReadObj<uint32_t>(GuestAddress(0x3000)));
+  EXPECT_EQ(v, 9u);
+}
+
 }  // namespace
 }  // namespace vmmkit::vmm

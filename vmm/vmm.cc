@@ -115,7 +115,8 @@ absl::Status Vmm::Build() {
 
   ASSIGN_OR_RETURN(machine_, Machine::Create({.memory_bytes = config_.memory_bytes,
                                               .backing = config_.memory_backing,
-                                              .prefault = config_.prefault}));
+                                              .prefault = config_.prefault,
+                                              .iommu = config_.iommu}));
   GuestMemory& memory = machine_->memory();
 
   // ACPI first: the loader passes the RSDP's address in the zero page.
@@ -131,6 +132,7 @@ absl::Status Vmm::Build() {
                .overrides = {{.source = 0, .gsi = 2, .flags = 0}}},
       .mcfg = acpi::McfgConfig{.ecam_base = kEcamBase},
   };
+  if (config_.iommu) tables.dmar = acpi::DmarConfig{.register_base = kVtdBase};
   for (uint32_t i = 0; i < config_.cpus; ++i)
     tables.madt.apic_ids.push_back(static_cast<uint8_t>(i));
   ASSIGN_OR_RETURN(GuestAddress rsdp,

@@ -96,6 +96,8 @@ class FakeVfioKernel : public VfioSyscalls {
 
   // The most recently opened container (tests with one container use this).
   Container& container() { return containers_.at(last_container_fd_); }
+  // Every container ever opened, by fd, in the order opened.
+  const std::map<int, Container>& containers() const { return containers_; }
   // The fds this fake handed out that are still open, by kind ("container", "group", "device",
   // "iommufd", "cdev").
   std::map<std::string, int> OpenFds();

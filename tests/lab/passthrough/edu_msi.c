@@ -4,12 +4,33 @@
 // "edu-msi". The interrupts are raised from userspace through the sysfs BAR0 mapping (edu's
 // "raise interrupt" register at 0x60); the handler acknowledges them (0x64), as a real driver
 // would, so every raise is one interrupt.
+//
+// With dma_rounds=N it also runs N DMA roundtrips through the kernel's DMA API at probe (a
+// buffer mapped to the device, copied RAM -> edu, a second one mapped from it, copied back, the
+// data compared, both unmapped): behind an IOMMU every map and unmap is a change to the guest's
+// IOMMU tables, which is what the vIOMMU lab scenario drives. The result is logged as
+// "edu-msi: DMA API: N roundtrips verified" or "edu-msi: DMA API: FAIL ...".
+#include <linux/delay.h>
+#include <linux/dma-mapping.h>
 #include <linux/interrupt.h>
 #include <linux/module.h>
 #include <linux/pci.h>
+#include <linux/slab.h>
 
 #define EDU_IRQ_STATUS 0x24
 #define EDU_IRQ_ACK 0x64
+#define EDU_DMA_SRC 0x80
+#define EDU_DMA_DST 0x88
+#define EDU_DMA_COUNT 0x90
+#define EDU_DMA_CMD 0x98
+#define EDU_DMA_START 1
+#define EDU_DMA_TO_RAM 2
+#define EDU_BUFFER 0x40000
+#define DMA_BYTES 2048
+
+static int dma_rounds;
+module_param(dma_rounds, int, 0444);
+MODULE_PARM_DESC(dma_rounds, "DMA API roundtrips to run at probe");
 
 struct edu_msi {
 	void __iomem *bar0;
@@ -25,6 +46,72 @@ static irqreturn_t edu_msi_handler(int irq, void *data)
 		return IRQ_NONE;
 	iowrite32(status, edu->bar0 + EDU_IRQ_ACK);
 	return IRQ_HANDLED;
+}
+
+/* One edu DMA of DMA_BYTES between `bus` (a DMA address) and edu's buffer; false on timeout. */
+static bool edu_dma(void __iomem *bar0, dma_addr_t bus, bool to_ram)
+{
+	int i;
+
+	writeq(to_ram ? EDU_BUFFER : bus, bar0 + EDU_DMA_SRC);
+	writeq(to_ram ? bus : EDU_BUFFER, bar0 + EDU_DMA_DST);
+	writeq(DMA_BYTES, bar0 + EDU_DMA_COUNT);
+	writeq(EDU_DMA_START | (to_ram ? EDU_DMA_TO_RAM : 0), bar0 + EDU_DMA_CMD);
+	for (i = 0; i < 300; i++) { /* edu finishes on a 100 ms timer. */
+		if (!(readq(bar0 + EDU_DMA_CMD) & EDU_DMA_START))
+			return true;
+		msleep(10);
+	}
+	return false;
+}
+
+static int edu_dma_rounds(struct pci_dev *pdev, void __iomem *bar0, int rounds)
+{
+	u8 *src = kmalloc(DMA_BYTES, GFP_KERNEL), *dst = kmalloc(DMA_BYTES, GFP_KERNEL);
+	int r, i, ret = 0;
+
+	if (!src || !dst) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	for (r = 0; r < rounds && ret == 0; r++) {
+		dma_addr_t to, from;
+
+		for (i = 0; i < DMA_BYTES; i++)
+			src[i] = (u8)(i * 7 + r);
+		memset(dst, 0, DMA_BYTES);
+		to = dma_map_single(&pdev->dev, src, DMA_BYTES, DMA_TO_DEVICE);
+		if (dma_mapping_error(&pdev->dev, to)) {
+			ret = -EIO;
+			break;
+		}
+		if (!edu_dma(bar0, to, false))
+			ret = -ETIMEDOUT;
+		dma_unmap_single(&pdev->dev, to, DMA_BYTES, DMA_TO_DEVICE);
+		if (ret)
+			break;
+		from = dma_map_single(&pdev->dev, dst, DMA_BYTES, DMA_FROM_DEVICE);
+		if (dma_mapping_error(&pdev->dev, from)) {
+			ret = -EIO;
+			break;
+		}
+		if (!edu_dma(bar0, from, true))
+			ret = -ETIMEDOUT;
+		dma_unmap_single(&pdev->dev, from, DMA_BYTES, DMA_FROM_DEVICE);
+		if (ret == 0 && memcmp(src, dst, DMA_BYTES) != 0)
+			ret = -EILSEQ;
+		if (r == 0)
+			dev_info(&pdev->dev, "edu-msi: DMA API: round 0 at bus addresses %pad, %pad\n",
+				 &to, &from);
+	}
+	if (ret)
+		dev_err(&pdev->dev, "edu-msi: DMA API: FAIL in round %d: %d\n", r, ret);
+	else
+		dev_info(&pdev->dev, "edu-msi: DMA API: %d roundtrips verified\n", rounds);
+out:
+	kfree(src);
+	kfree(dst);
+	return ret;
 }
 
 static int edu_msi_probe(struct pci_dev *pdev, const struct pci_device_id *id)
@@ -53,6 +140,14 @@ static int edu_msi_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	}
 	pci_set_drvdata(pdev, edu);
 	dev_info(&pdev->dev, "edu-msi: MSI on irq %d\n", edu->irq);
+	if (dma_rounds > 0) {
+		if (dma_set_mask_and_coherent(&pdev->dev, DMA_BIT_MASK(32)) == 0) {
+			pci_set_master(pdev);
+			edu_dma_rounds(pdev, edu->bar0, dma_rounds);
+		} else {
+			dev_err(&pdev->dev, "edu-msi: DMA API: FAIL: no 32-bit DMA mask\n");
+		}
+	}
 	return 0;
 }
 
