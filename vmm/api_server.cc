@@ -71,6 +71,18 @@ void ToProto(const DeviceSummary& d, pb::Device* out) {
   out->set_guest_bdf(d.guest_bdf);
   out->set_host_bdf(d.host_bdf);
   out->set_description(d.description);
+  if (d.iommu) {
+    pb::DeviceIommu* i = out->mutable_iommu();
+    if (d.iommu->domain) i->set_domain(*d.iommu->domain);
+    i->set_translation_enabled(d.iommu->translation_enabled);
+    i->set_shadowed_mappings(d.iommu->shadowed_mappings);
+    i->set_page_invalidations(d.iommu->page_invalidations);
+    i->set_domain_invalidations(d.iommu->domain_invalidations);
+    i->set_global_invalidations(d.iommu->global_invalidations);
+    i->set_context_invalidations(d.iommu->context_invalidations);
+    i->set_host_map_calls(d.iommu->host_map_calls);
+    i->set_host_unmap_calls(d.iommu->host_unmap_calls);
+  }
 }
 
 void ToProto(const VmStatus& s, pb::Vm* out) {

@@ -79,6 +79,44 @@ TEST_F(ApiServerTest, GetPauseResumeWithTheSpecifiedCodes) {
   EXPECT_EQ(devices.devices(0).id(), "com1");
 }
 
+TEST_F(ApiServerTest, ADeviceBehindTheGuestIommuReportsWhatItDoes) {
+  DeviceSummary d{"hp0",
+                  DeviceSummary::Kind::kVfioPci,
+                  "0000:00:03.0",
+                  "0000:01:00.0",
+                  "vfio-pci",
+                  DeviceIommuSummary{.domain = 7,
+                                     .translation_enabled = true,
+                                     .shadowed_mappings = 3,
+                                     .page_invalidations = 40,
+                                     .domain_invalidations = 2,
+                                     .global_invalidations = 1,
+                                     .context_invalidations = 4,
+                                     .host_map_calls = 23,
+                                     .host_unmap_calls = 20}};
+  vm_.hotplugged["hp0"] = d;
+  grpc::ClientContext c;
+  pb::GetDeviceRequest req;
+  req.set_id("hp0");
+  pb::Device got;
+  ASSERT_TRUE(stub_->GetDevice(&c, req, &got).ok());
+  ASSERT_TRUE(got.has_iommu());
+  EXPECT_TRUE(got.iommu().has_domain());
+  EXPECT_EQ(got.iommu().domain(), 7u);
+  EXPECT_TRUE(got.iommu().translation_enabled());
+  EXPECT_EQ(got.iommu().shadowed_mappings(), 3u);
+  EXPECT_EQ(got.iommu().page_invalidations(), 40u);
+  EXPECT_EQ(got.iommu().domain_invalidations(), 2u);
+  EXPECT_EQ(got.iommu().global_invalidations(), 1u);
+  EXPECT_EQ(got.iommu().context_invalidations(), 4u);
+  EXPECT_EQ(got.iommu().host_map_calls(), 23u);
+  EXPECT_EQ(got.iommu().host_unmap_calls(), 20u);
+  grpc::ClientContext c2;
+  pb::Vm vm;
+  ASSERT_TRUE(stub_->GetVm(&c2, {}, &vm).ok());
+  EXPECT_FALSE(vm.devices(0).has_iommu()) << "com1 is behind no IOMMU";
+}
+
 TEST_F(ApiServerTest, ShutdownValidatesItsRequestAndHappensOnce) {
   pb::ShutdownResponse resp;
   grpc::ClientContext c1;

@@ -313,9 +313,10 @@ absl::StatusOr<DeviceSummary> VmController::AddDevice(const std::string& id,
     if (!out.ok()) {
       out = absl::Status(out.status().code(),
                          absl::StrCat("AddDevice ", id, ": ", out.status().message()));
-      OnDeviceEvent({VmEvent::DeviceChanged::Type::kFailed,
-                     DeviceSummary{id, DeviceSummary::Kind::kVfioPci, "", spec.host_bdf, ""},
-                     std::string(out.status().message())});
+      OnDeviceEvent(
+          {VmEvent::DeviceChanged::Type::kFailed,
+           DeviceSummary{id, DeviceSummary::Kind::kVfioPci, "", spec.host_bdf, "", std::nullopt},
+           std::string(out.status().message())});
       return;
     }
     OnDeviceEvent({VmEvent::DeviceChanged::Type::kAdded, *out, "AddDevice request"});

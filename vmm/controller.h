@@ -39,6 +39,16 @@ namespace vmmkit::vmm {
 enum class VmState { kCreated, kRunning, kPaused, kStopping };
 const char* VmStateName(VmState state);
 
+// A device behind the guest-visible IOMMU (see proto DeviceIommu).
+struct DeviceIommuSummary {
+  std::optional<uint16_t> domain;
+  bool translation_enabled = false;
+  uint64_t shadowed_mappings = 0;
+  uint64_t page_invalidations = 0, domain_invalidations = 0, global_invalidations = 0;
+  uint64_t context_invalidations = 0;
+  uint64_t host_map_calls = 0, host_unmap_calls = 0;
+};
+
 struct DeviceSummary {
   enum class Kind { kPlatform, kPci, kVfioPci };
   std::string id;
@@ -46,6 +56,7 @@ struct DeviceSummary {
   std::string guest_bdf;  // PCI only.
   std::string host_bdf;   // VFIO only.
   std::string description;
+  std::optional<DeviceIommuSummary> iommu;
 };
 
 // What the VMM holds on the VM's behalf (see proto Resources).

@@ -151,9 +151,16 @@ void DeviceManager::RemoveAll() {
 
 DeviceSummary DeviceManager::SummaryLocked(const Attached& a) const {
   auto kind = kinds_.find(a.kind);
-  return {a.id, kind != kinds_.end() ? kind->second.summary_kind : DeviceSummary::Kind::kPci,
-          absl::StrFormat("0000:00:%02x.0", a.slot), a.host,
-          absl::StrCat(a.function->Describe(), a.removing ? ", being removed" : "")};
+  DeviceSummary s{a.id,
+                  kind != kinds_.end() ? kind->second.summary_kind : DeviceSummary::Kind::kPci,
+                  absl::StrFormat("0000:00:%02x.0", a.slot),
+                  a.host,
+                  absl::StrCat(a.function->Describe(), a.removing ? ", being removed" : ""),
+                  std::nullopt};
+  if (kind != kinds_.end() && kind->second.iommu_summary) {
+    s.iommu = kind->second.iommu_summary(static_cast<uint16_t>(a.slot << 3));
+  }
+  return s;
 }
 
 absl::StatusOr<DeviceSummary> DeviceManager::BeginRemove(const std::string& id) {

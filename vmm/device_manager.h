@@ -73,6 +73,9 @@ struct PciFunctionKind {
       create;
   // Adds what the kind holds for the VM (DMA mappings) to the resource report. Optional.
   std::function<void(Resources&)> count_resources;
+  // What the guest-visible IOMMU does for the function with `requester_id`, for its summary.
+  // Optional; nullopt for a function not behind one.
+  std::function<std::optional<DeviceIommuSummary>(uint16_t requester_id)> iommu_summary;
 };
 
 struct DeviceManagerOptions {

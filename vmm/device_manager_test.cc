@@ -554,6 +554,22 @@ TEST_F(IommuDeviceManagerTest, EachFunctionGetsExactlyWhatTheGuestMapsForIt) {
   dm_->CountResources(r);
   EXPECT_EQ(r.dma_mappings, 1u);
   EXPECT_EQ(r.dma_mapped_bytes, 0x1000u);
+  // What GetDevice reports.
+  std::vector<DeviceSummary> listed = dm_->List();
+  ASSERT_EQ(listed.size(), 2u);
+  ASSERT_TRUE(listed[0].iommu.has_value());
+  const DeviceIommuSummary& a = *listed[0].iommu;
+  EXPECT_EQ(a.domain, 1);
+  EXPECT_TRUE(a.translation_enabled);
+  EXPECT_EQ(a.shadowed_mappings, 1u);
+  EXPECT_EQ(a.page_invalidations, 1u);
+  EXPECT_EQ(a.global_invalidations, 1u);
+  EXPECT_EQ(a.host_map_calls, 2u) << "RAM 1:1 while translation was off, then the page";
+  EXPECT_EQ(a.host_unmap_calls, 1u) << "RAM 1:1, when translation went on";
+  ASSERT_TRUE(listed[1].iommu.has_value());
+  EXPECT_EQ(listed[1].iommu->domain, 2);
+  EXPECT_EQ(listed[1].iommu->page_invalidations, 0u) << "domain 1's invalidation is not b's";
+  EXPECT_EQ(listed[1].iommu->shadowed_mappings, 0u);
   // Removed, added again: one notifier, the domain's mapping replayed into the new container.
   GuestEjects(3);
   EXPECT_EQ(machine_->iommu()->NotifierCount(0x18), 0u);

@@ -126,6 +126,25 @@ PciFunctionKind ShadowedKind(Machine& machine, passthrough::VfioHostOptions opti
                             fn->host->Close(group, destroy, &steps);
                           }};
   };
+  kind.iommu_summary = [&machine, functions](uint16_t sid) -> std::optional<DeviceIommuSummary> {
+    auto it = functions->find(sid);
+    if (it == functions->end()) return std::nullopt;
+    MutexLock lock(machine.lock());  // The shadow changes under it (a guest's invalidation).
+    iommu::vtd::RemappingUnit& unit = *machine.iommu();
+    const iommu::vtd::UnitCounters c = unit.DeviceCounters(sid);
+    DeviceIommuSummary s{.domain = unit.Domain(sid),
+                         .translation_enabled = unit.translation_enabled(),
+                         .page_invalidations = c.page_invalidations,
+                         .domain_invalidations = c.domain_invalidations,
+                         .global_invalidations = c.global_invalidations,
+                         .context_invalidations = c.context_invalidations};
+    if (it->second->shadow != nullptr) {
+      s.shadowed_mappings = it->second->shadow->host_mappings().size();
+      s.host_map_calls = it->second->shadow->map_calls();
+      s.host_unmap_calls = it->second->shadow->unmap_calls();
+    }
+    return s;
+  };
   kind.count_resources = [functions](Resources& r) {
     for (const auto& [sid, fn] : *functions) {
       if (fn->shadow == nullptr) continue;

@@ -496,18 +496,28 @@ absl::StatusOr<DeviceSummary> Vmm::BeginRemoveDevice(const std::string& id) {
 bool Vmm::CancelRemoveDevice(const std::string& id) { return device_manager_->CancelRemove(id); }
 
 std::vector<DeviceSummary> Vmm::PlatformDevices() const {
-  using Kind = DeviceSummary::Kind;
+  auto platform = [](std::string id, std::string description, std::string bdf = "") {
+    return DeviceSummary{std::move(id),
+                         bdf.empty() ? DeviceSummary::Kind::kPlatform : DeviceSummary::Kind::kPci,
+                         std::move(bdf),
+                         "",
+                         std::move(description),
+                         std::nullopt};
+  };
   std::vector<DeviceSummary> devices = {
-      {"com1", Kind::kPlatform, "", "", "16550A UART, I/O 0x3f8, IRQ 4"},
-      {"i8042", Kind::kPlatform, "", "", "keyboard controller (reset line), I/O 0x60/0x64"},
-      {"rtc", Kind::kPlatform, "", "", "CMOS RTC, I/O 0x70"},
-      {"acpi-sleep", Kind::kPlatform, "", "", "ACPI sleep control/status registers"},
-      {"acpi-events", Kind::kPlatform, "", "",
-       "ACPI power button and PCI hotplug (generic event device, GSI 5, I/O 0xa00)"},
-      {"pci-host", Kind::kPci, "0000:00:00.0", "", "PCI host bridge (0xcf8 and ECAM)"},
+      platform("com1", "16550A UART, I/O 0x3f8, IRQ 4"),
+      platform("i8042", "keyboard controller (reset line), I/O 0x60/0x64"),
+      platform("rtc", "CMOS RTC, I/O 0x70"),
+      platform("acpi-sleep", "ACPI sleep control/status registers"),
+      platform("acpi-events",
+               "ACPI power button and PCI hotplug (generic event device, GSI 5, I/O 0xa00)"),
+      platform("pci-host", "PCI host bridge (0xcf8 and ECAM)", "0000:00:00.0"),
   };
   if (config_.boot_timer || controller_ != nullptr) {
-    devices.push_back({"boot-timer", Kind::kPlatform, "", "", "boot-complete port 0x440"});
+    devices.push_back(platform("boot-timer", "boot-complete port 0x440"));
+  }
+  if (config_.iommu) {
+    devices.push_back(platform("iommu", "Intel VT-d DMA remapping (caching mode) at 0xfed90000"));
   }
   return devices;
 }

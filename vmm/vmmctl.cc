@@ -142,6 +142,17 @@ void PrintDevices(std::ostream& out, const google::protobuf::RepeatedPtrField<pb
     if (!d.guest_bdf().empty()) out << "\t" << d.guest_bdf();
     if (!d.host_bdf().empty()) out << "\thost " << d.host_bdf();
     out << "\t" << d.description() << "\n";
+    if (d.has_iommu()) {
+      const pb::DeviceIommu& i = d.iommu();
+      out << "    iommu\t"
+          << (!i.translation_enabled() ? std::string("translation off (1:1)")
+              : i.has_domain()         ? absl::StrCat("domain ", i.domain())
+                                       : std::string("no domain"))
+          << ", " << i.shadowed_mappings() << " shadowed mappings; invalidations: page "
+          << i.page_invalidations() << ", domain " << i.domain_invalidations() << ", global "
+          << i.global_invalidations() << ", context " << i.context_invalidations() << "; host map "
+          << i.host_map_calls() << ", unmap " << i.host_unmap_calls() << "\n";
+    }
   }
 }
 

@@ -85,6 +85,26 @@ TEST_F(VmmctlTest, DeviceShowsOneDeviceOrSaysThereIsNone) {
   EXPECT_EQ(Run({"device", "a", "b"}), kExitUsage);
 }
 
+TEST_F(VmmctlTest, ADeviceBehindTheGuestIommuShowsItsDomainAndCounts) {
+  vm_.hotplugged["hp0"] = {"hp0",
+                           DeviceSummary::Kind::kVfioPci,
+                           "0000:00:03.0",
+                           "0000:01:00.0",
+                           "vfio-pci",
+                           DeviceIommuSummary{.domain = 7,
+                                              .translation_enabled = true,
+                                              .shadowed_mappings = 3,
+                                              .page_invalidations = 40,
+                                              .host_map_calls = 23,
+                                              .host_unmap_calls = 20}};
+  ASSERT_EQ(Run({"device", "hp0"}), kExitOk) << err_.str();
+  EXPECT_THAT(out_.str(), HasSubstr("iommu\tdomain 7, 3 shadowed mappings; invalidations: page 40, "
+                                    "domain 0, global 0, context 0; host map 23, unmap 20"));
+  vm_.hotplugged["hp0"].iommu->translation_enabled = false;
+  ASSERT_EQ(Run({"device", "hp0"}), kExitOk);
+  EXPECT_THAT(out_.str(), HasSubstr("iommu\ttranslation off (1:1)"));
+}
+
 TEST_F(VmmctlTest, AddAndRemoveDevices) {
   ASSERT_EQ(Run({"add", "hp0", "/sys/bus/pci/devices/0000:01:00.0", "--slot=4"}), kExitOk)
       << err_.str();

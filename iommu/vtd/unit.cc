@@ -207,6 +207,16 @@ UnitCounters RemappingUnit::counters() {
   return counters_;
 }
 
+UnitCounters RemappingUnit::DeviceCounters(uint16_t source_id) {
+  MutexLock lock(mu_);
+  return DeviceFor(source_id).counters;
+}
+
+bool RemappingUnit::translation_enabled() {
+  MutexLock lock(mu_);
+  return gsts_ & kGcmdTe;
+}
+
 void RemappingUnit::SendMsi(uint64_t address, uint32_t data) {
   if (options_.send_msi) options_.send_msi(address, data);
 }
@@ -486,6 +496,7 @@ void RemappingUnit::InvalidateContexts(
     const std::function<bool(uint16_t sid, const Device&)>& match) {
   for (auto& [sid, d] : devices_) {
     if (!match(sid, d)) continue;
+    ++d.counters.context_invalidations;
     std::optional<DeviceContext> now = Resolve(sid, /*record=*/true);
     const bool same = now.has_value() == d.context.has_value() &&
                       (!now || (now->domain == d.context->domain && now->type == d.context->type &&
@@ -514,13 +525,16 @@ void RemappingUnit::ContextCacheInvalidate(int granularity, uint16_t did, uint16
 void RemappingUnit::InvalidateIotlb(int granularity, uint16_t domain, uint64_t addr,
                                     uint64_t size) {
   for (auto& [sid, d] : devices_) {
+    if (granularity == 1) ++d.counters.global_invalidations;  // Every device receives it.
     if (!d.context || d.context->type != TranslationType::kMultiLevel) continue;
     if (granularity == 1) {
       d.space->InvalidateAll();
     } else if (d.context->domain == domain) {
       if (granularity == 2) {
+        ++d.counters.domain_invalidations;
         d.space->InvalidateAll();
       } else {
+        ++d.counters.page_invalidations;
         d.space->InvalidateRange(Iova(addr), size);
       }
     }

@@ -97,6 +97,10 @@ class RemappingUnit : public devices::BusDevice {
   absl::StatusOr<IotlbEntry> TranslateDma(uint16_t source_id, Iova iova, IommuAccess access);
 
   UnitCounters counters();
+  // The invalidations that reached requester `source_id`'s address space (the queue's and the
+  // fault counts stay zero).
+  UnitCounters DeviceCounters(uint16_t source_id);
+  bool translation_enabled();
   uint64_t capability() const { return cap_; }
   uint64_t extended_capability() const { return ecap_; }
 
@@ -107,6 +111,7 @@ class RemappingUnit : public devices::BusDevice {
     std::unique_ptr<IommuAddressSpace> space;
     // The context as last invalidated (the context cache): what the address space translates by.
     std::optional<DeviceContext> context;
+    UnitCounters counters;  // Invalidations that reached this device.
   };
 
   uint32_t ReadDword(uint64_t offset) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -65,7 +65,7 @@ class FakeVm : public VmOperations {
     VmStatus s;
     s.config.cpus = 2;
     s.vcpu_tids = {100, 101};
-    s.devices = {{"com1", DeviceSummary::Kind::kPlatform, "", "", "16550A UART at 0x3f8"}};
+    s.devices = {{"com1", DeviceSummary::Kind::kPlatform, "", "", "16550A UART at 0x3f8", std::nullopt}};
     for (const auto& [id, d] : hotplugged) s.devices.push_back(d);
     return s;
   }
@@ -80,7 +80,7 @@ class FakeVm : public VmOperations {
     }
     DeviceSummary d{spec.id, DeviceSummary::Kind::kVfioPci,
                     "0000:00:0" + std::to_string(spec.slot.value_or(1)) + ".0", spec.host_bdf,
-                    "vfio-pci"};
+                    "vfio-pci", std::nullopt};
     hotplugged[spec.id] = d;
     return d;
   }

@@ -26,7 +26,7 @@ for c in "Linux found the DMAR table's remapping unit at 0xfed90000" \
   "intel-iommu is on (dmar0 registered)" "it knows the unit is in caching mode" \
   "edu is on the guest's PCI bus" "edu is in an IOMMU group" \
   "DMA API: 10 roundtrips through the IOMMU verified" "DMA API: no DMAR fault" \
-  "MSI: 20 raised interrupts counted in /proc/interrupts"; do
+  "MSI: 20 raised interrupts counted in /proc/interrupts" "edu_msi unbound"; do
   check "L2: $c" grep -qF "L2: PASS $c" /tmp/l2.log
 done
 
@@ -34,6 +34,19 @@ expect_rc 0 "get" ctl get
 cat /tmp/ctl.out | sed 's/^/  get| /'
 expect_rc 0 "devices" ctl devices
 check "devices: edu passed through as hostdev0" grep -q "hostdev0.*$bdf" /tmp/ctl.out
+# Exactness, from vmm's counters for the device: with the driver gone nothing stays mapped, and
+# every host mapping vmm made was unmapped exactly once (no duplicate unmap, none missed).
+expect_rc 0 "device hostdev0" ctl device hostdev0
+iommu=$(grep "iommu" /tmp/ctl.out)
+echo "lab: hostdev0 $iommu"
+num() { echo "$iommu" | sed -n "s/.*$1 \([0-9]*\).*/\1/p"; }
+shadowed=$(echo "$iommu" | sed -n 's/.* \([0-9]*\) shadowed mappings.*/\1/p')
+maps=$(num "host map"); unmaps=$(num "unmap"); pages=$(num "page")
+check "the guest put edu in a translated domain" sh -c "echo '$iommu' | grep -q 'domain [1-9]'"
+check "nothing of edu stays mapped after its driver left (shadowed: $shadowed)" test "$shadowed" = 0
+check "host maps = host unmaps ($maps, $unmaps): none duplicated, none missed" test "$maps" = "$unmaps"
+check "at least the driver's 40 map/unmap invalidations arrived page-selective ($pages)" \
+  test "${pages:-0}" -ge 40
 expect_rc 0 "forced shutdown" ctl shutdown --force
 wait $pid
 rc=$?
