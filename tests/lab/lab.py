@@ -248,7 +248,11 @@ def write_l2_initramfs(init_script, dest, work, outb, extras=()):
     and `extras` ((source, destination) pairs)."""
     root = tempfile.mkdtemp(prefix="l2root", dir=work)
     make_root(root, outb)
+    copied = set()
     for src, rel in extras:
+        if not src.endswith(".ko") and os.access(src, os.X_OK):
+            copy_with_libs(src, root, rel, copied)  # A program: its shared libraries too.
+            continue
         target = os.path.join(root, rel.lstrip("/"))
         os.makedirs(os.path.dirname(target), exist_ok=True)
         shutil.copy2(src, target)

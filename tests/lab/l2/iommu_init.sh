@@ -41,5 +41,21 @@ check "MSI: 20 raised interrupts counted in /proc/interrupts" \
 # The driver goes: nothing of edu may stay mapped (L1 checks vmm's counters).
 rmmod edu_msi
 check "edu_msi unbound" sh -c '! grep -q edu-msi /proc/interrupts'
+
+# A userspace driver on the guest's own VFIO, as DPDK or SPDK in a guest would be: edu bound to
+# vfio-pci, its DMA at IOVAs the program picks (mapped by the guest's VFIO into the guest's VT-d
+# tables, shadowed by vmm into L1), a DMA to an unmapped IOVA that must not arrive, MSI and INTx.
+# No interrupt remapping yet: type1 wants allow_unsafe_interrupts.
+for m in irqbypass vfio; do insmod /modules/$m.ko; done
+insmod /modules/vfio_iommu_type1.ko allow_unsafe_interrupts=1
+for m in vfio_virqfd vfio-pci-core vfio-pci; do insmod /modules/$m.ko; done
+echo 1234 11e8 > /sys/bus/pci/drivers/vfio-pci/new_id
+for i in $(seq 1 50); do [ -e "$edu/driver" ] && break; usleep 100000; done
+echo "L2: edu's driver now: $(basename "$(readlink "$edu/driver")")"
+vfio_probe "$(basename "$edu")" > /tmp/probe.log 2>&1
+sed 's/^/L2| /' /tmp/probe.log
+check "userspace VFIO in the guest: vfio_probe passes (DMA at its IOVAs, unmapped IOVA faults, MSI)" \
+  grep -q "probe: 0 failure(s)" /tmp/probe.log
+echo "$(basename "$edu")" > /sys/bus/pci/drivers/vfio-pci/unbind
 echo "L2: iommu checks done, $fails failure(s)"
 while true; do sleep 10; done

@@ -26,7 +26,8 @@ for c in "Linux found the DMAR table's remapping unit at 0xfed90000" \
   "intel-iommu is on (dmar0 registered)" "it knows the unit is in caching mode" \
   "edu is on the guest's PCI bus" "edu is in an IOMMU group" \
   "DMA API: 10 roundtrips through the IOMMU verified" "DMA API: no DMAR fault" \
-  "MSI: 20 raised interrupts counted in /proc/interrupts" "edu_msi unbound"; do
+  "MSI: 20 raised interrupts counted in /proc/interrupts" "edu_msi unbound" \
+  "userspace VFIO in the guest: vfio_probe passes (DMA at its IOVAs, unmapped IOVA faults, MSI)"; do
   check "L2: $c" grep -qF "L2: PASS $c" /tmp/l2.log
 done
 
@@ -34,7 +35,7 @@ expect_rc 0 "get" ctl get
 cat /tmp/ctl.out | sed 's/^/  get| /'
 expect_rc 0 "devices" ctl devices
 check "devices: edu passed through as hostdev0" grep -q "hostdev0.*$bdf" /tmp/ctl.out
-# Exactness, from vmm's counters for the device: with the driver gone nothing stays mapped, and
+# Exactness, from vmm's counters for the device: with the drivers gone nothing stays mapped, and
 # every host mapping vmm made was unmapped exactly once (no duplicate unmap, none missed).
 expect_rc 0 "device hostdev0" ctl device hostdev0
 iommu=$(grep "iommu" /tmp/ctl.out)
