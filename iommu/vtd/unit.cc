@@ -221,13 +221,23 @@ void RemappingUnit::SendMsi(uint64_t address, uint32_t data) {
   if (options_.send_msi) options_.send_msi(address, data);
 }
 
-void RemappingUnit::FaultEvent() {
-  fectl_ |= kInterruptPending;
-  if (!(fectl_ & kInterruptMask)) {
-    SendMsi(feaddr_ | (uint64_t{feuaddr_} << 32), fedata_);
-    fectl_ &= ~kInterruptPending;
+void RemappingUnit::Signal(EventInterrupt& e) {
+  e.control |= kInterruptPending;
+  if (!(e.control & kInterruptMask)) {
+    SendMsi(e.address | (uint64_t{e.upper} << 32), e.data);
+    e.control &= ~kInterruptPending;
   }
 }
+
+void RemappingUnit::WriteControl(EventInterrupt& e, uint32_t value) {
+  e.control = (e.control & ~kInterruptMask) | (value & kInterruptMask);
+  if (!(e.control & kInterruptMask) && (e.control & kInterruptPending)) {
+    e.control &= ~kInterruptPending;
+    Signal(e);
+  }
+}
+
+void RemappingUnit::FaultEvent() { Signal(fault_event_); }
 
 void RemappingUnit::RecordFault(uint16_t source_id, FaultReason reason, uint64_t address,
                                 bool write) {
@@ -336,23 +346,23 @@ uint32_t RemappingUnit::ReadDword(uint64_t off) {
       return v;
     }
     case kRegFectl:
-      return fectl_;
+      return fault_event_.control;
     case kRegFedata:
-      return fedata_;
+      return fault_event_.data;
     case kRegFeaddr:
-      return feaddr_;
+      return fault_event_.address;
     case kRegFeuaddr:
-      return feuaddr_;
+      return fault_event_.upper;
     case kRegIcs:
       return ics_;
     case kRegIectl:
-      return iectl_;
+      return wait_event_.control;
     case kRegIedata:
-      return iedata_;
+      return wait_event_.data;
     case kRegIeaddr:
-      return ieaddr_;
+      return wait_event_.address;
     case kRegIeuaddr:
-      return ieuaddr_;
+      return wait_event_.upper;
     default:
       return 0;
   }
@@ -427,41 +437,33 @@ void RemappingUnit::WriteDword(uint64_t off, uint32_t v) {
       fsts_ &= ~(v & (kFstsPfo | kFstsIqe));
       bool pending = false;
       for (const auto& r : frcd_) pending |= (r[1] >> 63) != 0;
-      if (!(fsts_ & kFstsEventBits) && !pending) fectl_ &= ~kInterruptPending;
+      if (!(fsts_ & kFstsEventBits) && !pending) fault_event_.control &= ~kInterruptPending;
       if (!(fsts_ & kFstsIqe) && iq_head_ != iq_tail_) ProcessQueue();
       return;
     }
     case kRegFectl:
-      fectl_ = (fectl_ & ~kInterruptMask) | (v & kInterruptMask);
-      if (!(fectl_ & kInterruptMask) && (fectl_ & kInterruptPending)) {
-        SendMsi(feaddr_ | (uint64_t{feuaddr_} << 32), fedata_);
-        fectl_ &= ~kInterruptPending;
-      }
+      WriteControl(fault_event_, v);
       return;
     case kRegFedata:
-      fedata_ = v & 0xffff;
+      fault_event_.data = v & 0xffff;
       return;
     case kRegFeaddr:
-      feaddr_ = v & ~3u;
+      fault_event_.address = v & ~3u;
       return;
     case kRegIcs:
       if (v & kIcsIwc) {
         ics_ &= ~kIcsIwc;
-        iectl_ &= ~kInterruptPending;
+        wait_event_.control &= ~kInterruptPending;
       }
       return;
     case kRegIectl:
-      iectl_ = (iectl_ & ~kInterruptMask) | (v & kInterruptMask);
-      if (!(iectl_ & kInterruptMask) && (iectl_ & kInterruptPending)) {
-        SendMsi(ieaddr_ | (uint64_t{ieuaddr_} << 32), iedata_);
-        iectl_ &= ~kInterruptPending;
-      }
+      WriteControl(wait_event_, v);
       return;
     case kRegIedata:
-      iedata_ = v & 0xffff;
+      wait_event_.data = v & 0xffff;
       return;
     case kRegIeaddr:
-      ieaddr_ = v & ~3u;
+      wait_event_.address = v & ~3u;
       return;
     default:
       return;  // Read-only, reserved or not offered: ignored.
@@ -595,13 +597,7 @@ bool RemappingUnit::Execute(uint64_t qw0, uint64_t qw1) {
       if (qw0 & (1u << 4)) {  // Interrupt.
         const bool was = ics_ & kIcsIwc;
         ics_ |= kIcsIwc;
-        if (!was) {
-          iectl_ |= kInterruptPending;
-          if (!(iectl_ & kInterruptMask)) {
-            SendMsi(ieaddr_ | (uint64_t{ieuaddr_} << 32), iedata_);
-            iectl_ &= ~kInterruptPending;
-          }
-        }
+        if (!was) Signal(wait_event_);
       }
       return true;
     }

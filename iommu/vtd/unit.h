@@ -106,6 +106,12 @@ class RemappingUnit : public devices::BusDevice {
 
  private:
   class DeviceModel;
+  // The unit's two interrupts: control (IM, IP), data, address and upper address registers.
+  struct EventInterrupt {
+    uint32_t control = 1u << 31;  // Masked at reset.
+    uint32_t data = 0, address = 0, upper = 0;
+  };
+
   struct Device {
     std::unique_ptr<DeviceModel> model;
     std::unique_ptr<IommuAddressSpace> space;
@@ -134,6 +140,10 @@ class RemappingUnit : public devices::BusDevice {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void QueueError() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FaultEvent() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Marks `e` pending and sends it unless masked.
+  void Signal(EventInterrupt& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A guest write of `e`'s control register: unmasking sends what is pending.
+  void WriteControl(EventInterrupt& e, uint32_t value) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SendMsi(uint64_t address, uint32_t data);
   Device& DeviceFor(uint16_t source_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::optional<DeviceContext> Resolve(uint16_t source_id, bool record)
@@ -149,16 +159,12 @@ class RemappingUnit : public devices::BusDevice {
   uint64_t rtaddr_ ABSL_GUARDED_BY(mu_) = 0;      // As written.
   uint64_t root_table_ ABSL_GUARDED_BY(mu_) = 0;  // As latched by SRTP.
   uint64_t ccmd_ ABSL_GUARDED_BY(mu_) = 0;
-  uint32_t fsts_ ABSL_GUARDED_BY(mu_) = 0;  // PFO, IQE (PPF and FRI are computed).
-  uint32_t fectl_ ABSL_GUARDED_BY(mu_) = 1u << 31;
-  uint32_t fedata_ ABSL_GUARDED_BY(mu_) = 0, feaddr_ ABSL_GUARDED_BY(mu_) = 0;
-  uint32_t feuaddr_ ABSL_GUARDED_BY(mu_) = 0;
+  uint32_t fsts_ ABSL_GUARDED_BY(mu_) = 0;           // PFO, IQE (PPF and FRI are computed).
+  EventInterrupt fault_event_ ABSL_GUARDED_BY(mu_);  // FECTL, FEDATA, FEADDR, FEUADDR.
   uint64_t iqa_ ABSL_GUARDED_BY(mu_) = 0;
   uint32_t iq_head_ ABSL_GUARDED_BY(mu_) = 0, iq_tail_ ABSL_GUARDED_BY(mu_) = 0;
   uint32_t ics_ ABSL_GUARDED_BY(mu_) = 0;
-  uint32_t iectl_ ABSL_GUARDED_BY(mu_) = 1u << 31;
-  uint32_t iedata_ ABSL_GUARDED_BY(mu_) = 0, ieaddr_ ABSL_GUARDED_BY(mu_) = 0;
-  uint32_t ieuaddr_ ABSL_GUARDED_BY(mu_) = 0;
+  EventInterrupt wait_event_ ABSL_GUARDED_BY(mu_);  // IECTL, IEDATA, IEADDR, IEUADDR.
   uint64_t iva_ ABSL_GUARDED_BY(mu_) = 0, iotlb_ ABSL_GUARDED_BY(mu_) = 0;
   std::array<std::array<uint64_t, 2>, kFaultRecords> frcd_ ABSL_GUARDED_BY(mu_) = {};
   size_t next_record_ ABSL_GUARDED_BY(mu_) = 0;
