@@ -94,7 +94,7 @@ TEST_F(ApiServerTest, ADeviceBehindTheGuestIommuReportsWhatItDoes) {
                                      .context_invalidations = 4,
                                      .host_map_calls = 23,
                                      .host_unmap_calls = 20}};
-  vm_.hotplugged["hp0"] = d;
+  ASSERT_TRUE(loop_.RunOnLoop([&] { vm_.hotplugged["hp0"] = d; }).ok());  // The VM's thread.
   grpc::ClientContext c;
   pb::GetDeviceRequest req;
   req.set_id("hp0");

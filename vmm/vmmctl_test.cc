@@ -86,21 +86,23 @@ TEST_F(VmmctlTest, DeviceShowsOneDeviceOrSaysThereIsNone) {
 }
 
 TEST_F(VmmctlTest, ADeviceBehindTheGuestIommuShowsItsDomainAndCounts) {
-  vm_.hotplugged["hp0"] = {"hp0",
-                           DeviceSummary::Kind::kVfioPci,
-                           "0000:00:03.0",
-                           "0000:01:00.0",
-                           "vfio-pci",
-                           DeviceIommuSummary{.domain = 7,
-                                              .translation_enabled = true,
-                                              .shadowed_mappings = 3,
-                                              .page_invalidations = 40,
-                                              .host_map_calls = 23,
-                                              .host_unmap_calls = 20}};
+  const DeviceSummary d{"hp0",
+                        DeviceSummary::Kind::kVfioPci,
+                        "0000:00:03.0",
+                        "0000:01:00.0",
+                        "vfio-pci",
+                        DeviceIommuSummary{.domain = 7,
+                                           .translation_enabled = true,
+                                           .shadowed_mappings = 3,
+                                           .page_invalidations = 40,
+                                           .host_map_calls = 23,
+                                           .host_unmap_calls = 20}};
+  ASSERT_TRUE(loop_.RunOnLoop([&] { vm_.hotplugged["hp0"] = d; }).ok());  // The VM's thread.
   ASSERT_EQ(Run({"device", "hp0"}), kExitOk) << err_.str();
   EXPECT_THAT(out_.str(), HasSubstr("iommu\tdomain 7, 3 shadowed mappings; invalidations: page 40, "
                                     "domain 0, global 0, context 0; host map 23, unmap 20"));
-  vm_.hotplugged["hp0"].iommu->translation_enabled = false;
+  ASSERT_TRUE(
+      loop_.RunOnLoop([&] { vm_.hotplugged["hp0"].iommu->translation_enabled = false; }).ok());
   ASSERT_EQ(Run({"device", "hp0"}), kExitOk);
   EXPECT_THAT(out_.str(), HasSubstr("iommu\ttranslation off (1:1)"));
 }
