@@ -57,5 +57,21 @@ sed 's/^/L2| /' /tmp/probe.log
 check "userspace VFIO in the guest: vfio_probe passes (DMA at its IOVAs, unmapped IOVA faults, MSI)" \
   grep -q "probe: 0 failure(s)" /tmp/probe.log
 echo "$(basename "$edu")" > /sys/bus/pci/drivers/vfio-pci/unbind
+# Last, a guest that programs nonsense into the unit (nothing uses it any more; /dev/mem reaches
+# the registers intel-iommu claimed because L1 boots L2 with iomem=relaxed): a root table
+# outside its RAM, then a queue tail beyond the queue's 256 entries. The unit must say so as the
+# hardware would (a fault record, reason 8, which the guest's own fault handler reports; the
+# queue-error bit) and vmm must keep running (L1 checks).
+gsts=$(devmem 0xfed9001c 32)
+devmem 0xfed90020 64 0x7ffffff000
+devmem 0xfed90018 32 $(( (gsts & 0x96ffffff) | 0x40000000 ))
+for i in $(seq 1 20); do dmesg | grep -q "fault reason 0x08" && break; usleep 100000; done
+dmesg | grep -A1 "DMAR: DRHD: handling fault" | sed 's/^/L2| /' | head -n 4
+check "nonsense root table: the guest's fault handler reports reason 8" \
+  sh -c 'dmesg | grep -q "fault reason 0x08"'
+devmem 0xfed90088 32 0x7fff0
+fsts=$(devmem 0xfed90034 32 2>&1)
+check "nonsense queue tail: the unit reports an invalidation queue error (FSTS $fsts)" \
+  test $(( fsts & 0x10 )) -ne 0
 echo "L2: iommu checks done, $fails failure(s)"
 while true; do sleep 10; done
