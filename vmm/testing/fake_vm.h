@@ -65,7 +65,8 @@ class FakeVm : public VmOperations {
     VmStatus s;
     s.config.cpus = 2;
     s.vcpu_tids = {100, 101};
-    s.devices = {{"com1", DeviceSummary::Kind::kPlatform, "", "", "16550A UART at 0x3f8", std::nullopt}};
+    s.devices = {
+        {"com1", DeviceSummary::Kind::kPlatform, "", "", "16550A UART at 0x3f8", std::nullopt}};
     for (const auto& [id, d] : hotplugged) s.devices.push_back(d);
     return s;
   }
@@ -78,9 +79,12 @@ class FakeVm : public VmOperations {
         return absl::AlreadyExistsError("id or host in use");
       }
     }
-    DeviceSummary d{spec.id, DeviceSummary::Kind::kVfioPci,
-                    "0000:00:0" + std::to_string(spec.slot.value_or(1)) + ".0", spec.host_bdf,
-                    "vfio-pci", std::nullopt};
+    DeviceSummary d{spec.id,
+                    DeviceSummary::Kind::kVfioPci,
+                    "0000:00:0" + std::to_string(spec.slot.value_or(1)) + ".0",
+                    spec.host_bdf,
+                    "vfio-pci",
+                    std::nullopt};
     hotplugged[spec.id] = d;
     return d;
   }

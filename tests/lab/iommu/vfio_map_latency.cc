@@ -1,7 +1,7 @@
 // Lab benchmark run inside an L2 guest: the latency of one VFIO_IOMMU_MAP_DMA +
 // VFIO_IOMMU_UNMAP_DMA pair on the guest's own VFIO (type1 on the guest's IOMMU), for a 4 KiB
-// and a 2 MiB huge page, the way a userspace driver (DPDK, SPDK) maps and unmaps its buffers. Under a
-// VMM with a caching-mode vIOMMU each map and each unmap is a guest IOMMU table change, an
+// and a 2 MiB huge page, the way a userspace driver (DPDK, SPDK) maps and unmaps its buffers. Under
+// a VMM with a caching-mode vIOMMU each map and each unmap is a guest IOMMU table change, an
 // invalidation trapped by the VMM and a host IOMMU update. Static, raw ioctls: it runs in any
 // guest the same way (vmm's and QEMU's, for the comparison).
 // Usage: vfio_map_latency EDU_BDF PAIRS
