@@ -221,6 +221,13 @@ void RemappingUnit::SendMsi(uint64_t address, uint32_t data) {
   if (options_.send_msi) options_.send_msi(address, data);
 }
 
+bool RemappingUnit::FaultRecorded() const {
+  for (const auto& r : frcd_) {
+    if (r[1] >> 63) return true;  // F.
+  }
+  return false;
+}
+
 void RemappingUnit::Signal(EventInterrupt& e) {
   e.control |= kInterruptPending;
   if (!(e.control & kInterruptMask)) {
@@ -241,8 +248,7 @@ void RemappingUnit::FaultEvent() { Signal(fault_event_); }
 
 void RemappingUnit::RecordFault(uint16_t source_id, FaultReason reason, uint64_t address,
                                 bool write) {
-  bool pending = false;
-  for (const auto& r : frcd_) pending |= (r[1] >> 63) != 0;
+  const bool pending = FaultRecorded();
   if (fsts_ & kFstsPfo) return;
   for (const auto& r : frcd_) {
     if ((r[1] >> 63) && static_cast<uint16_t>(r[1]) == source_id) return;  // Compressed.
@@ -263,8 +269,7 @@ void RemappingUnit::RecordFault(uint16_t source_id, FaultReason reason, uint64_t
 
 void RemappingUnit::QueueError() {
   const bool event = !(fsts_ & kFstsEventBits);
-  bool pending = false;
-  for (const auto& r : frcd_) pending |= (r[1] >> 63) != 0;
+  const bool pending = FaultRecorded();
   fsts_ |= kFstsIqe;
   ++counters_.queue_errors;
   if (event && !pending) FaultEvent();
@@ -435,8 +440,7 @@ void RemappingUnit::WriteDword(uint64_t off, uint32_t v) {
       return;
     case kRegFsts: {
       fsts_ &= ~(v & (kFstsPfo | kFstsIqe));
-      bool pending = false;
-      for (const auto& r : frcd_) pending |= (r[1] >> 63) != 0;
+      const bool pending = FaultRecorded();
       if (!(fsts_ & kFstsEventBits) && !pending) fault_event_.control &= ~kInterruptPending;
       if (!(fsts_ & kFstsIqe) && iq_head_ != iq_tail_) ProcessQueue();
       return;

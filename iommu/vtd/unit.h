@@ -140,6 +140,8 @@ class RemappingUnit : public devices::BusDevice {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void QueueError() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FaultEvent() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Whether a fault record holds a fault the guest has not cleared.
+  bool FaultRecorded() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Marks `e` pending and sends it unless masked.
   void Signal(EventInterrupt& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A guest write of `e`'s control register: unmasking sends what is pending.
