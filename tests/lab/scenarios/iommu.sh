@@ -57,4 +57,28 @@ wait $pid
 rc=$?
 check "vmm exits 0 after a forced shutdown (rc=$rc)" test "$rc" -eq 0
 check "the guest never saw an error from vmm" sh -c '! grep -q "vmm: .*error" /tmp/l2.log'
+
+# Hotplug behind the unit: a guest without devices gets edu hot-added, removed, added again. Each
+# time the guest attaches it to a domain and runs DMA-API roundtrips (edu_msi, loaded before);
+# the second add must find a fresh container with the domain's mappings replayed.
+wait_log() { for i in $(seq 1 $2); do grep -q "$1" /tmp/l2hp.log && return 0; sleep 1; done; return 1; }
+vmm --kernel=$K --initrd=/lab/l2iommuhp.cpio --memory=256 --cmdline="console=ttyS0 reboot=k quiet" \
+  --iommu --api_socket=$SOCK </dev/null >/tmp/l2hp.log 2>&1 &
+pid=$!
+check "hotplug guest up" wait_log "L2: ready" 120
+expect_rc 0 "AddDevice hp0 behind the VT-d" ctl add hp0 $bdf
+check "hot-added edu: the guest's DMA-API roundtrips verified" wait_log "L2: verified 1" 60
+expect_rc 0 "device hp0" ctl device hp0
+grep iommu /tmp/ctl.out | sed 's/^/  /'
+check "hp0 is in a guest domain" grep -q "iommu.*domain [1-9]" /tmp/ctl.out
+expect_rc 0 "RemoveDevice hp0 (the guest releases it)" ctl remove hp0
+expect_rc 0 "AddDevice hp0 again" ctl add hp0 $bdf
+check "added again: roundtrips verified again" wait_log "L2: verified 2" 60
+expect_rc 0 "device hp0" ctl device hp0
+grep iommu /tmp/ctl.out | sed 's/^/  /'
+check "after its DMA nothing of hp0 stays mapped" grep -q " 0 shadowed mappings" /tmp/ctl.out
+check "no DMA failure in the guest" sh -c '! grep -q "L2: DMA FAIL" /tmp/l2hp.log'
+expect_rc 0 "forced shutdown" ctl shutdown --force
+wait $pid
+check "vmm exits 0 (rc=$?)" test "$?" -eq 0
 finish
