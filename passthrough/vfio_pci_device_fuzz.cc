@@ -31,6 +31,7 @@
 #include "memory/guest_region.h"
 #include "passthrough/testing/edu_like_device.h"
 #include "passthrough/vfio_pci_device.h"
+#include "tools/testing/fuzz_input.h"
 #include "tools/testing/skip.h"
 #include "vfio/container.h"
 #include "vfio/group.h"
@@ -88,26 +89,6 @@ World* TheWorld() {
   return world;
 }
 
-// Reads the fuzzer's bytes; past the end, zeros.
-class Input {
- public:
-  Input(const uint8_t* data, size_t size) : data_(data), size_(size) {}
-  bool done() const { return pos_ >= size_; }
-  template <typename T>
-  T Take() {
-    T v{};
-    const size_t n = std::min(sizeof(T), size_ - std::min(pos_, size_));
-    std::memcpy(&v, data_ + pos_, n);
-    pos_ += sizeof(T);
-    return v;
-  }
-
- private:
-  const uint8_t* data_;
-  size_t size_;
-  size_t pos_ = 0;
-};
-
 // Registers a guest pokes at most, so that short random inputs reach the interesting states.
 constexpr uint16_t kInterestingRegs[] = {PCI_COMMAND,
                                          PCI_BASE_ADDRESS_0,
@@ -153,7 +134,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   std::set<std::pair<bool, uint64_t>> placed;  // (io, address) of every BAR placement seen.
   for (const VirtualBar& b : dev->bars()) placed.insert({b.io, b.address});
-  Input in(data, size);
+  vmmkit::fuzzing::FuzzInput in(data, size);
   while (!in.done()) {
     const uint8_t op = in.Take<uint8_t>();
     switch (op % 5) {

@@ -14,31 +14,13 @@
 #include "iommu/testing/fake_dma_backend.h"
 #include "iommu/vtd/unit.h"
 #include "memory/address_space.h"
+#include "tools/testing/fuzz_input.h"
 
 namespace vmmkit::iommu::vtd {
 namespace {
 
 constexpr uint64_t kRamSize = 4 << 20;
 constexpr uint64_t kRootTable = 0x1000, kQueue = 0x2000;
-
-class Input {
- public:
-  Input(const uint8_t* data, size_t size) : data_(data), size_(size) {}
-  bool empty() const { return pos_ >= size_; }
-  template <typename T>
-  T Take() {
-    T v{};
-    const size_t n = std::min(sizeof(T), size_ - pos_);
-    std::memcpy(&v, data_ + pos_, n);
-    pos_ += n;
-    return v;
-  }
-
- private:
-  const uint8_t* data_;
-  size_t size_;
-  size_t pos_ = 0;
-};
 
 void Check(bool ok, const char* what) {
   if (!ok) {
@@ -57,8 +39,8 @@ void Run(const uint8_t* data, size_t size) {
   RemappingUnit unit(*ram, {.send_msi = [](uint64_t, uint32_t) {}});
   Check(unit.RegisterNotifier(0x0018, shadow.get()).ok(), "register");
   uint32_t tail = 0;
-  Input in(data, size);
-  for (int ops = 0; !in.empty() && ops < 256; ++ops) {
+  vmmkit::fuzzing::FuzzInput in(data, size);
+  for (int ops = 0; !in.done() && ops < 256; ++ops) {
     switch (in.Take<uint8_t>() % 7) {
       case 0: {  // Guest RAM.
         const uint64_t at = (in.Take<uint32_t>() % (kRamSize / 8)) * 8;

@@ -1,0 +1,40 @@
+// File: tools/testing/fuzz_input.h
+// -----------------------------------------------------------------------------
+// FuzzInput reads a fuzz target's bytes as the values that drive it; past the end it returns
+// zeros, so a target never reads beyond its input and every input, however short, runs.
+//
+//   FuzzInput in(data, size);
+//   while (!in.done()) Apply(in.Take<uint8_t>(), in.Take<uint32_t>());
+
+#ifndef VMMKIT_TOOLS_TESTING_FUZZ_INPUT_H_
+#define VMMKIT_TOOLS_TESTING_FUZZ_INPUT_H_
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+namespace vmmkit::fuzzing {
+
+class FuzzInput {
+ public:
+  FuzzInput(const uint8_t* data, size_t size) : data_(data), size_(size) {}
+  bool done() const { return pos_ >= size_; }
+  template <typename T>
+  T Take() {
+    T v{};
+    const size_t n = std::min(sizeof(T), size_ - std::min(pos_, size_));
+    if (n > 0) std::memcpy(&v, data_ + pos_, n);
+    pos_ += sizeof(T);
+    return v;
+  }
+
+ private:
+  const uint8_t* data_;
+  size_t size_;
+  size_t pos_ = 0;
+};
+
+}  // namespace vmmkit::fuzzing
+
+#endif  // VMMKIT_TOOLS_TESTING_FUZZ_INPUT_H_
