@@ -221,6 +221,16 @@ void RemappingUnit::SendMsi(uint64_t address, uint32_t data) {
   if (options_.send_msi) options_.send_msi(address, data);
 }
 
+RemappingUnit::EventInterrupt* RemappingUnit::EventRegisters(uint64_t off, size_t* index) {
+  for (auto [base, e] : {std::pair{kRegFectl, &fault_event_}, std::pair{kRegIectl, &wait_event_}}) {
+    if (off >= base && off < base + 16) {
+      *index = (off - base) / 4;
+      return e;
+    }
+  }
+  return nullptr;
+}
+
 bool RemappingUnit::FaultRecorded() const {
   for (const auto& r : frcd_) {
     if (r[1] >> 63) return true;  // F.
@@ -308,6 +318,11 @@ void RemappingUnit::Write(uint64_t offset, absl::Span<const uint8_t> data) {
 }
 
 uint32_t RemappingUnit::ReadDword(uint64_t off) {
+  size_t index;
+  if (EventInterrupt* e = EventRegisters(off, &index)) {
+    const uint32_t regs[] = {e->control, e->data, e->address, e->upper};
+    return regs[index];
+  }
   auto half = [&](uint64_t v) { return static_cast<uint32_t>(off % 8 ? v >> 32 : v); };
   switch (off & ~uint64_t{7}) {
     case kRegCap:
@@ -350,30 +365,31 @@ uint32_t RemappingUnit::ReadDword(uint64_t off) {
       }
       return v;
     }
-    case kRegFectl:
-      return fault_event_.control;
-    case kRegFedata:
-      return fault_event_.data;
-    case kRegFeaddr:
-      return fault_event_.address;
-    case kRegFeuaddr:
-      return fault_event_.upper;
     case kRegIcs:
       return ics_;
-    case kRegIectl:
-      return wait_event_.control;
-    case kRegIedata:
-      return wait_event_.data;
-    case kRegIeaddr:
-      return wait_event_.address;
-    case kRegIeuaddr:
-      return wait_event_.upper;
     default:
       return 0;
   }
 }
 
 void RemappingUnit::WriteDword(uint64_t off, uint32_t v) {
+  size_t index;
+  if (EventInterrupt* e = EventRegisters(off, &index)) {
+    switch (index) {
+      case 0:
+        WriteControl(*e, v);
+        break;
+      case 1:
+        e->data = v & 0xffff;
+        break;
+      case 2:
+        e->address = v & ~3u;  // Dword-aligned.
+        break;
+      default:
+        break;  // The upper address: zero without extended interrupt mode.
+    }
+    return;
+  }
   auto set_half = [&](uint64_t& reg, uint64_t mask) {
     const uint64_t shifted = off % 8 ? uint64_t{v} << 32 : v;
     const uint64_t lane = off % 8 ? 0xffffffff00000000ull : 0xffffffffull;
@@ -445,29 +461,11 @@ void RemappingUnit::WriteDword(uint64_t off, uint32_t v) {
       if (!(fsts_ & kFstsIqe) && iq_head_ != iq_tail_) ProcessQueue();
       return;
     }
-    case kRegFectl:
-      WriteControl(fault_event_, v);
-      return;
-    case kRegFedata:
-      fault_event_.data = v & 0xffff;
-      return;
-    case kRegFeaddr:
-      fault_event_.address = v & ~3u;
-      return;
     case kRegIcs:
       if (v & kIcsIwc) {
         ics_ &= ~kIcsIwc;
         wait_event_.control &= ~kInterruptPending;
       }
-      return;
-    case kRegIectl:
-      WriteControl(wait_event_, v);
-      return;
-    case kRegIedata:
-      wait_event_.data = v & 0xffff;
-      return;
-    case kRegIeaddr:
-      wait_event_.address = v & ~3u;
       return;
     default:
       return;  // Read-only, reserved or not offered: ignored.

@@ -140,6 +140,9 @@ class RemappingUnit : public devices::BusDevice {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void QueueError() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FaultEvent() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The interrupt whose four registers (control, data, address, upper address; FECTL.. or
+  // IECTL..) hold dword `off`, and which of them it is (`index`, 0-3); null for any other.
+  EventInterrupt* EventRegisters(uint64_t off, size_t* index) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Whether a fault record holds a fault the guest has not cleared.
   bool FaultRecorded() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Marks `e` pending and sends it unless masked.
