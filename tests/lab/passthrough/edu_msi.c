@@ -65,6 +65,22 @@ static bool edu_dma(void __iomem *bar0, dma_addr_t bus, bool to_ram)
 	return false;
 }
 
+/* `buf` mapped for the device, one edu DMA to it (to_ram) or from it, unmapped again. */
+static int edu_dma_mapped(struct pci_dev *pdev, void __iomem *bar0, void *buf, bool to_ram,
+			  dma_addr_t *bus)
+{
+	const enum dma_data_direction dir = to_ram ? DMA_FROM_DEVICE : DMA_TO_DEVICE;
+	int ret = 0;
+
+	*bus = dma_map_single(&pdev->dev, buf, DMA_BYTES, dir);
+	if (dma_mapping_error(&pdev->dev, *bus))
+		return -EIO;
+	if (!edu_dma(bar0, *bus, to_ram))
+		ret = -ETIMEDOUT;
+	dma_unmap_single(&pdev->dev, *bus, DMA_BYTES, dir);
+	return ret;
+}
+
 static int edu_dma_rounds(struct pci_dev *pdev, void __iomem *bar0, int rounds)
 {
 	u8 *src = kmalloc(DMA_BYTES, GFP_KERNEL), *dst = kmalloc(DMA_BYTES, GFP_KERNEL);
@@ -81,25 +97,12 @@ static int edu_dma_rounds(struct pci_dev *pdev, void __iomem *bar0, int rounds)
 		for (i = 0; i < DMA_BYTES; i++)
 			src[i] = (u8)(i * 7 + r);
 		memset(dst, 0, DMA_BYTES);
-		to = dma_map_single(&pdev->dev, src, DMA_BYTES, DMA_TO_DEVICE);
-		if (dma_mapping_error(&pdev->dev, to)) {
-			ret = -EIO;
-			break;
-		}
-		if (!edu_dma(bar0, to, false))
-			ret = -ETIMEDOUT;
-		dma_unmap_single(&pdev->dev, to, DMA_BYTES, DMA_TO_DEVICE);
+		ret = edu_dma_mapped(pdev, bar0, src, false, &to);
+		if (ret == 0)
+			ret = edu_dma_mapped(pdev, bar0, dst, true, &from);
 		if (ret)
 			break;
-		from = dma_map_single(&pdev->dev, dst, DMA_BYTES, DMA_FROM_DEVICE);
-		if (dma_mapping_error(&pdev->dev, from)) {
-			ret = -EIO;
-			break;
-		}
-		if (!edu_dma(bar0, from, true))
-			ret = -ETIMEDOUT;
-		dma_unmap_single(&pdev->dev, from, DMA_BYTES, DMA_FROM_DEVICE);
-		if (ret == 0 && memcmp(src, dst, DMA_BYTES) != 0)
+		if (memcmp(src, dst, DMA_BYTES) != 0)
 			ret = -EILSEQ;
 		if (r == 0)
 			dev_info(&pdev->dev, "edu-msi: DMA API: round 0 at bus addresses %pad, %pad\n",
