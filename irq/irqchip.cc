@@ -9,6 +9,8 @@ absl::Status SetUpIrqchip(kvm::Vm& vm, IrqchipMode mode) {
     case IrqchipMode::kInKernel:
       RETURN_IF_ERROR(vm.CreateIrqchip());
       return vm.CreatePit2(KVM_PIT_SPEAKER_DUMMY);
+    case IrqchipMode::kSplit:
+      return vm.EnableSplitIrqchip(kIoapicPins);
   }
   return absl::InvalidArgumentError("unknown irqchip mode");
 }

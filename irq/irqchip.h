@@ -2,8 +2,9 @@
 // -----------------------------------------------------------------------------
 // The VM's interrupt controllers, as a choice. kInKernel: KVM emulates the PIC, the IOAPIC (24
 // pins, GSIs 0-23 routed by kvm::DefaultIrqchipRoutes) and the local APICs, and the i8254 PIT.
-// (A split irqchip, with the IOAPIC in userspace, is what interrupt remapping will need: KVM's
-// IOAPIC cannot decode remappable-format entries.)
+// kSplit: KVM emulates the local APICs only; the VMM brings the IOAPIC (irq/ioapic.h, GSIs 0-23
+// as its pins) and there is no PIT and no PIC. Interrupt remapping needs it: KVM's IOAPIC cannot
+// decode remappable-format entries.
 //
 //   RETURN_IF_ERROR(SetUpIrqchip(vm, IrqchipMode::kInKernel));   // before any vCPU exists
 
@@ -17,9 +18,12 @@ namespace vmmkit::irq {
 
 enum class IrqchipMode {
   kInKernel,
+  kSplit,
 };
 
-// Creates the interrupt controllers (and, in kernel, the PIT, with port 0x61 handled too).
+inline constexpr uint32_t kIoapicPins = 24;
+
+// Creates the interrupt controllers (in kernel, also the PIT, with port 0x61 handled too).
 absl::Status SetUpIrqchip(kvm::Vm& vm, IrqchipMode mode);
 
 }  // namespace vmmkit::irq

@@ -4,6 +4,8 @@
 
 #include <unistd.h>
 
+#include <optional>
+
 #include "base/status_matchers.h"
 #include "gtest/gtest.h"
 #include "kvm/testing/kvm_fixture.h"
@@ -18,11 +20,16 @@ class IrqfdTest : public kvm::testing::IrqGuestFixture {
     table.push_back({gsi, kvm::MsiRoute{.address = 0xfee00000, .data = vector, .devid = {}}});
     ASSERT_OK(vm().SetGsiRouting(table));
   }
+  KvmIrqLines& lines() {
+    if (!lines_) lines_.emplace(vm());
+    return *lines_;
+  }
+  std::optional<KvmIrqLines> lines_;
 };
 
 TEST_F(IrqfdTest, ATriggerRaisesTheGsiAndDestructionUnbindsIt) {
   RouteToVector(30, 0x51);
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Irqfd> irqfd, Irqfd::Create(vm(), 30));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Irqfd> irqfd, Irqfd::Create(lines(), 30));
   EXPECT_EQ(irqfd->gsi(), 30u);
   EXPECT_EQ(irqfd->resample(), nullptr);
   ScopedFd same(::dup(irqfd->event().fd()));  // The same eventfd, kept past the Irqfd.
@@ -36,10 +43,10 @@ TEST_F(IrqfdTest, ATriggerRaisesTheGsiAndDestructionUnbindsIt) {
 }
 
 TEST_F(IrqfdTest, TheResampleFormHasItsEventfd) {
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Irqfd> irqfd, Irqfd::CreateWithResample(vm(), 17));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Irqfd> irqfd, Irqfd::CreateWithResample(lines(), 17));
   EXPECT_NE(irqfd->resample(), nullptr);
   // A second binding of the same GSI with its own eventfds is allowed, as KVM allows it.
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Irqfd> other, Irqfd::CreateWithResample(vm(), 17));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Irqfd> other, Irqfd::CreateWithResample(lines(), 17));
 }
 
 }  // namespace

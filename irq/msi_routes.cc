@@ -47,12 +47,45 @@ absl::StatusOr<MsiMessage> MsiRoutes::Resolve(const MsiMessage& msg, uint16_t so
 
 absl::Status MsiRoutes::Push() {
   std::vector<kvm::GsiRoute> table = base_;
+  for (const auto& [gsi, msg] : pin_routes_) {
+    table.push_back(
+        {gsi, kvm::MsiRoute{.address = msg.address, .data = msg.data, .devid = std::nullopt}});
+  }
   for (const auto& [v, r] : routes_) {
     table.push_back(
         {r.gsi,
          kvm::MsiRoute{.address = r.msg.address, .data = r.msg.data, .devid = std::nullopt}});
   }
   return vm_.SetGsiRouting(table);
+}
+
+absl::Status MsiRoutes::SetPinRoute(uint32_t gsi, std::optional<MsiMessage> msg,
+                                    uint16_t source_id) {
+  const auto fail = [&](const absl::Status& s) {
+    return absl::Status(s.code(), absl::StrCat("route of GSI ", gsi, ": ", s.message()));
+  };
+  if (gsi >= gsis_.first() && gsi - gsis_.first() < gsis_.count())
+    return fail(absl::InvalidArgumentError("in the MSI range"));
+  for (const kvm::GsiRoute& r : base_) {
+    if (r.gsi == gsi) return fail(absl::InvalidArgumentError("taken by the irqchip's routes"));
+  }
+  const std::map<uint32_t, MsiMessage> before = pin_routes_;
+  if (msg) {
+    absl::StatusOr<MsiMessage> delivered = Resolve(*msg, source_id);
+    if (!delivered.ok()) {
+      pin_routes_.erase(gsi);  // What the pin delivered before is no longer what it says.
+      if (before.contains(gsi)) (void)Push();
+      return fail(delivered.status());
+    }
+    pin_routes_[gsi] = *delivered;
+  } else {
+    if (!pin_routes_.erase(gsi)) return absl::OkStatus();
+  }
+  if (absl::Status s = Push(); !s.ok()) {
+    pin_routes_ = before;
+    return fail(s);
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<uint32_t> MsiRoutes::Enable(MsiVector v, const MsiMessage& msg, uint16_t source_id,

@@ -67,6 +67,11 @@ class MsiRoutes {
   // MSI-X or a device is unplugged. BM_MsiTeardown under the lab's KVM: 2.0-3.2x at 8-32 vectors.
   absl::Status DisableDevice(uint32_t device);
 
+  // The route at a fixed GSI below the MSI range, for an input of a userspace interrupt controller
+  // (a split irqchip's IOAPIC pin): `msg` from `source_id`, or none to remove it. No irqfd: the
+  // controller raises it (KVM_IRQ_LINE). INVALID_ARGUMENT for a GSI in the MSI range or in `base`.
+  absl::Status SetPinRoute(uint32_t gsi, std::optional<MsiMessage> msg, uint16_t source_id);
+
   size_t size() const { return routes_.size(); }
   std::optional<uint32_t> gsi(MsiVector v) const;
   // The message KVM delivers for `v` (after remapping).
@@ -89,6 +94,7 @@ class MsiRoutes {
   std::vector<kvm::GsiRoute> base_;
   const MsiTranslator* translator_;
   std::map<MsiVector, Route> routes_;
+  std::map<uint32_t, MsiMessage> pin_routes_;  // GSI -> message as delivered.
 };
 
 }  // namespace vmmkit::irq

@@ -143,6 +143,8 @@ absl::StatusOr<VcpuExit> Vcpu::DecodeExit() {
       return exit::InternalError{r->internal.suberror};
     case KVM_EXIT_FAIL_ENTRY:
       return exit::FailEntry{r->fail_entry.hardware_entry_failure_reason, r->fail_entry.cpu};
+    case KVM_EXIT_IOAPIC_EOI:
+      return exit::IoapicEoi{r->eoi.vector};
     case KVM_EXIT_INTR:
       ImmediateExit(r).store(0, std::memory_order_relaxed);
       return exit::Interrupted{};

@@ -32,6 +32,9 @@ struct Describer {
     return absl::StrCat("FailEntry reason=0x", absl::Hex(e.hardware_entry_failure_reason),
                         " cpu=", e.cpu);
   }
+  std::string operator()(const exit::IoapicEoi& e) const {
+    return absl::StrCat("IoapicEoi vector=", e.vector);
+  }
   std::string operator()(const exit::Interrupted&) const { return "Interrupted"; }
   std::string operator()(const exit::Unknown& e) const {
     return absl::StrCat("Unknown reason=", e.reason);

@@ -80,6 +80,11 @@ struct FailEntry {
   uint64_t hardware_entry_failure_reason;
   uint32_t cpu;
 };
+// KVM_EXIT_IOAPIC_EOI (split irqchip): the guest EOIed `vector`, which a level-triggered route of
+// the userspace IOAPIC delivered; the IOAPIC clears the pin's remote IRR.
+struct IoapicEoi {
+  uint8_t vector;
+};
 // Run() returned because of a signal or Kick() (EINTR / KVM_EXIT_INTR / immediate_exit).
 struct Interrupted {};
 // Any exit reason this wrapper does not decode; kvm_run is still available through the Vcpu.
@@ -91,7 +96,7 @@ struct Unknown {
 
 using VcpuExit = std::variant<exit::IoIn, exit::IoOut, exit::MmioRead, exit::MmioWrite, exit::Hlt,
                               exit::Shutdown, exit::SystemEvent, exit::InternalError,
-                              exit::FailEntry, exit::Interrupted, exit::Unknown>;
+                              exit::FailEntry, exit::IoapicEoi, exit::Interrupted, exit::Unknown>;
 
 // A short description for logs, e.g. "IoOut port=0x3f8 size=1" or "Shutdown".
 std::string DescribeExit(const VcpuExit& exit);

@@ -133,6 +133,11 @@ absl::Status Vm::CreateIrqchip() {
   return Ioctl(fd_.get(), KVM_CREATE_IRQCHIP, 0, "KVM_CREATE_IRQCHIP").status();
 }
 
+absl::Status Vm::EnableSplitIrqchip(uint32_t ioapic_pins) {
+  const uint64_t args[] = {ioapic_pins};
+  return EnableCap(KVM_CAP_SPLIT_IRQCHIP, args);
+}
+
 absl::StatusOr<kvm_irqchip> Vm::GetIrqchip(uint32_t chip) const {
   kvm_irqchip state{};
   state.chip_id = chip;

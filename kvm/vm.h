@@ -104,6 +104,12 @@ class Vm {
 
   // KVM_CREATE_IRQCHIP: in-kernel PIC, IOAPIC and per-vCPU LAPICs. Call before creating vCPUs.
   absl::Status CreateIrqchip();
+  // KVM_ENABLE_CAP(KVM_CAP_SPLIT_IRQCHIP): per-vCPU LAPICs in the kernel, the IOAPIC (and PIC and
+  // PIT) left to userspace. GSIs [0, ioapic_pins) are the userspace IOAPIC's: MSI routes there make
+  // KVM exit with KVM_EXIT_IOAPIC_EOI when the guest EOIs a level-triggered vector they deliver.
+  // Instead of CreateIrqchip, before creating vCPUs; KVM then refuses KVM_CREATE_PIT2 (ENOENT) and
+  // irqchip routes (EINVAL).
+  absl::Status EnableSplitIrqchip(uint32_t ioapic_pins);
   // KVM_GET_IRQCHIP / KVM_SET_IRQCHIP for one chip (KVM_IRQCHIP_PIC_MASTER, ..._SLAVE, ..._IOAPIC).
   absl::StatusOr<kvm_irqchip> GetIrqchip(uint32_t chip) const;
   absl::Status SetIrqchip(const kvm_irqchip& chip);

@@ -202,6 +202,20 @@ TEST_F(VmTest, DirtyLogNeedsTheFlag) {
   EXPECT_THAT(g.vm->GetDirtyLog(g.slot), StatusIs(absl::StatusCode::kFailedPrecondition));
 }
 
+TEST_F(VmTest, ASplitIrqchipLeavesThePitAndIrqchipRoutesToUserspace) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Vm> vm, kvm().CreateVm());
+  ASSERT_OK(vm->EnableSplitIrqchip(24));
+  EXPECT_THAT(vm->CreateIrqchip(), StatusIs(absl::StatusCode::kAlreadyExists));
+  EXPECT_THAT(vm->CreatePit2(),
+              StatusIs(absl::StatusCode::kNotFound, StartsWith("KVM_CREATE_PIT2")));
+  // IOAPIC pins are MSI routes now; irqchip routes are refused.
+  EXPECT_THAT(vm->SetGsiRouting(DefaultIrqchipRoutes()),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  const GsiRoute pin4{4, MsiRoute{.address = 0xfee00000, .data = 0x8030, .devid = {}}};
+  ASSERT_OK(vm->SetGsiRouting({&pin4, 1}));
+  ASSERT_OK(vm->SetIrqLine(4, true));
+}
+
 TEST_F(VmTest, PitTssIdentityMapAndCaps) {
   ASSERT_OK_AND_ASSIGN(auto vm, kvm().CreateVm());
   ASSERT_OK(vm->SetTssAddress(GuestAddress(0xfffbd000)));

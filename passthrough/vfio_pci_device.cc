@@ -180,8 +180,8 @@ void VfioPciDevice::Detach() {
       (void)device_->DisableIrqs(VFIO_PCI_INTX_IRQ_INDEX);
       mode_ = IrqMode::kNone;
       intx_teardown_ = std::make_unique<Alongside>(
-          [vm = &machine_.vm, trigger = intx_trigger_.get(), gsi = *options_.intx_gsi] {
-            (void)vm->DeassignIrqfd(*trigger, gsi);
+          [lines = &machine_.irq_lines, trigger = intx_trigger_.get(), gsi = *options_.intx_gsi] {
+            (void)lines->Deassign(*trigger, gsi);
           });
     }
     for (auto& bar : bars_) {
@@ -346,16 +346,16 @@ absl::Status VfioPciDevice::EnableIntx() {
     intx_trigger_ = std::make_unique<EventFd>(std::move(trigger));
     intx_resample_ = std::make_unique<EventFd>(std::move(resample));
   }
-  // Level-triggered: the line stays asserted until the guest EOIs; KVM then signals the resample
-  // eventfd, which VFIO takes as "unmask" (it masked the device when it fired).
+  // Level-triggered: the line stays asserted until the guest EOIs; the irqchip then signals the
+  // resample eventfd, which VFIO takes as "unmask" (it masked the device when it fired).
   RETURN_IF_ERROR(
-      machine_.vm.AssignIrqfdWithResample(*intx_trigger_, *intx_resample_, *options_.intx_gsi));
+      machine_.irq_lines.AssignWithResample(*intx_trigger_, *intx_resample_, *options_.intx_gsi));
   const int fd = intx_trigger_->fd();
   absl::Status s = device_->EnableIrqs(VFIO_PCI_INTX_IRQ_INDEX, 0, absl::MakeConstSpan(&fd, 1));
   if (s.ok()) s = device_->SetIntxUnmaskEventfd(intx_resample_->fd());
   if (!s.ok()) {
     (void)device_->DisableIrqs(VFIO_PCI_INTX_IRQ_INDEX);
-    (void)machine_.vm.DeassignIrqfd(*intx_trigger_, *options_.intx_gsi);
+    (void)machine_.irq_lines.Deassign(*intx_trigger_, *options_.intx_gsi);
     return s;
   }
   mode_ = IrqMode::kIntx;
@@ -365,7 +365,7 @@ absl::Status VfioPciDevice::EnableIntx() {
 void VfioPciDevice::DisableIntx() {
   if (mode_ != IrqMode::kIntx) return;
   (void)device_->DisableIrqs(VFIO_PCI_INTX_IRQ_INDEX);
-  (void)machine_.vm.DeassignIrqfd(*intx_trigger_, *options_.intx_gsi);
+  (void)machine_.irq_lines.Deassign(*intx_trigger_, *options_.intx_gsi);
   mode_ = IrqMode::kNone;
 }
 

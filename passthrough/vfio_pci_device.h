@@ -53,6 +53,7 @@
 #include "base/log.h"
 #include "base/mutex.h"
 #include "devices/bus.h"
+#include "irq/irq_lines.h"
 #include "irq/msi_routes.h"
 #include "kvm/vm.h"
 #include "memory/address_space.h"
@@ -71,7 +72,8 @@ struct PassthroughMachine {
   devices::Bus& mmio;    // Traps for memory BARs.
   devices::Bus& pio;     // Traps for I/O BARs.
   irq::MsiRoutes& msi_routes;
-  Mutex& lock;  // Serializes changes to all of the above (the machine lock).
+  irq::IrqLines& irq_lines;  // INTx: the irqchip input (a KVM irqfd, or the userspace IOAPIC's).
+  Mutex& lock;               // Serializes changes to all of the above (the machine lock).
 };
 
 struct VfioPciDeviceOptions {

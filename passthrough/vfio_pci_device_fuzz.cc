@@ -47,6 +47,7 @@ struct World {
   std::unique_ptr<kvm::Kvm> kvm;
   std::unique_ptr<kvm::testing::TinyGuest> guest;
   std::unique_ptr<irq::MsiRoutes> routes;
+  std::unique_ptr<irq::KvmIrqLines> lines;
   vfio::testing::FakeVfioKernel kernel;
   std::shared_ptr<vfio::VfioGroup> group;
   AddressSpace memory{"system"};
@@ -71,6 +72,7 @@ World* TheWorld() {
     w->guest = std::make_unique<kvm::testing::TinyGuest>(*std::move(guest));
     w->routes =
         std::make_unique<irq::MsiRoutes>(*w->guest->vm, 24, 64, kvm::DefaultIrqchipRoutes());
+    w->lines = std::make_unique<irq::KvmIrqLines>(*w->guest->vm);
     absl::StatusOr<std::shared_ptr<GuestRegion>> ram =
         GuestRegion::Create(GuestAddress(0), kRamSize);
     if (!ram.ok() || !w->memory.AddRam("ram", *ram).ok()) std::abort();
@@ -122,7 +124,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   absl::StatusOr<std::unique_ptr<vfio::VfioDevice>> vfio_device = w->group->GetDevice(kBdf);
   if (!vfio_device.ok()) std::abort();
   absl::StatusOr<std::shared_ptr<VfioPciDevice>> created = VfioPciDevice::Create(
-      *std::move(vfio_device), {*w->guest->vm, w->memory, w->mmio, w->pio, *w->routes, w->lock},
+      *std::move(vfio_device),
+      {*w->guest->vm, w->memory, w->mmio, w->pio, *w->routes, *w->lines, w->lock},
       {.id = "fuzz", .device_number = 1, .guest_requester_id = 3 << 3, .intx_gsi = 10});
   if (!created.ok()) std::abort();
   std::shared_ptr<VfioPciDevice> dev = *std::move(created);

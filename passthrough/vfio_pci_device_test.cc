@@ -11,6 +11,7 @@
 #include <cstring>
 #include <filesystem>
 #include <iterator>
+#include <optional>
 #include <string>
 
 #include "base/status_macros.h"
@@ -52,7 +53,11 @@ class VfioPciDeviceTest : public kvm::testing::IrqGuestFixture {
   }
 
   FakeVfioKernel::Device& FakeDevice() { return kernel_.devices[kBdf]; }
-  PassthroughMachine Machine() { return {*guest_->vm, memory_, mmio_, pio_, *routes_, lock_}; }
+  PassthroughMachine Machine() {
+    if (!lines_) lines_.emplace(*guest_->vm);
+    return {*guest_->vm, memory_, mmio_, pio_, *routes_, *lines_, lock_};
+  }
+  std::optional<irq::KvmIrqLines> lines_;
   absl::StatusOr<std::shared_ptr<VfioPciDevice>> Attach(bool explicit_reset = true) {
     ASSIGN_OR_RETURN(std::unique_ptr<vfio::VfioDevice> dev, group_->GetDevice(kBdf));
     ASSIGN_OR_RETURN(auto d, VfioPciDevice::Create(std::move(dev), Machine(),

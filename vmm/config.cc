@@ -152,6 +152,11 @@ absl::StatusOr<VmmConfig> ValidateConfig(const RawConfig& raw) {
   c.prefault = raw.prefault;
   c.boot_timer = raw.boot_timer;
   c.iommu = raw.iommu;
+  if (raw.irqchip != "kernel" && raw.irqchip != "split") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--irqchip=", raw.irqchip, ": expected kernel or split"));
+  }
+  c.split_irqchip = raw.irqchip == "split";
   if (!raw.api_socket.empty() && !raw.api_tcp.empty()) {
     return absl::InvalidArgumentError("--api_socket and --api_tcp exclude each other");
   }

@@ -32,6 +32,7 @@ struct RawConfig {
   bool prefault = false;
   bool boot_timer = false;
   bool iommu = false;
+  std::string irqchip = "kernel";
   std::string api_socket;
   std::string api_tcp;
   std::vector<std::string> devices;  // Each --device value.
@@ -54,7 +55,8 @@ struct VmmConfig {
   SerialMode serial;
   std::string serial_path;  // kFile only.
   bool boot_timer;
-  bool iommu;  // A guest-visible VT-d unit in front of every PCI function.
+  bool iommu;          // A guest-visible VT-d unit in front of every PCI function.
+  bool split_irqchip;  // The IOAPIC in vmm (KVM_CAP_SPLIT_IRQCHIP), no PIT, no PIC.
   // The control plane: a Unix socket path, or a loopback TCP address; both empty: no API.
   std::string api_socket;
   std::string api_tcp;

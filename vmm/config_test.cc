@@ -59,6 +59,8 @@ TEST_F(ConfigTest, EachBadValueNamesItsFlag) {
       {[](RawConfig& r) { r.serial = "file:"; }, "--serial=file:"},
       {[](RawConfig& r) { r.cmdline = std::string("a\0b", 3); }, "NUL"},
       {[](RawConfig& r) { r.memory_backing = "shm"; }, "--memory_backing=shm: expected memfd"},
+      {[](RawConfig& r) { r.irqchip = "userspace"; },
+       "--irqchip=userspace: expected kernel or split"},
       {[](RawConfig& r) {
          r.api_socket = "/tmp/a.sock";
          r.api_tcp = "127.0.0.1:0";

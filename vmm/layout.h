@@ -49,6 +49,9 @@ inline constexpr uint64_t kPciMmioEnd = 0xdfffffff;
 inline constexpr uint64_t kEcamBase = 0xe0000000;
 inline constexpr uint64_t kEcamSize = 1 << 20;  // Bus 0 only.
 inline constexpr uint32_t kIoapicAddress = 0xfec00000;
+// The IOAPIC's requester id (bus 0xff, 00.0, where QEMU's q35 puts it): what its interrupts carry
+// into interrupt remapping.
+inline constexpr uint16_t kIoapicSourceId = 0xff00;
 // Where q35 puts its VT-d unit, so software written against QEMU finds it.
 inline constexpr uint64_t kVtdBase = 0xfed90000;
 inline constexpr uint64_t kHighRamStart = uint64_t{1} << 32;

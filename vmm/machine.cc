@@ -44,7 +44,7 @@ absl::StatusOr<std::unique_ptr<Machine>> Machine::Create(const MachineConfig& co
   ASSIGN_OR_RETURN(m->vm_, m->kvm_->CreateVm());
   RETURN_IF_ERROR(m->vm_->SetTssAddress(kTssAddress));
   RETURN_IF_ERROR(m->vm_->SetIdentityMapAddress(kIdentityMapAddress));
-  RETURN_IF_ERROR(irq::SetUpIrqchip(*m->vm_, irq::IrqchipMode::kInKernel));
+  RETURN_IF_ERROR(irq::SetUpIrqchip(*m->vm_, config.irqchip));
 
   m->slots_ = std::make_unique<kvm::KvmMemorySlots>(m->vm_.get());
   RETURN_IF_ERROR(m->address_space_.RegisterListener(m->slots_.get()));
@@ -65,8 +65,22 @@ absl::StatusOr<std::unique_ptr<Machine>> Machine::Create(const MachineConfig& co
   m->mmio64_space_ = std::make_unique<AddressAllocator>(std::move(mmio64_space));
   m->mmio_space_ = std::make_unique<AddressAllocator>(std::move(mmio_space));
   m->io_space_ = std::make_unique<AddressAllocator>(std::move(io_space));
-  m->msi_routes_ = std::make_unique<irq::MsiRoutes>(*m->vm_, kMsiFirstGsi, kMsiGsiCount,
-                                                    kvm::DefaultIrqchipRoutes());
+  const bool split = config.irqchip == irq::IrqchipMode::kSplit;
+  m->msi_routes_ = std::make_unique<irq::MsiRoutes>(
+      *m->vm_, kMsiFirstGsi, kMsiGsiCount,
+      split ? std::vector<kvm::GsiRoute>{} : kvm::DefaultIrqchipRoutes());
+  if (split) {
+    // The IOAPIC's registers are written under the machine lock: a redirection entry becomes a
+    // route in the machine's table.
+    m->ioapic_sink_ =
+        std::make_unique<irq::IoapicKvmSink>(*m->vm_, *m->msi_routes_, kIoapicSourceId);
+    m->ioapic_ = std::make_shared<irq::Ioapic>(*m->ioapic_sink_, config.ioapic_id);
+    RETURN_IF_ERROR(m->mmio_.Insert(std::make_shared<UnderMachineLock>(m->ioapic_, m->lock_),
+                                    kIoapicAddress, irq::Ioapic::kSize));
+    ASSIGN_OR_RETURN(m->irq_lines_, irq::IoapicIrqLines::Create(*m->ioapic_));
+  } else {
+    m->irq_lines_ = std::make_unique<irq::KvmIrqLines>(*m->vm_);
+  }
   if (config.iommu) {
     // Its own interrupts (fault events, invalidation waits) are plain MSIs from the platform.
     m->iommu_ = std::make_shared<iommu::vtd::RemappingUnit>(

@@ -1,11 +1,11 @@
 // File: vmm/machine.h
 // -----------------------------------------------------------------------------
-// Machine is the hardware a vmm guest runs on, before any device: the KVM VM with its in-kernel
-// irqchip and PIT, guest RAM in a guest-physical AddressSpace that KVM's memory slots follow, the
-// port-I/O and MMIO buses, the PCI root bus (its config mechanisms on 0xcf8 and ECAM), the address
-// allocators that BARs are placed from, and the VM's KVM GSI routing table for MSIs, which lives
-// as long as the VM. Devices plug into it (vmm's platform devices, the DeviceManager's PCI
-// functions); the layout is vmm/layout.h's.
+// Machine is the hardware a vmm guest runs on, before any device: the KVM VM with its irqchip (in
+// kernel with the PIT, or split with the IOAPIC here), guest RAM in a guest-physical AddressSpace
+// that KVM's memory slots follow, the port-I/O and MMIO buses, the PCI root bus (its config
+// mechanisms on 0xcf8 and ECAM), the address allocators that BARs are placed from, and the VM's KVM
+// GSI routing table for MSIs, which lives as long as the VM. Devices plug into it (vmm's platform
+// devices, the DeviceManager's PCI functions); the layout is vmm/layout.h's.
 //
 //   ASSIGN_OR_RETURN(std::unique_ptr<Machine> m, Machine::Create({.memory_bytes = 512 << 20}));
 //   RETURN_IF_ERROR(m->pio().Insert(uart, kPortCom1, 8));
@@ -25,6 +25,9 @@
 #include "base/mutex.h"
 #include "devices/bus.h"
 #include "iommu/vtd/unit.h"
+#include "irq/ioapic.h"
+#include "irq/irq_lines.h"
+#include "irq/irqchip.h"
 #include "irq/msi_routes.h"
 #include "kvm/kvm.h"
 #include "kvm/memory_slots.h"
@@ -44,6 +47,9 @@ struct MachineConfig {
   bool prefault = false;
   // A guest-visible Intel VT-d unit (caching mode) at kVtdBase in front of every PCI function.
   bool iommu = false;
+  // kSplit: the IOAPIC is the machine's (irq::Ioapic at kIoapicAddress), with no PIT and no PIC.
+  irq::IrqchipMode irqchip = irq::IrqchipMode::kInKernel;
+  uint8_t ioapic_id = 0;  // The split irqchip's IOAPIC ID (the MADT's).
 };
 
 class Machine {
@@ -77,6 +83,11 @@ class Machine {
   AddressAllocator& io_space() { return *io_space_; }
   AddressAllocator& mmio64_space() { return *mmio64_space_; }  // 64-bit BARs, above 4 GiB.
   irq::MsiRoutes& msi_routes() { return *msi_routes_; }        // Change under lock().
+  // What devices raise the irqchip's inputs (GSIs 0-23) through: KVM irqfds, or the userspace
+  // IOAPIC's lines with a split irqchip. Any thread.
+  irq::IrqLines& irq_lines() { return *irq_lines_; }
+  // The userspace IOAPIC (split irqchip), or null. vCPUs pass it their KVM_EXIT_IOAPIC_EOI.
+  irq::Ioapic* ioapic() { return ioapic_.get(); }
   Mutex& lock() { return lock_; }
 
   // Counts for the control plane's resource report, read under lock().
@@ -98,6 +109,10 @@ class Machine {
   std::unique_ptr<AddressAllocator> mmio_space_, io_space_, mmio64_space_;
   std::unique_ptr<irq::MsiRoutes> msi_routes_;
   std::shared_ptr<iommu::vtd::RemappingUnit> iommu_;
+  std::unique_ptr<irq::IoapicKvmSink> ioapic_sink_;
+  std::shared_ptr<irq::Ioapic> ioapic_;
+  // Declared after the IOAPIC: destroyed first, its thread stopped before the IOAPIC goes.
+  std::unique_ptr<irq::IrqLines> irq_lines_;
   Mutex lock_;
 };
 

@@ -1,9 +1,12 @@
 #include "vmm/machine.h"
 
+#include <unistd.h>
+
 #include <cstring>
 
 #include "base/status_matchers.h"
 #include "gtest/gtest.h"
+#include "irq/irqfd.h"
 #include "vmm/layout.h"
 
 namespace vmmkit::vmm {
@@ -107,6 +110,40 @@ TEST(MachineIommuTest, TheVtdUnitAnswersAtItsAddressAndTranslatesDma) {
   EXPECT_FALSE(dma->WriteObj(Iova(0x3000), uint32_t{1}).ok());
   ASSERT_OK_AND_ASSIGN(v, m->memory().ReadObj<uint32_t>(GuestAddress(0x3000)));
   EXPECT_EQ(v, 9u);
+}
+
+TEST(MachineSplitIrqchipTest, TheIoapicIsTheMachinesAndItsPinsBecomeRoutes) {
+  if (::access("/dev/kvm", R_OK | W_OK) != 0) GTEST_SKIP() << "no usable /dev/kvm";
+  ASSERT_OK_AND_ASSIGN(
+      std::unique_ptr<Machine> m,
+      Machine::Create(
+          {.memory_bytes = 64 << 20, .irqchip = irq::IrqchipMode::kSplit, .ioapic_id = 1}));
+  ASSERT_NE(m->ioapic(), nullptr);
+  auto write32 = [&](uint64_t offset, uint32_t v) {
+    return m->mmio().Write(kIoapicAddress + offset,
+                           absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(&v), 4));
+  };
+  auto read32 = [&](uint64_t offset) {
+    uint32_t v = 0;
+    EXPECT_TRUE(
+        m->mmio().Read(kIoapicAddress + offset, absl::MakeSpan(reinterpret_cast<uint8_t*>(&v), 4)));
+    return v;
+  };
+  ASSERT_TRUE(write32(0x00, 0x00));
+  EXPECT_EQ(read32(0x10), 1u << 24);  // The ID the MADT gives it.
+  ASSERT_TRUE(write32(0x00, 0x01));
+  EXPECT_EQ(read32(0x10), 0x00170020u);
+  // Unmasking COM1's pin puts its route into the machine's table, next to no irqchip routes.
+  ASSERT_TRUE(write32(0x00, 0x10 + 2 * 4));
+  ASSERT_TRUE(write32(0x10, 0x34));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<irq::Irqfd> com1, irq::Irqfd::Create(m->irq_lines(), 4));
+  ASSERT_OK(com1->Trigger());
+  for (int i = 0; i < 200 && m->ioapic()->stats().delivered == 0; ++i) ::usleep(5000);
+  EXPECT_EQ(m->ioapic()->stats().delivered, 1u);
+  EXPECT_EQ(m->ioapic()->stats().route_errors, 0u);
+  // No in-kernel irqchip: resampling is the IOAPIC's, and works for the INTx GSIs.
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<irq::Irqfd> intx,
+                       irq::Irqfd::CreateWithResample(m->irq_lines(), kPciIntxFirstGsi));
 }
 
 }  // namespace

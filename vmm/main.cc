@@ -40,6 +40,10 @@ ABSL_FLAG(bool, iommu, false,
           "ACPI DMAR table) in front of every PCI function: a passed-through device then reaches "
           "only what the guest maps for it, as a DPDK or SPDK program in the guest, or nested "
           "VFIO, needs. Off by default: it makes every guest DMA map and unmap a VM exit.");
+ABSL_FLAG(std::string, irqchip, "kernel",
+          "Interrupt controllers: kernel (KVM's IOAPIC, PIC and PIT) or split (KVM keeps the "
+          "local APICs; vmm emulates the IOAPIC; no PIT and no PIC, so the guest times with its "
+          "local APIC's TSC-deadline timer). Split is what interrupt remapping needs.");
 ABSL_FLAG(bool, boot_timer, false,
           "Log the time from vmm's start until the guest writes 123 to I/O port 0x440.");
 ABSL_FLAG(std::string, api_socket, "",
@@ -92,6 +96,7 @@ int main(int argc, char** argv) {
       "  vmm --kernel=bzImage [--initrd=FILE] [--cmdline=...] [--memory=MiB] [--cpus=N]\n"
       "      [--memory_backing=memfd|anonymous|hugetlb] [--prefault]\n"
       "      [--serial=stdio|file:PATH|none] [--boot_timer] [--iommu]\n"
+      "      [--irqchip=kernel|split]\n"
       "      [--api_socket=PATH | --api_tcp=127.0.0.1:PORT]\n"
       "      [--device vfio-pci,host=DDDD:BB:DD.F[,id=NAME]]...  (a host PCI function bound to\n"
       "       vfio-pci, passed through to the guest; repeatable)\n"
@@ -109,6 +114,7 @@ int main(int argc, char** argv) {
                                    .prefault = absl::GetFlag(FLAGS_prefault),
                                    .boot_timer = absl::GetFlag(FLAGS_boot_timer),
                                    .iommu = absl::GetFlag(FLAGS_iommu),
+                                   .irqchip = absl::GetFlag(FLAGS_irqchip),
                                    .api_socket = absl::GetFlag(FLAGS_api_socket),
                                    .api_tcp = absl::GetFlag(FLAGS_api_tcp),
                                    .devices = std::move(devices)};

@@ -16,13 +16,14 @@ absl::StatusOr<std::shared_ptr<passthrough::VfioPciDevice>> CreateDevice(
     Machine& machine, std::unique_ptr<vfio::VfioDevice> device, const AddDeviceSpec& spec,
     const PciSlot& slot) {
   absl::StatusOr<std::shared_ptr<passthrough::VfioPciDevice>> d =
-      passthrough::VfioPciDevice::Create(std::move(device),
-                                         {machine.vm(), machine.address_space(), machine.mmio(),
-                                          machine.pio(), machine.msi_routes(), machine.lock()},
-                                         {.id = spec.id,
-                                          .device_number = slot.device_number,
-                                          .guest_requester_id = slot.requester_id,
-                                          .intx_gsi = slot.intx_gsi});
+      passthrough::VfioPciDevice::Create(
+          std::move(device),
+          {machine.vm(), machine.address_space(), machine.mmio(), machine.pio(),
+           machine.msi_routes(), machine.irq_lines(), machine.lock()},
+          {.id = spec.id,
+           .device_number = slot.device_number,
+           .guest_requester_id = slot.requester_id,
+           .intx_gsi = slot.intx_gsi});
   if (!d.ok()) {
     return absl::Status(d.status().code(),
                         absl::StrCat("attach the device: ", d.status().message()));

@@ -113,10 +113,14 @@ absl::Status Vmm::Build() {
   ASSIGN_OR_RETURN(EventFd exit_event, EventFd::Create());
   exit_event_ = std::make_unique<EventFd>(std::move(exit_event));
 
-  ASSIGN_OR_RETURN(machine_, Machine::Create({.memory_bytes = config_.memory_bytes,
-                                              .backing = config_.memory_backing,
-                                              .prefault = config_.prefault,
-                                              .iommu = config_.iommu}));
+  ASSIGN_OR_RETURN(machine_,
+                   Machine::Create({.memory_bytes = config_.memory_bytes,
+                                    .backing = config_.memory_backing,
+                                    .prefault = config_.prefault,
+                                    .iommu = config_.iommu,
+                                    .irqchip = config_.split_irqchip ? irq::IrqchipMode::kSplit
+                                                                     : irq::IrqchipMode::kInKernel,
+                                    .ioapic_id = static_cast<uint8_t>(config_.cpus)}));
   GuestMemory& memory = machine_->memory();
 
   // ACPI first: the loader passes the RSDP's address in the zero page.
@@ -129,7 +133,8 @@ absl::Status Vmm::Build() {
                .iapc_boot_arch = acpi::kIapc8042 | acpi::kIapcVgaNotPresent},
       .madt = {.ioapic_id = static_cast<uint8_t>(config_.cpus),
                .ioapic_address = kIoapicAddress,
-               .overrides = {{.source = 0, .gsi = 2, .flags = 0}}},
+               .overrides = {{.source = 0, .gsi = 2, .flags = 0}},
+               .pcat_compat = !config_.split_irqchip},
       .mcfg = acpi::McfgConfig{.ecam_base = kEcamBase},
   };
   if (config_.iommu) tables.dmar = acpi::DmarConfig{.register_base = kVtdBase};
@@ -202,7 +207,7 @@ absl::Status Vmm::OpenConsole() {
 }
 
 absl::Status Vmm::SetUpDevices() {
-  ASSIGN_OR_RETURN(serial_irq_, irq::Irqfd::Create(machine_->vm(), kCom1Irq));
+  ASSIGN_OR_RETURN(serial_irq_, irq::Irqfd::Create(machine_->irq_lines(), kCom1Irq));
   serial_ = std::make_shared<devices::Serial16550>([this] { (void)serial_irq_->Trigger(); },
                                                    [this](absl::Span<const uint8_t> bytes) {
                                                      if (console_out_ != nullptr)
@@ -214,7 +219,7 @@ absl::Status Vmm::SetUpDevices() {
       kPortI8042, 5));
   RETURN_IF_ERROR(machine_->pio().Insert(std::make_shared<devices::CmosRtc>(), kPortCmos, 2));
   // The ACPI events block: power button and PCI hotplug, signalled through the GED's interrupt.
-  ASSIGN_OR_RETURN(ged_irq_, irq::Irqfd::Create(machine_->vm(), kGedGsi));
+  ASSIGN_OR_RETURN(ged_irq_, irq::Irqfd::Create(machine_->irq_lines(), kGedGsi));
   acpi_events_ = std::make_shared<devices::AcpiEvents>([this] { (void)ged_irq_->Trigger(); });
   RETURN_IF_ERROR(
       machine_->pio().Insert(acpi_events_, kPortAcpiEvents, devices::AcpiEvents::kSize));
@@ -319,6 +324,8 @@ void Vmm::HandleExit(kvm::Vcpu& vcpu, const kvm::VcpuExit& exit) {
       std::fill(rd->data.begin(), rd->data.end(), 0xff);
   } else if (const auto* wr = std::get_if<kvm::exit::MmioWrite>(&exit)) {
     machine_->mmio().Write(wr->address, wr->data);
+  } else if (const auto* eoi = std::get_if<kvm::exit::IoapicEoi>(&exit)) {
+    if (machine_->ioapic() != nullptr) machine_->ioapic()->Eoi(eoi->vector);
   } else if (std::holds_alternative<kvm::exit::Hlt>(exit) ||
              std::holds_alternative<kvm::exit::Interrupted>(exit)) {
     // HLT is handled by the in-kernel LAPIC; an interrupted run (a kick) returns to VcpuSet.

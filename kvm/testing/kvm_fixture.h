@@ -2,8 +2,9 @@
 // -----------------------------------------------------------------------------
 // Testonly: GoogleTest fixtures for tests against the real /dev/kvm. KvmFixture skips the test,
 // saying why, only when /dev/kvm is absent or unusable, and otherwise opens it as `kvm()`.
-// IrqGuestFixture adds a halted guest with the in-kernel irqchip and an enabled local APIC, for
-// tests that route interrupts to it (irqfds, MSI routes) and look for them in its IRR.
+// IrqGuestFixture adds a halted guest with the in-kernel irqchip (or, constructed with true, a
+// split irqchip: local APICs only) and an enabled local APIC, for tests that route interrupts to it
+// (irqfds, MSI routes) and look for them in its IRR.
 //
 //   class VmTest : public KvmFixture {};
 //   TEST_F(VmTest, Foo) { ASSERT_OK_AND_ASSIGN(auto vm, kvm().CreateVm()); ... }
@@ -39,10 +40,13 @@ class KvmFixture : public ::testing::Test {
 
 class IrqGuestFixture : public KvmFixture {
  protected:
+  explicit IrqGuestFixture(bool split_irqchip = false) : split_irqchip_(split_irqchip) {}
   void SetUp() override {
     KvmFixture::SetUp();
     if (IsSkipped()) return;
-    absl::StatusOr<TinyGuest> g = MakeTinyGuest(kvm(), CpuMode::kLong, {0xf4}, {.irqchip = true});
+    absl::StatusOr<TinyGuest> g =
+        MakeTinyGuest(kvm(), CpuMode::kLong, {0xf4},
+                      {.irqchip = !split_irqchip_, .split_irqchip = split_irqchip_});
     ASSERT_TRUE(g.ok()) << g.status();
     guest_ = std::make_unique<TinyGuest>(std::move(g).value());
     const absl::Status lapic = EnableLapic(*guest_->vcpu);
@@ -70,6 +74,7 @@ class IrqGuestFixture : public KvmFixture {
     return PendingNow(vector);
   }
 
+  const bool split_irqchip_;
   std::unique_ptr<TinyGuest> guest_;
 };
 

@@ -34,7 +34,11 @@ absl::StatusOr<TinyGuest> MakeTinyGuest(const Kvm& kvm, CpuMode mode,
   ASSIGN_OR_RETURN(GuestMemory memory,
                    GuestMemory::CreateRam({{GuestAddress(0), options.ram_size}}));
   ASSIGN_OR_RETURN(uint32_t slot, vm->AddMemoryRegion(memory.regions()[0], options.slot_flags));
-  if (options.irqchip) RETURN_IF_ERROR(vm->CreateIrqchip());
+  if (options.split_irqchip) {
+    RETURN_IF_ERROR(vm->EnableSplitIrqchip(24));
+  } else if (options.irqchip) {
+    RETURN_IF_ERROR(vm->CreateIrqchip());
+  }
   ASSIGN_OR_RETURN(std::unique_ptr<Vcpu> vcpu, vm->CreateVcpu(0));
   RETURN_IF_ERROR(memory.Write(GuestAddress(kCodeAddress), code));
   if (mode == CpuMode::kLong) {

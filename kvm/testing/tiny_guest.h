@@ -37,6 +37,7 @@ struct TinyGuestOptions {
   uint64_t ram_size = 2 << 20;
   MemorySlotFlags slot_flags = {};
   bool irqchip = false;           // KVM_CREATE_IRQCHIP before the vCPU exists.
+  bool split_irqchip = false;     // Instead: KVM_CAP_SPLIT_IRQCHIP with 24 IOAPIC pins.
   bool manual_dirty_log = false;  // KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 before the slot exists.
 };
 

@@ -10,6 +10,8 @@ mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 outb 0x440 123 2>/dev/null  # vmm's boot timer: boot complete.
 echo "L2: booted"
+# Which IOAPIC the guest found: KVM's reports version 0x11, vmm's own (--irqchip=split) 0x20.
+dmesg | grep -o "IOAPIC\[0\]: apic_id [0-9]*, version [0-9]*" | sed 's/^/L2: /'
 fails=0
 check() {  # check DESCRIPTION COMMAND...
   desc=$1; shift
@@ -32,7 +34,7 @@ echo "1234 11e8" > /sys/bus/pci/drivers/uio_pci_generic/new_id
 for i in $(seq 1 50); do [ -d "$edu/uio" ] && break; usleep 100000; done
 echo "L2: edu INTx is IRQ $(cat $edu/irq) (pin/line: $(hexdump -v -e '1/1 "%02x "' -s 0x3d -n 1 $edu/config)/$(hexdump -v -e '1/1 "%02x"' -s 0x3c -n 1 $edu/config))"
 check "INTx: 20 interrupts through uio_pci_generic" edu_guest intx 20
-grep uio_pci_generic /proc/interrupts | sed 's/^/L2: /'
+grep -E "uio_pci_generic|ttyS0" /proc/interrupts | sed 's/^/L2: /'
 echo "$(basename $edu)" > /sys/bus/pci/drivers/uio_pci_generic/unbind
 echo "1234 11e8" > /sys/bus/pci/drivers/uio_pci_generic/remove_id
 

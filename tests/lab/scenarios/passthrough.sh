@@ -3,7 +3,8 @@
 # by vmm --device; the guest's checks (sysfs BAR0, DMA, INTx via uio_pci_generic, MSI via the
 # edu_msi test driver) run from its /init (l2/passthrough_init.sh). Meanwhile vmmctl drives the
 # VM: health, get, devices, pause/resume, and a bad-request matrix; the VM keeps running
-# through it, and a forced shutdown ends it.
+# through it, and a forced shutdown ends it. Then the same guest once more with
+# --irqchip=split.
 . /lab/lib.sh
 K=/lab/vmlinuz
 I=/lab/l2pt.cpio
@@ -25,22 +26,35 @@ l1_mmio=$(sed -n 's/.*: \([0-9]*\) reads\/s/\1/p' /tmp/l1dma.log)
 edu_to_vfio
 check "edu bound to vfio-pci (group $group)" test -c "/dev/vfio/$group"
 
-vmm --kernel=$K --initrd=$I --memory=256 --cmdline="console=ttyS0 reboot=k quiet" \
-  --device vfio-pci,host=$bdf --api_socket=$SOCK </dev/null >/tmp/l2.log 2>&1 &
-pid=$!
-for i in $(seq 1 300); do
-  grep -q "L2: passthrough checks done" /tmp/l2.log && break
-  kill -0 $pid 2>/dev/null || break
-  sleep 1
-done
-sed 's/^/  L2| /' /tmp/l2.log | grep -v "^  L2| \[" | tail -n 30
-for c in "edu is on the guest's PCI bus" "BAR0 mmapped through sysfs: ID and liveness registers" \
-  "DMA roundtrips RAM -> edu -> RAM, data verified" "BAR0 reads through the KVM slot" \
-  "INTx: 20 interrupts through uio_pci_generic" \
-  "MSI: edu_msi bound with an MSI vector" "MSI: 20 raised interrupts counted in /proc/interrupts" \
-  "MSI: the vector is PCI-MSI (not INTx)"; do
-  check "L2: $c" grep -qF "L2: PASS $c" /tmp/l2.log
-done
+start_l2() {  # start_l2 LOG [VMM_ARGS...]: boots the guest, waits for its checks; sets $pid.
+  local log=$1
+  shift
+  vmm --kernel=$K --initrd=$I --memory=256 --cmdline="console=ttyS0 reboot=k quiet" \
+    --device vfio-pci,host=$bdf --api_socket=$SOCK "$@" </dev/null >$log 2>&1 &
+  pid=$!
+  for i in $(seq 1 300); do
+    grep -q "L2: passthrough checks done" $log && break
+    kill -0 $pid 2>/dev/null || break
+    sleep 1
+  done
+  sed 's/^/  L2| /' $log | grep -v "^  L2| \[" | tail -n 30
+  for c in "edu is on the guest's PCI bus" "BAR0 mmapped through sysfs: ID and liveness registers" \
+    "DMA roundtrips RAM -> edu -> RAM, data verified" "BAR0 reads through the KVM slot" \
+    "INTx: 20 interrupts through uio_pci_generic" \
+    "MSI: edu_msi bound with an MSI vector" "MSI: 20 raised interrupts counted in /proc/interrupts" \
+    "MSI: the vector is PCI-MSI (not INTx)"; do
+    check "L2${*:+ $*}: $c" grep -qF "L2: PASS $c" $log
+  done
+}
+power_button() {  # power_button LOG: a graceful shutdown presses the guest's power button.
+  expect_rc 0 "graceful shutdown: the power button is pressed" ctl shutdown --grace=60s
+  for i in $(seq 1 20); do grep -q "L2: power button pressed" $1 && break; sleep 1; done
+  check "the guest saw the power button press" grep -q "L2: power button pressed" $1
+}
+
+start_l2 /tmp/l2.log
+check "with the in-kernel irqchip the guest finds KVM's IOAPIC (version 0x11)" \
+  grep -q "L2: IOAPIC.0.: apic_id 1, version 17" /tmp/l2.log
 l2_rate=$(sed -n 's/.*: \([0-9]*\) roundtrips\/s/\1/p' /tmp/l2.log | head -1)
 l2_mmio=$(sed -n 's/.*: \([0-9]*\) reads\/s/\1/p' /tmp/l2.log | head -1)
 
@@ -83,9 +97,7 @@ echo "nobody:x:65534:65534:nobody:/:/bin/sh" >> /etc/passwd
 echo "nogroup:x:65534:" >> /etc/group
 expect_rc 7 "a client without permission on the socket is refused" \
   su nobody -s /bin/sh -c "/lab/bin/vmmctl --socket=$SOCK get"
-expect_rc 0 "graceful shutdown: the power button is pressed" ctl shutdown --grace=60s
-for i in $(seq 1 20); do grep -q "L2: power button pressed" /tmp/l2.log && break; sleep 1; done
-check "the guest saw the power button press" grep -q "L2: power button pressed" /tmp/l2.log
+power_button /tmp/l2.log
 expect_rc 4 "shutdown twice: FAILED_PRECONDITION" ctl shutdown --grace=60s
 check "the VM kept running through all of it" sh -c "vmmctl --socket=$SOCK get | grep -q RUNNING"
 expect_rc 0 "forced shutdown" ctl shutdown --force
@@ -94,4 +106,17 @@ rc=$?
 check "vmm exits 0 after a forced shutdown (rc=$rc)" test "$rc" -eq 0
 check "the guest never saw an error from vmm" sh -c '! grep -q "vmm: .*error" /tmp/l2.log'
 tail -n 3 /tmp/l2.log
+
+# The same guest on a split irqchip: vmm's own IOAPIC (no PIT, no PIC) carries the console,
+# edu's INTx (level-triggered, resampled at the guest's EOI) and the power button's GED
+# interrupt; MSIs go straight to KVM's local APICs as before.
+start_l2 /tmp/l2split.log --irqchip=split
+check "with --irqchip=split the guest finds vmm's IOAPIC (version 0x20)" \
+  grep -q "L2: IOAPIC.0.: apic_id 1, version 32" /tmp/l2split.log
+power_button /tmp/l2split.log
+expect_rc 0 "forced shutdown (split irqchip)" ctl shutdown --force
+wait $pid
+rc=$?
+check "vmm exits 0 (split irqchip, rc=$rc)" test "$rc" -eq 0
+check "no error from vmm (split irqchip)" sh -c '! grep -q "vmm: .*error" /tmp/l2split.log'
 finish
