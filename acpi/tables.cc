@@ -162,13 +162,24 @@ std::vector<uint8_t> Dmar(const DmarConfig& c) {
   t.Append<uint8_t>(static_cast<uint8_t>(c.address_width - 1));
   t.Append<uint8_t>(c.interrupt_remapping ? 1 : 0);  // Flags: INTR_REMAP.
   t.Zeros(10);                                       // Reserved.
-  // DRHD: type 0, length 16 (no device scopes), flags, size (0: one 4 KiB page), segment 0.
+  // DRHD: type 0, length (16, and 8 per device scope), flags, size (0: one 4 KiB page), segment.
   t.Append<uint16_t>(0);
-  t.Append<uint16_t>(16);
+  t.Append<uint16_t>(c.ioapic ? 24 : 16);
   t.Append<uint8_t>(c.include_pci_all ? 1 : 0);
   t.Append<uint8_t>(0);
   t.Append<uint16_t>(0);
   t.Append(c.register_base);
+  if (c.ioapic) {
+    // Device scope: type 3 (IOAPIC), length 8, reserved, enumeration id, start bus, one path
+    // entry (device, function).
+    t.Append<uint8_t>(3);
+    t.Append<uint8_t>(8);
+    t.Append<uint16_t>(0);
+    t.Append<uint8_t>(c.ioapic->enumeration_id);
+    t.Append<uint8_t>(static_cast<uint8_t>(c.ioapic->source_id >> 8));
+    t.Append<uint8_t>(static_cast<uint8_t>((c.ioapic->source_id >> 3) & 0x1f));
+    t.Append<uint8_t>(static_cast<uint8_t>(c.ioapic->source_id & 7));
+  }
   return t.Finish();
 }
 

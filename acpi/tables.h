@@ -79,6 +79,14 @@ struct DmarConfig {
   uint64_t register_base = 0;   // The unit's 4 KiB register block.
   bool include_pci_all = true;  // The unit covers every PCI device, hot-added ones too.
   bool interrupt_remapping = false;
+  // The IOAPIC behind the unit (a device scope of type 3): the MADT's IOAPIC id, and the
+  // requester id its interrupts carry. Linux enables interrupt remapping only if every IOAPIC has
+  // one.
+  struct IoapicScope {
+    uint8_t enumeration_id = 0;
+    uint16_t source_id = 0;  // bus << 8 | device << 3 | function.
+  };
+  std::optional<IoapicScope> ioapic;
 };
 
 std::vector<uint8_t> Rsdp(uint64_t xsdt_address);

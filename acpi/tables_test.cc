@@ -73,6 +73,17 @@ TEST(AcpiTablesTest, EveryTableChecksumsToZeroAndHasItsLength) {
   uint64_t base;
   std::memcpy(&base, &dmar[56], 8);
   EXPECT_EQ(base, 0xfed90000u);
+  // With interrupt remapping: the flag, and the IOAPIC's device scope (what QEMU's q35 gives it:
+  // bus 0xff, 00.0).
+  const std::vector<uint8_t> ir = Dmar({.register_base = 0xfed90000,
+                                        .interrupt_remapping = true,
+                                        .ioapic = DmarConfig::IoapicScope{2, 0xff00}});
+  ASSERT_EQ(ir.size(), 48u + 24u);
+  EXPECT_EQ(Checksum(ir), 0);
+  EXPECT_EQ(ir[37], 1) << "INTR_REMAP";
+  EXPECT_EQ(ir[50], 24) << "DRHD length with one scope";
+  EXPECT_EQ(std::vector<uint8_t>(ir.begin() + 64, ir.end()),
+            (std::vector<uint8_t>{3, 8, 0, 0, 2, 0xff, 0, 0}));
   const std::vector<uint8_t> rsdp = Rsdp(0x12345678);
   EXPECT_EQ(Checksum(absl::MakeSpan(rsdp).subspan(0, 20)), 0);
   EXPECT_EQ(Checksum(rsdp), 0);

@@ -13,7 +13,7 @@ uint64_t Bits(uint64_t v, int hi, int lo) {
 
 }  // namespace
 
-Irte Irte::Decode(uint64_t low, uint64_t high) {
+Irte Irte::Decode(uint64_t low, uint64_t high, bool x2apic) {
   Irte e;
   e.present = Bits(low, 0, 0);
   e.fault_processing_disable = Bits(low, 1, 1);
@@ -22,11 +22,59 @@ Irte Irte::Decode(uint64_t low, uint64_t high) {
   e.level_triggered = Bits(low, 4, 4);
   e.delivery_mode = static_cast<uint8_t>(Bits(low, 7, 5));
   e.vector = static_cast<uint8_t>(Bits(low, 23, 16));
-  e.destination = static_cast<uint32_t>(Bits(low, 63, 32));
+  e.destination = static_cast<uint32_t>(x2apic ? Bits(low, 63, 32) : Bits(low, 47, 40));
   e.source_id = static_cast<uint16_t>(Bits(high, 15, 0));
   e.source_qualifier = static_cast<uint8_t>(Bits(high, 17, 16));
   e.source_validation = static_cast<uint8_t>(Bits(high, 19, 18));
   return e;
+}
+
+bool Irte::HasReservedBits(uint64_t low, uint64_t high, bool x2apic) {
+  uint64_t reserved_low = (uint64_t{0x7} << 12) | (uint64_t{1} << 15) | (uint64_t{0xff} << 24);
+  if (!x2apic) reserved_low |= (uint64_t{0xff} << 32) | (uint64_t{0xffff} << 48);
+  return (low & reserved_low) != 0 || (high >> 20) != 0;
+}
+
+absl::StatusOr<uint32_t> InterruptIndex(const MsiMessage& msg) {
+  if (Bits(msg.address, 31, 20) != 0xfee || Bits(msg.address, 63, 32) != 0) {
+    return absl::InvalidArgumentError("not an MSI address");
+  }
+  if (!irq::IsRemappableFormat(msg)) return absl::InvalidArgumentError("compatibility format");
+  // Handle: address bits 19:5 and bit 2 (handle[15]); with SHV (bit 3), plus the subhandle.
+  uint64_t index = Bits(msg.address, 19, 5) | (Bits(msg.address, 2, 2) << 15);
+  if (Bits(msg.address, 3, 3)) index += msg.data & 0xffff;
+  return static_cast<uint32_t>(index);  // At most 0xffff + 0xffff.
+}
+
+absl::StatusOr<MsiMessage> RemapThrough(const Irte& e, uint32_t index, uint16_t source_id,
+                                        absl::string_view what) {
+  if (!e.present) {
+    return absl::NotFoundError(absl::StrCat(what, ": IRTE ", index, " is not present"));
+  }
+  bool source_ok = true;
+  if (e.source_validation == 1) {
+    // SQ 1, 2, 3 ignore function bit 2, bits 2:1, bits 2:0.
+    static constexpr uint16_t kIgnore[4] = {0, 0x4, 0x6, 0x7};
+    const uint16_t ignore = kIgnore[e.source_qualifier & 3];
+    source_ok = (source_id & ~ignore) == (e.source_id & ~ignore);
+  } else if (e.source_validation == 2) {
+    // SID bits 15:8 the first bus, 7:0 the last.
+    const uint8_t bus = static_cast<uint8_t>(source_id >> 8);
+    source_ok = bus >= (e.source_id >> 8) && bus <= (e.source_id & 0xff);
+  } else if (e.source_validation == 3) {
+    source_ok = false;  // Reserved.
+  }
+  if (!source_ok) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        what, ": IRTE ", index, " belongs to requester ", absl::Hex(e.source_id, absl::kZeroPad4)));
+  }
+  MsiMessage out;
+  out.address = 0xfee00000 | (uint64_t{e.destination & 0xff} << 12) |
+                (uint64_t{e.redirection_hint} << 3) | (uint64_t{e.dest_logical} << 2) |
+                (uint64_t{e.destination >> 8} << 32);
+  out.data = e.vector | (uint32_t{e.delivery_mode} << 8) |
+             (e.level_triggered ? (1u << 15) | (1u << 14) : 0u);
+  return out;
 }
 
 InterruptRemappingTable::InterruptRemappingTable(uint32_t entries)
@@ -65,45 +113,15 @@ absl::StatusOr<MsiMessage> InterruptRemappingTable::Remap(const MsiMessage& msg,
     return absl::StrCat("interrupt remapping of MSI ", Hex(msg.address), "/", Hex(msg.data),
                         " from ", absl::Hex(source_id, absl::kZeroPad4));
   };
-  if (Bits(msg.address, 31, 20) != 0xfee || Bits(msg.address, 63, 32) != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(what(), ": not an MSI address"));
+  absl::StatusOr<uint32_t> index = InterruptIndex(msg);
+  if (!index.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(what(), ": ", index.status().message()));
   }
-  if (!IsRemappable(msg)) {
-    return absl::InvalidArgumentError(absl::StrCat(what(), ": compatibility format"));
-  }
-  // Handle: address bits 19:5 and bit 2 (handle[15]); with SHV (bit 3), plus the subhandle.
-  uint64_t index = Bits(msg.address, 19, 5) | (Bits(msg.address, 2, 2) << 15);
-  if (Bits(msg.address, 3, 3)) index += msg.data & 0xffff;
-  if (index >= table_.size()) {
+  if (*index >= table_.size()) {
     return absl::OutOfRangeError(
-        absl::StrCat(what(), ": index ", index, " is past the ", table_.size(), "-entry table"));
+        absl::StrCat(what(), ": index ", *index, " is past the ", table_.size(), "-entry table"));
   }
-  const Irte& e = table_[index];
-  if (!e.present) {
-    return absl::NotFoundError(absl::StrCat(what(), ": IRTE ", index, " is not present"));
-  }
-  bool source_ok = true;
-  if (e.source_validation == 1) {
-    // SQ 1, 2, 3 ignore function bit 2, bits 2:1, bits 2:0.
-    static constexpr uint16_t kIgnore[4] = {0, 0x4, 0x6, 0x7};
-    const uint16_t ignore = kIgnore[e.source_qualifier];
-    source_ok = (source_id & ~ignore) == (e.source_id & ~ignore);
-  } else if (e.source_validation == 2) {
-    const uint8_t bus = static_cast<uint8_t>(source_id >> 8);
-    source_ok = bus >= (e.source_id >> 8) && bus <= (e.source_id & 0xff);
-  }
-  if (!source_ok) {
-    return absl::PermissionDeniedError(absl::StrCat(what(), ": IRTE ", index,
-                                                    " belongs to requester ",
-                                                    absl::Hex(e.source_id, absl::kZeroPad4)));
-  }
-  MsiMessage out;
-  out.address = 0xfee00000 | (uint64_t{e.destination & 0xff} << 12) |
-                (uint64_t{e.redirection_hint} << 3) | (uint64_t{e.dest_logical} << 2) |
-                (uint64_t{e.destination >> 8} << 32);
-  out.data = e.vector | (uint32_t{e.delivery_mode} << 8) |
-             (e.level_triggered ? (1u << 15) | (1u << 14) : 0u);
-  return out;
+  return RemapThrough(table_[*index], *index, source_id, what());
 }
 
 absl::Status MsiIovaWindow::Register(Iova base, uint64_t size) {

@@ -60,9 +60,23 @@ struct Irte {
   uint8_t source_qualifier = 0;   // SQ: which low function bits to ignore (0-3).
   uint8_t source_validation = 0;  // SVT: 0 none, 1 requester id, 2 bus range.
 
-  // From the 128-bit in-memory format a guest writes.
-  static Irte Decode(uint64_t low, uint64_t high);
+  // From the 128-bit in-memory format a guest writes. `x2apic` (IRTA.EIME): the destination is
+  // all of bits 63:32; otherwise (xAPIC) the APIC id in bits 47:40.
+  static Irte Decode(uint64_t low, uint64_t high, bool x2apic = true);
+  // Whether the entry sets bits the format reserves (fault reason 0x24): 14:12 and 31:24, IM
+  // (15: posted interrupts are not offered), 127:84, and in xAPIC mode 39:32 and 63:48.
+  static bool HasReservedBits(uint64_t low, uint64_t high, bool x2apic);
 };
+
+// The interrupt index a remappable-format message names: its handle, plus the subhandle (data
+// bits 15:0) when SHV is set. INVALID_ARGUMENT if `msg` is not an MSI address or is in
+// compatibility format.
+absl::StatusOr<uint32_t> InterruptIndex(const MsiMessage& msg);
+// What entry `index` makes of an interrupt from `source_id`: the compatibility-format message
+// KVM delivers, or PERMISSION_DENIED if the entry's source validation rejects the requester
+// (NOT_FOUND if it is not present). `what` names the request in errors.
+absl::StatusOr<MsiMessage> RemapThrough(const Irte& entry, uint32_t index, uint16_t source_id,
+                                        absl::string_view what);
 
 // As an irq::MsiTranslator, it is what irq::MsiRoutes resolves remappable messages through.
 class InterruptRemappingTable : public irq::MsiTranslator {
@@ -81,7 +95,7 @@ class InterruptRemappingTable : public irq::MsiTranslator {
   // not present; PERMISSION_DENIED if the source-id does not match.
   absl::StatusOr<MsiMessage> Remap(const MsiMessage& msg, uint16_t source_id) const;
   // irq::MsiTranslator: Remap.
-  absl::StatusOr<MsiMessage> Translate(const MsiMessage& msg, uint16_t source_id) const override {
+  absl::StatusOr<MsiMessage> Translate(const MsiMessage& msg, uint16_t source_id) override {
     return Remap(msg, source_id);
   }
 

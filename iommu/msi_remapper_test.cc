@@ -34,6 +34,35 @@ TEST(InterruptRemappingTest, DecodesTheInMemoryFormat) {
   EXPECT_EQ(e.source_validation, 1);
 }
 
+TEST(InterruptRemappingTest, XapicEntriesKeepTheApicIdInBits47To40) {
+  // What Linux writes without EIM: destination APIC 3 as dest << 8 in the dword, redirection
+  // hint set, edge.
+  const uint64_t low = 1 | (1 << 3) | (0x51 << 16) | (uint64_t{3 << 8} << 32);
+  const Irte e = Irte::Decode(low, 0, /*x2apic=*/false);
+  EXPECT_EQ(e.destination, 3u);
+  EXPECT_FALSE(Irte::HasReservedBits(low, 0, false));
+  ASSERT_OK_AND_ASSIGN(MsiMessage out, RemapThrough(e, 4, 0x18, "test"));
+  EXPECT_EQ(out, (MsiMessage{0xfee03008, 0x51}));
+  // Reserved: bits 14:12, IM (posted), 31:24, 127:84, and in xAPIC mode 39:32 and 63:48.
+  for (uint64_t bit : {12u, 14u, 15u, 24u, 31u}) {
+    EXPECT_TRUE(Irte::HasReservedBits(low | (uint64_t{1} << bit), 0, false)) << bit;
+  }
+  EXPECT_TRUE(Irte::HasReservedBits(low | (uint64_t{1} << 32), 0, false));
+  EXPECT_FALSE(Irte::HasReservedBits(low | (uint64_t{1} << 32), 0, true));
+  EXPECT_TRUE(Irte::HasReservedBits(low | (uint64_t{1} << 63), 0, false));
+  EXPECT_TRUE(Irte::HasReservedBits(low, uint64_t{1} << 20, false));
+  EXPECT_FALSE(Irte::HasReservedBits(low, 0xfffff, false));  // SID, SQ, SVT.
+}
+
+TEST(InterruptRemappingTest, ReservedSourceValidationRejectsEveryone) {
+  const Irte e{.present = true, .vector = 0x41, .source_id = 0x18, .source_validation = 3};
+  EXPECT_THAT(RemapThrough(e, 1, 0x18, "test"), StatusIs(absl::StatusCode::kPermissionDenied));
+  EXPECT_THAT(RemapThrough(Irte{}, 1, 0x18, "test"),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("IRTE 1 is not present")));
+  EXPECT_THAT(InterruptIndex({0xfee00000, 0}), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(InterruptIndex({RemappableAddress(0x7fff, true), 0xffff}), IsOkAndHolds(0x17ffeu));
+}
+
 TEST(InterruptRemappingTest, RemapsByHandleAndSubhandle) {
   InterruptRemappingTable irt(1 << 16);
   Irte e{.present = true,
@@ -62,7 +91,7 @@ TEST(InterruptRemappingTest, IsTheTranslatorIrqRoutesUse) {
   InterruptRemappingTable irt(64);
   ASSERT_OK(
       irt.Set(5, {.present = true, .vector = 0x71, .source_id = 0x18, .source_validation = 1}));
-  const irq::MsiTranslator& translator = irt;
+  irq::MsiTranslator& translator = irt;
   EXPECT_THAT(translator.Translate({RemappableAddress(5, false), 0}, 0x18),
               IsOkAndHolds(MsiMessage{0xfee00000, 0x71}));
   EXPECT_THAT(translator.Translate({RemappableAddress(5, false), 0}, 0x20),

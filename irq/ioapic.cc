@@ -159,6 +159,15 @@ void Ioapic::EoiLocked(uint8_t vector) {
   }
 }
 
+void Ioapic::Reroute() {
+  MutexLock lock(mu_);
+  for (uint32_t n = 0; n < kPins; ++n) {
+    if (pins_[n].rte == kMasked) continue;  // Never programmed (or back at its reset value).
+    UpdateRoute(n);
+    Service(n);
+  }
+}
+
 void Ioapic::SetEoiHandler(uint32_t n, std::function<bool()> handler) {
   if (n >= kPins) return;
   MutexLock lock(mu_);

@@ -77,6 +77,10 @@ class Ioapic : public devices::BusDevice {
   void SetLevel(uint32_t pin, bool asserted);
   // The guest EOIed `vector` (KVM_EXIT_IOAPIC_EOI, or the EOI register).
   void Eoi(uint8_t vector);
+  // Offers every programmed pin's route to the sink again and delivers what became deliverable:
+  // for when what a message means changed behind the entries (the guest's interrupt remapping
+  // table was invalidated). Under the same lock as register writes.
+  void Reroute();
   // Runs `handler` after every EOI that clears the pin's remote IRR (resampling), before a
   // still-asserted pin is delivered again. With the Ioapic's lock held: the handler may deassert
   // inputs only through its return value: returning false deasserts the pin.

@@ -197,6 +197,18 @@ TEST_F(IoapicTest, AnUnroutablePinDeliversNothingUntilReprogrammed) {
   EXPECT_THAT(sink_.raised, ElementsAre(16));  // Still asserted: delivered once routable.
 }
 
+TEST_F(IoapicTest, RerouteDeliversWhatBecameRoutable) {
+  sink_.fail_routes = true;
+  WriteRte(16, kLevel | 0x51);
+  ioapic_.SetLevel(16, true);
+  ioapic_.Reroute();
+  EXPECT_THAT(sink_.raised, IsEmpty());
+  sink_.fail_routes = false;  // The remapping entry became valid.
+  ioapic_.Reroute();
+  EXPECT_THAT(sink_.raised, ElementsAre(16));
+  EXPECT_FALSE(sink_.routes.contains(3)) << "pins never programmed are left alone";
+}
+
 TEST_F(IoapicTest, OddAccessesAreHarmless) {
   uint8_t b8[8];
   ioapic_.Read(0x10, b8);

@@ -33,8 +33,9 @@ class MsiTranslator {
  public:
   virtual ~MsiTranslator() = default;
   // The compatibility-format message for a remappable-format `msg` from requester `source_id`
-  // (bus << 8 | devfn); an error if the requester may not raise it.
-  virtual absl::StatusOr<MsiMessage> Translate(const MsiMessage& msg, uint16_t source_id) const = 0;
+  // (bus << 8 | devfn); an error if the requester may not raise it (a translator may record the
+  // rejection where the guest sees it, as an IOMMU's fault log).
+  virtual absl::StatusOr<MsiMessage> Translate(const MsiMessage& msg, uint16_t source_id) = 0;
 };
 
 }  // namespace vmmkit::irq

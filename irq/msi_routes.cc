@@ -13,7 +13,7 @@ std::string Name(MsiVector v) {
 }  // namespace
 
 MsiRoutes::MsiRoutes(kvm::Vm& vm, uint32_t first_gsi, uint32_t count,
-                     std::vector<kvm::GsiRoute> base, const MsiTranslator* translator)
+                     std::vector<kvm::GsiRoute> base, MsiTranslator* translator)
     : vm_(vm), gsis_(first_gsi, count), base_(std::move(base)), translator_(translator) {}
 
 std::optional<uint32_t> MsiRoutes::gsi(MsiVector v) const {
@@ -24,7 +24,7 @@ std::optional<uint32_t> MsiRoutes::gsi(MsiVector v) const {
 
 std::optional<MsiMessage> MsiRoutes::delivered(MsiVector v) const {
   auto it = routes_.find(v);
-  if (it == routes_.end()) return std::nullopt;
+  if (it == routes_.end() || it->second.blocked) return std::nullopt;
   return it->second.msg;
 }
 
@@ -47,11 +47,14 @@ absl::StatusOr<MsiMessage> MsiRoutes::Resolve(const MsiMessage& msg, uint16_t so
 
 absl::Status MsiRoutes::Push() {
   std::vector<kvm::GsiRoute> table = base_;
-  for (const auto& [gsi, msg] : pin_routes_) {
-    table.push_back(
-        {gsi, kvm::MsiRoute{.address = msg.address, .data = msg.data, .devid = std::nullopt}});
+  for (const auto& [gsi, p] : pin_routes_) {
+    if (!p.delivered) continue;
+    table.push_back({gsi, kvm::MsiRoute{.address = p.delivered->address,
+                                        .data = p.delivered->data,
+                                        .devid = std::nullopt}});
   }
   for (const auto& [v, r] : routes_) {
+    if (r.blocked) continue;
     table.push_back(
         {r.gsi,
          kvm::MsiRoute{.address = r.msg.address, .data = r.msg.data, .devid = std::nullopt}});
@@ -69,21 +72,48 @@ absl::Status MsiRoutes::SetPinRoute(uint32_t gsi, std::optional<MsiMessage> msg,
   for (const kvm::GsiRoute& r : base_) {
     if (r.gsi == gsi) return fail(absl::InvalidArgumentError("taken by the irqchip's routes"));
   }
-  const std::map<uint32_t, MsiMessage> before = pin_routes_;
+  const std::map<uint32_t, PinRoute> before = pin_routes_;
+  absl::Status rejected;
   if (msg) {
     absl::StatusOr<MsiMessage> delivered = Resolve(*msg, source_id);
-    if (!delivered.ok()) {
-      pin_routes_.erase(gsi);  // What the pin delivered before is no longer what it says.
-      if (before.contains(gsi)) (void)Push();
-      return fail(delivered.status());
-    }
-    pin_routes_[gsi] = *delivered;
+    if (!delivered.ok()) rejected = fail(delivered.status());
+    std::optional<MsiMessage> now;
+    if (delivered.ok()) now = *delivered;
+    auto it = before.find(gsi);
+    const bool same = it != before.end() && it->second.delivered == now;
+    pin_routes_[gsi] = PinRoute{*msg, source_id, now};
+    // What KVM delivers did not change (a rewrite of the same entry): no table update.
+    if (same) return rejected;
   } else {
     if (!pin_routes_.erase(gsi)) return absl::OkStatus();
   }
   if (absl::Status s = Push(); !s.ok()) {
     pin_routes_ = before;
     return fail(s);
+  }
+  return rejected;
+}
+
+absl::Status MsiRoutes::Retranslate() {
+  bool changed = false;
+  for (auto& [gsi, p] : pin_routes_) {
+    absl::StatusOr<MsiMessage> delivered = Resolve(p.programmed, p.source_id);
+    std::optional<MsiMessage> now;
+    if (delivered.ok()) now = *delivered;
+    if (now != p.delivered) {
+      p.delivered = now;
+      changed = true;
+    }
+  }
+  for (auto& [v, r] : routes_) {
+    absl::StatusOr<MsiMessage> delivered = Resolve(r.programmed, r.source_id);
+    if (delivered.ok() != !r.blocked || (delivered.ok() && *delivered != r.msg)) changed = true;
+    r.blocked = !delivered.ok();
+    if (delivered.ok()) r.msg = *delivered;
+  }
+  if (!changed) return absl::OkStatus();
+  if (absl::Status s = Push(); !s.ok()) {
+    return absl::Status(s.code(), absl::StrCat("retranslate MSI routes: ", s.message()));
   }
   return absl::OkStatus();
 }
@@ -98,7 +128,7 @@ absl::StatusOr<uint32_t> MsiRoutes::Enable(MsiVector v, const MsiMessage& msg, u
   if (!delivered.ok()) return fail(delivered.status());
   absl::StatusOr<uint32_t> gsi = gsis_.Allocate();
   if (!gsi.ok()) return fail(gsi.status());
-  routes_[v] = Route{*gsi, *delivered, source_id, &trigger, masked};
+  routes_[v] = Route{*gsi, *delivered, source_id, &trigger, masked, msg};
   if (absl::Status s = Push(); !s.ok()) {
     routes_.erase(v);
     gsis_.Free(*gsi);
@@ -122,10 +152,12 @@ absl::Status MsiRoutes::Update(MsiVector v, const MsiMessage& msg) {
     return absl::Status(delivered.status().code(),
                         absl::StrCat("update ", Name(v), ": ", delivered.status().message()));
   }
-  const MsiMessage old = r->msg;
+  const Route old = *r;
   r->msg = *delivered;
+  r->programmed = msg;
+  r->blocked = false;
   if (absl::Status s = Push(); !s.ok()) {
-    r->msg = old;
+    *r = old;
     return s;
   }
   return absl::OkStatus();

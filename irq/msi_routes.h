@@ -49,7 +49,7 @@ class MsiRoutes {
   // MSI routes use GSIs [first_gsi, first_gsi + count); `base` is the rest of the table.
   // `translator` (optional, not owned) translates remappable-format messages.
   MsiRoutes(kvm::Vm& vm, uint32_t first_gsi, uint32_t count, std::vector<kvm::GsiRoute> base,
-            const MsiTranslator* translator = nullptr);
+            MsiTranslator* translator = nullptr);
 
   // Routes `msg` from requester `source_id` to a free GSI and, unless `masked`, binds `trigger`
   // to it. `trigger` must stay alive until Disable. ALREADY_EXISTS if the vector is enabled;
@@ -70,7 +70,13 @@ class MsiRoutes {
   // The route at a fixed GSI below the MSI range, for an input of a userspace interrupt controller
   // (a split irqchip's IOAPIC pin): `msg` from `source_id`, or none to remove it. No irqfd: the
   // controller raises it (KVM_IRQ_LINE). INVALID_ARGUMENT for a GSI in the MSI range or in `base`.
+  // A message the translator rejects leaves the GSI without a route (the error says why).
   absl::Status SetPinRoute(uint32_t gsi, std::optional<MsiMessage> msg, uint16_t source_id);
+  // Translates every route's message again (the guest changed its interrupt remapping table and
+  // invalidated the IOMMU's interrupt entry cache): a route whose message is now rejected is
+  // blocked (taken out of KVM's table, its irqfd left bound to nothing) until a later translation
+  // succeeds. One table update, and none if nothing changed.
+  absl::Status Retranslate();
 
   size_t size() const { return routes_.size(); }
   std::optional<uint32_t> gsi(MsiVector v) const;
@@ -84,6 +90,13 @@ class MsiRoutes {
     uint16_t source_id;
     const EventFd* trigger;
     bool masked;
+    MsiMessage programmed;  // As the guest wrote it.
+    bool blocked = false;   // The last retranslation rejected it: not in KVM's table.
+  };
+  struct PinRoute {
+    MsiMessage programmed;
+    uint16_t source_id;
+    std::optional<MsiMessage> delivered;  // None: rejected, no route.
   };
   absl::StatusOr<MsiMessage> Resolve(const MsiMessage& msg, uint16_t source_id) const;
   absl::Status Push();
@@ -92,9 +105,9 @@ class MsiRoutes {
   kvm::Vm& vm_;
   GsiAllocator gsis_;
   std::vector<kvm::GsiRoute> base_;
-  const MsiTranslator* translator_;
+  MsiTranslator* translator_;
   std::map<MsiVector, Route> routes_;
-  std::map<uint32_t, MsiMessage> pin_routes_;  // GSI -> message as delivered.
+  std::map<uint32_t, PinRoute> pin_routes_;
 };
 
 }  // namespace vmmkit::irq

@@ -54,11 +54,16 @@ TEST_F(MsiRoutesTest, MaskedVectorsDoNotDeliver) {
 // 0x71 on APIC 0 (iommu/'s InterruptRemappingTable is the real one).
 class OneEntryTranslator : public MsiTranslator {
  public:
-  absl::StatusOr<MsiMessage> Translate(const MsiMessage& msg, uint16_t source_id) const override {
+  absl::StatusOr<MsiMessage> Translate(const MsiMessage& msg, uint16_t source_id) override {
+    ++calls;
     if (((msg.address >> 5) & 0x7fff) != 5) return absl::NotFoundError("no such handle");
     if (source_id != 0x18) return absl::PermissionDeniedError("not this requester's handle");
-    return MsiMessage{0xfee00000, 0x71};
+    if (!present) return absl::NotFoundError("entry 5 is not present");
+    return MsiMessage{0xfee00000, vector};
   }
+  uint32_t vector = 0x71;
+  bool present = true;
+  int calls = 0;
 };
 
 TEST_F(MsiRoutesTest, RemappableMessagesGoThroughTheTranslator) {
@@ -77,6 +82,33 @@ TEST_F(MsiRoutesTest, RemappableMessagesGoThroughTheTranslator) {
   MsiRoutes no_ir(vm(), 40, 8, kvm::DefaultIrqchipRoutes());
   EXPECT_THAT(no_ir.Enable({2, 0}, remappable, 0x18, trigger),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("remapping is not enabled")));
+}
+
+TEST_F(MsiRoutesTest, RetranslationFollowsTheRemappingTable) {
+  OneEntryTranslator irt;
+  MsiRoutes routes(vm(), 24, 8, kvm::DefaultIrqchipRoutes(), &irt);
+  ASSERT_OK_AND_ASSIGN(EventFd trigger, EventFd::Create());
+  const MsiMessage remappable{0xfee00000 | (5 << 5) | (1 << 4), 0};
+  ASSERT_OK(routes.Enable({2, 0}, remappable, 0x18, trigger).status());
+  // The guest points entry 5 at another vector and invalidates: the route follows.
+  irt.vector = 0x72;
+  ASSERT_OK(routes.Retranslate());
+  EXPECT_EQ(routes.delivered({2, 0}), (MsiMessage{0xfee00000, 0x72}));
+  ASSERT_OK(trigger.Write(1));
+  EXPECT_TRUE(Pending(0x72));
+  // It clears the entry: the vector is blocked, its irqfd delivers nothing.
+  irt.present = false;
+  ASSERT_OK(routes.Retranslate());
+  EXPECT_EQ(routes.delivered({2, 0}), std::nullopt);
+  irt.vector = 0x73;
+  ASSERT_OK(trigger.Write(1));
+  EXPECT_FALSE(PendingAfterSettling(0x73));
+  // And sets it again.
+  irt.present = true;
+  ASSERT_OK(routes.Retranslate());
+  ASSERT_OK(trigger.Write(1));
+  EXPECT_TRUE(Pending(0x73));
+  EXPECT_EQ(routes.size(), 1u);
 }
 
 TEST_F(MsiRoutesTest, DisableDeviceTakesAllItsVectorsAndNothingElse) {

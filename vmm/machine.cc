@@ -1,6 +1,7 @@
 #include "vmm/machine.h"
 
 #include "absl/strings/str_cat.h"
+#include "base/log.h"
 #include "base/status_macros.h"
 #include "iommu/vtd/dma_space.h"
 #include "irq/irqchip.h"
@@ -66,9 +67,33 @@ absl::StatusOr<std::unique_ptr<Machine>> Machine::Create(const MachineConfig& co
   m->mmio_space_ = std::make_unique<AddressAllocator>(std::move(mmio_space));
   m->io_space_ = std::make_unique<AddressAllocator>(std::move(io_space));
   const bool split = config.irqchip == irq::IrqchipMode::kSplit;
+  const bool remapping = config.iommu && split;
+  Machine* machine = m.get();
+  if (config.iommu) {
+    // Its own interrupts (fault events, invalidation waits) are plain MSIs from the platform.
+    // With a split irqchip it remaps interrupts too: it is then the route table's translator, and
+    // what the guest changes in its remapping table re-translates the routes (its register
+    // writes come under the machine lock, which the routes need).
+    m->iommu_ = std::make_shared<iommu::vtd::RemappingUnit>(
+        *m->memory_,
+        iommu::vtd::UnitOptions{
+            .send_msi = [vm = m->vm_.get()](uint64_t a, uint32_t d) { (void)vm->SignalMsi(a, d); },
+            .interrupt_remapping = remapping,
+            .on_interrupt_entries_changed =
+                [machine]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+                  machine->lock_.AssertHeld();
+                  if (absl::Status s = machine->msi_routes_->Retranslate(); !s.ok()) {
+                    LogWarning(s.message());
+                  }
+                  if (machine->ioapic_ != nullptr) machine->ioapic_->Reroute();
+                }});
+    RETURN_IF_ERROR(m->mmio_.Insert(std::make_shared<UnderMachineLock>(m->iommu_, m->lock_),
+                                    kVtdBase, iommu::vtd::RemappingUnit::kSize));
+  }
   m->msi_routes_ = std::make_unique<irq::MsiRoutes>(
       *m->vm_, kMsiFirstGsi, kMsiGsiCount,
-      split ? std::vector<kvm::GsiRoute>{} : kvm::DefaultIrqchipRoutes());
+      split ? std::vector<kvm::GsiRoute>{} : kvm::DefaultIrqchipRoutes(),
+      remapping ? m->iommu_.get() : nullptr);
   if (split) {
     // The IOAPIC's registers are written under the machine lock: a redirection entry becomes a
     // route in the machine's table.
@@ -80,16 +105,6 @@ absl::StatusOr<std::unique_ptr<Machine>> Machine::Create(const MachineConfig& co
     ASSIGN_OR_RETURN(m->irq_lines_, irq::IoapicIrqLines::Create(*m->ioapic_));
   } else {
     m->irq_lines_ = std::make_unique<irq::KvmIrqLines>(*m->vm_);
-  }
-  if (config.iommu) {
-    // Its own interrupts (fault events, invalidation waits) are plain MSIs from the platform.
-    m->iommu_ = std::make_shared<iommu::vtd::RemappingUnit>(
-        *m->memory_,
-        iommu::vtd::UnitOptions{.send_msi = [vm = m->vm_.get()](uint64_t a, uint32_t d) {
-          (void)vm->SignalMsi(a, d);
-        }});
-    RETURN_IF_ERROR(m->mmio_.Insert(std::make_shared<UnderMachineLock>(m->iommu_, m->lock_),
-                                    kVtdBase, iommu::vtd::RemappingUnit::kSize));
   }
   return m;
 }

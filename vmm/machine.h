@@ -45,7 +45,8 @@ struct MachineConfig {
   uint64_t memory_bytes = 64 << 20;
   GuestRegionBacking backing = GuestRegionBacking::kAnonymous;
   bool prefault = false;
-  // A guest-visible Intel VT-d unit (caching mode) at kVtdBase in front of every PCI function.
+  // A guest-visible Intel VT-d unit (caching mode) at kVtdBase in front of every PCI function;
+  // with a split irqchip it remaps interrupts too (MSIs and the IOAPIC's).
   bool iommu = false;
   // kSplit: the IOAPIC is the machine's (irq::Ioapic at kIoapicAddress), with no PIT and no PIC.
   irq::IrqchipMode irqchip = irq::IrqchipMode::kInKernel;

@@ -146,5 +146,29 @@ TEST(MachineSplitIrqchipTest, TheIoapicIsTheMachinesAndItsPinsBecomeRoutes) {
                        irq::Irqfd::CreateWithResample(m->irq_lines(), kPciIntxFirstGsi));
 }
 
+TEST(MachineSplitIrqchipTest, WithTheVtdUnitInterruptsAreRemapped) {
+  if (::access("/dev/kvm", R_OK | W_OK) != 0) GTEST_SKIP() << "no usable /dev/kvm";
+  for (irq::IrqchipMode mode : {irq::IrqchipMode::kInKernel, irq::IrqchipMode::kSplit}) {
+    ASSERT_OK_AND_ASSIGN(
+        std::unique_ptr<Machine> m,
+        Machine::Create({.memory_bytes = 64 << 20, .iommu = true, .irqchip = mode}));
+    uint64_t ecap = 0;
+    ASSERT_TRUE(m->mmio().Read(kVtdBase + iommu::vtd::kRegEcap,
+                               absl::MakeSpan(reinterpret_cast<uint8_t*>(&ecap), 8)));
+    // Interrupt remapping needs the IOAPIC in vmm: only the split irqchip offers it.
+    EXPECT_EQ((ecap >> 3) & 1, mode == irq::IrqchipMode::kSplit ? 1u : 0u);
+  }
+  // A remappable MSI is the unit's to translate: refused while the guest has not enabled it.
+  ASSERT_OK_AND_ASSIGN(
+      std::unique_ptr<Machine> m,
+      Machine::Create(
+          {.memory_bytes = 64 << 20, .iommu = true, .irqchip = irq::IrqchipMode::kSplit}));
+  ASSERT_OK_AND_ASSIGN(EventFd trigger, EventFd::Create());
+  MutexLock lock(m->lock());
+  EXPECT_THAT(m->msi_routes().Enable({1, 0}, {0xfee00000 | (5 << 5) | (1 << 4), 0}, 0x18, trigger),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       ::testing::HasSubstr("has not enabled interrupt remapping")));
+}
+
 }  // namespace
 }  // namespace vmmkit::vmm

@@ -137,7 +137,15 @@ absl::Status Vmm::Build() {
                .pcat_compat = !config_.split_irqchip},
       .mcfg = acpi::McfgConfig{.ecam_base = kEcamBase},
   };
-  if (config_.iommu) tables.dmar = acpi::DmarConfig{.register_base = kVtdBase};
+  if (config_.iommu) {
+    tables.dmar = acpi::DmarConfig{.register_base = kVtdBase};
+    if (config_.split_irqchip) {
+      // Interrupt remapping, for which Linux also needs the IOAPIC under the unit.
+      tables.dmar->interrupt_remapping = true;
+      tables.dmar->ioapic = acpi::DmarConfig::IoapicScope{
+          .enumeration_id = static_cast<uint8_t>(config_.cpus), .source_id = kIoapicSourceId};
+    }
+  }
   for (uint32_t i = 0; i < config_.cpus; ++i)
     tables.madt.apic_ids.push_back(static_cast<uint8_t>(i));
   ASSIGN_OR_RETURN(GuestAddress rsdp,
@@ -524,7 +532,10 @@ std::vector<DeviceSummary> Vmm::PlatformDevices() const {
     devices.push_back(platform("boot-timer", "boot-complete port 0x440"));
   }
   if (config_.iommu) {
-    devices.push_back(platform("iommu", "Intel VT-d DMA remapping (caching mode) at 0xfed90000"));
+    devices.push_back(platform(
+        "iommu", config_.split_irqchip
+                     ? "Intel VT-d DMA and interrupt remapping (caching mode) at 0xfed90000"
+                     : "Intel VT-d DMA remapping (caching mode) at 0xfed90000"));
   }
   return devices;
 }

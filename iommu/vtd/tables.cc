@@ -1,6 +1,10 @@
 #include "iommu/vtd/tables.h"
 
 #include <algorithm>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "base/status.h"
 
 namespace vmmkit::iommu::vtd {
 namespace {
@@ -53,6 +57,20 @@ const char* FaultReasonName(FaultReason reason) {
       return "reserved bits in a context entry";
     case FaultReason::kPageTableReserved:
       return "reserved bits in a page-table entry";
+    case FaultReason::kIrRequestReserved:
+      return "reserved bits in an interrupt request";
+    case FaultReason::kIrIndexBeyondTable:
+      return "interrupt index beyond the remapping table";
+    case FaultReason::kIrteNotPresent:
+      return "interrupt remapping entry not present";
+    case FaultReason::kIrTableAccess:
+      return "interrupt remapping table outside guest RAM";
+    case FaultReason::kIrteReserved:
+      return "reserved bits in an interrupt remapping entry";
+    case FaultReason::kIrCompatibilityBlocked:
+      return "compatibility-format interrupt blocked";
+    case FaultReason::kIrSourceIdMismatch:
+      return "interrupt from a requester the entry does not allow";
   }
   return "unknown fault";
 }
@@ -186,6 +204,52 @@ bool SecondLevelWalk::Walk(uint64_t start, uint64_t last,
   const uint64_t limit = table_.iova_limit();
   if (start > last || start >= limit) return true;
   return WalkTable(table_.root, table_.levels, 0, start, std::min(last, limit - 1), visit);
+}
+
+InterruptLookup RemapInterrupt(const GuestMemory& ram, const InterruptTable& table,
+                               const MsiMessage& request, uint16_t source_id) {
+  InterruptLookup r;
+  const auto fail = [&](FaultReason reason, absl::Status why) {
+    r.fault = reason;
+    r.msg = std::move(why);
+    return r;
+  };
+  const std::string what = absl::StrCat("interrupt ", Hex(request.address), "/", Hex(request.data),
+                                        " from ", Hex(source_id));
+  absl::StatusOr<uint32_t> index = InterruptIndex(request);
+  const bool shv = (request.address >> 3) & 1;
+  if (!index.ok() || (shv && (request.data >> 16) != 0)) {
+    return fail(FaultReason::kIrRequestReserved,
+                absl::InvalidArgumentError(absl::StrCat(what, ": malformed request")));
+  }
+  r.index = *index;
+  if (*index >= table.entries) {
+    return fail(FaultReason::kIrIndexBeyondTable,
+                absl::OutOfRangeError(absl::StrCat(what, ": index ", *index, " beyond the ",
+                                                   table.entries, "-entry table")));
+  }
+  const GuestAddress at(table.base + 16 * uint64_t{*index});
+  absl::StatusOr<uint64_t> low = ram.ReadObj<uint64_t>(at);
+  absl::StatusOr<uint64_t> high = ram.ReadObj<uint64_t>(GuestAddress(at.raw() + 8));
+  if (!low.ok() || !high.ok()) {
+    return fail(FaultReason::kIrTableAccess,
+                absl::FailedPreconditionError(absl::StrCat(what, ": IRTE ", *index, " at ",
+                                                           at.ToString(), " is outside RAM")));
+  }
+  const Irte e = Irte::Decode(*low, *high, /*x2apic=*/false);
+  if (!e.present) {
+    return fail(FaultReason::kIrteNotPresent,
+                absl::NotFoundError(absl::StrCat(what, ": IRTE ", *index, " is not present")));
+  }
+  r.fault_processing_disabled = e.fault_processing_disable;
+  if (Irte::HasReservedBits(*low, *high, /*x2apic=*/false)) {
+    return fail(FaultReason::kIrteReserved, absl::InvalidArgumentError(absl::StrCat(
+                                                what, ": IRTE ", *index, " sets reserved bits")));
+  }
+  absl::StatusOr<MsiMessage> out = RemapThrough(e, *index, source_id, what);
+  if (!out.ok()) return fail(FaultReason::kIrSourceIdMismatch, out.status());
+  r.msg = *out;
+  return r;
 }
 
 }  // namespace vmmkit::iommu::vtd

@@ -33,10 +33,13 @@ uint64_t Capability(const UnitOptions& o) {
   return cap;
 }
 
-uint64_t ExtendedCapability() {
-  // QI, PT (pass-through contexts), IRO. No device TLBs, snoop control, interrupt remapping or
-  // scalable mode (a Linux guest turns scalable mode on by default when it is offered).
-  return (1u << 1) | (1u << 6) | (kIro << 8);
+uint64_t ExtendedCapability(const UnitOptions& o) {
+  // QI, PT (pass-through contexts), IRO. No device TLBs, snoop control, EIM or scalable mode (a
+  // Linux guest turns scalable mode on by default when it is offered). With interrupt remapping,
+  // IR and MHMV 15 (multiple-MSI blocks of up to 2^15 vectors).
+  uint64_t ecap = (1u << 1) | (1u << 6) | (kIro << 8);
+  if (o.interrupt_remapping) ecap |= (1u << 3) | (uint64_t{0xf} << 20);
+  return ecap;
 }
 
 }  // namespace
@@ -108,7 +111,7 @@ RemappingUnit::RemappingUnit(const GuestMemory& ram, UnitOptions options)
     : ram_(ram),
       options_(std::move(options)),
       cap_(Capability(options_)),
-      ecap_(ExtendedCapability()) {}
+      ecap_(ExtendedCapability(options_)) {}
 
 RemappingUnit::~RemappingUnit() = default;
 
@@ -303,18 +306,64 @@ void RemappingUnit::Write(uint64_t offset, absl::Span<const uint8_t> data) {
   if ((data.size() != 4 && data.size() != 8) || offset % data.size() != 0 || offset >= kSize) {
     return;
   }
-  MutexLock lock(mu_);
-  uint32_t lo;
-  std::memcpy(&lo, data.data(), 4);
-  if (data.size() == 4) {
+  {
+    MutexLock lock(mu_);
+    uint32_t lo;
+    std::memcpy(&lo, data.data(), 4);
     WriteDword(offset, lo);
-    return;
+    if (data.size() == 8) {
+      // The low half first: a command bit (CCMD.ICC, IOTLB.IVT) is in the high half.
+      uint32_t hi;
+      std::memcpy(&hi, data.data() + 4, 4);
+      WriteDword(offset + 4, hi);
+    }
+    if (!interrupt_entries_changed_ || !options_.on_interrupt_entries_changed) return;
+    interrupt_entries_changed_ = false;
+    rechecking_ = true;
   }
-  uint32_t hi;
-  std::memcpy(&hi, data.data() + 4, 4);
-  // The low half first: a command bit (CCMD.ICC, IOTLB.IVT) is in the high half.
-  WriteDword(offset, lo);
-  WriteDword(offset + 4, hi);
+  options_.on_interrupt_entries_changed();
+  MutexLock lock(mu_);
+  rechecking_ = false;
+}
+
+bool RemappingUnit::interrupt_remapping_enabled() {
+  MutexLock lock(mu_);
+  return gsts_ & kGcmdIre;
+}
+
+absl::StatusOr<irq::MsiMessage> RemappingUnit::Translate(const irq::MsiMessage& msg,
+                                                         uint16_t source_id) {
+  MutexLock lock(mu_);
+  const bool remappable = irq::IsRemappableFormat(msg);
+  if (!(gsts_ & kGcmdIre)) {
+    if (!remappable) return msg;
+    return absl::FailedPreconditionError(
+        absl::StrCat("a remappable-format interrupt from ", Hex(source_id),
+                     ", but the guest has not enabled interrupt remapping"));
+  }
+  InterruptLookup r;
+  if (!remappable) {
+    if (gsts_ & kGcmdCfi) {
+      ++counters_.interrupts_remapped;
+      return msg;
+    }
+    r.fault = FaultReason::kIrCompatibilityBlocked;
+    r.msg = absl::PermissionDeniedError(
+        absl::StrCat("a compatibility-format interrupt ", Hex(msg.address), "/", Hex(msg.data),
+                     " from ", Hex(source_id), ": blocked while CFI is clear"));
+  } else {
+    r = RemapInterrupt(ram_, interrupt_table_, msg, source_id);
+  }
+  if (r.msg.ok()) {
+    ++counters_.interrupts_remapped;
+    return r.msg;
+  }
+  ++counters_.interrupts_blocked;
+  if (!rechecking_ && !r.fault_processing_disabled) {
+    // An interrupt fault's record holds the entry index in bits 63:48 of its low quadword.
+    RecordFault(source_id, r.fault, uint64_t{r.index} << 48, /*write=*/true);
+  }
+  return r.msg.status();
 }
 
 uint32_t RemappingUnit::ReadDword(uint64_t off) {
@@ -339,6 +388,8 @@ uint32_t RemappingUnit::ReadDword(uint64_t off) {
       return half(uint64_t{iq_tail_} << 4);
     case kRegIqa:
       return half(iqa_);
+    case kRegIrta:
+      return half(irta_);
     case kRegIva:
       return 0;  // Write-only.
     case kRegIotlb:
@@ -425,6 +476,10 @@ void RemappingUnit::WriteDword(uint64_t off, uint32_t v) {
     case kRegIva:
       set_half(iva_, addr_mask | 0x7f);
       return;
+    case kRegIrta:
+      // The table's base and size (S); EIME is reserved without ECAP.EIM.
+      if (options_.interrupt_remapping) set_half(irta_, addr_mask | 0xf);
+      return;
     case kRegIotlb:
       set_half(iotlb_, 0xb003ffff00000000ull);
       if (off % 8 && (iotlb_ >> 63)) {
@@ -474,6 +529,19 @@ void RemappingUnit::WriteDword(uint64_t off, uint32_t v) {
 
 void RemappingUnit::Command(uint32_t v) {
   const uint32_t changed = v ^ gsts_;
+  if (options_.interrupt_remapping) {
+    // Linux keeps the persistent bits (TE, QIE, IRE, CFI) in every GCMD write and adds one-shot
+    // ones (SRTP, SIRTP).
+    if (v & kGcmdSirtp) {
+      interrupt_table_ = {.base = irta_ & ~uint64_t{0xfff}, .entries = 1u << ((irta_ & 0xf) + 1)};
+      gsts_ |= kGcmdSirtp;  // IRTPS.
+      interrupt_entries_changed_ = true;
+    }
+    if (changed & (kGcmdIre | kGcmdCfi)) {
+      gsts_ ^= changed & (kGcmdIre | kGcmdCfi);  // IRES, CFIS.
+      interrupt_entries_changed_ = true;
+    }
+  }
   if (v & kGcmdSrtp) {
     root_table_ = rtaddr_;
     gsts_ |= kGcmdSrtp;  // RTPS.
@@ -587,7 +655,13 @@ bool RemappingUnit::Execute(uint64_t qw0, uint64_t qw1) {
                       (qw1 & ~uint64_t{0xfff}) & ~(size - 1), size);
       return true;
     }
-    case 4:  // Interrupt entry cache: nothing cached without interrupt remapping.
+    case 4:  // Interrupt entry cache, global (G clear) or IM-aligned entries from IIDX.
+      if (!options_.interrupt_remapping || (qw0 & 0xffff000007ffffe0ull) || qw1 != 0) {
+        return false;
+      }
+      ++counters_.interrupt_entry_invalidations;
+      // Nothing is cached but the routes made from entries: all of them are checked again.
+      interrupt_entries_changed_ = true;
       return true;
     case 5: {  // Invalidation wait.
       if ((qw0 & 0xffffff80ull) || (qw1 & 3)) return false;

@@ -4,8 +4,9 @@
 // 4 KiB MMIO register block. It implements what a Linux guest's intel-iommu driver uses: the
 // capability registers, GCMD/GSTS (translation enable, root-table pointer, queued invalidation),
 // register-based and queued invalidation (context cache, IOTLB global/domain/page, wait with a
-// status write or an interrupt), fault recording and the fault-event interrupt. Guest tables are
-// read by iommu/vtd/tables.h.
+// status write or an interrupt), fault recording and the fault-event interrupt; optionally
+// interrupt remapping (IRTA, SIRTP, IRE, CFI, interrupt entry cache invalidation). Guest tables
+// are read by iommu/vtd/tables.h.
 //
 // Each device (requester id) behind the unit has an IommuAddressSpace whose model resolves the
 // device's context and walks its page table. Because the unit advertises caching mode, the guest
@@ -39,6 +40,7 @@
 #include "devices/bus.h"
 #include "iommu/iommu.h"
 #include "iommu/vtd/tables.h"
+#include "irq/msi.h"
 #include "memory/guest_memory.h"
 
 namespace vmmkit::iommu::vtd {
@@ -49,9 +51,11 @@ inline constexpr uint64_t kRegVer = 0x00, kRegCap = 0x08, kRegEcap = 0x10, kRegG
                           kRegFectl = 0x38, kRegFedata = 0x3c, kRegFeaddr = 0x40,
                           kRegFeuaddr = 0x44, kRegIqh = 0x80, kRegIqt = 0x88, kRegIqa = 0x90,
                           kRegIcs = 0x9c, kRegIectl = 0xa0, kRegIedata = 0xa4, kRegIeaddr = 0xa8,
-                          kRegIeuaddr = 0xac, kRegIva = 0xf0, kRegIotlb = 0xf8, kRegFrcd = 0x220;
+                          kRegIeuaddr = 0xac, kRegIrta = 0xb8, kRegIva = 0xf0, kRegIotlb = 0xf8,
+                          kRegFrcd = 0x220;
 // Global command/status bits.
-inline constexpr uint32_t kGcmdTe = 1u << 31, kGcmdSrtp = 1u << 30, kGcmdQie = 1u << 26;
+inline constexpr uint32_t kGcmdTe = 1u << 31, kGcmdSrtp = 1u << 30, kGcmdQie = 1u << 26,
+                          kGcmdIre = 1u << 25, kGcmdSirtp = 1u << 24, kGcmdCfi = 1u << 23;
 // Fault status bits.
 inline constexpr uint32_t kFstsPfo = 1u << 0, kFstsPpf = 1u << 1, kFstsIqe = 1u << 4;
 
@@ -61,6 +65,13 @@ struct UnitOptions {
   // Delivers the unit's own interrupts (fault events, invalidation-wait completions), which are
   // not themselves remapped.
   std::function<void(uint64_t address, uint32_t data)> send_msi;
+  // Interrupt remapping (ECAP.IR, xAPIC destinations only: no EIM). The unit is then the
+  // irq::MsiTranslator of the machine's interrupt routes.
+  bool interrupt_remapping = false;
+  // Called after a register write that changed what interrupts translate to (a new table latched,
+  // remapping or compatibility format turned on or off, an interrupt entry cache invalidation),
+  // without the unit's lock: the caller re-translates its routes (irq::MsiRoutes::Retranslate).
+  std::function<void()> on_interrupt_entries_changed;
 };
 
 // What the unit has done, for GetVm/GetDevice and for tests.
@@ -68,9 +79,10 @@ struct UnitCounters {
   uint64_t context_invalidations = 0;
   uint64_t page_invalidations = 0, domain_invalidations = 0, global_invalidations = 0;
   uint64_t waits = 0, queue_errors = 0, faults_recorded = 0;
+  uint64_t interrupt_entry_invalidations = 0, interrupts_remapped = 0, interrupts_blocked = 0;
 };
 
-class RemappingUnit : public devices::BusDevice {
+class RemappingUnit : public devices::BusDevice, public irq::MsiTranslator {
  public:
   static constexpr uint64_t kSize = 0x1000;
   static constexpr size_t kFaultRecords = 1;
@@ -95,6 +107,15 @@ class RemappingUnit : public devices::BusDevice {
   // A DMA access by an emulated device: translates or records a fault (and raises the fault
   // event) as the hardware would.
   absl::StatusOr<IotlbEntry> TranslateDma(uint16_t source_id, Iova iova, IommuAccess access);
+
+  // irq::MsiTranslator: an interrupt request from `source_id` as the guest's interrupt remapping
+  // makes it: with remapping off, compatibility format passes and remappable format is refused;
+  // on, remappable requests go through the table, compatibility ones pass only while CFI is set.
+  // A refused request is a fault record (unless the entry sets FPD, or the translation is the
+  // re-check that on_interrupt_entries_changed asked for: the guest raised nothing then).
+  absl::StatusOr<irq::MsiMessage> Translate(const irq::MsiMessage& msg,
+                                            uint16_t source_id) override;
+  bool interrupt_remapping_enabled();
 
   UnitCounters counters();
   // The invalidations that reached requester `source_id`'s address space (the queue's and the
@@ -171,6 +192,12 @@ class RemappingUnit : public devices::BusDevice {
   uint32_t ics_ ABSL_GUARDED_BY(mu_) = 0;
   EventInterrupt wait_event_ ABSL_GUARDED_BY(mu_);  // IECTL, IEDATA, IEADDR, IEUADDR.
   uint64_t iva_ ABSL_GUARDED_BY(mu_) = 0, iotlb_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t irta_ ABSL_GUARDED_BY(mu_) = 0;               // As written.
+  InterruptTable interrupt_table_ ABSL_GUARDED_BY(mu_);  // As latched by SIRTP.
+  // Set by what changes interrupt translation; the register write that set it calls
+  // on_interrupt_entries_changed once it has released the lock.
+  bool interrupt_entries_changed_ ABSL_GUARDED_BY(mu_) = false;
+  bool rechecking_ ABSL_GUARDED_BY(mu_) = false;
   std::array<std::array<uint64_t, 2>, kFaultRecords> frcd_ ABSL_GUARDED_BY(mu_) = {};
   size_t next_record_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<uint16_t, Device> devices_ ABSL_GUARDED_BY(mu_);

@@ -1,8 +1,10 @@
 // Fuzzes a VT-d remapping unit as a hostile guest drives it: any sequence of register reads and
 // writes, edits of guest memory (its root, context and page tables, its invalidation queue),
-// descriptors queued at the tail and emulated-device DMA, with a VfioShadow of one device's
-// address space on a fake host IOMMU. Checked: nothing crashes or hangs, and every host mapping
-// the shadow makes lies inside the guest's RAM (a guest never gets DMA to memory it does not own).
+// descriptors queued at the tail, emulated-device DMA and interrupt requests through interrupt
+// remapping, with a VfioShadow of one device's address space on a fake host IOMMU. Checked:
+// nothing crashes or hangs, every host mapping the shadow makes lies inside the guest's RAM (a
+// guest never gets DMA to memory it does not own), and a remapped interrupt is always a
+// compatibility-format MSI (the table can never make the VMM deliver something else).
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -36,12 +38,22 @@ void Run(const uint8_t* data, size_t size) {
   Check(system.AddRam("ram", region).ok(), "add RAM");
   testing::FakeDmaBackend host;
   std::unique_ptr<VfioShadow> shadow = *VfioShadow::Create(host, system);
-  RemappingUnit unit(*ram, {.send_msi = [](uint64_t, uint32_t) {}});
+  const bool remapping = size > 0 && (data[0] & 1);
+  RemappingUnit* self = nullptr;
+  int rechecks = 0;
+  RemappingUnit unit(*ram, {.send_msi = [](uint64_t, uint32_t) {},
+                            .interrupt_remapping = remapping,
+                            .on_interrupt_entries_changed =
+                                [&] {
+                                  ++rechecks;
+                                  (void)self->Translate({0xfee00018, 0}, 0x0018);
+                                }});
+  self = &unit;
   Check(unit.RegisterNotifier(0x0018, shadow.get()).ok(), "register");
   uint32_t tail = 0;
   vmmkit::fuzzing::FuzzInput in(data, size);
   for (int ops = 0; !in.done() && ops < 256; ++ops) {
-    switch (in.Take<uint8_t>() % 7) {
+    switch (in.Take<uint8_t>() % 8) {
       case 0: {  // Guest RAM.
         const uint64_t at = (in.Take<uint32_t>() % (kRamSize / 8)) * 8;
         (void)ram->WriteObj(GuestAddress(at), in.Take<uint64_t>());
@@ -90,6 +102,16 @@ void Run(const uint8_t* data, size_t size) {
         tail = (tail + 1) % 256;
         const uint32_t iqt = tail << 4;
         unit.Write(kRegIqt, absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(&iqt), 4));
+        break;
+      }
+      case 7: {  // An interrupt request.
+        const irq::MsiMessage msg{0xfee00000u | in.Take<uint32_t>() % 0x100000,
+                                  in.Take<uint32_t>()};
+        absl::StatusOr<irq::MsiMessage> out = unit.Translate(msg, in.Take<uint16_t>());
+        Check(!out.ok() || !irq::IsRemappableFormat(*out),
+              "a remapped interrupt in remappable format");
+        Check(!out.ok() || (out->address & 0xfff00000u) == 0xfee00000u,
+              "a remapped interrupt off the MSI page");
         break;
       }
     }

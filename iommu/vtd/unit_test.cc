@@ -143,8 +143,147 @@ TEST_F(UnitTest, CapabilitiesAreWhatALinuxGuestLooksFor) {
   EXPECT_TRUE(ecap & (1u << 6)) << "pass-through";
   EXPECT_EQ((ecap >> 8) & 0x3ff, kRegIva / 16) << "IRO";
   EXPECT_FALSE(ecap & (uint64_t{1} << 43)) << "never scalable mode";
-  EXPECT_FALSE(ecap & (1u << 3)) << "no interrupt remapping (yet)";
+  EXPECT_FALSE(ecap & (1u << 3)) << "no interrupt remapping unless asked for";
   EXPECT_EQ(Read32(kRegCap + 4), static_cast<uint32_t>(cap >> 32)) << "dword halves";
+}
+
+// Interrupt remapping as Linux sets it up (after queued invalidation): IRTA, SIRTP, a global
+// interrupt entry cache invalidation, IRE; CFI stays clear, so compatibility format is blocked.
+class InterruptRemappingTest : public UnitTest {
+ protected:
+  static constexpr uint64_t kIrt = 0x300000;
+  static constexpr uint32_t kEntries = 256;  // IRTA.S = 7.
+  void SetUp() override {
+    UnitTest::SetUp();
+    unit_ = std::make_unique<RemappingUnit>(*ram_, UnitOptions{.send_msi =
+                                                                   [this](uint64_t a, uint32_t d) {
+                                                                     msis_.push_back({a, d});
+                                                                   },
+                                                               .interrupt_remapping = true,
+                                                               .on_interrupt_entries_changed =
+                                                                   [this] {
+                                                                     ++changes_;
+                                                                     // What the machine does here:
+                                                                     // re-translate its routes.
+                                                                     recheck_ = unit_->Translate(
+                                                                         route_, kEdu);
+                                                                   }});
+    Boot();
+    Write64(kRegIrta, kIrt | 7);
+    Command(kGcmdSirtp, false);
+    ASSERT_TRUE(Read32(kRegGsts) & kGcmdSirtp) << "IRTPS";
+    ASSERT_TRUE(Submit({{0x4, 0}}));  // Global IEC.
+    Command(kGcmdIre, true);
+    ASSERT_TRUE(Read32(kRegGsts) & kGcmdIre) << "IRES";
+    EXPECT_FALSE(Read32(kRegGsts) & kGcmdCfi);
+  }
+  // What Linux writes: present, redirection hint, edge, xAPIC destination `apic` << 8, the
+  // requester's id with SVT 1.
+  void SetIrte(uint32_t index, uint8_t vector, uint8_t apic, uint16_t sid) {
+    tables_->Put(kIrt + 16 * index,
+                 1 | (1 << 3) | (uint64_t{vector} << 16) | (uint64_t{apic} << 40));
+    tables_->Put(kIrt + 16 * index + 8, sid | (uint64_t{1} << 18));
+  }
+  static irq::MsiMessage Handle(uint32_t index) {
+    return {0xfee00000 | ((index & 0x7fff) << 5) | (1 << 4) | (1 << 3), 0};
+  }
+  uint64_t FaultRecordHigh() { return Read64(kRegFrcd + 8); }
+  void ClearFault() { Write32(kRegFrcd + 12, 1u << 31); }
+
+  int changes_ = 0;
+  irq::MsiMessage route_ = Handle(5);
+  absl::StatusOr<irq::MsiMessage> recheck_ = absl::UnknownError("none");
+};
+
+TEST_F(InterruptRemappingTest, RemappableInterruptsGoThroughTheGuestsTable) {
+  EXPECT_TRUE(Read64(kRegEcap) & (1u << 3)) << "IR";
+  EXPECT_EQ((Read64(kRegEcap) >> 20) & 0xf, 0xfu) << "MHMV";
+  EXPECT_EQ(Read64(kRegIrta), kIrt | 7);
+  EXPECT_EQ(changes_, 3) << "SIRTP, the IEC and IRE each re-check the routes";
+  SetIrte(5, 0x41, 1, kEdu);
+  ASSERT_OK_AND_ASSIGN(irq::MsiMessage out, unit_->Translate(Handle(5), kEdu));
+  EXPECT_EQ(out, (irq::MsiMessage{0xfee01008, 0x41}));
+  // The guest changes the entry and invalidates it: the routes are checked again.
+  SetIrte(5, 0x42, 0, kEdu);
+  ASSERT_TRUE(Submit({{0x4 | (1 << 4) | (uint64_t{5} << 32), 0}}));  // Index-selective.
+  EXPECT_EQ(changes_, 4);
+  ASSERT_OK(recheck_.status());
+  EXPECT_EQ(recheck_->data, 0x42u);
+  EXPECT_EQ(unit_->counters().interrupt_entry_invalidations, 2u);
+  EXPECT_EQ(unit_->counters().faults_recorded, 0u);
+}
+
+TEST_F(InterruptRemappingTest, RefusedInterruptsAreFaultsWithTheirIndex) {
+  SetIrte(5, 0x41, 0, kEdu);
+  struct Case {
+    irq::MsiMessage msg;
+    uint16_t sid;
+    FaultReason reason;
+  };
+  const Case cases[] = {
+      {Handle(5), kOther, FaultReason::kIrSourceIdMismatch},
+      {Handle(6), kEdu, FaultReason::kIrteNotPresent},
+      {Handle(kEntries), kEdu, FaultReason::kIrIndexBeyondTable},
+      {{Handle(5).address, 0x10000}, kEdu, FaultReason::kIrRequestReserved},
+      {{0xfee00000, 0x41}, kEdu, FaultReason::kIrCompatibilityBlocked},
+  };
+  for (const Case& c : cases) {
+    EXPECT_FALSE(unit_->Translate(c.msg, c.sid).ok()) << FaultReasonName(c.reason);
+    const uint64_t high = FaultRecordHigh();
+    EXPECT_TRUE(high >> 63) << FaultReasonName(c.reason);
+    EXPECT_EQ((high >> 32) & 0xff, static_cast<uint64_t>(c.reason)) << FaultReasonName(c.reason);
+    EXPECT_EQ(high & 0xffff, c.sid);
+    ClearFault();
+  }
+  // The index is in the record's low quadword, bits 63:48.
+  EXPECT_FALSE(unit_->Translate(Handle(6), kEdu).ok());
+  EXPECT_EQ(Read64(kRegFrcd) >> 48, 6u);
+  ClearFault();
+  // Reserved bits in the entry; then FPD: blocked, but not recorded.
+  tables_->Put(kIrt + 16 * 7, 1 | (1u << 15) | (0x41 << 16));
+  EXPECT_FALSE(unit_->Translate(Handle(7), kEdu).ok());
+  EXPECT_EQ((FaultRecordHigh() >> 32) & 0xff, static_cast<uint64_t>(FaultReason::kIrteReserved));
+  ClearFault();
+  const uint64_t before = unit_->counters().faults_recorded;
+  tables_->Put(kIrt + 16 * 8, 1 | (1 << 1) | (0x41 << 16));
+  tables_->Put(kIrt + 16 * 8 + 8, kEdu | (uint64_t{1} << 18));
+  EXPECT_FALSE(unit_->Translate(Handle(8), kOther).ok());
+  EXPECT_EQ(unit_->counters().faults_recorded, before);
+  // A table outside guest RAM.
+  Write64(kRegIrta, (kRamSize + 0x1000) | 7);
+  Command(kGcmdSirtp, false);
+  EXPECT_FALSE(unit_->Translate(Handle(5), kEdu).ok());
+  EXPECT_EQ((FaultRecordHigh() >> 32) & 0xff, static_cast<uint64_t>(FaultReason::kIrTableAccess));
+  EXPECT_GE(unit_->counters().interrupts_blocked, 9u);
+}
+
+TEST_F(InterruptRemappingTest, ReChecksRecordNoFaultsAndCfiLetsCompatibilityFormatThrough) {
+  // A route whose entry the guest has just cleared: the re-check blocks it without a fault
+  // (no interrupt was raised).
+  ASSERT_TRUE(Submit({{0x4, 0}}));
+  EXPECT_FALSE(recheck_.ok());
+  EXPECT_EQ(unit_->counters().faults_recorded, 0u);
+  Command(kGcmdCfi, true);
+  ASSERT_TRUE(Read32(kRegGsts) & kGcmdCfi) << "CFIS";
+  EXPECT_THAT(unit_->Translate({0xfee00000, 0x41}, kEdu),
+              IsOkAndHolds(irq::MsiMessage{0xfee00000, 0x41}));
+  // Remapping off: compatibility format passes, remappable format is refused.
+  gcmd_ &= ~(kGcmdIre | kGcmdCfi);
+  Write32(kRegGcmd, gcmd_);
+  EXPECT_FALSE(Read32(kRegGsts) & kGcmdIre);
+  EXPECT_TRUE(unit_->Translate({0xfee00000, 0x41}, kEdu).ok());
+  EXPECT_THAT(unit_->Translate(Handle(5), kEdu), StatusIs(absl::StatusCode::kFailedPrecondition));
+}
+
+TEST_F(UnitTest, WithoutInterruptRemappingItsRegistersAndDescriptorsAreRefused) {
+  Boot();
+  Write64(kRegIrta, 0x300000 | 7);
+  EXPECT_EQ(Read64(kRegIrta), 0u);
+  Write32(kRegGcmd, gcmd_ | kGcmdSirtp | kGcmdIre);
+  EXPECT_FALSE(Read32(kRegGsts) & (kGcmdSirtp | kGcmdIre));
+  EXPECT_FALSE(Submit({{0x4, 0}}));
+  EXPECT_TRUE(Read32(kRegFsts) & kFstsIqe);
+  EXPECT_TRUE(unit_->Translate({0xfee00000, 0x41}, kEdu).ok());
 }
 
 TEST_F(UnitTest, CommandsTakeEffectBeforeTheWriteReturns) {
@@ -300,7 +439,7 @@ TEST_F(UnitTest, BadDescriptorsStopTheQueueWithAnError) {
     EXPECT_FALSE(Submit({{lo, hi}})) << std::hex << lo << " " << hi;
     EXPECT_TRUE(Read32(kRegFsts) & kFstsIqe) << std::hex << lo << " " << hi;
     const uint32_t at = static_cast<uint32_t>(Read64(kRegIqh) >> 4);
-    tables_->Put(kQueue + 16 * at, 0x4);  // A harmless descriptor in its place.
+    tables_->Put(kQueue + 16 * at, 0x5);  // A harmless descriptor (a bare wait) in its place.
     tables_->Put(kQueue + 16 * at + 8, 0);
     Write32(kRegFsts, kFstsIqe);
     EXPECT_EQ(Read64(kRegIqh), uint64_t{tail_} << 4);

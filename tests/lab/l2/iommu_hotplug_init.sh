@@ -9,6 +9,7 @@ mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 insmod /modules/edu_msi.ko dma_rounds=3
+dmesg | grep -q "DMAR-IR: Enabled IRQ remapping" && echo "L2: IRQ remapping on"
 echo "L2: ready"
 seen=0
 while true; do

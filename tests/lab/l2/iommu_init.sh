@@ -21,6 +21,11 @@ check "Linux found the DMAR table's remapping unit at 0xfed90000" \
 check "intel-iommu is on (dmar0 registered)" test -d /sys/class/iommu/dmar0
 check "it knows the unit is in caching mode" \
   sh -c 'dmesg | grep -q "batching disallowed due to virtualization"'
+check "interrupt remapping is on (xAPIC mode)" \
+  sh -c 'dmesg | grep -q "DMAR-IR: Enabled IRQ remapping in xapic mode"'
+grep -E "IR-IO-APIC|IR-PCI-MSI" /proc/interrupts | sed 's/^/L2| /'
+check "the serial console's interrupt is remapped (IR-IO-APIC)" \
+  sh -c 'grep ttyS0 /proc/interrupts | grep -q IR-IO-APIC'
 edu=$(grep -l 0x11e8 /sys/bus/pci/devices/*/device | head -1 | sed 's|/device$||')
 echo "L2: edu at ${edu:-nowhere}"
 check "edu is on the guest's PCI bus" test -n "$edu"
@@ -38,6 +43,9 @@ edu_guest raise 20
 after=$(msi_count)
 check "MSI: 20 raised interrupts counted in /proc/interrupts" \
   test -n "$before" -a -n "$after" -a "$((after - before))" -ge 20
+grep edu-msi /proc/interrupts | sed 's/^/L2| /'
+check "MSI: edu's vector is remapped (IR-PCI-MSI)" \
+  sh -c 'grep edu-msi /proc/interrupts | grep -q IR-PCI-MSI'
 # The driver goes: nothing of edu may stay mapped (L1 checks vmm's counters).
 rmmod edu_msi
 check "edu_msi unbound" sh -c '! grep -q edu-msi /proc/interrupts'
@@ -45,9 +53,10 @@ check "edu_msi unbound" sh -c '! grep -q edu-msi /proc/interrupts'
 # A userspace driver on the guest's own VFIO, as DPDK or SPDK in a guest would be: edu bound to
 # vfio-pci, its DMA at IOVAs the program picks (mapped by the guest's VFIO into the guest's VT-d
 # tables, shadowed by vmm into L1), a DMA to an unmapped IOVA that must not arrive, MSI and INTx.
-# No interrupt remapping yet: type1 wants allow_unsafe_interrupts.
+# With interrupt remapping, type1 needs no allow_unsafe_interrupts: it refuses VFIO_SET_IOMMU
+# (EPERM) on a platform without it.
 for m in irqbypass vfio; do insmod /modules/$m.ko; done
-insmod /modules/vfio_iommu_type1.ko allow_unsafe_interrupts=1
+insmod /modules/vfio_iommu_type1.ko
 for m in vfio_virqfd vfio-pci-core vfio-pci; do insmod /modules/$m.ko; done
 echo 1234 11e8 > /sys/bus/pci/drivers/vfio-pci/new_id
 for i in $(seq 1 50); do [ -e "$edu/driver" ] && break; usleep 100000; done
@@ -56,6 +65,7 @@ vfio_probe "$(basename "$edu")" > /tmp/probe.log 2>&1
 sed 's/^/L2| /' /tmp/probe.log
 check "userspace VFIO in the guest: vfio_probe passes (DMA at its IOVAs, unmapped IOVA faults, MSI)" \
   grep -q "probe: 0 failure(s)" /tmp/probe.log
+
 echo "$(basename "$edu")" > /sys/bus/pci/drivers/vfio-pci/unbind
 # Last, a guest that programs nonsense into the unit (nothing uses it any more; /dev/mem reaches
 # the registers intel-iommu claimed because L1 boots L2 with iomem=relaxed): a root table

@@ -12,6 +12,7 @@ outb 0x440 123 2>/dev/null  # vmm's boot timer: boot complete.
 echo "L2: booted"
 # Which IOAPIC the guest found: KVM's reports version 0x11, vmm's own (--irqchip=split) 0x20.
 dmesg | grep -o "IOAPIC\[0\]: apic_id [0-9]*, version [0-9]*" | sed 's/^/L2: /'
+dmesg | grep -o "DMAR-IR: Enabled IRQ remapping in [a-z0-9]* mode" | sed 's/^/L2: /'
 fails=0
 check() {  # check DESCRIPTION COMMAND...
   desc=$1; shift

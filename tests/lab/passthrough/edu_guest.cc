@@ -236,6 +236,7 @@ int Intx(long n) {
   const int fd = ::open(uio.c_str(), O_RDONLY);
   if (fd < 0) Fail("open " + uio);
   uint32_t count = 0;
+  const auto start = std::chrono::steady_clock::now();
   for (long i = 0; i < n; ++i) {
     SetIntxDisable(edu, false);
     edu.Write32(kIrqRaise, 1);
@@ -252,8 +253,9 @@ int Intx(long n) {
     edu.Write32(kIrqAck, 1);
   }
   SetIntxDisable(edu, false);
-  std::printf("edu_guest: OK intx %ld interrupts through %s (uio count %u)\n", n, uio.c_str(),
-              count);
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::printf("edu_guest: OK intx %ld interrupts through %s (uio count %u) in %.3f s: %.0f/s\n", n,
+              uio.c_str(), count, s, static_cast<double>(n) / s);
   return 0;
 }
 

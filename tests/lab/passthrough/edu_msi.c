@@ -10,6 +10,11 @@
 // data compared, both unmapped): behind an IOMMU every map and unmap is a change to the guest's
 // IOMMU tables, which is what the vIOMMU lab scenario drives. The result is logged as
 // "edu-msi: DMA API: N roundtrips verified" or "edu-msi: DMA API: FAIL ...".
+//
+// With irq_rounds=N it times N interrupt roundtrips at probe (raise through BAR0, the MSI reaches
+// the handler, which acknowledges it and wakes the loop for the next), logged as
+// "edu-msi: MSI: N roundtrips in T us".
+#include <linux/completion.h>
 #include <linux/delay.h>
 #include <linux/dma-mapping.h>
 #include <linux/interrupt.h>
@@ -18,6 +23,7 @@
 #include <linux/slab.h>
 
 #define EDU_IRQ_STATUS 0x24
+#define EDU_IRQ_RAISE 0x60
 #define EDU_IRQ_ACK 0x64
 #define EDU_DMA_SRC 0x80
 #define EDU_DMA_DST 0x88
@@ -31,10 +37,14 @@
 static int dma_rounds;
 module_param(dma_rounds, int, 0444);
 MODULE_PARM_DESC(dma_rounds, "DMA API roundtrips to run at probe");
+static int irq_rounds;
+module_param(irq_rounds, int, 0444);
+MODULE_PARM_DESC(irq_rounds, "MSI roundtrips to time at probe");
 
 struct edu_msi {
 	void __iomem *bar0;
 	int irq;
+	struct completion done;
 };
 
 static irqreturn_t edu_msi_handler(int irq, void *data)
@@ -45,7 +55,25 @@ static irqreturn_t edu_msi_handler(int irq, void *data)
 	if (!status)
 		return IRQ_NONE;
 	iowrite32(status, edu->bar0 + EDU_IRQ_ACK);
+	complete(&edu->done);
 	return IRQ_HANDLED;
+}
+
+static void edu_irq_rounds(struct pci_dev *pdev, struct edu_msi *edu, int rounds)
+{
+	ktime_t start = ktime_get();
+	int r;
+
+	for (r = 0; r < rounds; r++) {
+		reinit_completion(&edu->done);
+		iowrite32(1, edu->bar0 + EDU_IRQ_RAISE);
+		if (!wait_for_completion_timeout(&edu->done, HZ)) {
+			dev_err(&pdev->dev, "edu-msi: MSI: FAIL: roundtrip %d timed out\n", r);
+			return;
+		}
+	}
+	dev_info(&pdev->dev, "edu-msi: MSI: %d roundtrips in %lld us\n", rounds,
+		 ktime_us_delta(ktime_get(), start));
 }
 
 /* One edu DMA of DMA_BYTES between `bus` (a DMA address) and edu's buffer; false on timeout. */
@@ -133,6 +161,7 @@ static int edu_msi_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	edu->bar0 = pcim_iomap(pdev, 0, 0);
 	if (!edu->bar0)
 		return -ENOMEM;
+	init_completion(&edu->done);
 	/* MSI only: the point is to prove MSI reaches the guest. */
 	ret = pci_alloc_irq_vectors(pdev, 1, 1, PCI_IRQ_MSI);
 	if (ret < 0)
@@ -145,6 +174,10 @@ static int edu_msi_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	}
 	pci_set_drvdata(pdev, edu);
 	dev_info(&pdev->dev, "edu-msi: MSI on irq %d\n", edu->irq);
+	if (irq_rounds > 0) {
+		pci_set_master(pdev); /* An MSI is a memory write: the device must master the bus. */
+		edu_irq_rounds(pdev, edu, irq_rounds);
+	}
 	if (dma_rounds > 0) {
 		if (dma_set_mask_and_coherent(&pdev->dev, DMA_BIT_MASK(32)) == 0) {
 			pci_set_master(pdev);

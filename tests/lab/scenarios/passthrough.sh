@@ -29,7 +29,7 @@ check "edu bound to vfio-pci (group $group)" test -c "/dev/vfio/$group"
 start_l2() {  # start_l2 LOG [VMM_ARGS...]: boots the guest, waits for its checks; sets $pid.
   local log=$1
   shift
-  vmm --kernel=$K --initrd=$I --memory=256 --cmdline="console=ttyS0 reboot=k quiet" \
+  vmm --kernel=$K --initrd=$I --memory=256 --cmdline="console=ttyS0 reboot=k quiet $CMDLINE_EXTRA" \
     --device vfio-pci,host=$bdf --api_socket=$SOCK "$@" </dev/null >$log 2>&1 &
   pid=$!
   for i in $(seq 1 300); do
@@ -119,4 +119,19 @@ wait $pid
 rc=$?
 check "vmm exits 0 (split irqchip, rc=$rc)" test "$rc" -eq 0
 check "no error from vmm (split irqchip)" sh -c '! grep -q "vmm: .*error" /tmp/l2split.log'
+
+# And with the VT-d too, which then remaps every interrupt: the console's, the power button's and
+# edu's INTx through the IOAPIC's remappable entries (the guest ends each level-triggered one at
+# the IOAPIC's EOI register), edu's MSI through its own entry. The guest keeps DMA remapping in
+# pass-through (iommu=pt) so that edu_guest's physical addresses stay bus addresses.
+CMDLINE_EXTRA=iommu=pt start_l2 /tmp/l2ir.log --irqchip=split --iommu
+check "with --iommu too the guest enables interrupt remapping (xAPIC mode)" \
+  grep -q "L2: DMAR-IR: Enabled IRQ remapping in xapic mode" /tmp/l2ir.log
+check "edu's INTx and the console go through remapped IOAPIC entries" \
+  sh -c 'grep -q "IR-IO-APIC.*uio_pci_generic" /tmp/l2ir.log && grep -q "IR-IO-APIC.*ttyS0" /tmp/l2ir.log'
+power_button /tmp/l2ir.log
+expect_rc 0 "forced shutdown (interrupt remapping)" ctl shutdown --force
+wait $pid
+rc=$?
+check "vmm exits 0 (interrupt remapping, rc=$rc)" test "$rc" -eq 0
 finish
