@@ -3,7 +3,9 @@
 // Small PC platform devices a Linux guest expects or that let it talk to the VMM:
 //   - I8042: the keyboard controller's reset line (command 0xFE on port 0x64 resets the machine;
 //     it is also the ACPI reset register), with a controller that answers its probe sanely.
-//   - CmosRtc: the MC146818 RTC/CMOS at ports 0x70/0x71, reporting the host's UTC time in BCD.
+//   - CmosRtc: the MC146818 RTC/CMOS at ports 0x70/0x71, reporting the host's UTC time (BCD or
+//     binary, as status B says), with its update-ended and alarm interrupts (IRQ 8) when the VMM
+//     calls Tick() at each second boundary; no periodic interrupt.
 //   - AcpiSleepControl: the hardware-reduced ACPI sleep control/status registers; S5 = power off.
 //   - BootTimer: a port the guest's init writes 123 to when it is up; the VMM logs the time since
 //     its own start (Firecracker's boot timer).
@@ -42,16 +44,29 @@ class I8042 : public BusDevice {
 
 class CmosRtc : public BusDevice {
  public:
-  // `now` is injectable for tests.
-  explicit CmosRtc(std::function<absl::Time()> now = absl::Now) : now_(std::move(now)) {}
+  // `now` is injectable for tests. `irq` raises IRQ 8 (an edge: called when status C's IRQF goes
+  // from clear to set; the guest's read of status C clears it), without the device's lock.
+  explicit CmosRtc(std::function<absl::Time()> now = absl::Now, std::function<void()> irq = nullptr)
+      : now_(std::move(now)), irq_(std::move(irq)) {}
   void Read(uint64_t offset, absl::Span<uint8_t> data) override;
   void Write(uint64_t offset, absl::Span<const uint8_t> data) override;
+  // The clock's update cycle, once a second: sets the update-ended flag, and the alarm flag when
+  // the alarm registers match the time (0xc0-0xff in one: any value); raises IRQ 8 for the enabled
+  // ones. Nothing while status B's SET bit holds the clock.
+  void Tick();
 
  private:
   uint8_t Register(uint8_t index) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Whether status C now holds an enabled flag it did not before (the IRQ's edge).
+  bool UpdateIrqf() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   const std::function<absl::Time()> now_;
+  const std::function<void()> irq_;
   Mutex mu_;
   uint8_t index_ ABSL_GUARDED_BY(mu_) = 0;
+  uint8_t status_a_ ABSL_GUARDED_BY(mu_) = 0x26;  // 32.768 kHz, 1024 Hz rate (no periodic IRQ).
+  uint8_t status_b_ ABSL_GUARDED_BY(mu_) = 0x02;  // 24-hour, BCD, no interrupts enabled.
+  uint8_t status_c_ ABSL_GUARDED_BY(mu_) = 0;     // IRQF, PF, AF, UF.
+  uint8_t alarm_[3] ABSL_GUARDED_BY(mu_) = {};    // Seconds, minutes, hours.
   // General-purpose CMOS bytes.
   uint8_t ram_[128] ABSL_GUARDED_BY(mu_) = {};
 };

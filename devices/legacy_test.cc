@@ -54,6 +54,64 @@ TEST(CmosRtcTest, ReportsTimeInBcd) {
   EXPECT_EQ(reg(0x00), 0x59) << "the time is read-only";
 }
 
+TEST(CmosRtcTest, UpdateAndAlarmInterruptsAreEdgesAcknowledgedByStatusC) {
+  absl::Time t = absl::FromCivil(absl::CivilSecond(2026, 12, 5, 6, 30, 10), absl::UTCTimeZone());
+  int irqs = 0;
+  CmosRtc rtc([&t] { return t; }, [&] { ++irqs; });
+  auto reg = [&](uint8_t i) {
+    Out(rtc, 0, i);
+    return In(rtc, 1);
+  };
+  auto set = [&](uint8_t i, uint8_t v) {
+    Out(rtc, 0, i);
+    Out(rtc, 1, v);
+  };
+  rtc.Tick();  // Flags are set, but no interrupt is enabled.
+  EXPECT_EQ(irqs, 0);
+  EXPECT_EQ(reg(0x0c), 0x10) << "UF";
+  EXPECT_EQ(reg(0x0c), 0x00) << "reading status C cleared it";
+  set(0x0b, 0x02 | 0x10);  // UIE.
+  rtc.Tick();
+  EXPECT_EQ(irqs, 1);
+  rtc.Tick();  // IRQF still set: the line has no new edge.
+  EXPECT_EQ(irqs, 1);
+  EXPECT_EQ(reg(0x0c), 0x90) << "IRQF | UF";
+  rtc.Tick();
+  EXPECT_EQ(irqs, 2);
+  (void)reg(0x0c);
+  // An alarm at 06:30:12 (BCD; minutes "don't care"), with AIE only.
+  set(0x0b, 0x02 | 0x20);
+  set(0x01, 0x12);
+  set(0x03, 0xc0);
+  set(0x05, 0x06);
+  rtc.Tick();  // 06:30:10: no match; UF is set but not enabled.
+  EXPECT_EQ(irqs, 2);
+  t += absl::Seconds(2);
+  (void)reg(0x0c);
+  rtc.Tick();
+  EXPECT_EQ(irqs, 3);
+  EXPECT_EQ(reg(0x0c), 0xb0) << "IRQF | AF | UF";
+  // Enabling an interrupt whose flag is already set raises it at once.
+  set(0x0b, 0x02);
+  rtc.Tick();
+  set(0x0b, 0x02 | 0x10);
+  EXPECT_EQ(irqs, 4);
+  // SET holds the clock: no update cycle, no flags.
+  (void)reg(0x0c);
+  set(0x0b, 0x80 | 0x10);
+  rtc.Tick();
+  EXPECT_EQ(reg(0x0c), 0x00);
+  EXPECT_EQ(irqs, 4);
+  EXPECT_EQ(reg(0x0b), 0x80 | 0x10 | 0x02) << "always 24-hour";
+  // Binary mode.
+  set(0x0b, 0x02 | 0x04);
+  EXPECT_EQ(reg(0x00), 12);
+  EXPECT_EQ(reg(0x04), 6);
+  EXPECT_EQ(reg(0x0a) & 0x80, 0);
+  set(0x0a, 0xff);
+  EXPECT_EQ(reg(0x0a), 0x7f) << "UIP is read-only";
+}
+
 TEST(AcpiSleepControlTest, OnlyS5WithSleepEnablePowersOff) {
   int offs = 0;
   AcpiSleepControl pm([&] { ++offs; });

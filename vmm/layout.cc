@@ -108,6 +108,13 @@ acpi::Aml BuildDsdt(uint64_t memory_bytes) {
                            Name("_CRS",
                                 ResourceTemplate({IoPort(kPortCom1, 8), IrqNoFlags(kCom1Irq)})),
                        }),
+                // The RTC, so that Linux's rtc_cmos binds it with its interrupt.
+                Device(
+                    "RTC_",
+                    {
+                        Name("_HID", EisaId("PNP0B00")),
+                        Name("_CRS", ResourceTemplate({IoPort(kPortCmos, 2), IrqNoFlags(kRtcIrq)})),
+                    }),
                 // A hardware-reduced platform signals events through a Generic Event Device:
                 // its _EVT reads which happened (GSTA, read-clear) and dispatches them.
                 Device("PWRB", {Name("_HID", EisaId("PNP0C0C")), Name("_UID", Integer(0))}),

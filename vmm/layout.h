@@ -64,6 +64,7 @@ inline constexpr uint16_t kPortAcpiSleep = 0x3b0;
 inline constexpr uint16_t kPortCom1 = 0x3f8;
 inline constexpr uint32_t kCom1Irq = 4;
 inline constexpr uint32_t kGedGsi = 5;  // The ACPI generic event device (power button, hotplug).
+inline constexpr uint32_t kRtcIrq = 8;
 // The GED's status register (devices::AcpiEvents) and the PCI hotplug slots' registers
 // (pci::HotplugSlots) right after it; below 0x1000, where Linux never puts PCI I/O BARs.
 inline constexpr uint16_t kPortAcpiEvents = 0x0a00;

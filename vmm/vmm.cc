@@ -225,7 +225,9 @@ absl::Status Vmm::SetUpDevices() {
   RETURN_IF_ERROR(machine_->pio().Insert(
       std::make_shared<devices::I8042>([this] { RequestExit(ExitReason::kReset, "guest reset"); }),
       kPortI8042, 5));
-  RETURN_IF_ERROR(machine_->pio().Insert(std::make_shared<devices::CmosRtc>(), kPortCmos, 2));
+  ASSIGN_OR_RETURN(rtc_irq_, irq::Irqfd::Create(machine_->irq_lines(), kRtcIrq));
+  rtc_ = std::make_shared<devices::CmosRtc>(absl::Now, [this] { (void)rtc_irq_->Trigger(); });
+  RETURN_IF_ERROR(machine_->pio().Insert(rtc_, kPortCmos, 2));
   // The ACPI events block: power button and PCI hotplug, signalled through the GED's interrupt.
   ASSIGN_OR_RETURN(ged_irq_, irq::Irqfd::Create(machine_->irq_lines(), kGedGsi));
   acpi_events_ = std::make_shared<devices::AcpiEvents>([this] { (void)ged_irq_->Trigger(); });
@@ -386,7 +388,21 @@ absl::Status Vmm::WatchHost() {
   if (config_.serial == SerialMode::kStdio) {
     (void)loop_->Watch(STDIN_FILENO, [this] { ReadConsoleInput(); });
   }
+  RtcTick();
   return absl::OkStatus();
+}
+
+void Vmm::RtcTick() {
+  // The first call only schedules; then once a second, just after the host clock's second
+  // changes, which is when the RTC's time registers do.
+  static constexpr absl::Duration kSecond = absl::Seconds(1);
+  const absl::Time now = absl::Now();
+  if (rtc_ != nullptr && loop_ != nullptr) {
+    if (rtc_started_) rtc_->Tick();
+    rtc_started_ = true;
+    const absl::Duration into = now - absl::FromUnixSeconds(absl::ToUnixSeconds(now));
+    loop_->RunOnLoopAfter(kSecond - into + absl::Milliseconds(1), [this] { RtcTick(); });
+  }
 }
 
 void Vmm::FlushConsole() {
@@ -522,7 +538,7 @@ std::vector<DeviceSummary> Vmm::PlatformDevices() const {
   std::vector<DeviceSummary> devices = {
       platform("com1", "16550A UART, I/O 0x3f8, IRQ 4"),
       platform("i8042", "keyboard controller (reset line), I/O 0x60/0x64"),
-      platform("rtc", "CMOS RTC, I/O 0x70"),
+      platform("rtc", "CMOS RTC, I/O 0x70, IRQ 8 (update and alarm interrupts)"),
       platform("acpi-sleep", "ACPI sleep control/status registers"),
       platform("acpi-events",
                "ACPI power button and PCI hotplug (generic event device, GSI 5, I/O 0xa00)"),

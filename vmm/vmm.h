@@ -42,6 +42,7 @@
 #include "base/mutex.h"
 #include "base/scoped_fd.h"
 #include "devices/acpi_events.h"
+#include "devices/legacy.h"
 #include "devices/serial.h"
 #include "irq/irqfd.h"
 #include "kvm/vcpu.h"
@@ -112,6 +113,7 @@ class Vmm : private VmOperations {
   void FlushConsole();      // On the loop.
   void ReadConsoleInput();  // On the loop: stdin is readable.
   void FeedConsoleInput();  // On the loop: into the UART as its FIFO takes it.
+  void RtcTick();           // On the loop, at each second of the host clock: the RTC's update.
   absl::Status OpenConsole();
 
   const VmmConfig config_;
@@ -123,6 +125,8 @@ class Vmm : private VmOperations {
   std::shared_ptr<devices::Serial16550> serial_;
   std::unique_ptr<irq::Irqfd> serial_irq_;  // COM1's IRQ 4.
   std::unique_ptr<irq::Irqfd> ged_irq_;     // The GED's interrupt.
+  std::shared_ptr<devices::CmosRtc> rtc_;
+  std::unique_ptr<irq::Irqfd> rtc_irq_;  // The RTC's IRQ 8.
   std::shared_ptr<devices::AcpiEvents> acpi_events_;
   std::shared_ptr<pci::HotplugSlots> hotplug_slots_;
 
@@ -130,6 +134,7 @@ class Vmm : private VmOperations {
   std::unique_ptr<DeviceManager> device_manager_;
   std::unique_ptr<ConsoleOutput> console_out_;  // Null for --serial=none.
   bool console_retry_ = false;                  // Loop thread only: a flush retry is due.
+  bool rtc_started_ = false;                    // Loop thread only: RtcTick has scheduled.
   std::vector<uint8_t> console_in_;             // Loop thread only: input the UART has not taken.
   ScopedFd signal_fd_;
 

@@ -13,13 +13,17 @@
 //                          return once edu is there / gone (woken by uevents)
 //   edu_guest starve N     busy-loop at SCHED_FIFO 99 for N seconds: on a 1-vCPU guest with RT
 //                          throttling off, the kernel's workers get no CPU (an unresponsive guest)
+//   edu_guest rtc N        not edu: N update-ended interrupts of /dev/rtc0 (RTC_UIE_ON, then a
+//                          read per interrupt), the platform's IRQ 8 as the guest sees it
 //
 // Prints "edu_guest: OK ..." lines; exits 0 on success, 1 on a failed check, 2 on bad usage.
 #include <dirent.h>
 #include <fcntl.h>
 #include <linux/netlink.h>
+#include <linux/rtc.h>
 #include <poll.h>
 #include <sched.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -309,6 +313,27 @@ int Wait(bool present) {
   return 0;
 }
 
+int Rtc(long n) {
+  const int fd = ::open("/dev/rtc0", O_RDONLY);
+  if (fd < 0) Fail("open /dev/rtc0");
+  if (::ioctl(fd, RTC_UIE_ON, 0) != 0) Fail("RTC_UIE_ON");
+  const auto start = std::chrono::steady_clock::now();
+  for (long i = 0; i < n; ++i) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 3000) != 1) {
+      errno = ETIMEDOUT;
+      Fail("RTC update interrupt " + std::to_string(i) + " did not arrive");
+    }
+    unsigned long data = 0;
+    if (::read(fd, &data, sizeof(data)) != sizeof(data)) Fail("read /dev/rtc0");
+  }
+  (void)::ioctl(fd, RTC_UIE_OFF, 0);
+  ::close(fd);
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::printf("edu_guest: OK rtc %ld update interrupts in %.2f s\n", n, s);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -324,10 +349,11 @@ int main(int argc, char** argv) {
   if (cmd == "intx") return Intx(n);
   if (cmd == "raise") return Raise(n);
   if (cmd == "starve") return Starve(n);
+  if (cmd == "rtc") return Rtc(n);
   if (cmd == "wait-present") return Wait(true);
   if (cmd == "wait-absent") return Wait(false);
   std::fprintf(stderr,
                "usage: edu_guest probe | dma N | mmio N | intx N | raise N | starve N | "
-               "wait-present | wait-absent\n");
+               "wait-present | wait-absent | rtc N\n");
   return 2;
 }

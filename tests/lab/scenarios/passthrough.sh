@@ -42,7 +42,8 @@ start_l2() {  # start_l2 LOG [VMM_ARGS...]: boots the guest, waits for its check
     "DMA roundtrips RAM -> edu -> RAM, data verified" "BAR0 reads through the KVM slot" \
     "INTx: 20 interrupts through uio_pci_generic" \
     "MSI: edu_msi bound with an MSI vector" "MSI: 20 raised interrupts counted in /proc/interrupts" \
-    "MSI: the vector is PCI-MSI (not INTx)"; do
+    "MSI: the vector is PCI-MSI (not INTx)" "RTC: 3 update interrupts through /dev/rtc0" \
+    "RTC: they were the hardware's IRQ 8 (/proc/interrupts)"; do
     check "L2${*:+ $*}: $c" grep -qF "L2: PASS $c" $log
   done
 }
@@ -127,8 +128,9 @@ check "no error from vmm (split irqchip)" sh -c '! grep -q "vmm: .*error" /tmp/l
 CMDLINE_EXTRA=iommu=pt start_l2 /tmp/l2ir.log --irqchip=split --iommu
 check "with --iommu too the guest enables interrupt remapping (xAPIC mode)" \
   grep -q "L2: DMAR-IR: Enabled IRQ remapping in xapic mode" /tmp/l2ir.log
-check "edu's INTx and the console go through remapped IOAPIC entries" \
-  sh -c 'grep -q "IR-IO-APIC.*uio_pci_generic" /tmp/l2ir.log && grep -q "IR-IO-APIC.*ttyS0" /tmp/l2ir.log'
+check "edu's INTx, the console and the RTC go through remapped IOAPIC entries" \
+  sh -c 'grep -q "IR-IO-APIC.*uio_pci_generic" /tmp/l2ir.log && grep -q "IR-IO-APIC.*ttyS0" /tmp/l2ir.log &&
+    grep -q "IR-IO-APIC.*rtc0" /tmp/l2ir.log'
 power_button /tmp/l2ir.log
 expect_rc 0 "forced shutdown (interrupt remapping)" ctl shutdown --force
 wait $pid
