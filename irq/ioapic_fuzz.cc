@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "irq/ioapic.h"
+#include "irq/testing/recording_ioapic_sink.h"
 #include "tools/testing/fuzz_input.h"
 
 namespace vmmkit::irq {
@@ -23,41 +24,22 @@ void Check(bool ok, const char* what) {
   }
 }
 
-class CheckingSink : public IoapicSink {
- public:
-  absl::Status SetRoute(uint32_t pin, std::optional<MsiMessage> msg) override {
-    Check(pin < Ioapic::kPins, "a route for a pin that does not exist");
-    if (msg && ((msg->address >> 20) & 0xfff) == 0xfee && (msg->data & 0xff) == 0x99) {
-      return absl::InvalidArgumentError("the fuzzer's unroutable vector");
-    }
-    if (msg) {
-      routes[pin] = *msg;
-    } else {
-      routes.erase(pin);
-    }
-    return absl::OkStatus();
+// Every pin raised since the last call was unmasked, and routed to what its entry says (checked
+// after each call: the sink runs under the Ioapic's lock).
+void CheckRaised(testing::RecordingIoapicSink& sink, const Ioapic& ioapic) {
+  Check(sink.raised_without_route == 0, "raised a pin without a route");
+  for (uint32_t pin : sink.raised) {
+    const uint64_t rte = ioapic.rte(pin);
+    Check(!(rte & (uint64_t{1} << 16)), "raised a masked pin");
+    Check(sink.routes[pin] == IoapicRteMessage(rte), "raised a route that is not the entry's");
   }
-  // Called with the Ioapic's lock held: what was raised is checked after the call returns.
-  absl::Status Raise(uint32_t pin) override {
-    Check(routes.contains(pin), "raised a pin without a route");
-    raised.push_back(pin);
-    return absl::OkStatus();
-  }
-  // Every pin raised by the last call was unmasked, and routed to what its entry says.
-  void CheckRaised(const Ioapic& ioapic) {
-    for (uint32_t pin : raised) {
-      const uint64_t rte = ioapic.rte(pin);
-      Check(!(rte & (uint64_t{1} << 16)), "raised a masked pin");
-      Check(routes[pin] == IoapicRteMessage(rte), "raised a route that is not the entry's");
-    }
-    raised.clear();
-  }
-  std::map<uint32_t, MsiMessage> routes;
-  std::vector<uint32_t> raised;
-};
+  sink.raised.clear();
+}
 
 void Run(const uint8_t* data, size_t size) {
-  CheckingSink sink;
+  testing::RecordingIoapicSink sink;
+  // Some messages cannot be routed (as a remapping entry the guest left invalid).
+  sink.reject = [](const MsiMessage& m) { return (m.data & 0xff) == 0x99; };
   Ioapic ioapic(sink, 1);
   bool resample = false;
   ioapic.SetEoiHandler(16, [&] { return resample; });
@@ -93,7 +75,7 @@ void Run(const uint8_t* data, size_t size) {
         ioapic.Eoi(in.Take<uint8_t>());
         break;
     }
-    sink.CheckRaised(ioapic);
+    CheckRaised(sink, ioapic);
   }
 }
 

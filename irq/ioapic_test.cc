@@ -1,11 +1,10 @@
 #include "irq/ioapic.h"
 
 #include <cstring>
-#include <map>
-#include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "irq/testing/recording_ioapic_sink.h"
 
 namespace vmmkit::irq {
 namespace {
@@ -13,26 +12,7 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::IsEmpty;
 
-class FakeSink : public IoapicSink {
- public:
-  absl::Status SetRoute(uint32_t pin, std::optional<MsiMessage> msg) override {
-    if (fail_routes) return absl::InvalidArgumentError("no such remapping entry");
-    if (msg) {
-      routes[pin] = *msg;
-    } else {
-      routes.erase(pin);
-    }
-    return absl::OkStatus();
-  }
-  absl::Status Raise(uint32_t pin) override {
-    if (!routes.contains(pin)) return absl::NotFoundError("raised a pin without a route");
-    raised.push_back(pin);
-    return absl::OkStatus();
-  }
-  std::map<uint32_t, MsiMessage> routes;
-  std::vector<uint32_t> raised;
-  bool fail_routes = false;
-};
+using FakeSink = testing::RecordingIoapicSink;
 
 constexpr uint64_t kLevel = uint64_t{1} << 15;
 constexpr uint64_t kMask = uint64_t{1} << 16;
