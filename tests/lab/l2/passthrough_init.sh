@@ -13,6 +13,10 @@ echo "L2: booted"
 # Which IOAPIC the guest found: KVM's reports version 0x11, vmm's own (--irqchip=split) 0x20.
 dmesg | grep -o "IOAPIC\[0\]: apic_id [0-9]*, version [0-9]*" | sed 's/^/L2: /'
 dmesg | grep -o "DMAR-IR: Enabled IRQ remapping in [a-z0-9]* mode" | sed 's/^/L2: /'
+# What the guest times with (no PIT under --irqchip=split: it must not need one).
+echo "L2: clockevent $(cat /sys/devices/system/clockevents/clockevent0/current_device 2>/dev/null)," \
+  "clocksource $(cat /sys/devices/system/clocksource/clocksource0/current_clocksource 2>/dev/null)," \
+  "timer irq: $(grep -cE '^ *0:.*timer' /proc/interrupts)"
 fails=0
 check() {  # check DESCRIPTION COMMAND...
   desc=$1; shift

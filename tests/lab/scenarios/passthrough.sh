@@ -114,6 +114,8 @@ tail -n 3 /tmp/l2.log
 start_l2 /tmp/l2split.log --irqchip=split
 check "with --irqchip=split the guest finds vmm's IOAPIC (version 0x20)" \
   grep -q "L2: IOAPIC.0.: apic_id 1, version 32" /tmp/l2split.log
+check "with no PIT it times with the local APIC's TSC deadline and kvm-clock" \
+  grep -q "L2: clockevent lapic-deadline, clocksource kvm-clock" /tmp/l2split.log
 power_button /tmp/l2split.log
 expect_rc 0 "forced shutdown (split irqchip)" ctl shutdown --force
 wait $pid
