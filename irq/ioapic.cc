@@ -102,10 +102,13 @@ void Ioapic::WriteRegister(uint32_t index, uint32_t value) {
 
 void Ioapic::UpdateRoute(uint32_t n) {
   Pin& pin = pins_[n];
-  std::optional<MsiMessage> msg;
-  if (!Masked(pin.rte)) msg = IoapicRteMessage(pin.rte);
-  absl::Status s = sink_.SetRoute(n, msg);
-  pin.routable = s.ok() && msg.has_value();
+  // A masked pin keeps the route it had (as QEMU's IOAPIC does): the guest may mask a
+  // level-triggered pin while its interrupt is in service, and the route is what makes KVM report
+  // that interrupt's EOI. Nothing raises it while masked, and a masked entry, which the guest may
+  // leave half-written, is not translated.
+  if (Masked(pin.rte)) return;
+  absl::Status s = sink_.SetRoute(n, IoapicRteMessage(pin.rte));
+  pin.routable = s.ok();
   if (!s.ok()) ++stats_.route_errors;
 }
 

@@ -45,9 +45,10 @@ namespace vmmkit::irq {
 class IoapicSink {
  public:
   virtual ~IoapicSink() = default;
-  // Pin `pin` now delivers `msg` (as composed from its RTE), or nothing (masked). A failed update
-  // (the message cannot be routed, e.g. a remapping entry the guest left invalid) leaves the pin
-  // undeliverable until its RTE changes again.
+  // Pin `pin` now delivers `msg` (as composed from its unmasked RTE); nullopt removes the route
+  // (the Ioapic itself never asks that: a masked pin keeps its route, for the EOI of what is in
+  // service). A failed update (the message cannot be routed, e.g. a remapping entry the guest left
+  // invalid) leaves the pin undeliverable until its RTE changes again or Reroute succeeds.
   virtual absl::Status SetRoute(uint32_t pin, std::optional<MsiMessage> msg) = 0;
   // Raises the pin's route once.
   virtual absl::Status Raise(uint32_t pin) = 0;
