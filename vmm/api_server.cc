@@ -21,6 +21,7 @@
 #include "base/status.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/resource_quota.h"
 #include "proto/grpc/health/v1/health.grpc.pb.h"
 #include "proto/vmm/v1/vmm.grpc.pb.h"
 
@@ -372,6 +373,13 @@ absl::StatusOr<std::unique_ptr<ApiServer>> ApiServer::Start(VmController& contro
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   builder.AddListeningPort(uri, grpc::InsecureServerCredentials(), &s->port_);
+  // Limits a client cannot push past: request size, threads serving calls, concurrent calls on
+  // one connection (open event streams have their own limit in the controller).
+  builder.SetMaxReceiveMessageSize(kMaxRequestBytes);
+  grpc::ResourceQuota quota("vmm-api");
+  quota.SetMaxThreads(kMaxThreads);
+  builder.SetResourceQuota(quota);
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, kMaxConcurrentStreams);
   builder.RegisterService(s->service_.get());
   builder.RegisterService(s->health_.get());
   s->server_ = builder.BuildAndStart();

@@ -33,6 +33,13 @@ grpc::Status ToGrpcStatus(const absl::Status& status);
 
 class ApiServer {
  public:
+  // A request larger than this is refused with RESOURCE_EXHAUSTED before it reaches a handler
+  // (the largest real one, an AddDevice with a sysfs path, is well under 1 KiB).
+  static constexpr int kMaxRequestBytes = 64 << 10;
+  // Threads gRPC may use to serve calls, and calls one connection may have open at once.
+  static constexpr int kMaxThreads = 16;
+  static constexpr int kMaxConcurrentStreams = 32;
+
   static absl::StatusOr<std::unique_ptr<ApiServer>> StartUnix(VmController& controller,
                                                               const std::string& path);
   // `address` is "127.0.0.1:PORT" or "[::1]:PORT" (PORT 0 picks one; see port()). Other hosts are

@@ -11,6 +11,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <functional>
+#include <optional>
 #include <thread>
 
 #include "base/status_matchers.h"
@@ -115,6 +117,161 @@ TEST_F(ApiServerTest, ADeviceBehindTheGuestIommuReportsWhatItDoes) {
   pb::Vm vm;
   ASSERT_TRUE(stub_->GetVm(&c2, {}, &vm).ok());
   EXPECT_FALSE(vm.devices(0).has_iommu()) << "com1 is behind no IOMMU";
+}
+
+// Every RPC, each kind of malformed input: the specified code, an error message of bounded size
+// whatever the request echoed, and the VM still running afterwards.
+TEST_F(ApiServerTest, BadRequestMatrix) {
+  using Code = grpc::StatusCode;
+  const std::string huge(5000, 'x');
+  auto duration = [](int64_t seconds, int32_t nanos) {
+    google::protobuf::Duration d;
+    d.set_seconds(seconds);
+    d.set_nanos(nanos);
+    return d;
+  };
+  auto get_device = [&](const std::string& id) {
+    grpc::ClientContext c;
+    pb::GetDeviceRequest r;
+    r.set_id(id);
+    pb::Device out;
+    return stub_->GetDevice(&c, r, &out);
+  };
+  auto add = [&](const std::string& id, const std::string& host, uint32_t slot) {
+    grpc::ClientContext c;
+    pb::AddDeviceRequest r;
+    r.set_id(id);
+    r.set_host(host);
+    r.set_slot(slot);
+    pb::Device out;
+    return stub_->AddDevice(&c, r, &out);
+  };
+  auto remove = [&](const std::string& id, std::optional<google::protobuf::Duration> timeout) {
+    grpc::ClientContext c;
+    pb::RemoveDeviceRequest r;
+    r.set_id(id);
+    if (timeout) *r.mutable_timeout() = *timeout;
+    pb::RemoveDeviceResponse out;
+    return stub_->RemoveDevice(&c, r, &out);
+  };
+  auto shutdown = [&](int mode, std::optional<google::protobuf::Duration> timeout) {
+    grpc::ClientContext c;
+    pb::ShutdownRequest r;
+    r.set_mode(static_cast<pb::ShutdownRequest::Mode>(mode));
+    if (timeout) *r.mutable_graceful_timeout() = *timeout;
+    pb::ShutdownResponse out;
+    return stub_->Shutdown(&c, r, &out);
+  };
+  auto state_call = [&](bool pause) {
+    grpc::ClientContext c;
+    pb::Vm out;
+    return pause ? stub_->Pause(&c, {}, &out) : stub_->Resume(&c, {}, &out);
+  };
+  // A call the service does not have, or bytes that are no request, through the generic stub.
+  auto raw = [&](const std::string& method, const std::string& bytes) {
+    grpc::GenericStub generic(channel_);
+    grpc::ClientContext c;
+    grpc::CompletionQueue cq;
+    grpc::Slice slice(bytes);
+    grpc::ByteBuffer request(&slice, 1), response;
+    grpc::Status status;
+    auto call = generic.PrepareUnaryCall(&c, method, request, &cq);
+    call->StartCall();
+    call->Finish(&response, &status, reinterpret_cast<void*>(1));
+    void* tag;
+    bool ok;
+    EXPECT_TRUE(cq.Next(&tag, &ok));
+    cq.Shutdown();
+    while (cq.Next(&tag, &ok)) {
+    }
+    return status;
+  };
+  struct Case {
+    const char* what;
+    std::function<grpc::Status()> call;
+    Code want;
+  };
+  const Case cases[] = {
+      {"GetDevice: empty id", [&] { return get_device(""); }, Code::INVALID_ARGUMENT},
+      {"GetDevice: unknown id", [&] { return get_device("nosuch"); }, Code::NOT_FOUND},
+      {"GetDevice: oversized id", [&] { return get_device(huge); }, Code::NOT_FOUND},
+      {"AddDevice: empty id", [&] { return add("", "0000:00:03.0", 0); }, Code::INVALID_ARGUMENT},
+      {"AddDevice: bad id", [&] { return add("a b", "0000:00:03.0", 0); }, Code::INVALID_ARGUMENT},
+      {"AddDevice: oversized id", [&] { return add(huge, "0000:00:03.0", 0); },
+       Code::INVALID_ARGUMENT},
+      {"AddDevice: empty host", [&] { return add("hp0", "", 0); }, Code::INVALID_ARGUMENT},
+      {"AddDevice: malformed host", [&] { return add("hp0", "zz:zz.z", 0); },
+       Code::INVALID_ARGUMENT},
+      {"AddDevice: oversized host", [&] { return add("hp0", huge, 0); }, Code::INVALID_ARGUMENT},
+      {"AddDevice: device 32", [&] { return add("hp0", "0000:00:20.0", 0); },
+       Code::INVALID_ARGUMENT},
+      {"AddDevice: slot 32", [&] { return add("hp0", "0000:00:03.0", 32); },
+       Code::INVALID_ARGUMENT},
+      {"AddDevice: slot 2^32-1", [&] { return add("hp0", "0000:00:03.0", ~0u); },
+       Code::INVALID_ARGUMENT},
+      {"AddDevice: a request over the size limit",
+       [&] { return add(std::string(ApiServer::kMaxRequestBytes + 1, 'x'), "0000:00:03.0", 0); },
+       Code::RESOURCE_EXHAUSTED},
+      {"RemoveDevice: empty id", [&] { return remove("", std::nullopt); }, Code::INVALID_ARGUMENT},
+      {"RemoveDevice: bad id", [&] { return remove("no such!", std::nullopt); },
+       Code::INVALID_ARGUMENT},
+      {"RemoveDevice: oversized id", [&] { return remove(huge, std::nullopt); },
+       Code::INVALID_ARGUMENT},
+      {"RemoveDevice: unknown id", [&] { return remove("nosuch", std::nullopt); }, Code::NOT_FOUND},
+      {"RemoveDevice: a platform device", [&] { return remove("com1", std::nullopt); },
+       Code::FAILED_PRECONDITION},
+      {"RemoveDevice: negative timeout", [&] { return remove("hp0", duration(-1, 0)); },
+       Code::INVALID_ARGUMENT},
+      {"RemoveDevice: zero timeout", [&] { return remove("hp0", duration(0, 0)); },
+       Code::INVALID_ARGUMENT},
+      {"RemoveDevice: nanos out of range", [&] { return remove("hp0", duration(1, 1000000000)); },
+       Code::INVALID_ARGUMENT},
+      {"RemoveDevice: timeout over 5 min", [&] { return remove("hp0", duration(301, 0)); },
+       Code::INVALID_ARGUMENT},
+      {"Shutdown: no mode", [&] { return shutdown(0, std::nullopt); }, Code::INVALID_ARGUMENT},
+      {"Shutdown: unknown mode", [&] { return shutdown(7, std::nullopt); }, Code::INVALID_ARGUMENT},
+      {"Shutdown: forced with a timeout", [&] { return shutdown(2, duration(5, 0)); },
+       Code::INVALID_ARGUMENT},
+      {"Shutdown: timeout over 10 min", [&] { return shutdown(1, duration(601, 0)); },
+       Code::INVALID_ARGUMENT},
+      {"Shutdown: negative timeout", [&] { return shutdown(1, duration(-5, 0)); },
+       Code::INVALID_ARGUMENT},
+      {"Shutdown: negative nanos", [&] { return shutdown(1, duration(1, -1)); },
+       Code::INVALID_ARGUMENT},
+      {"Resume while running", [&] { return state_call(false); }, Code::FAILED_PRECONDITION},
+      {"an unknown method", [&] { return raw("/vmmkit.vmm.v1.VmService/NoSuch", ""); },
+       Code::UNIMPLEMENTED},
+      {"an unknown service", [&] { return raw("/nosuch.Service/GetVm", ""); }, Code::UNIMPLEMENTED},
+      // Field 1 (id) as a varint, the wrong wire type: an unknown field, so no id.
+      {"GetDevice: an id of the wrong type",
+       [&] { return raw("/vmmkit.vmm.v1.VmService/GetDevice", std::string("\x08\x01", 2)); },
+       Code::INVALID_ARGUMENT},
+      // Field 1 announcing 5 bytes and carrying 2: no message at all.
+      {"GetDevice: bytes that are no request",
+       [&] {
+         return raw("/vmmkit.vmm.v1.VmService/GetDevice", std::string("\x0a\x05"
+                                                                      "ab",
+                                                                      4));
+       },
+       Code::INTERNAL},
+      {"Pause", [&] { return state_call(true); }, Code::OK},
+      {"Pause while paused", [&] { return state_call(true); }, Code::FAILED_PRECONDITION},
+      {"AddDevice while paused", [&] { return add("hp0", "0000:00:03.0", 0); },
+       Code::FAILED_PRECONDITION},
+      {"RemoveDevice while paused", [&] { return remove("com1", std::nullopt); },
+       Code::FAILED_PRECONDITION},
+      {"Resume", [&] { return state_call(false); }, Code::OK},
+  };
+  for (const Case& c : cases) {
+    const grpc::Status s = c.call();
+    EXPECT_EQ(s.error_code(), c.want) << c.what << ": " << s.error_message();
+    EXPECT_LE(s.error_message().size(), 512u) << c.what << ": the error echoes too much";
+  }
+  grpc::ClientContext c;
+  pb::Vm vm;
+  ASSERT_TRUE(stub_->GetVm(&c, {}, &vm).ok());
+  EXPECT_EQ(vm.state(), pb::VM_STATE_RUNNING) << "the VM kept running through it all";
+  EXPECT_TRUE(vm_.hotplugged.empty()) << "no bad request attached anything";
 }
 
 TEST_F(ApiServerTest, ShutdownValidatesItsRequestAndHappensOnce) {

@@ -63,6 +63,12 @@ absl::Status CheckDeviceId(const std::string& id) {
   return absl::InvalidArgumentError("id must be 1-63 letters, digits, '-' or '_'");
 }
 
+std::string EchoForError(std::string_view text) {
+  constexpr size_t kMax = 64;
+  if (text.size() <= kMax) return std::string(text);
+  return absl::StrCat(absl::string_view(text.data(), kMax), "... (", text.size(), " bytes)");
+}
+
 absl::StatusOr<std::string> NormalizeBdf(const std::string& text) {
   std::string t = absl::AsciiStrToLower(text);
   if (t.size() == 7) t = "0000:" + t;
@@ -72,8 +78,9 @@ absl::StatusOr<std::string> NormalizeBdf(const std::string& text) {
                      IsHex(std::string_view(t).substr(5, 2), 2) &&
                      IsHex(std::string_view(t).substr(8, 2), 2) && t[11] >= '0' && t[11] <= '7';
   if (!shape || std::stoul(t.substr(8, 2), nullptr, 16) > 31) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "PCI address '", text, "': expected [DDDD:]BB:DD.F in hex (e.g. 0000:00:03.0)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("PCI address '", EchoForError(text),
+                     "': expected [DDDD:]BB:DD.F in hex (e.g. 0000:00:03.0)"));
   }
   return t;
 }

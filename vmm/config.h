@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -75,6 +76,9 @@ absl::StatusOr<PassthroughConfig> ParseDevice(const std::string& text, size_t in
 // A device id (--device id=, AddDevice): 1-63 letters, digits, '-' or '_'. Else the rule, as an
 // error message tail.
 absl::Status CheckDeviceId(const std::string& id);
+// A client's string as an error message may quote it: at most 64 bytes of it, and its length
+// when it is longer (a request cannot make vmm send back what it sent, or fill a log).
+std::string EchoForError(std::string_view text);
 // "[DDDD:]BB:DD.F" (hex) -> "DDDD:BB:DD.F", or INVALID_ARGUMENT.
 absl::StatusOr<std::string> NormalizeBdf(const std::string& text);
 

@@ -219,7 +219,7 @@ absl::StatusOr<DeviceSummary> VmController::GetDevice(const std::string& id) {
   }
   std::vector<std::string> ids;
   for (const DeviceSummary& d : devices) ids.push_back(d.id);
-  return absl::NotFoundError(absl::StrCat("GetDevice: no device '", id.substr(0, 64),
+  return absl::NotFoundError(absl::StrCat("GetDevice: no device '", EchoForError(id),
                                           "' (devices: ", absl::StrJoin(ids, ", "), ")"));
 }
 
@@ -327,6 +327,10 @@ absl::StatusOr<DeviceSummary> VmController::AddDevice(const std::string& id,
 absl::StatusOr<DeviceSummary> VmController::RemoveDevice(const std::string& id,
                                                          absl::Duration timeout) {
   if (id.empty()) return absl::InvalidArgumentError("RemoveDevice: the device id is empty");
+  // No device has an id AddDevice would refuse.
+  if (absl::Status s = CheckDeviceId(id); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("RemoveDevice: ", s.message()));
+  }
   if (timeout == absl::ZeroDuration()) timeout = kDefaultRemoveTimeout;
   if (timeout < absl::ZeroDuration() || timeout > kMaxRemoveTimeout) {
     return absl::InvalidArgumentError(absl::StrCat("RemoveDevice: timeout ",
