@@ -37,7 +37,7 @@ class ApiServer {
   // (the largest real one, an AddDevice with a sysfs path, is well under 1 KiB).
   static constexpr int kMaxRequestBytes = 64 << 10;
   // Threads gRPC may use to serve calls, and calls one connection may have open at once.
-  static constexpr int kMaxThreads = 16;
+  static constexpr int kMaxThreads = 64;
   static constexpr int kMaxConcurrentStreams = 32;
 
   static absl::StatusOr<std::unique_ptr<ApiServer>> StartUnix(VmController& controller,
