@@ -57,14 +57,16 @@ check "MSI: 20 raised interrupts counted in /proc/interrupts" \
 check "MSI: the vector is PCI-MSI (not INTx)" sh -c 'grep edu-msi /proc/interrupts | grep -q MSI'
 
 # The RTC's interrupt (IRQ 8 through the IOAPIC): rtc_cmos bound to the DSDT's RTC, three
-# update-ended interrupts counted by /proc/interrupts.
+# update events read from /dev/rtc0 and counted by /proc/interrupts. Linux makes them with the
+# RTC's alarm, one second ahead each time; only the first can be due already when it is set (then
+# the kernel reports it without an interrupt), so at least two are the hardware's.
 rtc_count() { awk '/rtc0/ { n = 0; for (i = 2; i <= NF && $i ~ /^[0-9]+$/; i++) n += $i; print n }' /proc/interrupts; }
 rtc_before=$(rtc_count)
 check "RTC: 3 update interrupts through /dev/rtc0" edu_guest rtc 3
 grep rtc0 /proc/interrupts | sed 's/^/L2: /'
 rtc_after=$(rtc_count)
 check "RTC: they were the hardware's IRQ 8 (/proc/interrupts)" \
-  test -n "$rtc_after" -a "$((rtc_after - ${rtc_before:-0}))" -ge 3
+  test -n "$rtc_after" -a "$((rtc_after - ${rtc_before:-0}))" -ge 2
 
 # The ACPI power button (vmm's graceful shutdown presses it): reported, deliberately not obeyed,
 # so that L1 can check that a second graceful shutdown is refused while the first is pending.
