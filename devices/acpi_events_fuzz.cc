@@ -12,13 +12,6 @@
 namespace vmmkit::devices {
 namespace {
 
-void Check(bool ok, const char* what) {
-  if (!ok) {
-    std::fprintf(stderr, "acpi_events_fuzz: %s\n", what);
-    std::abort();
-  }
-}
-
 uint32_t ReadGsta(AcpiEvents& events) {
   uint32_t v = 0;
   events.Read(AcpiEvents::kGsta, absl::MakeSpan(reinterpret_cast<uint8_t*>(&v), 4));
@@ -38,7 +31,8 @@ void Run(const uint8_t* data, size_t size) {
         break;
       }
       case 1: {
-        Check(ReadGsta(events) == raised, "GSTA is not what was raised since the last read");
+        fuzzing::Require(ReadGsta(events) == raised,
+                         "GSTA is not what was raised since the last read");
         raised = 0;
         break;
       }
@@ -48,7 +42,8 @@ void Run(const uint8_t* data, size_t size) {
         const uint64_t before = raised;
         (void)testing::FuzzAccess(in, events, AcpiEvents::kSize);
         const uint32_t got = ReadGsta(events);
-        Check(got == 0 || got == before, "GSTA changed by something other than a raise or read");
+        fuzzing::Require(got == 0 || got == before,
+                         "GSTA changed by something other than a raise or read");
         raised = 0;
         break;
       }

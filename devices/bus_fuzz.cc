@@ -16,13 +16,6 @@
 namespace vmmkit::devices {
 namespace {
 
-void Check(bool ok, const char* what) {
-  if (!ok) {
-    std::fprintf(stderr, "bus_fuzz: %s\n", what);
-    std::abort();
-  }
-}
-
 // Records the last access it was given.
 class Probe : public BusDevice {
  public:
@@ -63,12 +56,12 @@ void Run(const uint8_t* data, size_t size) {
       for (const auto& [b, r] : model) {
         if (fits && base <= b + r.size - 1 && b <= base + len - 1) fits = false;
       }
-      Check(ok == fits, "an insert the model disagrees with");
+      fuzzing::Require(ok == fits, "an insert the model disagrees with");
       if (ok) model[base] = {len, probe};
     } else if (op == 1) {
       const uint64_t base = address();
       const bool ok = bus.Remove(base).ok();
-      Check(ok == model.contains(base), "a removal the model disagrees with");
+      fuzzing::Require(ok == model.contains(base), "a removal the model disagrees with");
       model.erase(base);
     } else {
       const uint64_t at = address();
@@ -84,10 +77,11 @@ void Run(const uint8_t* data, size_t size) {
           owner_base = b;
         }
       }
-      Check(handled == (owner != nullptr), "an access the model disagrees with");
+      fuzzing::Require(handled == (owner != nullptr), "an access the model disagrees with");
       if (owner != nullptr) {
-        Check(owner->probe->last_offset == at - owner_base && owner->probe->last_size == len,
-              "a device saw the wrong offset or size");
+        fuzzing::Require(
+            owner->probe->last_offset == at - owner_base && owner->probe->last_size == len,
+            "a device saw the wrong offset or size");
       }
     }
   }

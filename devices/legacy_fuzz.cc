@@ -15,13 +15,6 @@
 namespace vmmkit::devices {
 namespace {
 
-void Check(bool ok, const char* what) {
-  if (!ok) {
-    std::fprintf(stderr, "legacy_fuzz: %s\n", what);
-    std::abort();
-  }
-}
-
 void Run(const uint8_t* data, size_t size) {
   fuzzing::FuzzInput in(data, size);
 #if LEGACY_FUZZ_DEVICE == 0
@@ -35,7 +28,8 @@ void Run(const uint8_t* data, size_t size) {
     uint8_t b = static_cast<uint8_t>(v);
     if (how & 0x80) {
       kbd.Write(off, absl::MakeConstSpan(&b, 1));
-      Check(resets == before || (off == 4 && b == 0xfe), "a reset without the reset command");
+      fuzzing::Require(resets == before || (off == 4 && b == 0xfe),
+                       "a reset without the reset command");
     } else {
       kbd.Read(off, absl::MakeSpan(&b, 1));
     }
@@ -62,7 +56,7 @@ void Run(const uint8_t* data, size_t size) {
     uint8_t index = 0x0c, c = 0;
     rtc.Write(0, absl::MakeConstSpan(&index, 1));
     rtc.Read(1, absl::MakeSpan(&c, 1));
-    Check(c == 0 || (c & 0x80) || (c & 0x70), "status C holds garbage");
+    fuzzing::Require(c == 0 || (c & 0x80) || (c & 0x70), "status C holds garbage");
   }
 #elif LEGACY_FUZZ_DEVICE == 2
   int offs = 0;
@@ -72,15 +66,15 @@ void Run(const uint8_t* data, size_t size) {
     const uint8_t off = in.Take<uint8_t>() % 3;
     uint8_t b = in.Take<uint8_t>();
     pm.Write(off, absl::MakeConstSpan(&b, 1));
-    Check(offs == before || (off == 0 && (b & 0x20) && ((b >> 2) & 7) == 5),
-          "a power-off without S5 and SLP_EN");
+    fuzzing::Require(offs == before || (off == 0 && (b & 0x20) && ((b >> 2) & 7) == 5),
+                     "a power-off without S5 and SLP_EN");
     (void)testing::FuzzAccess(in, pm, 2);
   }
 #else
   int reports = 0;
   BootTimer timer(absl::Now(), [&](absl::Duration) { ++reports; });
   for (int ops = 0; !in.done() && ops < 1024; ++ops) (void)testing::FuzzAccess(in, timer, 1);
-  Check(reports <= 1, "the boot time reported twice");
+  fuzzing::Require(reports <= 1, "the boot time reported twice");
 #endif
 }
 

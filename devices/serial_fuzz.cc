@@ -13,19 +13,12 @@
 namespace vmmkit::devices {
 namespace {
 
-void Check(bool ok, const char* what) {
-  if (!ok) {
-    std::fprintf(stderr, "serial_fuzz: %s\n", what);
-    std::abort();
-  }
-}
-
 void Run(const uint8_t* data, size_t size) {
   size_t output = 0;
   bool writing = false;
   Serial16550 uart([] {},
                    [&](absl::Span<const uint8_t> bytes) {
-                     Check(writing, "output without a guest write");
+                     fuzzing::Require(writing, "output without a guest write");
                      output += bytes.size();
                    });
   fuzzing::FuzzInput in(data, size);
@@ -34,15 +27,16 @@ void Run(const uint8_t* data, size_t size) {
       std::vector<uint8_t> input(in.Take<uint8_t>() % 100, 'x');
       const size_t space = uart.InputSpace();
       const size_t took = uart.QueueInput(input);
-      Check(took <= space && took <= input.size(), "took more input than there was room for");
-      Check(uart.InputSpace() == space - took, "the FIFO's space does not add up");
+      fuzzing::Require(took <= space && took <= input.size(),
+                       "took more input than there was room for");
+      fuzzing::Require(uart.InputSpace() == space - took, "the FIFO's space does not add up");
     } else {
       writing = true;
       (void)testing::FuzzAccess(in, uart, 8);
       writing = false;
     }
   }
-  Check(output <= size, "more output than writes");
+  fuzzing::Require(output <= size, "more output than writes");
 }
 
 }  // namespace

@@ -18,13 +18,6 @@ namespace {
 constexpr uint64_t kPage = 0x1000;
 constexpr uint64_t kPages = 64;
 
-void Check(bool ok, const char* what) {
-  if (!ok) {
-    std::fprintf(stderr, "iova_tree_fuzz: %s\n", what);
-    std::abort();
-  }
-}
-
 struct Page {
   uint64_t translated;
   IommuAccess perm;
@@ -44,7 +37,7 @@ void Run(const uint8_t* data, size_t size) {
       const bool ok = tree.Insert({Iova(first * kPage), pages * kPage, translated, perm}).ok();
       bool free = true;
       for (uint64_t p = first; p < first + pages; ++p) free = free && !model[p];
-      Check(ok == free, "an insert the model disagrees with");
+      fuzzing::Require(ok == free, "an insert the model disagrees with");
       if (ok) {
         for (uint64_t p = first; p < first + pages; ++p) {
           model[p] = Page{translated + (p - first) * kPage, perm};
@@ -53,8 +46,8 @@ void Run(const uint8_t* data, size_t size) {
     } else if (op == 1) {
       uint64_t removed = 0;
       for (const IovaMapping& m : tree.Remove(Iova(first * kPage), pages * kPage)) {
-        Check(m.iova.raw() >= first * kPage && m.last().raw() < (first + pages) * kPage,
-              "a removed piece outside the range");
+        fuzzing::Require(m.iova.raw() >= first * kPage && m.last().raw() < (first + pages) * kPage,
+                         "a removed piece outside the range");
         removed += m.size / kPage;
       }
       uint64_t mapped = 0;
@@ -62,7 +55,7 @@ void Run(const uint8_t* data, size_t size) {
         if (model[p]) ++mapped;
         model[p].reset();
       }
-      Check(removed == mapped, "removed pages differ from the mapped ones");
+      fuzzing::Require(removed == mapped, "removed pages differ from the mapped ones");
     } else {
       absl::StatusOr<Iova> at =
           tree.FindFree(Iova(first * kPage), Iova(kPages * kPage - 1), pages * kPage, kPage);
@@ -73,16 +66,18 @@ void Run(const uint8_t* data, size_t size) {
         for (uint64_t p = s; p < s + pages && free; ++p) free = !model[p];
         if (free) want = s;
       }
-      Check(at.ok() == want.has_value(), "FindFree disagrees with the model on whether one fits");
-      if (at.ok()) Check(at->raw() == *want * kPage, "FindFree is not first fit");
+      fuzzing::Require(at.ok() == want.has_value(),
+                       "FindFree disagrees with the model on whether one fits");
+      if (at.ok()) fuzzing::Require(at->raw() == *want * kPage, "FindFree is not first fit");
     }
     for (uint64_t p = 0; p < kPages; ++p) {
       const std::optional<IovaMapping> m = tree.Find(Iova(p * kPage + 0x10));
-      Check(m.has_value() == model[p].has_value(), "a page mapped in one and not the other");
+      fuzzing::Require(m.has_value() == model[p].has_value(),
+                       "a page mapped in one and not the other");
       if (m) {
-        Check(m->translated + (p * kPage - m->iova.raw()) == model[p]->translated &&
-                  m->perm == model[p]->perm,
-              "a page translated differently");
+        fuzzing::Require(m->translated + (p * kPage - m->iova.raw()) == model[p]->translated &&
+                             m->perm == model[p]->perm,
+                         "a page translated differently");
       }
     }
   }

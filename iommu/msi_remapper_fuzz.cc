@@ -16,25 +16,18 @@
 namespace vmmkit::iommu {
 namespace {
 
-void Check(bool ok, const char* what) {
-  if (!ok) {
-    std::fprintf(stderr, "msi_remapper_fuzz: %s\n", what);
-    std::abort();
-  }
-}
-
 class FakeMapper : public DoorbellMapper {
  public:
   absl::Status MapDoorbell(Iova iova, uint64_t doorbell_page, uint64_t size) override {
     if (refuse) return absl::ResourceExhaustedError("refused");
-    Check(!mapped.contains(iova.raw()), "a page mapped twice");
+    fuzzing::Require(!mapped.contains(iova.raw()), "a page mapped twice");
     mapped[iova.raw()] = size;
     (void)doorbell_page;
     return absl::OkStatus();
   }
   absl::Status UnmapDoorbell(Iova iova, uint64_t size) override {
     auto it = mapped.find(iova.raw());
-    Check(it != mapped.end() && it->second == size, "an unmap of what was not mapped");
+    fuzzing::Require(it != mapped.end() && it->second == size, "an unmap of what was not mapped");
     mapped.erase(it);
     return absl::OkStatus();
   }
@@ -62,8 +55,9 @@ void Run(const uint8_t* data, size_t size) {
         const MsiMessage msg{in.Take<uint64_t>() >> (in.Take<uint8_t>() % 64), in.Take<uint32_t>()};
         absl::StatusOr<MsiMessage> out = irt.Remap(msg, in.Take<uint16_t>());
         if (out.ok()) {
-          Check(!irq::IsRemappableFormat(*out) && ((out->address >> 20) & 0xfff) == 0xfee,
-                "a remapped message that is not a compatibility-format MSI");
+          fuzzing::Require(
+              !irq::IsRemappableFormat(*out) && ((out->address >> 20) & 0xfff) == 0xfee,
+              "a remapped message that is not a compatibility-format MSI");
         }
         break;
       }
@@ -82,7 +76,8 @@ void Run(const uint8_t* data, size_t size) {
         mapper.refuse = in.Take<uint8_t>() % 8 == 0;
         const size_t before = mapper.mapped.size();
         absl::StatusOr<std::vector<Iova>> iovas = window.Acquire(doorbells);
-        if (!iovas.ok()) Check(mapper.mapped.size() == before, "a failed acquire left mappings");
+        if (!iovas.ok())
+          fuzzing::Require(mapper.mapped.size() == before, "a failed acquire left mappings");
         mapper.refuse = false;
         break;
       }
@@ -93,9 +88,11 @@ void Run(const uint8_t* data, size_t size) {
         break;
       }
     }
-    Check(mapper.mapped.size() == window.mapped_pages(), "the window and the mapper disagree");
+    fuzzing::Require(mapper.mapped.size() == window.mapped_pages(),
+                     "the window and the mapper disagree");
     for (const auto& [iova, s] : mapper.mapped) {
-      Check(iova >= base && iova + s <= base + window_size, "a page mapped outside the window");
+      fuzzing::Require(iova >= base && iova + s <= base + window_size,
+                       "a page mapped outside the window");
     }
   }
 }

@@ -17,21 +17,15 @@
 namespace vmmkit::irq {
 namespace {
 
-void Check(bool ok, const char* what) {
-  if (!ok) {
-    std::fprintf(stderr, "ioapic_fuzz: %s\n", what);
-    std::abort();
-  }
-}
-
 // Every pin raised since the last call was unmasked, and routed to what its entry says (checked
 // after each call: the sink runs under the Ioapic's lock).
 void CheckRaised(testing::RecordingIoapicSink& sink, const Ioapic& ioapic) {
-  Check(sink.raised_without_route == 0, "raised a pin without a route");
+  fuzzing::Require(sink.raised_without_route == 0, "raised a pin without a route");
   for (uint32_t pin : sink.raised) {
     const uint64_t rte = ioapic.rte(pin);
-    Check(!(rte & (uint64_t{1} << 16)), "raised a masked pin");
-    Check(sink.routes[pin] == IoapicRteMessage(rte), "raised a route that is not the entry's");
+    fuzzing::Require(!(rte & (uint64_t{1} << 16)), "raised a masked pin");
+    fuzzing::Require(sink.routes[pin] == IoapicRteMessage(rte),
+                     "raised a route that is not the entry's");
   }
   sink.raised.clear();
 }

@@ -12,21 +12,15 @@
 namespace vmmkit::pci {
 namespace {
 
-void Check(bool ok, const char* what) {
-  if (!ok) {
-    std::fprintf(stderr, "hotplug_slots_fuzz: %s\n", what);
-    std::abort();
-  }
-}
-
 void Run(const uint8_t* data, size_t size) {
   uint32_t named = 0;       // Slots the VMM has named, as bits.
   uint32_t eject_bits = 0;  // What the guest wrote to PCEJ last.
-  HotplugSlots slots([] {},
-                     [&](uint8_t slot) {
-                       Check(slot >= 1 && slot <= 31, "an eject of a slot that does not exist");
-                       Check((eject_bits >> slot) & 1, "an eject the guest did not write");
-                     });
+  HotplugSlots slots(
+      [] {},
+      [&](uint8_t slot) {
+        fuzzing::Require(slot >= 1 && slot <= 31, "an eject of a slot that does not exist");
+        fuzzing::Require((eject_bits >> slot) & 1, "an eject the guest did not write");
+      });
   fuzzing::FuzzInput in(data, size);
   for (int ops = 0; !in.done() && ops < 1024; ++ops) {
     const uint8_t op = in.Take<uint8_t>();
@@ -53,7 +47,7 @@ void Run(const uint8_t* data, size_t size) {
         for (uint64_t reg : {HotplugSlots::kPciu, HotplugSlots::kPcid}) {
           uint32_t v = 0;
           slots.Read(reg, absl::MakeSpan(reinterpret_cast<uint8_t*>(&v), 4));
-          Check((v & ~named) == 0, "a slot the VMM never named");
+          fuzzing::Require((v & ~named) == 0, "a slot the VMM never named");
         }
         eject_bits = ~0u;  // Any access: what it writes to PCEJ is the guest's eject.
         (void)devices::testing::FuzzAccess(in, slots, HotplugSlots::kSize);

@@ -13,20 +13,14 @@
 namespace vmmkit::pci {
 namespace {
 
-void Check(bool ok, const char* what) {
-  if (!ok) {
-    std::fprintf(stderr, "msix_table_fuzz: %s\n", what);
-    std::abort();
-  }
-}
-
 void Run(const uint8_t* data, size_t size) {
   fuzzing::FuzzInput in(data, size);
   const uint16_t vectors = static_cast<uint16_t>(1 + in.Take<uint16_t>() % 2048);
   MsixTable* self = nullptr;
   MsixTable table(vectors, [&](uint16_t index, const MsixVector& v) {
-    Check(index < vectors, "a change callback for a vector that does not exist");
-    Check(self == nullptr || self->vector(index) == v, "a callback that disagrees with vector()");
+    fuzzing::Require(index < vectors, "a change callback for a vector that does not exist");
+    fuzzing::Require(self == nullptr || self->vector(index) == v,
+                     "a callback that disagrees with vector()");
   });
   self = &table;
   const uint64_t table_size = uint64_t{vectors} * MsixTable::kEntrySize;
@@ -52,8 +46,8 @@ void Run(const uint8_t* data, size_t size) {
         for (size_t i = 0; i < len; ++i) {
           for (int bit = 0; bit < 8; ++bit) {
             if ((buf[i] >> bit) & 1) {
-              Check((off + i) * 8 + static_cast<uint64_t>(bit) < vectors,
-                    "a pending bit for a vector that does not exist");
+              fuzzing::Require((off + i) * 8 + static_cast<uint64_t>(bit) < vectors,
+                               "a pending bit for a vector that does not exist");
             }
           }
         }

@@ -16,13 +16,6 @@
 namespace vmmkit::vmm {
 namespace {
 
-void Check(bool ok, const char* what) {
-  if (!ok) {
-    std::fprintf(stderr, "config_fuzz: %s\n", what);
-    std::abort();
-  }
-}
-
 std::string TakeString(fuzzing::FuzzInput& in, const char* alphabet) {
   std::string s;
   const size_t len = in.Take<uint8_t>() % 24;
@@ -70,17 +63,18 @@ void Run(const uint8_t* data, size_t size) {
   for (size_t i = 0; i < devices; ++i) raw.devices.push_back(TakeString(in, kDevice));
   absl::StatusOr<VmmConfig> c = ValidateConfig(raw);
   if (c.ok()) {
-    Check(c->memory_bytes >= (kMinMemoryMib << 20) && c->memory_bytes <= (kMaxMemoryMib << 20),
-          "accepted memory out of range");
-    Check(c->cpus >= 1 && c->cpus <= kMaxCpus, "accepted a vCPU count out of range");
-    Check(c->devices.size() <= kMaxPassthroughDevices, "accepted too many devices");
+    fuzzing::Require(
+        c->memory_bytes >= (kMinMemoryMib << 20) && c->memory_bytes <= (kMaxMemoryMib << 20),
+        "accepted memory out of range");
+    fuzzing::Require(c->cpus >= 1 && c->cpus <= kMaxCpus, "accepted a vCPU count out of range");
+    fuzzing::Require(c->devices.size() <= kMaxPassthroughDevices, "accepted too many devices");
     for (const PassthroughConfig& d : c->devices) {
-      Check(d.host_bdf.size() == 12 && d.host_bdf[4] == ':' && d.host_bdf[7] == ':' &&
-                d.host_bdf[10] == '.',
-            "accepted a device without a normalized address");
+      fuzzing::Require(d.host_bdf.size() == 12 && d.host_bdf[4] == ':' && d.host_bdf[7] == ':' &&
+                           d.host_bdf[10] == '.',
+                       "accepted a device without a normalized address");
     }
   } else {
-    Check(!c.status().message().empty(), "a refusal that says nothing");
+    fuzzing::Require(!c.status().message().empty(), "a refusal that says nothing");
   }
 }
 

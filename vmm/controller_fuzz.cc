@@ -16,13 +16,6 @@
 namespace vmmkit::vmm {
 namespace {
 
-void Check(bool ok, const char* what) {
-  if (!ok) {
-    std::fprintf(stderr, "controller_fuzz: %s\n", what);
-    std::abort();
-  }
-}
-
 void CheckStatus(const absl::Status& s) {
   switch (s.code()) {
     case absl::StatusCode::kOk:
@@ -127,7 +120,7 @@ void Run(const uint8_t* data, size_t size) {
     }
     if (stopped) {
       absl::StatusOr<VmStatus> s = c.GetVm();
-      Check(!s.ok() || s->state == VmState::kStopping, "a stopping VM that runs again");
+      fuzzing::Require(!s.ok() || s->state == VmState::kStopping, "a stopping VM that runs again");
     }
   }
 }

@@ -17,13 +17,6 @@ namespace {
 
 constexpr uint64_t kRamSize = 1 << 20;
 
-void Check(bool ok, const char* what) {
-  if (!ok) {
-    std::fprintf(stderr, "vtd_tables_fuzz: %s\n", what);
-    std::abort();
-  }
-}
-
 void Run(const uint8_t* data, size_t size) {
   std::shared_ptr<GuestRegion> region = *GuestRegion::Create(GuestAddress(0), kRamSize);
   absl::StatusOr<GuestMemory> ram = GuestMemory::Create({region});
@@ -50,20 +43,21 @@ void Run(const uint8_t* data, size_t size) {
         const uint64_t iova = in.Take<uint64_t>() % table.iova_limit();
         PageLookup p = walk.Translate(iova);
         if (p.fault == FaultReason::kNone) {
-          Check(p.page.has_value() && p.page->iova.raw() <= iova &&
-                    iova - p.page->iova.raw() <= p.page->addr_mask,
-                "a translation that does not contain its IOVA");
+          fuzzing::Require(p.page.has_value() && p.page->iova.raw() <= iova &&
+                               iova - p.page->iova.raw() <= p.page->addr_mask,
+                           "a translation that does not contain its IOVA");
         }
         const uint64_t start = in.Take<uint64_t>() % table.iova_limit();
         const uint64_t last = start + in.Take<uint32_t>();
         uint64_t previous_end = 0;
         (void)walk.Walk(start, last, [&](const IotlbEntry& e) {
           const uint64_t page = e.addr_mask + 1;
-          Check(page != 0 && (page & e.addr_mask) == 0 && (e.iova.raw() & e.addr_mask) == 0,
-                "a page that is not a naturally aligned power of two");
-          Check(e.iova.raw() >= previous_end, "pages out of order or overlapping");
-          Check(e.iova.raw() <= last && e.iova.raw() + e.addr_mask >= start,
-                "a page outside the range walked");
+          fuzzing::Require(
+              page != 0 && (page & e.addr_mask) == 0 && (e.iova.raw() & e.addr_mask) == 0,
+              "a page that is not a naturally aligned power of two");
+          fuzzing::Require(e.iova.raw() >= previous_end, "pages out of order or overlapping");
+          fuzzing::Require(e.iova.raw() <= last && e.iova.raw() + e.addr_mask >= start,
+                           "a page outside the range walked");
           previous_end = e.iova.raw() + page;
         });
         break;
@@ -74,10 +68,12 @@ void Run(const uint8_t* data, size_t size) {
         const irq::MsiMessage msg{0xfee00000u | (in.Take<uint32_t>() & 0xfffff),
                                   in.Take<uint32_t>()};
         InterruptLookup r = RemapInterrupt(*ram, table, msg, in.Take<uint16_t>());
-        Check(r.msg.ok() == (r.fault == FaultReason::kNone), "a fault without an error or back");
+        fuzzing::Require(r.msg.ok() == (r.fault == FaultReason::kNone),
+                         "a fault without an error or back");
         if (r.msg.ok()) {
-          Check(!irq::IsRemappableFormat(*r.msg) && (r.msg->address >> 20 & 0xfff) == 0xfee,
-                "a remapped interrupt that is not a compatibility-format MSI");
+          fuzzing::Require(
+              !irq::IsRemappableFormat(*r.msg) && (r.msg->address >> 20 & 0xfff) == 0xfee,
+              "a remapped interrupt that is not a compatibility-format MSI");
         }
         break;
       }

@@ -24,32 +24,23 @@ namespace {
 constexpr uint64_t kRamSize = 4 << 20;
 constexpr uint64_t kRootTable = 0x1000, kQueue = 0x2000;
 
-void Check(bool ok, const char* what) {
-  if (!ok) {
-    std::fprintf(stderr, "vtd_unit_fuzz: %s\n", what);
-    std::abort();
-  }
-}
-
 void Run(const uint8_t* data, size_t size) {
   std::shared_ptr<GuestRegion> region = *GuestRegion::Create(GuestAddress(0), kRamSize);
   absl::StatusOr<GuestMemory> ram = GuestMemory::Create({region});
   AddressSpace system("system");
-  Check(system.AddRam("ram", region).ok(), "add RAM");
+  fuzzing::Require(system.AddRam("ram", region).ok(), "add RAM");
   testing::FakeDmaBackend host;
   std::unique_ptr<VfioShadow> shadow = *VfioShadow::Create(host, system);
   const bool remapping = size > 0 && (data[0] & 1);
   RemappingUnit* self = nullptr;
-  int rechecks = 0;
   RemappingUnit unit(*ram, {.send_msi = [](uint64_t, uint32_t) {},
                             .interrupt_remapping = remapping,
                             .on_interrupt_entries_changed =
                                 [&] {
-                                  ++rechecks;
                                   (void)self->Translate({0xfee00018, 0}, 0x0018);
                                 }});
   self = &unit;
-  Check(unit.RegisterNotifier(0x0018, shadow.get()).ok(), "register");
+  fuzzing::Require(unit.RegisterNotifier(0x0018, shadow.get()).ok(), "register");
   uint32_t tail = 0;
   vmmkit::fuzzing::FuzzInput in(data, size);
   for (int ops = 0; !in.done() && ops < 256; ++ops) {
@@ -108,20 +99,20 @@ void Run(const uint8_t* data, size_t size) {
         const irq::MsiMessage msg{0xfee00000u | in.Take<uint32_t>() % 0x100000,
                                   in.Take<uint32_t>()};
         absl::StatusOr<irq::MsiMessage> out = unit.Translate(msg, in.Take<uint16_t>());
-        Check(!out.ok() || !irq::IsRemappableFormat(*out),
-              "a remapped interrupt in remappable format");
-        Check(!out.ok() || (out->address & 0xfff00000u) == 0xfee00000u,
-              "a remapped interrupt off the MSI page");
+        fuzzing::Require(!out.ok() || !irq::IsRemappableFormat(*out),
+                         "a remapped interrupt in remappable format");
+        fuzzing::Require(!out.ok() || (out->address & 0xfff00000u) == 0xfee00000u,
+                         "a remapped interrupt off the MSI page");
         break;
       }
     }
     for (const auto& [iova, m] : host.mappings) {
-      Check(
+      fuzzing::Require(
           m.host >= region->host_address() && m.host + m.size <= region->host_address() + kRamSize,
           "a host mapping outside guest RAM");
     }
   }
-  Check(unit.UnregisterNotifier(0x0018, shadow.get()).ok(), "unregister");
+  fuzzing::Require(unit.UnregisterNotifier(0x0018, shadow.get()).ok(), "unregister");
 }
 
 }  // namespace

@@ -2,16 +2,23 @@
 // -----------------------------------------------------------------------------
 // FuzzInput reads a fuzz target's bytes as the values that drive it; past the end it returns
 // zeros, so a target never reads beyond its input and every input, however short, runs.
+// Require is a target's own check: a finding (an abort, so libFuzzer keeps the input) unless it
+// holds.
 //
 //   FuzzInput in(data, size);
 //   while (!in.done()) Apply(in.Take<uint8_t>(), in.Take<uint32_t>());
+//   Require(model == device, "the device disagrees with the model");
 
 #ifndef VMMKIT_TOOLS_TESTING_FUZZ_INPUT_H_
 #define VMMKIT_TOOLS_TESTING_FUZZ_INPUT_H_
 
+#include <errno.h>
+
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 namespace vmmkit::fuzzing {
@@ -34,6 +41,13 @@ class FuzzInput {
   size_t size_;
   size_t pos_ = 0;
 };
+
+// Aborts, naming the target and `what` on stderr, unless `ok`.
+inline void Require(bool ok, const char* what) {
+  if (ok) return;
+  std::fprintf(stderr, "%s: %s\n", program_invocation_short_name, what);
+  std::abort();
+}
 
 }  // namespace vmmkit::fuzzing
 
