@@ -13,8 +13,10 @@ TEST(StepTimerTest, SummaryNamesEachStepAndTheTotal) {
   timer.Step("open");
   absl::SleepFor(absl::Milliseconds(20));  // Sleeps: wall time without CPU time.
   timer.Step("wait");
+  // The CPU time shows where a step's wall time exceeds it; "open" may, on a busy machine.
   EXPECT_THAT(timer.Summary(),
-              MatchesRegex("[0-9]+ ms \\(open [0-9]+ ms, wait [0-9]+ ms \\([0-9]+ ms CPU\\)\\)"));
+              MatchesRegex("[0-9]+ ms \\(open [0-9]+ ms( \\([0-9]+ ms CPU\\))?, wait [0-9]+ ms "
+                           "\\([0-9]+ ms CPU\\)\\)"));
 }
 
 TEST(StepTimerTest, NoStepsIsJustTheTotal) {

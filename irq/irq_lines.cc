@@ -12,6 +12,7 @@
 #include "base/log.h"
 #include "base/status.h"
 #include "base/status_macros.h"
+#include "base/thread_start.h"
 
 namespace vmmkit::irq {
 
@@ -46,6 +47,7 @@ absl::StatusOr<std::unique_ptr<IoapicIrqLines>> IoapicIrqLines::Create(Ioapic& i
   }
   lines->thread_ = std::thread([l = lines.get()] {
     pthread_setname_np(pthread_self(), "ioapic-lines");
+    ThreadStarted("ioapic-lines");
     l->Loop();
   });
   return lines;

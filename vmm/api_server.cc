@@ -1,5 +1,7 @@
 #include "vmm/api_server.h"
 
+#include <poll.h>
+#include <pthread.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -12,6 +14,7 @@
 #include <mutex>
 #include <optional>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -19,9 +22,11 @@
 #include "base/mutex.h"
 #include "base/scoped_fd.h"
 #include "base/status.h"
+#include "base/status_macros.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/resource_quota.h"
+#include "grpcpp/server_posix.h"
 #include "proto/grpc/health/v1/health.grpc.pb.h"
 #include "proto/vmm/v1/vmm.grpc.pb.h"
 
@@ -364,15 +369,14 @@ class ApiServer::HealthService final : public grpc::health::v1::Health::Service 
   CondVar changed_;
 };
 
-absl::StatusOr<std::unique_ptr<ApiServer>> ApiServer::Start(VmController& controller,
-                                                            const std::string& uri) {
+absl::StatusOr<std::unique_ptr<ApiServer>> ApiServer::Start(VmController& controller) {
   std::unique_ptr<ApiServer> s(new ApiServer());
   s->service_ = std::make_unique<Service>(controller);
   s->health_ = std::make_unique<HealthService>();
   grpc::EnableDefaultHealthCheckService(false);  // HealthService instead (see there).
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(uri, grpc::InsecureServerCredentials(), &s->port_);
+  // No listening port: connections come from AcceptLoop, after their peer is checked.
   // Limits a client cannot push past: request size, threads serving calls, concurrent calls on
   // one connection (open event streams have their own limit in the controller).
   builder.SetMaxReceiveMessageSize(kMaxRequestBytes);
@@ -383,51 +387,86 @@ absl::StatusOr<std::unique_ptr<ApiServer>> ApiServer::Start(VmController& contro
   builder.RegisterService(s->service_.get());
   builder.RegisterService(s->health_.get());
   s->server_ = builder.BuildAndStart();
-  if (s->server_ == nullptr) {
-    return absl::UnavailableError(absl::StrCat("API server: cannot listen on ", uri));
-  }
+  if (s->server_ == nullptr) return absl::UnavailableError("API server: gRPC did not start");
   return s;
 }
 
 absl::StatusOr<std::unique_ptr<ApiServer>> ApiServer::StartUnix(VmController& controller,
                                                                 const std::string& path) {
-  if (absl::Status s = ClaimSocketPath(path); !s.ok()) return s;
-  // gRPC creates the socket with the process umask: make it 0600 from the start (no window in
-  // which another user could connect), and chmod again in case the umask was ignored.
+  RETURN_IF_ERROR(ClaimSocketPath(path));
+  ScopedFd listener(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  if (!listener.valid()) return ErrnoStatus(errno, "API socket ", path, ": socket");
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, path.c_str(), path.size());  // ClaimSocketPath checked the size.
+  // Mode 0600 from the start (no window in which another user could connect), and chmod again
+  // in case the umask was ignored.
   const mode_t old_umask = ::umask(0177);
-  absl::StatusOr<std::unique_ptr<ApiServer>> server = Start(controller, "unix:" + path);
+  const int bound = ::bind(listener.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  const int bind_errno = errno;
   ::umask(old_umask);
-  if (!server.ok()) return server.status();
-  (*server)->socket_path_ = path;
-  if (::chmod(path.c_str(), 0600) != 0) {
-    return ErrnoStatus(errno, "API socket ", path, ": chmod 0600");
+  if (bound != 0) return ErrnoStatus(bind_errno, "API socket ", path, ": bind");
+  auto remove_socket = absl::MakeCleanup([&] { ::unlink(path.c_str()); });
+  if (::chmod(path.c_str(), 0600) != 0) return ErrnoStatus(errno, "API socket ", path, ": chmod");
+  if (::listen(listener.get(), SOMAXCONN) != 0) {
+    return ErrnoStatus(errno, "API socket ", path, ": listen");
   }
+  ASSIGN_OR_RETURN(EventFd stop, EventFd::Create());
+  ASSIGN_OR_RETURN(std::unique_ptr<ApiServer> server, Start(controller));
+  std::move(remove_socket).Cancel();
+  server->socket_path_ = path;
+  server->listener_ = std::move(listener);
+  server->stop_accepting_ = std::make_unique<EventFd>(std::move(stop));
+  server->acceptor_ = std::thread([s = server.get()] { s->AcceptLoop(); });
   return server;
 }
 
-absl::StatusOr<std::unique_ptr<ApiServer>> ApiServer::StartTcp(VmController& controller,
-                                                               const std::string& address) {
-  const size_t colon = address.rfind(':');
-  int port = -1;
-  const std::string host = colon == std::string::npos ? "" : address.substr(0, colon);
-  if (colon == std::string::npos || !absl::SimpleAtoi(address.substr(colon + 1), &port) ||
-      port < 0 || port > 65535) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("API TCP address \"", address, "\": expected 127.0.0.1:PORT or [::1]:PORT"));
+void ApiServer::AcceptLoop() {
+  // Keeps the confinement of the thread that started the server, as gRPC's threads do.
+  pthread_setname_np(pthread_self(), "api-accept");
+  pollfd fds[2] = {{listener_.get(), POLLIN, 0}, {stop_accepting_->fd(), POLLIN, 0}};
+  const uid_t self = ::geteuid();
+  while (true) {
+    if (::poll(fds, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      LogError("api: poll on the API socket failed (", std::strerror(errno), "); not accepting");
+      return;
+    }
+    if (fds[1].revents != 0) return;
+    ScopedFd conn(::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
+    if (!conn.valid()) {
+      // Out of fds: the connection waits in the backlog; try again shortly, not in a spin.
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+        refused_log_.Warning("api: cannot accept a connection: ", std::strerror(errno));
+        ::poll(nullptr, 0, 100);
+      }
+      continue;  // EAGAIN, ECONNABORTED, EINTR: nothing to do.
+    }
+    ucred peer{};
+    socklen_t len = sizeof(peer);
+    if (::getsockopt(conn.get(), SOL_SOCKET, SO_PEERCRED, &peer, &len) != 0) {
+      refused_log_.Warning("api: SO_PEERCRED failed (", std::strerror(errno),
+                           "); connection closed");
+      continue;
+    }
+    if (peer.uid != self && peer.uid != 0) {
+      refused_peers_.fetch_add(1);
+      refused_log_.Warning("api: refused a connection from uid ", peer.uid, " (pid ", peer.pid,
+                           "): only uid ", self, " and root may use this VM's API");
+      continue;
+    }
+    grpc::AddInsecureChannelFromFd(server_.get(), conn.release());  // gRPC owns it now.
   }
-  if (host != "127.0.0.1" && host != "[::1]" && host != "localhost") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "API TCP address \"", address,
-        "\": only loopback is allowed (the API has no authentication); use the Unix socket "
-        "and forward it if you must"));
-  }
-  return Start(controller, address);
 }
 
 ApiServer::~ApiServer() { Shutdown(); }
 
 void ApiServer::Shutdown() {
   if (server_ == nullptr) return;
+  if (acceptor_.joinable()) {
+    (void)stop_accepting_->Write(1);
+    acceptor_.join();
+  }
   health_->Shutdown();  // Its watchers hear NOT_SERVING and their streams end.
   server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   server_.reset();

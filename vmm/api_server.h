@@ -18,11 +18,16 @@
 #ifndef VMMKIT_VMM_API_SERVER_H_
 #define VMMKIT_VMM_API_SERVER_H_
 
+#include <atomic>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "base/event_fd.h"
+#include "base/log.h"
+#include "base/scoped_fd.h"
 #include "grpcpp/grpcpp.h"
 #include "vmm/controller.h"
 
@@ -40,18 +45,18 @@ class ApiServer {
   static constexpr int kMaxThreads = 64;
   static constexpr int kMaxConcurrentStreams = 32;
 
+  // Serves on a Unix socket at `path`, created with mode 0600; a stale socket file there is
+  // replaced. Each connection's peer credentials (SO_PEERCRED) are checked as it is accepted:
+  // only vmm's own effective uid and root are served; anyone else is disconnected, and logged.
+  // (There is no TCP listener: a TCP peer has no identity the kernel vouches for.)
   static absl::StatusOr<std::unique_ptr<ApiServer>> StartUnix(VmController& controller,
                                                               const std::string& path);
-  // `address` is "127.0.0.1:PORT" or "[::1]:PORT" (PORT 0 picks one; see port()). Other hosts are
-  // refused: the API has no authentication, so it never listens beyond loopback.
-  static absl::StatusOr<std::unique_ptr<ApiServer>> StartTcp(VmController& controller,
-                                                             const std::string& address);
   ~ApiServer();
   ApiServer(const ApiServer&) = delete;
   ApiServer& operator=(const ApiServer&) = delete;
 
-  // The TCP port (0 for Unix sockets).
-  int port() const { return port_; }
+  // Connections refused because of their peer's uid, so far.
+  uint64_t refused_peers() const { return refused_peers_.load(); }
   // Stops accepting, ends open streams, and removes the socket file. Idempotent.
   void Shutdown();
 
@@ -59,14 +64,19 @@ class ApiServer {
   class Service;
   class HealthService;
   ApiServer() = default;
-  static absl::StatusOr<std::unique_ptr<ApiServer>> Start(VmController& controller,
-                                                          const std::string& uri);
+  static absl::StatusOr<std::unique_ptr<ApiServer>> Start(VmController& controller);
+  // The accepting thread: checks each peer, hands the allowed ones to gRPC.
+  void AcceptLoop();
 
   std::unique_ptr<Service> service_;
   std::unique_ptr<HealthService> health_;
   std::unique_ptr<grpc::Server> server_;
   std::string socket_path_;
-  int port_ = 0;
+  ScopedFd listener_;  // Polled by the accepting thread only; gRPC never sees it.
+  std::unique_ptr<EventFd> stop_accepting_;
+  std::thread acceptor_;
+  std::atomic<uint64_t> refused_peers_{0};
+  RateLimitedLog refused_log_;
 };
 
 }  // namespace vmmkit::vmm

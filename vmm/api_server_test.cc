@@ -1,4 +1,4 @@
-// ApiServer over real gRPC on a Unix socket (and loopback TCP), with a fake VM behind the
+// ApiServer over real gRPC on a Unix socket, with a fake VM behind the
 // controller: codes, socket rules, health, reflection, event streams.
 #include "vmm/api_server.h"
 
@@ -478,18 +478,42 @@ TEST_F(ApiServerTest, SocketPathRules) {
               StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
-TEST(ApiServerTcpTest, LoopbackOnly) {
+// Only vmm's own uid and root are served: a connection from another uid is closed at accept.
+TEST(ApiServerPeerTest, AnotherUidIsRefused) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to connect as another uid";
   FakeVm vm;
   ThreadLoop loop;
   VmController controller(vm, loop);
-  EXPECT_THAT(ApiServer::StartTcp(controller, "0.0.0.0:0"),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("only loopback")));
-  EXPECT_THAT(ApiServer::StartTcp(controller, "127.0.0.1"),
-              StatusIs(absl::StatusCode::kInvalidArgument));
-  ASSERT_OK_AND_ASSIGN(auto server, ApiServer::StartTcp(controller, "127.0.0.1:0"));
-  ASSERT_GT(server->port(), 0);
-  auto stub = pb::VmService::NewStub(grpc::CreateChannel(absl::StrCat("127.0.0.1:", server->port()),
-                                                         grpc::InsecureChannelCredentials()));
+  const std::string path = testing::ShortTempPath("peer.sock");
+  ASSERT_OK_AND_ASSIGN(auto server, ApiServer::StartUnix(controller, path));
+  // So that only the peer check stands in the way: the directory searchable, the socket writable.
+  ASSERT_EQ(::chmod(path.substr(0, path.rfind('/')).c_str(), 0711), 0);
+  ASSERT_EQ(::chmod(path.c_str(), 0666), 0);
+  // A child as uid 65534 connects (the kernel lets it) and reads: the server closes the
+  // connection without a byte.
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    if (::setresgid(65534, 65534, 65534) != 0 || ::setresuid(65534, 65534, 65534) != 0) _exit(10);
+    const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::memcpy(addr.sun_path, path.c_str(), path.size());
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) _exit(11);
+    // An HTTP/2 client preface: a served peer would get the server's SETTINGS back.
+    const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    (void)!::send(fd, preface, sizeof(preface) - 1, MSG_NOSIGNAL);  // Closed already: EPIPE.
+    char byte;
+    _exit(::read(fd, &byte, 1) <= 0 ? 0 : 12);  // EOF, or ECONNRESET for the unread preface.
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "10/11: setup failed; 12: the server answered";
+  EXPECT_EQ(server->refused_peers(), 1u);
+  // Root (this process) is still served.
+  auto stub = pb::VmService::NewStub(
+      grpc::CreateChannel("unix:" + path, grpc::InsecureChannelCredentials()));
   grpc::ClientContext c;
   pb::Vm out;
   ASSERT_TRUE(stub->GetVm(&c, {}, &out).ok());

@@ -164,16 +164,23 @@ absl::StatusOr<VmmConfig> ValidateConfig(const RawConfig& raw) {
         absl::StrCat("--irqchip=", raw.irqchip, ": expected kernel or split"));
   }
   c.split_irqchip = raw.irqchip == "split";
-  if (!raw.api_socket.empty() && !raw.api_tcp.empty()) {
-    return absl::InvalidArgumentError("--api_socket and --api_tcp exclude each other");
-  }
   // sun_path holds 107 bytes and a NUL.
   if (raw.api_socket.size() > 107) {
     return absl::InvalidArgumentError(
         absl::StrCat("--api_socket=", raw.api_socket, ": longer than a socket path may be (107)"));
   }
   c.api_socket = raw.api_socket;
-  c.api_tcp = raw.api_tcp;
+  absl::StatusOr<sandbox::SeccompMode> seccomp = sandbox::ParseSeccompMode(raw.seccomp);
+  if (!seccomp.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--seccomp=", EchoForError(raw.seccomp), ": expected on, log or off"));
+  }
+  c.seccomp = *seccomp;
+  if (raw.landlock != "on" && raw.landlock != "off") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--landlock=", EchoForError(raw.landlock), ": expected on or off"));
+  }
+  c.landlock = raw.landlock == "on";
   if (raw.devices.size() > kMaxPassthroughDevices) {
     return absl::InvalidArgumentError(absl::StrCat("--device: at most ", kMaxPassthroughDevices,
                                                    " devices, got ", raw.devices.size()));

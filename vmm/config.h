@@ -16,6 +16,7 @@
 
 #include "absl/status/statusor.h"
 #include "memory/guest_region.h"
+#include "sandbox/seccomp.h"
 
 namespace vmmkit::vmm {
 
@@ -35,7 +36,8 @@ struct RawConfig {
   bool iommu = false;
   std::string irqchip = "kernel";
   std::string api_socket;
-  std::string api_tcp;
+  std::string seccomp = "on";
+  std::string landlock = "on";
   std::vector<std::string> devices;  // Each --device value.
 };
 
@@ -58,9 +60,11 @@ struct VmmConfig {
   bool boot_timer;
   bool iommu;          // A guest-visible VT-d unit in front of every PCI function.
   bool split_irqchip;  // The IOAPIC in vmm (KVM_CAP_SPLIT_IRQCHIP), no PIT, no PIC.
-  // The control plane: a Unix socket path, or a loopback TCP address; both empty: no API.
+  // The control plane's Unix socket path; empty: no API.
   std::string api_socket;
-  std::string api_tcp;
+  // Confinement (vmm/confinement.h): each thread kind's seccomp filter, and Landlock.
+  sandbox::SeccompMode seccomp;
+  bool landlock;
   std::vector<PassthroughConfig> devices;
 };
 

@@ -30,6 +30,14 @@ TEST_F(ConfigTest, AcceptsAValidConfiguration) {
   EXPECT_EQ(c.cpus, 2u);
   EXPECT_EQ(c.serial, SerialMode::kStdio);
   EXPECT_FALSE(c.prefault);
+  EXPECT_EQ(c.seccomp, sandbox::SeccompMode::kOn) << "confinement is on by default";
+  EXPECT_TRUE(c.landlock);
+  RawConfig loose = Valid();
+  loose.seccomp = "log";
+  loose.landlock = "off";
+  ASSERT_OK_AND_ASSIGN(c, ValidateConfig(loose));
+  EXPECT_EQ(c.seccomp, sandbox::SeccompMode::kLog);
+  EXPECT_FALSE(c.landlock);
   RawConfig file = Valid();
   file.serial = "file:/tmp/console.log";
   ASSERT_OK_AND_ASSIGN(c, ValidateConfig(file));
@@ -61,11 +69,8 @@ TEST_F(ConfigTest, EachBadValueNamesItsFlag) {
       {[](RawConfig& r) { r.memory_backing = "shm"; }, "--memory_backing=shm: expected memfd"},
       {[](RawConfig& r) { r.irqchip = "userspace"; },
        "--irqchip=userspace: expected kernel or split"},
-      {[](RawConfig& r) {
-         r.api_socket = "/tmp/a.sock";
-         r.api_tcp = "127.0.0.1:0";
-       },
-       "--api_socket and --api_tcp exclude each other"},
+      {[](RawConfig& r) { r.seccomp = "strict"; }, "--seccomp=strict: expected on, log or off"},
+      {[](RawConfig& r) { r.landlock = "1"; }, "--landlock=1: expected on or off"},
       {[](RawConfig& r) { r.api_socket = std::string(120, 'x'); }, "longer than a socket path"},
       {[](RawConfig& r) { r.devices = {"virtio-net,host=00:03.0"}; },
        "--device=virtio-net,host=00:03.0: unknown device type 'virtio-net'"},

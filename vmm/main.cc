@@ -18,6 +18,7 @@
 #include "absl/time/clock.h"
 #include "vmm/api_server.h"
 #include "vmm/config.h"
+#include "vmm/confinement.h"
 #include "vmm/vmm.h"
 
 ABSL_FLAG(std::string, kernel, "", "Linux kernel: a bzImage or an ELF vmlinux (required).");
@@ -49,9 +50,13 @@ ABSL_FLAG(bool, boot_timer, false,
 ABSL_FLAG(std::string, api_socket, "",
           "Serve the gRPC control plane (proto/vmm/v1) on this Unix socket, created with mode "
           "0600. A stale socket file is replaced; a path where a server answers is refused.");
-ABSL_FLAG(std::string, api_tcp, "",
-          "Serve the control plane on this loopback TCP address instead (127.0.0.1:PORT); the "
-          "API has no authentication, so other addresses are refused.");
+ABSL_FLAG(std::string, seccomp, "on",
+          "Seccomp filters, one per thread kind (vCPU, event loop, API, IOAPIC lines): on (a "
+          "syscall outside a thread's list ends vmm with a line naming it), log (allowed, and "
+          "logged by the kernel: audit type=1326) or off.");
+ABSL_FLAG(std::string, landlock, "on",
+          "Landlock: limit vmm's file access to the files and devices it was given (skipped, "
+          "with a warning, where the kernel has no Landlock): on or off.");
 
 namespace {
 
@@ -97,7 +102,7 @@ int main(int argc, char** argv) {
       "      [--memory_backing=memfd|anonymous|hugetlb] [--prefault]\n"
       "      [--serial=stdio|file:PATH|none] [--boot_timer] [--iommu]\n"
       "      [--irqchip=kernel|split]\n"
-      "      [--api_socket=PATH | --api_tcp=127.0.0.1:PORT]\n"
+      "      [--api_socket=PATH] [--seccomp=on|log|off] [--landlock=on|off]\n"
       "      [--device vfio-pci,host=DDDD:BB:DD.F[,id=NAME]]...  (a host PCI function bound to\n"
       "       vfio-pci, passed through to the guest; repeatable)\n"
       "Exit status: 0 guest reboot/poweroff or SIGINT/SIGTERM; 1 VMM or KVM failure;\n"
@@ -116,22 +121,26 @@ int main(int argc, char** argv) {
                                    .iommu = absl::GetFlag(FLAGS_iommu),
                                    .irqchip = absl::GetFlag(FLAGS_irqchip),
                                    .api_socket = absl::GetFlag(FLAGS_api_socket),
-                                   .api_tcp = absl::GetFlag(FLAGS_api_tcp),
+                                   .seccomp = absl::GetFlag(FLAGS_seccomp),
+                                   .landlock = absl::GetFlag(FLAGS_landlock),
                                    .devices = std::move(devices)};
   absl::StatusOr<vmmkit::vmm::VmmConfig> config = vmmkit::vmm::ValidateConfig(raw);
   if (!config.ok()) {
     std::fprintf(stderr, "vmm: %s\n", std::string(config.status().message()).c_str());
     return 2;
   }
+  // Before any thread exists: each thread confines itself as it starts (vmm/confinement.h).
+  if (absl::Status s = vmmkit::vmm::SetUpConfinement(*config); !s.ok()) {
+    std::fprintf(stderr, "vmm: confinement: %s\n", std::string(s.message()).c_str());
+    return 1;
+  }
   // The gRPC control plane, if asked for: created here, so that the VMM library has no gRPC in it.
   vmmkit::vmm::Vmm::ApiStarter start_api;
-  if (!config->api_socket.empty() || !config->api_tcp.empty()) {
+  if (!config->api_socket.empty()) {
     start_api =
         [&](vmmkit::vmm::VmController& controller) -> absl::StatusOr<std::shared_ptr<void>> {
       absl::StatusOr<std::unique_ptr<vmmkit::vmm::ApiServer>> server =
-          config->api_socket.empty()
-              ? vmmkit::vmm::ApiServer::StartTcp(controller, config->api_tcp)
-              : vmmkit::vmm::ApiServer::StartUnix(controller, config->api_socket);
+          vmmkit::vmm::ApiServer::StartUnix(controller, config->api_socket);
       if (!server.ok()) return server.status();
       return std::shared_ptr<void>(std::move(*server));
     };

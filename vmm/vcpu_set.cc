@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include "absl/strings/str_cat.h"
+#include "base/thread_start.h"
 
 namespace vmmkit::vmm {
 
@@ -22,6 +23,7 @@ void VcpuSet::Start() {
     kvm::Vcpu* vcpu = v.get();
     threads_.emplace_back([this, vcpu] {
       pthread_setname_np(pthread_self(), absl::StrCat("vcpu", vcpu->id()).c_str());
+      ThreadStarted("vcpu");
       Loop(*vcpu);
     });
   }

@@ -19,6 +19,7 @@
 #include "base/log.h"
 #include "base/status.h"
 #include "base/status_macros.h"
+#include "base/thread_start.h"
 #include "devices/legacy.h"
 #include "loader/linux_loader.h"
 #include "vmm/boot_vcpus.h"
@@ -89,15 +90,33 @@ absl::Status Vmm::StartApi(const ApiStarter& start_api) {
   if (!start_api) return absl::OkStatus();
   VmOperations& ops = *this;  // A private base: converted here, inside the class.
   controller_ = std::make_unique<VmController>(ops, *loop_);
-  ASSIGN_OR_RETURN(api_, start_api(*controller_));
-  return absl::OkStatus();
+  // The server lives on a thread of its own, confined as an API thread from its first
+  // instruction, so that gRPC's threads, which it and they start, inherit that confinement; it
+  // also shuts the server down (gRPC's own work at shutdown is an API thread's, not the loop's).
+  absl::Notification started;
+  absl::Status status;
+  api_thread_ = std::thread([this, &start_api, &started, &status] {
+    ThreadStarted("api");
+    absl::StatusOr<std::shared_ptr<void>> server = start_api(*controller_);
+    status = server.status();
+    started.Notify();  // The three captured references are not used after this.
+    if (!server.ok()) return;
+    stop_api_.WaitForNotification();
+    server->reset();
+  });
+  started.WaitForNotification();
+  if (!status.ok()) api_thread_.join();
+  return status;
 }
 
 Vmm::~Vmm() {
   // Release RPCs waiting for the loop before the server goes; then the vCPUs; then the devices
   // they used.
   if (loop_ != nullptr) loop_->Close();  // Null only if its creation failed in Create.
-  api_.reset();
+  if (api_thread_.joinable()) {
+    stop_api_.Notify();
+    api_thread_.join();
+  }
   if (vcpus_ != nullptr) vcpus_->Stop();
   device_manager_.reset();  // Detaches every function while the machine is still there.
 }
@@ -460,6 +479,10 @@ int Vmm::Run() {
   if (absl::Status s = WatchHost(); !s.ok()) {
     RequestExit(ExitReason::kError, absl::StrCat("event loop setup: ", s.message()));
   } else {
+    // Confined last, once the VM is built and its vCPU threads (each confined as it starts) are
+    // running: from here this thread handles only the loop's events and the control plane's
+    // work, then the teardown.
+    ThreadStarted("event-loop");
     if (controller_ != nullptr) loop_->Post([this] { controller_->OnStarted(); });
     loop_->Run();
   }

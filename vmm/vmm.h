@@ -34,9 +34,11 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "base/event_fd.h"
 #include "base/mutex.h"
@@ -142,7 +144,10 @@ class Vmm : private VmOperations {
   std::unique_ptr<EventLoop> loop_;
 
   std::unique_ptr<VmController> controller_;
-  std::shared_ptr<void> api_;  // The transport start_api returned.
+  // The thread that starts the transport start_api returns, keeps it, and destroys it when
+  // stop_api_ is notified (see StartApi).
+  std::thread api_thread_;
+  absl::Notification stop_api_;
 
   std::unique_ptr<EventFd> exit_event_;
   Mutex exit_mu_;  // The first exit request wins.

@@ -151,6 +151,17 @@ limits=$(awk '/Max open files/ { print $4, $5 }' /proc/$vmm_pid/limits)
 check "the open-files soft limit (256 at start) is raised to the hard one ($limits)" \
   test "${limits% *}" = "${limits#* }" -a "${limits% *}" != 256
 check "socket mode 0600" test "$(stat -c %a "$sock")" = 600
+# Confinement, on by default: every thread has a seccomp filter (mode 2), no_new_privs and no
+# capability but CAP_IPC_LOCK (bit 14); one line per thread: name, seccomp mode, nnp, CapEff.
+threads=$(for t in /proc/$vmm_pid/task/*; do
+  printf '%s %s %s %s\n' "$(cat $t/comm)" "$(awk '/^Seccomp:/ {print $2}' $t/status)" \
+    "$(awk '/^NoNewPrivs:/ {print $2}' $t/status)" "$(awk '/^CapEff:/ {print $2}' $t/status)"
+done)
+echo "$threads"
+check "every thread is confined: seccomp 2, no_new_privs, at most CAP_IPC_LOCK" \
+  sh -c "echo '$threads' | awk '\$2 != 2 || \$3 != 1 || (\$4 != \"0000000000004000\" && \$4 != \"0000000000000000\") { bad = 1 } END { exit bad }'"
+check "threads of each kind: vcpu0, the event loop (vmm), api-accept" \
+  sh -c "echo '$threads' | grep -q '^vcpu0 ' && echo '$threads' | grep -q '^vmm ' && echo '$threads' | grep -q '^api-accept '"
 check "get: RUNNING, 64 MiB" sh -c "\"$vmmctl\" --socket=$sock get | grep -q 'state     RUNNING' &&
   \"$vmmctl\" --socket=$sock get | grep -q 'memory    64 MiB'"
 check "pause" test "$(ctl pause)" = "state PAUSED"

@@ -15,7 +15,7 @@ import sys
 # order is drawn in README.md ("Layout") and docs/architecture.md.
 LAYERS = [
     ["base"],
-    ["memory"],
+    ["memory", "sandbox"],
     ["kvm", "loader", "acpi", "devices", "vfio", "proto"],
     ["irq", "pci"],   # Interrupt plumbing on kvm/; PCI functions and their bus on devices/.
     ["iommu"],        # The vIOMMU side: vfio/ (shadowing into the host IOMMU), irq/ (remapping).

@@ -47,6 +47,18 @@ start_l2() {  # start_l2 LOG [VMM_ARGS...]: boots the guest, waits for its check
     check "L2${*:+ $*}: $c" grep -qF "L2: PASS $c" $log
   done
 }
+confined() {  # confined PID KIND...: every thread has a seccomp filter, no_new_privs and no
+  # capability but CAP_IPC_LOCK (bit 14), and a thread of each KIND (its comm) is there.
+  local pid=$1 t bad=0
+  shift
+  for t in /proc/$pid/task/*; do
+    grep -q '^Seccomp:[[:space:]]*2$' $t/status && grep -q '^NoNewPrivs:[[:space:]]*1$' $t/status &&
+      grep -Eq '^CapEff:[[:space:]]*0000000000004000$|^CapEff:[[:space:]]*0000000000000000$' \
+        $t/status || { echo "  not confined: $(cat $t/comm) $(grep -E '^(Seccomp|NoNewPrivs|CapEff):' $t/status | tr '\n' ' ')"; bad=1; }
+  done
+  for t in "$@"; do cat /proc/$pid/task/*/comm | grep -qx "$t" || { echo "  no $t thread"; bad=1; }; done
+  return $bad
+}
 power_button() {  # power_button LOG: a graceful shutdown presses the guest's power button.
   expect_rc 0 "graceful shutdown: the power button is pressed" ctl shutdown --grace=60s
   for i in $(seq 1 20); do grep -q "L2: power button pressed" $1 && break; sleep 1; done
@@ -54,6 +66,8 @@ power_button() {  # power_button LOG: a graceful shutdown presses the guest's po
 }
 
 start_l2 /tmp/l2.log
+check "every vmm thread is confined by default ($(ls /proc/$pid/task | wc -l) threads): seccomp, no_new_privs, only CAP_IPC_LOCK" \
+  confined $pid vcpu0 vmm api-accept
 check "with the in-kernel irqchip the guest finds KVM's IOAPIC (version 0x11)" \
   grep -q "L2: IOAPIC.0.: apic_id 1, version 17" /tmp/l2.log
 l2_rate=$(sed -n 's/.*: \([0-9]*\) roundtrips\/s/\1/p' /tmp/l2.log | head -1)
@@ -112,6 +126,8 @@ tail -n 3 /tmp/l2.log
 # edu's INTx (level-triggered, resampled at the guest's EOI) and the power button's GED
 # interrupt; MSIs go straight to KVM's local APICs as before.
 start_l2 /tmp/l2split.log --irqchip=split
+check "split irqchip: every vmm thread is confined, the IOAPIC's line thread too" \
+  confined $pid vcpu0 vmm api-accept ioapic-lines
 check "with --irqchip=split the guest finds vmm's IOAPIC (version 0x20)" \
   grep -q "L2: IOAPIC.0.: apic_id 1, version 32" /tmp/l2split.log
 check "with no PIT it times with the local APIC's TSC deadline and kvm-clock" \

@@ -1,0 +1,275 @@
+#include "vmm/confinement.h"
+
+#include <linux/capability.h>
+#include <linux/kvm.h>
+#include <linux/landlock.h>
+#include <sched.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <memory>
+#include <optional>
+
+#include "absl/strings/str_cat.h"
+#include "base/log.h"
+#include "base/status_macros.h"
+#include "base/thread_start.h"
+#include "kvm/ioctls.h"
+#include "sandbox/landlock.h"
+#include "sandbox/privileges.h"
+#include "vfio/ioctls.h"
+
+namespace vmmkit::vmm {
+namespace {
+
+using sandbox::SeccompPolicy;
+
+// clone only for threads (what std::thread does); clone3 fails with ENOSYS, and glibc falls
+// back to clone, whose flags a filter can read (clone3's are behind a pointer).
+void AllowThreadCreation(SeccompPolicy& p) {
+  p.AllowIf(SYS_clone, 0, CLONE_THREAD, CLONE_THREAD).Refuse(SYS_clone3, ENOSYS);
+  // pthread_create reads its creator's scheduling (gRPC's pools start threads that way).
+  p.Allow({SYS_sched_getparam, SYS_sched_getscheduler});
+}
+
+// For threads that open no files: glibc's malloc opens /proc/sys/vm/overcommit_memory once, on
+// the first shrink of a thread's arena, wherever that happens, and copes with a refusal.
+void RefuseOpening(SeccompPolicy& p) { p.Refuse(SYS_openat, EACCES).Refuse(SYS_open, EACCES); }
+
+void AllowIoctls(SeccompPolicy& p, const std::vector<uint32_t>& requests) {
+  for (uint32_t r : requests) p.AllowIoctl(r);
+}
+
+SeccompPolicy VcpuPolicy() {
+  SeccompPolicy p = sandbox::BasePolicy(std::string(kThreadVcpu));
+  // Device models: eventfds (irqfds, MSI-X vectors), passed-through config space, reading an
+  // eventfd a device polls; a guest's eject detaches a device here (close, munmap, an Alongside
+  // helper overlapping the device's reset).
+  // MSI pending bits are polled on the device's eventfds; split-irqchip INTx re-arms through
+  // the IOAPIC lines' epoll.
+  p.Allow({SYS_read, SYS_pread64, SYS_pwrite64, SYS_poll, SYS_ppoll, SYS_eventfd2, SYS_close,
+           SYS_epoll_ctl, SYS_fcntl, SYS_newfstatat, SYS_fstat});
+  AllowThreadCreation(p);
+  RefuseOpening(p);
+  AllowIoctls(p, kvm::VcpuIoctls());
+  AllowIoctls(p, kvm::VmRuntimeIoctls());
+  AllowIoctls(p, vfio::RuntimeIoctls());
+  return p;
+}
+
+SeccompPolicy EventLoopPolicy() {
+  SeccompPolicy p = sandbox::BasePolicy(std::string(kThreadEventLoop));
+  p.Allow({
+      // The loop itself: epoll, its eventfds, timerfd and signalfd; the console.
+      SYS_epoll_wait,
+      SYS_epoll_pwait,
+      SYS_epoll_ctl,
+      SYS_read,
+      SYS_readv,
+      SYS_writev,
+      SYS_poll,
+      SYS_ppoll,
+      SYS_eventfd2,
+      SYS_timerfd_create,
+      SYS_timerfd_settime,
+      SYS_timerfd_gettime,
+      SYS_fcntl,
+      SYS_close,
+      SYS_dup,
+      SYS_fsync,
+      SYS_fdatasync,
+      // Attaching a passed-through device: its group and device nodes, sysfs, config space,
+      // BAR and DMA mappings; CountResources' /proc/self listings.
+      SYS_openat,
+      SYS_newfstatat,
+      SYS_fstat,
+      SYS_statx,
+      SYS_readlink,
+      SYS_readlinkat,
+      SYS_getdents64,
+      SYS_lseek,
+      SYS_pread64,
+      SYS_pwrite64,
+      SYS_mlock,
+      SYS_munlock,
+      SYS_sched_getaffinity,
+      SYS_prlimit64,
+      SYS_getrlimit,
+      SYS_uname,
+      SYS_faccessat,
+      SYS_faccessat2,
+      SYS_geteuid,
+      SYS_getuid,
+      SYS_sysinfo,
+  });
+  AllowThreadCreation(p);
+  AllowIoctls(p, kvm::VmRuntimeIoctls());
+  AllowIoctls(p, vfio::AllIoctls());
+  // Restoring the terminal at exit (tcsetattr) and checking for one.
+  p.AllowIoctls({TCGETS, TCSETS, TCSETSW, TCSETSF});
+  return p;
+}
+
+SeccompPolicy ApiPolicy() {
+  SeccompPolicy p = sandbox::BasePolicy(std::string(kThreadApi));
+  p.Allow({
+      // gRPC's poller and its connections.
+      SYS_epoll_create1,
+      SYS_epoll_ctl,
+      SYS_epoll_wait,
+      SYS_epoll_pwait,
+      SYS_poll,
+      SYS_ppoll,
+      SYS_eventfd2,
+      SYS_pipe2,
+      SYS_read,
+      SYS_readv,
+      SYS_writev,
+      SYS_recvmsg,
+      SYS_recvfrom,
+      SYS_sendmsg,
+      SYS_sendto,
+      SYS_getsockopt,
+      SYS_setsockopt,
+      SYS_getsockname,
+      SYS_getpeername,
+      SYS_shutdown,
+      SYS_close,
+      SYS_fcntl,
+      SYS_sched_getaffinity,
+      SYS_getrlimit,
+      SYS_prlimit64,
+      // The socket: claiming its path (probing and removing a stale one), creating it, accepting.
+      SYS_connect,
+      SYS_bind,
+      SYS_listen,
+      SYS_accept4,
+      SYS_unlink,
+      SYS_umask,
+      SYS_chmod,
+      SYS_fchmodat,
+      SYS_newfstatat,
+      SYS_lstat,
+      // The accepting thread compares a peer's uid with vmm's; gRPC sizes its memory quota by
+      // the host's RAM (sysconf: sysinfo) and may read its own usage.
+      SYS_geteuid,
+      SYS_getuid,
+      SYS_getegid,
+      SYS_getgid,
+      SYS_sysinfo,
+      SYS_getrusage,
+      SYS_uname,
+  });
+  p.AllowIf(SYS_socket, 0, ~0ull, AF_UNIX);
+  p.AllowIf(SYS_prctl, 0, ~0ull, PR_SET_NAME);
+  AllowThreadCreation(p);
+  RefuseOpening(p);
+  return p;
+}
+
+SeccompPolicy IoapicLinesPolicy() {
+  SeccompPolicy p = sandbox::BasePolicy(std::string(kThreadIoapicLines));
+  p.Allow({SYS_epoll_wait, SYS_epoll_pwait, SYS_read, SYS_close});
+  RefuseOpening(p);
+  p.AllowIoctls({KVM_IRQ_LINE, KVM_IRQ_LINE_STATUS, KVM_SIGNAL_MSI});
+  return p;
+}
+
+// The process's confinement, set once by SetUpConfinement before any thread exists; read-only
+// afterwards (threads only read it, in the hook).
+struct Confinement {
+  sandbox::SeccompMode seccomp = sandbox::SeccompMode::kOff;
+  std::optional<sandbox::LandlockRuleset> landlock;
+};
+Confinement* g_confinement = nullptr;
+
+[[noreturn]] void Fail(absl::string_view kind, const absl::Status& s) {
+  LogError("vmm: cannot confine the ", kind, " thread: ", s.message());
+  std::_Exit(1);
+}
+
+void ConfineThread(absl::string_view kind) {
+  const Confinement& c = *g_confinement;
+  // Capabilities first: Landlock and seccomp do not allow capset afterwards.
+  if (absl::Status s = sandbox::DropCapabilities({CAP_IPC_LOCK}); !s.ok()) Fail(kind, s);
+  if (absl::Status s = sandbox::SetNoNewPrivs(); !s.ok()) Fail(kind, s);
+  if (c.landlock.has_value()) {
+    if (absl::Status s = c.landlock->RestrictSelf(); !s.ok()) Fail(kind, s);
+  }
+  absl::StatusOr<SeccompPolicy> policy = SeccompPolicyFor(kind);
+  if (!policy.ok()) Fail(kind, policy.status());
+  if (absl::Status s = sandbox::InstallSeccomp(*policy, c.seccomp); !s.ok()) Fail(kind, s);
+}
+
+}  // namespace
+
+absl::StatusOr<SeccompPolicy> SeccompPolicyFor(absl::string_view kind) {
+  if (kind == kThreadVcpu) return VcpuPolicy();
+  if (kind == kThreadEventLoop) return EventLoopPolicy();
+  if (kind == kThreadApi) return ApiPolicy();
+  if (kind == kThreadIoapicLines) return IoapicLinesPolicy();
+  return absl::NotFoundError(absl::StrCat("no seccomp policy for a '", kind, "' thread"));
+}
+
+std::vector<std::pair<std::string, uint64_t>> LandlockRules(const VmmConfig& config) {
+  using sandbox::kLandlockRead;
+  using sandbox::kLandlockReadWrite;
+  std::vector<std::pair<std::string, uint64_t>> rules = {
+      {config.kernel_path, kLandlockRead},
+      {"/dev/kvm", kLandlockReadWrite},
+      {"/dev/vfio", kLandlockReadWrite},
+      {"/dev/iommu", kLandlockReadWrite},
+      // A hot-added device's sysfs node, its IOMMU group link and the group's members.
+      {"/sys/bus/pci", kLandlockRead},
+      {"/sys/devices", kLandlockRead},
+      {"/sys/kernel/iommu_groups", kLandlockRead},
+      // GetVm's fd and thread counts list /proc/self/fd and /proc/self/task. (The rule is on
+      // /proc: one on /proc/<pid> would not hold, proc's inodes are made per lookup.)
+      {"/proc", sandbox::kLandlockRead},
+  };
+  if (!config.initrd_path.empty()) rules.emplace_back(config.initrd_path, kLandlockRead);
+  if (config.serial == SerialMode::kFile) {
+    rules.emplace_back(config.serial_path, kLandlockReadWrite);
+  }
+  if (!config.api_socket.empty()) {
+    const size_t slash = config.api_socket.rfind('/');
+    std::string dir = slash == std::string::npos ? "."
+                      : slash == 0               ? "/"
+                                                 : config.api_socket.substr(0, slash);
+    rules.emplace_back(std::move(dir),
+                       LANDLOCK_ACCESS_FS_MAKE_SOCK | LANDLOCK_ACCESS_FS_REMOVE_FILE);
+  }
+  return rules;
+}
+
+absl::Status SetUpConfinement(const VmmConfig& config) {
+  auto c = std::make_unique<Confinement>();
+  c->seccomp = config.seccomp;
+  if (config.landlock) {
+    absl::StatusOr<sandbox::LandlockRuleset> rules = sandbox::LandlockRuleset::Create();
+    if (rules.status().code() == absl::StatusCode::kFailedPrecondition) {
+      LogWarning("vmm: ", rules.status().message(), "; running without Landlock");
+    } else {
+      RETURN_IF_ERROR(rules.status());
+      for (const auto& [path, access] : LandlockRules(config)) {
+        absl::Status s = rules->AllowPath(path, access);
+        // What this host lacks (no /dev/vfio, no /dev/iommu) needs no rule.
+        if (s.code() == absl::StatusCode::kNotFound) continue;
+        RETURN_IF_ERROR(s);
+      }
+      c->landlock = std::move(*rules);
+    }
+  }
+  if (config.seccomp != sandbox::SeccompMode::kOff) sandbox::InstallSigsysReporter(1);
+  g_confinement = c.release();  // Lives as long as the process: threads read it to the end.
+  SetThreadStartHook(ConfineThread);
+  return absl::OkStatus();
+}
+
+}  // namespace vmmkit::vmm

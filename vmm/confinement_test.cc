@@ -1,0 +1,169 @@
+#include "vmm/confinement.h"
+
+#include <fcntl.h>
+#include <linux/kvm.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <thread>
+
+#include "base/status_matchers.h"
+#include "base/thread_start.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "sandbox/landlock.h"
+
+namespace vmmkit::vmm {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Pair;
+
+VmmConfig Config() {
+  VmmConfig c{};
+  c.kernel_path = "/tmp/bzImage";
+  c.initrd_path = "/tmp/initrd";
+  c.serial = SerialMode::kFile;
+  c.serial_path = "/tmp/console.log";
+  c.api_socket = "/run/vmm/vm0.sock";
+  c.seccomp = sandbox::SeccompMode::kOn;
+  c.landlock = true;
+  return c;
+}
+
+TEST(ConfinementTest, EachKindHasItsOwnList) {
+  for (absl::string_view kind : {kThreadVcpu, kThreadEventLoop, kThreadApi, kThreadIoapicLines}) {
+    ASSERT_OK_AND_ASSIGN(sandbox::SeccompPolicy p, SeccompPolicyFor(kind));
+    EXPECT_EQ(p.name(), kind);
+    EXPECT_TRUE(p.Mentions(SYS_futex)) << kind;
+    EXPECT_FALSE(p.Mentions(SYS_execve)) << kind;
+    EXPECT_FALSE(p.Mentions(SYS_ptrace)) << kind;
+  }
+  ASSERT_OK_AND_ASSIGN(sandbox::SeccompPolicy vcpu, SeccompPolicyFor(kThreadVcpu));
+  EXPECT_TRUE(vcpu.AllowsIoctl(KVM_RUN));
+  EXPECT_FALSE(vcpu.Mentions(SYS_openat)) << "a vCPU opens no files (refused: EACCES)";
+  EXPECT_FALSE(vcpu.Mentions(SYS_socket));
+  ASSERT_OK_AND_ASSIGN(sandbox::SeccompPolicy loop, SeccompPolicyFor(kThreadEventLoop));
+  EXPECT_FALSE(loop.AllowsIoctl(KVM_RUN)) << "only vCPU threads run the guest";
+  EXPECT_TRUE(loop.Mentions(SYS_openat)) << "hot-adding a device opens its nodes";
+  ASSERT_OK_AND_ASSIGN(sandbox::SeccompPolicy api, SeccompPolicyFor(kThreadApi));
+  EXPECT_FALSE(api.Mentions(SYS_ioctl)) << "the API thread asks the loop; it touches no device";
+  EXPECT_FALSE(api.Mentions(SYS_openat));
+  ASSERT_OK_AND_ASSIGN(sandbox::SeccompPolicy lines, SeccompPolicyFor(kThreadIoapicLines));
+  EXPECT_TRUE(lines.AllowsIoctl(KVM_IRQ_LINE));
+  EXPECT_FALSE(lines.Mentions(SYS_clone));
+  EXPECT_THAT(SeccompPolicyFor("gpu"), StatusIs(absl::StatusCode::kNotFound, HasSubstr("gpu")));
+}
+
+TEST(ConfinementTest, LandlockRulesNameWhatTheVmWasGiven) {
+  const auto rules = LandlockRules(Config());
+  EXPECT_THAT(rules, ::testing::Contains(Pair("/tmp/bzImage", sandbox::kLandlockRead)));
+  EXPECT_THAT(rules, ::testing::Contains(Pair("/tmp/initrd", sandbox::kLandlockRead)));
+  EXPECT_THAT(rules, ::testing::Contains(Pair("/tmp/console.log", sandbox::kLandlockReadWrite)));
+  EXPECT_THAT(rules, ::testing::Contains(Pair("/dev/kvm", sandbox::kLandlockReadWrite)));
+  EXPECT_THAT(rules, ::testing::Contains(Pair("/run/vmm", LANDLOCK_ACCESS_FS_MAKE_SOCK |
+                                                              LANDLOCK_ACCESS_FS_REMOVE_FILE)));
+  for (const auto& [path, access] : rules) {
+    EXPECT_NE(path, "/") << "never the whole file system";
+    EXPECT_NE(path, "/tmp") << "not the directory of a file it was given";
+  }
+}
+
+// A test per thread kind: a thread confined as that kind that makes a syscall outside its list
+// ends the process with the reporter's line (in a child: the filter is for good).
+class ConfinedThreadTest : public ::testing::TestWithParam<const char*> {
+ protected:
+  void SetUp() override { GTEST_FLAG_SET(death_test_style, "threadsafe"); }
+};
+
+TEST_P(ConfinedThreadTest, ASyscallOutsideTheListEndsVmm) {
+  const std::string kind = GetParam();
+  EXPECT_EXIT(
+      {
+        VmmConfig c = Config();
+        c.landlock = false;
+        if (!SetUpConfinement(c).ok()) std::_Exit(10);
+        std::thread([&] {
+          ThreadStarted(kind);
+          (void)!::write(STDERR_FILENO, "confined\n", 9);
+          // No thread kind may start a program.
+          char* const argv[] = {nullptr};
+          ::execve("/bin/true", argv, argv);
+          std::_Exit(11);
+        }).join();
+        std::_Exit(12);
+      },
+      ::testing::ExitedWithCode(1),
+      "confined\n.*seccomp: " + kind + " thread [0-9]+ made syscall 59 \\(execve\\)");
+}
+
+INSTANTIATE_TEST_SUITE_P(EveryKind, ConfinedThreadTest,
+                         ::testing::Values("vcpu", "event-loop", "api", "ioapic-lines"));
+
+TEST(ConfinementDeathTest, VcpuThreadsOpenNoFilesAndStartNoProcesses) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        VmmConfig c = Config();
+        c.landlock = false;
+        if (!SetUpConfinement(c).ok()) std::_Exit(10);
+        std::thread([] {
+          ThreadStarted("vcpu");
+          if (::open("/etc/passwd", O_RDONLY) >= 0 || errno != EACCES) std::_Exit(11);
+          (void)!::write(STDERR_FILENO, "open refused\n", 13);
+          (void)::fork();  // clone without CLONE_THREAD.
+          std::_Exit(12);
+        }).join();
+        std::_Exit(13);
+      },
+      ::testing::ExitedWithCode(1),
+      "open refused\n.*seccomp: vcpu thread [0-9]+ made syscall 56 \\(clone\\)");
+}
+
+// A thread started by a confined thread keeps its creator's filter, and the reporter names it.
+TEST(ConfinementDeathTest, InheritedFiltersAreReportedByThreadName) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        VmmConfig c = Config();
+        c.landlock = false;
+        if (!SetUpConfinement(c).ok()) std::_Exit(10);
+        std::thread([] {
+          ThreadStarted("api");
+          std::thread([] {
+            pthread_setname_np(pthread_self(), "grpc-worker");
+            (void)::socket(AF_INET, SOCK_STREAM, 0);
+            std::_Exit(11);
+          }).join();
+        }).join();
+        std::_Exit(12);
+      },
+      ::testing::ExitedWithCode(1),
+      "seccomp: 'grpc-worker' \\(inherited filter\\) thread [0-9]+ made syscall 41");
+}
+
+TEST(ConfinementDeathTest, LogModeLetsThroughAndLandlockStillHolds) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  if (sandbox::LandlockRuleset::AbiVersion() < 1) GTEST_SKIP() << "this kernel has no Landlock";
+  EXPECT_EXIT(
+      {
+        VmmConfig c = Config();
+        c.seccomp = sandbox::SeccompMode::kLog;
+        if (!SetUpConfinement(c).ok()) std::_Exit(10);
+        int rc = 12;
+        std::thread([&] {
+          ThreadStarted("vcpu");
+          // Allowed (and logged) by the filter; refused by Landlock: not a file it was given.
+          const int fd = ::open("/etc/passwd", O_RDONLY);
+          rc = fd < 0 && errno == EACCES ? 0 : 13;
+        }).join();
+        std::_Exit(rc);
+      },
+      ::testing::ExitedWithCode(0), "");
+}
+
+}  // namespace
+}  // namespace vmmkit::vmm
