@@ -222,6 +222,21 @@ void InstallSigsysReporter(int exit_status) {
   ::sigaction(SIGSYS, &action, nullptr);
 }
 
+bool BuiltWithSanitizer() {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  return true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || \
+    __has_feature(undefined_behavior_sanitizer)
+  return true;
+#else
+  return false;
+#endif
+#else
+  return false;
+#endif
+}
+
 SeccompPolicy BasePolicy(std::string name) {
   SeccompPolicy p(std::move(name));
   p.Allow({

@@ -96,7 +96,10 @@ void InstallSigsysReporter(int exit_status);
 
 // What every thread of a C++ program needs whatever its job: memory (malloc, thread stacks),
 // futexes, signal return, time, exit, writes to stderr, and the reporter's syscalls.
+// In ASan, TSan and UBSan builds BasePolicy also allows what their runtimes call (opening
+// /proc/self/maps for a report, among others), so a thread's list is wider there.
 SeccompPolicy BasePolicy(std::string name);
+bool BuiltWithSanitizer();
 
 }  // namespace vmmkit::sandbox
 
