@@ -7,6 +7,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdlib>
 #include <thread>
 
@@ -74,6 +75,15 @@ TEST(ConfinementTest, LandlockRulesNameWhatTheVmWasGiven) {
   }
 }
 
+// In a death test's child: vmm's confinement as SetUpConfinement sets it up (exit 10 if it
+// cannot); threads confine themselves with ThreadStarted(kind), as vmm's do.
+void SetUpInChild(sandbox::SeccompMode seccomp, bool landlock) {
+  VmmConfig c = Config();
+  c.seccomp = seccomp;
+  c.landlock = landlock;
+  if (!SetUpConfinement(c).ok()) std::_Exit(10);
+}
+
 // A test per thread kind: a thread confined as that kind that makes a syscall outside its list
 // ends the process with the reporter's line (in a child: the filter is for good).
 class ConfinedThreadTest : public ::testing::TestWithParam<const char*> {
@@ -85,9 +95,7 @@ TEST_P(ConfinedThreadTest, ASyscallOutsideTheListEndsVmm) {
   const std::string kind = GetParam();
   EXPECT_EXIT(
       {
-        VmmConfig c = Config();
-        c.landlock = false;
-        if (!SetUpConfinement(c).ok()) std::_Exit(10);
+        SetUpInChild(sandbox::SeccompMode::kOn, /*landlock=*/false);
         std::thread([&] {
           ThreadStarted(kind);
           (void)!::write(STDERR_FILENO, "confined\n", 9);
@@ -109,9 +117,7 @@ TEST(ConfinementDeathTest, VcpuThreadsOpenNoFilesAndStartNoProcesses) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   EXPECT_EXIT(
       {
-        VmmConfig c = Config();
-        c.landlock = false;
-        if (!SetUpConfinement(c).ok()) std::_Exit(10);
+        SetUpInChild(sandbox::SeccompMode::kOn, /*landlock=*/false);
         std::thread([] {
           ThreadStarted("vcpu");
           if (!sandbox::BuiltWithSanitizer() &&
@@ -119,7 +125,9 @@ TEST(ConfinementDeathTest, VcpuThreadsOpenNoFilesAndStartNoProcesses) {
             std::_Exit(11);
           }
           (void)!::write(STDERR_FILENO, "open refused\n", 13);
-          (void)::fork();  // clone without CLONE_THREAD.
+          // A process: clone without CLONE_THREAD. Raw, not fork(): ThreadSanitizer's fork()
+          // holds its locks across the call, and the reporter's write would wait on them.
+          (void)::syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
           std::_Exit(12);
         }).join();
         std::_Exit(13);
@@ -133,9 +141,7 @@ TEST(ConfinementDeathTest, InheritedFiltersAreReportedByThreadName) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   EXPECT_EXIT(
       {
-        VmmConfig c = Config();
-        c.landlock = false;
-        if (!SetUpConfinement(c).ok()) std::_Exit(10);
+        SetUpInChild(sandbox::SeccompMode::kOn, /*landlock=*/false);
         std::thread([] {
           ThreadStarted("api");
           std::thread([] {
@@ -155,9 +161,7 @@ TEST(ConfinementDeathTest, LogModeLetsThroughAndLandlockStillHolds) {
   if (sandbox::LandlockRuleset::AbiVersion() < 1) GTEST_SKIP() << "this kernel has no Landlock";
   EXPECT_EXIT(
       {
-        VmmConfig c = Config();
-        c.seccomp = sandbox::SeccompMode::kLog;
-        if (!SetUpConfinement(c).ok()) std::_Exit(10);
+        SetUpInChild(sandbox::SeccompMode::kLog, /*landlock=*/true);
         int rc = 12;
         std::thread([&] {
           ThreadStarted("vcpu");
