@@ -194,6 +194,7 @@ absl::Status InstallSeccomp(const SeccompPolicy& policy, SeccompMode mode) {
     }
   }
   for (const auto& [nr, errnum] : policy.refused_) {
+    if (policy.syscalls_.count(nr) > 0) continue;  // Allowed outright wins (a sanitizer's openat).
     RETURN_IF_ERROR(
         Check(seccomp_rule_add(ctx.get(), SCMP_ACT_ERRNO(static_cast<uint16_t>(errnum)), nr, 0),
               policy, "seccomp_rule_add(errno)", nr));
@@ -273,21 +274,13 @@ SeccompPolicy BasePolicy(std::string name) {
   });
   // The reporter names a thread by its comm.
   p.AllowIf(SYS_prctl, 0, ~0ull, PR_GET_NAME);
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define VMMKIT_SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || \
-    __has_feature(undefined_behavior_sanitizer)
-#define VMMKIT_SANITIZED 1
-#endif
-#endif
-#if defined(VMMKIT_SANITIZED)
-  // The sanitizer runtimes' own calls: reading /proc/self/maps for a report, their allocators'
-  // and shadow memory's bookkeeping, their thread registry.
-  p.Allow({SYS_openat, SYS_read, SYS_close, SYS_readlink, SYS_fstat, SYS_newfstatat, SYS_lseek,
-           SYS_pread64, SYS_sched_getaffinity, SYS_prlimit64, SYS_getrlimit, SYS_sigaltstack,
-           SYS_rt_sigaction, SYS_prctl, SYS_getppid, SYS_kill, SYS_uname});
-#endif
+  if (BuiltWithSanitizer()) {
+    // The sanitizer runtimes' own calls: reading /proc/self/maps for a report, their allocators'
+    // and shadow memory's bookkeeping, their thread registry.
+    p.Allow({SYS_openat, SYS_read, SYS_close, SYS_readlink, SYS_fstat, SYS_newfstatat, SYS_lseek,
+             SYS_pread64, SYS_sched_getaffinity, SYS_prlimit64, SYS_getrlimit, SYS_sigaltstack,
+             SYS_rt_sigaction, SYS_prctl, SYS_getppid, SYS_kill, SYS_uname});
+  }
   return p;
 }
 
