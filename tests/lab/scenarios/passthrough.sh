@@ -3,8 +3,9 @@
 # by vmm --device; the guest's checks (sysfs BAR0, DMA, INTx via uio_pci_generic, MSI via the
 # edu_msi test driver) run from its /init (l2/passthrough_init.sh). Meanwhile vmmctl drives the
 # VM: health, get, devices, pause/resume, and a bad-request matrix; the VM keeps running
-# through it, and a forced shutdown ends it. Then the same guest once more with
-# --irqchip=split.
+# through it, and a forced shutdown ends it. That first vmm runs unprivileged, as user "vmm"
+# (uid 1000) given /dev/kvm, the group's node and a memlock limit. Then the same guest once more
+# with --irqchip=split.
 . /lab/lib.sh
 K=/lab/vmlinuz
 I=/lab/l2pt.cpio
@@ -26,10 +27,25 @@ l1_mmio=$(sed -n 's/.*: \([0-9]*\) reads\/s/\1/p' /tmp/l1dma.log)
 edu_to_vfio
 check "edu bound to vfio-pci (group $group)" test -c "/dev/vfio/$group"
 
+# What an unprivileged vmm is given (README, "Confinement and running unprivileged"): /dev/kvm
+# and the device's group node, read access to its images, and a locked-memory limit covering
+# guest RAM for VFIO's pinning (raised here, as root; su keeps it).
+mkdir -p /etc
+echo "vmm:x:1000:1000:vmm:/tmp:/bin/sh" >> /etc/passwd
+echo "vmm:x:1000:" >> /etc/group
+chown 1000:1000 /dev/kvm "/dev/vfio/$group"
+ulimit -l unlimited
+as_vmm_user() {  # as_vmm_user VMM_ARGS...: runs vmm as user "vmm"; in the background only (it
+  # execs, so that $! is vmm's pid).
+  # (busybox su reads options anywhere before "--": then the user, $0 and vmm's arguments.)
+  exec su -s /bin/sh -c 'exec /lab/bin/vmm "$@"' -- vmm vmm "$@"
+}
+
 start_l2() {  # start_l2 LOG [VMM_ARGS...]: boots the guest, waits for its checks; sets $pid.
+  # $VMM_CMD, when set, runs vmm (as_vmm_user).
   local log=$1
   shift
-  vmm --kernel=$K --initrd=$I --memory=256 --cmdline="console=ttyS0 reboot=k quiet $CMDLINE_EXTRA" \
+  ${VMM_CMD:-vmm} --kernel=$K --initrd=$I --memory=256 --cmdline="console=ttyS0 reboot=k quiet $CMDLINE_EXTRA" \
     --device vfio-pci,host=$bdf --api_socket=$SOCK "$@" </dev/null >$log 2>&1 &
   pid=$!
   for i in $(seq 1 300); do
@@ -65,7 +81,12 @@ power_button() {  # power_button LOG: a graceful shutdown presses the guest's po
   check "the guest saw the power button press" grep -q "L2: power button pressed" $1
 }
 
+VMM_CMD=as_vmm_user
 start_l2 /tmp/l2.log
+VMM_CMD=
+check "vmm runs as the unprivileged user vmm (uid 1000) with no capabilities" \
+  sh -c "grep -q '^Uid:[[:space:]]*1000[[:space:]]' /proc/$pid/status &&
+    grep -q '^CapEff:[[:space:]]*0000000000000000$' /proc/$pid/status"
 check "every vmm thread is confined by default ($(ls /proc/$pid/task | wc -l) threads): seccomp, no_new_privs, only CAP_IPC_LOCK" \
   confined $pid vcpu0 vmm api-accept
 check "with the in-kernel irqchip the guest finds KVM's IOAPIC (version 0x11)" \
