@@ -126,7 +126,7 @@ SeccompPolicy& SeccompPolicy::AllowIoctl(uint32_t request) {
   return *this;
 }
 
-SeccompPolicy& SeccompPolicy::AllowIoctls(std::initializer_list<uint32_t> requests) {
+SeccompPolicy& SeccompPolicy::AllowIoctls(absl::Span<const uint32_t> requests) {
   ioctls_.insert(requests.begin(), requests.end());
   return *this;
 }

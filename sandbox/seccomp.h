@@ -24,6 +24,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/types/span.h"
 
 namespace vmmkit::sandbox {
 
@@ -51,7 +52,7 @@ class SeccompPolicy {
   SeccompPolicy& Allow(std::initializer_list<int> syscall_numbers);
   // ioctl(fd, request, ...) for this request (compared as the kernel does: 32 bits).
   SeccompPolicy& AllowIoctl(uint32_t request);
-  SeccompPolicy& AllowIoctls(std::initializer_list<uint32_t> requests);
+  SeccompPolicy& AllowIoctls(absl::Span<const uint32_t> requests);
   // syscall(...) when (argument `arg` & mask) == value.
   SeccompPolicy& AllowIf(int syscall_number, unsigned arg, uint64_t mask, uint64_t value);
   // The syscall fails with `errnum` instead of taking the mode's action.

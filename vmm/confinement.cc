@@ -42,24 +42,19 @@ void AllowThreadCreation(SeccompPolicy& p) {
 // the first shrink of a thread's arena, wherever that happens, and copes with a refusal.
 void RefuseOpening(SeccompPolicy& p) { p.Refuse(SYS_openat, EACCES).Refuse(SYS_open, EACCES); }
 
-void AllowIoctls(SeccompPolicy& p, const std::vector<uint32_t>& requests) {
-  for (uint32_t r : requests) p.AllowIoctl(r);
-}
-
 SeccompPolicy VcpuPolicy() {
   SeccompPolicy p = sandbox::BasePolicy(std::string(kThreadVcpu));
-  // Device models: eventfds (irqfds, MSI-X vectors), passed-through config space, reading an
-  // eventfd a device polls; a guest's eject detaches a device here (close, munmap, an Alongside
-  // helper overlapping the device's reset).
-  // MSI pending bits are polled on the device's eventfds; split-irqchip INTx re-arms through
-  // the IOAPIC lines' epoll.
+  // Device models: eventfds (irqfds, MSI-X vectors; pending bits are polled on them),
+  // passed-through config space, split-irqchip INTx re-armed through the IOAPIC lines' epoll; a
+  // guest's eject detaches a device here (close, munmap, an Alongside helper overlapping the
+  // device's reset).
   p.Allow({SYS_read, SYS_pread64, SYS_pwrite64, SYS_poll, SYS_ppoll, SYS_eventfd2, SYS_close,
            SYS_epoll_ctl, SYS_fcntl, SYS_newfstatat, SYS_fstat});
   AllowThreadCreation(p);
   RefuseOpening(p);
-  AllowIoctls(p, kvm::VcpuIoctls());
-  AllowIoctls(p, kvm::VmRuntimeIoctls());
-  AllowIoctls(p, vfio::RuntimeIoctls());
+  p.AllowIoctls(kvm::VcpuIoctls());
+  p.AllowIoctls(kvm::VmRuntimeIoctls());
+  p.AllowIoctls(vfio::RuntimeIoctls());
   return p;
 }
 
@@ -109,8 +104,8 @@ SeccompPolicy EventLoopPolicy() {
       SYS_sysinfo,
   });
   AllowThreadCreation(p);
-  AllowIoctls(p, kvm::VmRuntimeIoctls());
-  AllowIoctls(p, vfio::AllIoctls());
+  p.AllowIoctls(kvm::VmRuntimeIoctls());
+  p.AllowIoctls(vfio::AllIoctls());
   // Restoring the terminal at exit (tcsetattr) and checking for one.
   p.AllowIoctls({TCGETS, TCSETS, TCSETSW, TCSETSF});
   return p;
@@ -231,7 +226,7 @@ std::vector<std::pair<std::string, uint64_t>> LandlockRules(const VmmConfig& con
       {"/sys/kernel/iommu_groups", kLandlockRead},
       // GetVm's fd and thread counts list /proc/self/fd and /proc/self/task. (The rule is on
       // /proc: one on /proc/<pid> would not hold, proc's inodes are made per lookup.)
-      {"/proc", sandbox::kLandlockRead},
+      {"/proc", kLandlockRead},
   };
   if (!config.initrd_path.empty()) rules.emplace_back(config.initrd_path, kLandlockRead);
   if (config.serial == SerialMode::kFile) {
