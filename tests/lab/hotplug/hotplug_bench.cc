@@ -22,6 +22,14 @@
 //   KIND remove p50 X ms p99 Y ms / KIND floor p50 X ms p99 Y ms
 // then `hotplug_bench: paired add ratio p50 R` and the same for remove; exits 1 on any error or
 // timeout.
+//
+// Endurance (--sample=N:PID, one grpc VMM whose pid is PID): every N cycles, vmm's resources as
+// GetVm counts them (DMA mappings, MSI routes, memory listeners, fds, threads) and as /proc sees
+// the process (RSS, mappings in /proc/PID/maps), one line each; at the end the growth from the
+// first sample to the last. --settle_ms=M replaces the 250 ms pause after each guest event.
+//
+//   hotplug_bench 0000:01:00.0 1000 grpc:/tmp/vmm.sock:/tmp/vmm.log --sample=100:1234
+//   --settle_ms=20
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -58,6 +66,8 @@ class Control {
   virtual void Add(const std::string& bdf) = 0;
   virtual void Remove() = 0;  // Returns once the VMM reports the device gone.
   virtual void Floor() = 0;   // A call that does no device work.
+  // What the VMM says it holds, as name/value pairs (gRPC only; empty otherwise).
+  virtual std::vector<std::pair<std::string, uint64_t>> Resources() { return {}; }
 };
 
 class Qmp : public Control {
@@ -153,6 +163,17 @@ class Grpc : public Control {
     vmmkit::vmm::v1::RemoveDeviceResponse out;
     Check("RemoveDevice", vm_->RemoveDevice(Context().get(), req, &out));
   }
+  std::vector<std::pair<std::string, uint64_t>> Resources() override {
+    vmmkit::vmm::v1::Vm vm;
+    Check("GetVm", vm_->GetVm(Context().get(), {}, &vm));
+    const vmmkit::vmm::v1::Resources& r = vm.resources();
+    return {{"fds", r.open_fds()},
+            {"threads", r.threads()},
+            {"dma_mappings", r.dma_mappings()},
+            {"dma_mib", r.dma_mapped_bytes() >> 20},
+            {"msi_routes", r.msi_routes()},
+            {"memory_listeners", r.memory_listeners()}};
+  }
   void Floor() override {
     grpc::health::v1::HealthCheckRequest req;
     grpc::health::v1::HealthCheckResponse out;
@@ -189,7 +210,21 @@ bool WaitForLog(const std::string& path, const std::string& needle, int seconds)
 // (or, after a removal, while its watcher restarts): the next call waits until that is over, as
 // orchestration code does not remove a device the moment it appears, so that it is not measured
 // sharing L1's one CPU with the guest's leftover work. The same for both VMMs.
-void Settle() { ::usleep(250000); }
+int g_settle_ms = 250;
+void Settle() { ::usleep(static_cast<useconds_t>(g_settle_ms) * 1000); }
+
+// A process's resident memory (KiB) and its number of mappings, from /proc.
+std::vector<std::pair<std::string, uint64_t>> ProcessResources(int pid) {
+  const std::string dir = "/proc/" + std::to_string(pid);
+  uint64_t rss = 0, maps = 0;
+  std::ifstream status(dir + "/status");
+  for (std::string line; std::getline(status, line);) {
+    if (line.rfind("VmRSS:", 0) == 0) rss = std::strtoull(line.c_str() + 6, nullptr, 10);
+  }
+  std::ifstream mappings(dir + "/maps");
+  for (std::string line; std::getline(mappings, line);) ++maps;
+  return {{"rss_kib", rss}, {"maps", maps}};
+}
 
 double Ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
 
@@ -214,20 +249,37 @@ struct Side {
 
 [[noreturn]] void Usage() {
   std::fprintf(stderr,
-               "usage: hotplug_bench HOST_BDF CYCLES grpc|qmp:SOCKET:GUEST_LOG [grpc|qmp:...]\n");
+               "usage: hotplug_bench HOST_BDF CYCLES grpc|qmp:SOCKET:GUEST_LOG [grpc|qmp:...]\n"
+               "       [--sample=N:PID] [--settle_ms=M]\n");
   std::exit(2);
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 4 || argc > 5) Usage();
-  const std::string bdf = argv[1];
-  const int cycles = std::atoi(argv[2]);
+  int sample_every = 0, sample_pid = 0;
+  std::vector<std::string> args;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a.rfind("--sample=", 0) == 0) {
+      if (std::sscanf(a.c_str(), "--sample=%d:%d", &sample_every, &sample_pid) != 2 ||
+          sample_every < 1 || sample_pid < 1) {
+        Usage();
+      }
+    } else if (a.rfind("--settle_ms=", 0) == 0) {
+      g_settle_ms = std::atoi(a.c_str() + 12);
+      if (g_settle_ms < 0) Usage();
+    } else {
+      args.push_back(a);
+    }
+  }
+  if (args.size() < 3 || args.size() > 4) Usage();
+  const std::string bdf = args[0];
+  const int cycles = std::atoi(args[1].c_str());
   if (cycles < 1) Usage();
   std::vector<Side> sides;
-  for (int i = 3; i < argc; ++i) {
-    const std::string spec = argv[i];
+  for (size_t i = 2; i < args.size(); ++i) {
+    const std::string spec = args[i];
     const size_t a = spec.find(':'), b = spec.rfind(':');
     if (a == std::string::npos || a == b) Usage();
     Side side;
@@ -243,6 +295,7 @@ int main(int argc, char** argv) {
     }
     sides.push_back(std::move(side));
   }
+  if (sample_every > 0 && (sides.size() != 1 || sides[0].kind != "grpc")) Usage();
   auto timed = [](const auto& call) {
     const auto t0 = Clock::now();
     call();
@@ -254,6 +307,20 @@ int main(int argc, char** argv) {
   for (Side& side : sides) {
     for (int i = 0; i < 3; ++i) side.control->Floor();
   }
+  // Endurance samples: each a list of name/value pairs, printed as taken.
+  std::vector<std::pair<int, std::vector<std::pair<std::string, uint64_t>>>> samples;
+  auto sample = [&](int cycle) {
+    std::vector<std::pair<std::string, uint64_t>> values = sides[0].control->Resources();
+    for (auto& v : ProcessResources(sample_pid)) values.push_back(v);
+    std::printf("hotplug_bench: sample after cycle %d:", cycle);
+    for (const auto& [name, value] : values) {
+      std::printf(" %s %llu", name.c_str(), static_cast<unsigned long long>(value));
+    }
+    std::printf("\n");
+    std::fflush(stdout);
+    samples.emplace_back(cycle, std::move(values));
+  };
+  if (sample_every > 0) sample(0);
   for (int c = 1; c <= cycles; ++c) {
     for (size_t turn = 0; turn < sides.size(); ++turn) {
       Side& side = sides[(turn + static_cast<size_t>(c) - 1) % sides.size()];
@@ -269,6 +336,19 @@ int main(int argc, char** argv) {
       }
       Settle();
     }
+    if (sample_every > 0 && c % sample_every == 0) sample(c);
+  }
+  if (samples.size() >= 3) {
+    // From the first sample after a full round of cycles (the first add sets up what stays: the
+    // container, pinned guest RAM) to the last.
+    const auto& [from_cycle, from] = samples[1];
+    const auto& [to_cycle, to] = samples.back();
+    std::printf("hotplug_bench: growth from cycle %d to cycle %d:", from_cycle, to_cycle);
+    for (size_t i = 0; i < from.size(); ++i) {
+      std::printf(" %s %+lld", from[i].first.c_str(),
+                  static_cast<long long>(to[i].second) - static_cast<long long>(from[i].second));
+    }
+    std::printf("\n");
   }
   for (int i = 0; i < 20; ++i) {
     for (Side& side : sides) {
