@@ -89,68 +89,15 @@ absl::StatusOr<VcpuExit> Vcpu::Run() {
     if (err == EAGAIN) return exit::Interrupted{};
     return ErrnoStatus(err, "KVM_RUN vcpu=", id_);
   }
-  return DecodeExit();
+  // A kick that arrived as the guest was entered: consumed, like EINTR's.
+  if (run_->exit_reason == KVM_EXIT_INTR) ImmediateExit(run_).store(0, std::memory_order_relaxed);
+  return DecodeExit(*run_, run_size_, id_);
 }
 
 void Vcpu::Kick() {
   ImmediateExit(run_).store(1, std::memory_order_release);
   MutexLock lock(kick_mu_);
   if (in_run_) ::pthread_kill(run_thread_, KickSignal());
-}
-
-absl::StatusOr<absl::Span<uint8_t>> Vcpu::RunAreaSpan(uint64_t offset, uint64_t len,
-                                                      const char* what) {
-  if (offset > run_size_ || len > run_size_ - offset) {
-    return absl::InternalError(absl::StrCat("KVM_RUN vcpu=", id_, ": ", what, " data at offset ",
-                                            offset, " length ", len, " lies outside kvm_run (",
-                                            run_size_, " bytes)"));
-  }
-  return absl::Span<uint8_t>(reinterpret_cast<uint8_t*>(run_) + offset, len);
-}
-
-absl::StatusOr<VcpuExit> Vcpu::DecodeExit() {
-  kvm_run* r = run_;
-  switch (r->exit_reason) {
-    case KVM_EXIT_IO: {
-      const uint8_t size = r->io.size;
-      const uint32_t count = r->io.count;
-      if ((size != 1 && size != 2 && size != 4) || count == 0) {
-        return absl::InternalError(
-            absl::StrCat("KVM_RUN vcpu=", id_, ": I/O exit with size ", size, " count ", count));
-      }
-      ASSIGN_OR_RETURN(absl::Span<uint8_t> data,
-                       RunAreaSpan(r->io.data_offset, uint64_t{size} * count, "I/O"));
-      if (r->io.direction == KVM_EXIT_IO_IN) return exit::IoIn{r->io.port, size, count, data};
-      return exit::IoOut{r->io.port, size, count, data};
-    }
-    case KVM_EXIT_MMIO: {
-      const uint32_t len = r->mmio.len;
-      if (len == 0 || len > sizeof(r->mmio.data)) {
-        return absl::InternalError(
-            absl::StrCat("KVM_RUN vcpu=", id_, ": MMIO exit with length ", len));
-      }
-      absl::Span<uint8_t> data(r->mmio.data, len);
-      if (r->mmio.is_write) return exit::MmioWrite{r->mmio.phys_addr, data};
-      return exit::MmioRead{r->mmio.phys_addr, data};
-    }
-    case KVM_EXIT_HLT:
-      return exit::Hlt{};
-    case KVM_EXIT_SHUTDOWN:
-      return exit::Shutdown{};
-    case KVM_EXIT_SYSTEM_EVENT:
-      return exit::SystemEvent{r->system_event.type, r->system_event.flags};
-    case KVM_EXIT_INTERNAL_ERROR:
-      return exit::InternalError{r->internal.suberror};
-    case KVM_EXIT_FAIL_ENTRY:
-      return exit::FailEntry{r->fail_entry.hardware_entry_failure_reason, r->fail_entry.cpu};
-    case KVM_EXIT_IOAPIC_EOI:
-      return exit::IoapicEoi{r->eoi.vector};
-    case KVM_EXIT_INTR:
-      ImmediateExit(r).store(0, std::memory_order_relaxed);
-      return exit::Interrupted{};
-    default:
-      return exit::Unknown{r->exit_reason};
-  }
 }
 
 absl::StatusOr<kvm_regs> Vcpu::GetRegs() const {

@@ -97,9 +97,6 @@ class Vcpu {
  private:
   Vcpu(uint32_t id, ScopedFd fd, kvm_run* run, size_t run_size)
       : id_(id), fd_(std::move(fd)), run_(run), run_size_(run_size) {}
-  absl::StatusOr<VcpuExit> DecodeExit();
-  // A span of `len` bytes at `offset` into the kvm_run mapping, or an error if it does not fit.
-  absl::StatusOr<absl::Span<uint8_t>> RunAreaSpan(uint64_t offset, uint64_t len, const char* what);
 
   const uint32_t id_;
   ScopedFd fd_;

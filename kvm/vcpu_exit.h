@@ -16,7 +16,10 @@
 #include <string>
 #include <variant>
 
+#include "absl/status/statusor.h"
 #include "absl/types/span.h"
+
+struct kvm_run;
 
 namespace vmmkit::kvm {
 namespace exit {
@@ -97,6 +100,14 @@ struct Unknown {
 using VcpuExit = std::variant<exit::IoIn, exit::IoOut, exit::MmioRead, exit::MmioWrite, exit::Hlt,
                               exit::Shutdown, exit::SystemEvent, exit::InternalError,
                               exit::FailEntry, exit::IoapicEoi, exit::Interrupted, exit::Unknown>;
+
+// Decodes the exit KVM_RUN left in `run`, a kvm_run mapping of `run_size` bytes (an I/O exit's
+// data lies in the same mapping, at io.data_offset). Every field is checked before it is used, as
+// if the guest had chosen it: an I/O exit of a size other than 1, 2 or 4, of count 0, or whose
+// data does not lie wholly inside the mapping, and an MMIO exit of length 0 or over 8, are
+// INTERNAL errors naming `vcpu_id`. The result's spans point into `run`. Vcpu::Run() calls it;
+// it is public so that decoding can be tested and fuzzed without /dev/kvm.
+absl::StatusOr<VcpuExit> DecodeExit(kvm_run& run, size_t run_size, uint32_t vcpu_id);
 
 // A short description for logs, e.g. "IoOut port=0x3f8 size=1" or "Shutdown".
 std::string DescribeExit(const VcpuExit& exit);

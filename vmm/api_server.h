@@ -1,11 +1,9 @@
 // File: vmm/api_server.h
 // -----------------------------------------------------------------------------
-// ApiServer serves proto/vmm/v1's VmService over gRPC, on a Unix domain socket by default (mode
-// 0600: only vmm's user may drive the VM) or, when explicitly asked, on a loopback TCP port. It
-// is a thin layer: each RPC converts its request to a VmController call and the result back to a
-// proto; absl::Status becomes grpc::Status in exactly one function, ToGrpcStatus. gRPC health
-// checking (grpc.health.v1: "" and vmmkit.vmm.v1.VmService are SERVING until Shutdown) and server
-// reflection (v1alpha) are served too.
+// ApiServer serves proto/vmm/v1's VmService (VmServiceImpl: the requests' conversion and
+// checks) over gRPC on a Unix domain socket (mode 0600; peers are checked as they connect).
+// gRPC health checking (grpc.health.v1: "" and vmmkit.vmm.v1.VmService are SERVING until
+// Shutdown) and server reflection (v1alpha) are served too.
 //
 //   ASSIGN_OR_RETURN(auto server, ApiServer::StartUnix(controller, "/run/vmm.sock"));
 //   ...
@@ -29,12 +27,10 @@
 #include "base/log.h"
 #include "base/scoped_fd.h"
 #include "grpcpp/grpcpp.h"
+#include "vmm/api_service.h"
 #include "vmm/controller.h"
 
 namespace vmmkit::vmm {
-
-// The one absl::Status -> grpc::Status conversion (same code, same message).
-grpc::Status ToGrpcStatus(const absl::Status& status);
 
 class ApiServer {
  public:
@@ -61,14 +57,13 @@ class ApiServer {
   void Shutdown();
 
  private:
-  class Service;
   class HealthService;
   ApiServer() = default;
   static absl::StatusOr<std::unique_ptr<ApiServer>> Start(VmController& controller);
   // The accepting thread: checks each peer, hands the allowed ones to gRPC.
   void AcceptLoop();
 
-  std::unique_ptr<Service> service_;
+  std::unique_ptr<VmServiceImpl> service_;
   std::unique_ptr<HealthService> health_;
   std::unique_ptr<grpc::Server> server_;
   std::string socket_path_;

@@ -14,6 +14,7 @@
 #include <functional>
 #include <optional>
 #include <thread>
+#include <vector>
 
 #include "base/status_matchers.h"
 #include "gmock/gmock.h"
@@ -66,6 +67,12 @@ TEST_F(ApiServerTest, GetPauseResumeWithTheSpecifiedCodes) {
   EXPECT_EQ(vm.vcpus_size(), 2);
   ASSERT_EQ(vm.devices_size(), 1);
   EXPECT_EQ(vm.devices(0).kind(), pb::DEVICE_KIND_PLATFORM);
+  // Every resource count, each in its own field.
+  const pb::Resources& r = vm.resources();
+  EXPECT_EQ(std::vector<uint64_t>({r.dma_mappings(), r.dma_mapped_bytes(), r.msi_routes(),
+                                   r.memory_listeners(), r.open_fds(), r.threads(),
+                                   r.kvm_memory_slots()}),
+            std::vector<uint64_t>({1, 2, 3, 4, 5, 6, 7}));
 
   grpc::ClientContext c2, c3, c4;
   ASSERT_TRUE(stub_->Pause(&c2, {}, &vm).ok());

@@ -23,6 +23,7 @@
 #include "devices/legacy.h"
 #include "loader/linux_loader.h"
 #include "vmm/boot_vcpus.h"
+#include "vmm/exit_dispatch.h"
 #include "vmm/layout.h"
 #include "vmm/vfio_pci_kind.h"
 
@@ -339,40 +340,27 @@ void Vmm::RequestExit(ExitReason reason, const std::string& detail) {
 }
 
 void Vmm::HandleExit(kvm::Vcpu& vcpu, const kvm::VcpuExit& exit) {
-  if (const auto* in = std::get_if<kvm::exit::IoIn>(&exit)) {
-    for (uint32_t i = 0; i < in->count; ++i) {
-      absl::Span<uint8_t> one = in->data.subspan(size_t{i} * in->size, in->size);
-      if (!machine_->pio().Read(in->port, one)) std::fill(one.begin(), one.end(), 0xff);
-    }
-  } else if (const auto* out = std::get_if<kvm::exit::IoOut>(&exit)) {
-    for (uint32_t i = 0; i < out->count; ++i) {
-      machine_->pio().Write(out->port, out->data.subspan(size_t{i} * out->size, out->size));
-    }
-  } else if (const auto* rd = std::get_if<kvm::exit::MmioRead>(&exit)) {
-    if (!machine_->mmio().Read(rd->address, rd->data))
-      std::fill(rd->data.begin(), rd->data.end(), 0xff);
-  } else if (const auto* wr = std::get_if<kvm::exit::MmioWrite>(&exit)) {
-    machine_->mmio().Write(wr->address, wr->data);
-  } else if (const auto* eoi = std::get_if<kvm::exit::IoapicEoi>(&exit)) {
-    if (machine_->ioapic() != nullptr) machine_->ioapic()->Eoi(eoi->vector);
-  } else if (std::holds_alternative<kvm::exit::Hlt>(exit) ||
-             std::holds_alternative<kvm::exit::Interrupted>(exit)) {
-    // HLT is handled by the in-kernel LAPIC; an interrupted run (a kick) returns to VcpuSet.
-  } else if (std::holds_alternative<kvm::exit::Shutdown>(exit)) {
-    RequestExit(ExitReason::kTripleFault,
-                absl::StrCat("vCPU ", vcpu.id(), " triple fault: ", DescribeRegisters(vcpu)));
-  } else if (const auto* ev = std::get_if<kvm::exit::SystemEvent>(&exit)) {
-    if (ev->type == KVM_SYSTEM_EVENT_RESET) {
+  switch (DispatchExit(exit, machine_->pio(), machine_->mmio(), machine_->ioapic())) {
+    case ExitAction::kContinue:
+      return;
+    case ExitAction::kTripleFault:
+      RequestExit(ExitReason::kTripleFault,
+                  absl::StrCat("vCPU ", vcpu.id(), " triple fault: ", DescribeRegisters(vcpu)));
+      return;
+    case ExitAction::kReset:
       RequestExit(ExitReason::kReset, "guest reset (system event)");
-    } else if (ev->type == KVM_SYSTEM_EVENT_SHUTDOWN) {
+      return;
+    case ExitAction::kPowerOff:
       RequestExit(ExitReason::kPowerOff, "guest shut down (system event)");
-    } else {
+      return;
+    case ExitAction::kError:
+      // A system event of another type (a crash) has no registers worth printing.
       RequestExit(ExitReason::kError,
-                  absl::StrCat("vCPU ", vcpu.id(), ": ", kvm::DescribeExit(exit)));
-    }
-  } else {
-    RequestExit(ExitReason::kError, absl::StrCat("vCPU ", vcpu.id(), ": ", kvm::DescribeExit(exit),
-                                                 "; ", DescribeRegisters(vcpu)));
+                  std::holds_alternative<kvm::exit::SystemEvent>(exit)
+                      ? absl::StrCat("vCPU ", vcpu.id(), ": ", kvm::DescribeExit(exit))
+                      : absl::StrCat("vCPU ", vcpu.id(), ": ", kvm::DescribeExit(exit), "; ",
+                                     DescribeRegisters(vcpu)));
+      return;
   }
 }
 
@@ -595,6 +583,7 @@ Resources Vmm::CountResources() const {
   device_manager_->CountResources(r);
   r.msi_routes = machine_->msi_route_count();
   r.memory_listeners = machine_->memory_listener_count();
+  r.kvm_memory_slots = machine_->vm().slot_count();
   r.open_fds = CountDirEntries("/proc/self/fd") - 1;  // Less the one opendir holds.
   r.threads = CountDirEntries("/proc/self/task");
   return r;

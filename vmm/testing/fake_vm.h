@@ -68,6 +68,13 @@ class FakeVm : public VmOperations {
     s.devices = {
         {"com1", DeviceSummary::Kind::kPlatform, "", "", "16550A UART at 0x3f8", std::nullopt}};
     for (const auto& [id, d] : hotplugged) s.devices.push_back(d);
+    s.resources = {.dma_mappings = 1,
+                   .dma_mapped_bytes = 2,
+                   .msi_routes = 3,
+                   .memory_listeners = 4,
+                   .open_fds = 5,
+                   .threads = 6,
+                   .kvm_memory_slots = 7};
     return s;
   }
   // Hotplug: AddDevice succeeds unless add_error is set; BeginRemoveDevice records the request

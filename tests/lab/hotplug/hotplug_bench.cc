@@ -24,9 +24,10 @@
 // timeout.
 //
 // Endurance (--sample=N:PID, one grpc VMM whose pid is PID): every N cycles, vmm's resources as
-// GetVm counts them (DMA mappings, MSI routes, memory listeners, fds, threads) and as /proc sees
-// the process (RSS, mappings in /proc/PID/maps), one line each; at the end the growth from the
-// first sample to the last. --settle_ms=M replaces the 250 ms pause after each guest event.
+// GetVm counts them (DMA mappings, MSI routes, memory listeners, KVM memory slots, fds, threads)
+// and as /proc sees the process (RSS, mappings in /proc/PID/maps), one line each, taken with the
+// device out (and once in cycle 1 with it in); at the end the growth from the first sample after
+// cycle 0 to the last. --settle_ms=M replaces the 250 ms pause after each guest event.
 //
 //   hotplug_bench 0000:01:00.0 1000 grpc:/tmp/vmm.sock:/tmp/vmm.log --sample=100:1234
 //   --settle_ms=20
@@ -172,7 +173,8 @@ class Grpc : public Control {
             {"dma_mappings", r.dma_mappings()},
             {"dma_mib", r.dma_mapped_bytes() >> 20},
             {"msi_routes", r.msi_routes()},
-            {"memory_listeners", r.memory_listeners()}};
+            {"memory_listeners", r.memory_listeners()},
+            {"kvm_slots", r.kvm_memory_slots()}};
   }
   void Floor() override {
     grpc::health::v1::HealthCheckRequest req;
@@ -309,16 +311,19 @@ int main(int argc, char** argv) {
   }
   // Endurance samples: each a list of name/value pairs, printed as taken.
   std::vector<std::pair<int, std::vector<std::pair<std::string, uint64_t>>>> samples;
-  auto sample = [&](int cycle) {
+  auto take_sample = [&](const std::string& label) {
     std::vector<std::pair<std::string, uint64_t>> values = sides[0].control->Resources();
     for (auto& v : ProcessResources(sample_pid)) values.push_back(v);
-    std::printf("hotplug_bench: sample after cycle %d:", cycle);
+    std::printf("hotplug_bench: sample %s:", label.c_str());
     for (const auto& [name, value] : values) {
       std::printf(" %s %llu", name.c_str(), static_cast<unsigned long long>(value));
     }
     std::printf("\n");
     std::fflush(stdout);
-    samples.emplace_back(cycle, std::move(values));
+    return values;
+  };
+  auto sample = [&](int cycle) {
+    samples.emplace_back(cycle, take_sample("after cycle " + std::to_string(cycle)));
   };
   if (sample_every > 0) sample(0);
   for (int c = 1; c <= cycles; ++c) {
@@ -330,6 +335,9 @@ int main(int argc, char** argv) {
         Fail(side.kind + ": the guest did not see the device in cycle " + std::to_string(c));
       }
       Settle();
+      // Once, what the device holds while it is in (its BARs' slots, routes, mappings): the
+      // counters the samples show flat can move.
+      if (sample_every > 0 && c == 1) take_sample("with the device in, cycle 1");
       side.remove.push_back(timed([&] { side.control->Remove(); }));
       if (!WaitForLog(side.guest_log, "L2: edu gone" + cycle, 60)) {
         Fail(side.kind + ": the guest did not see the device go in cycle " + std::to_string(c));
