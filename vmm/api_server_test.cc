@@ -71,8 +71,8 @@ TEST_F(ApiServerTest, GetPauseResumeWithTheSpecifiedCodes) {
   const pb::Resources& r = vm.resources();
   EXPECT_EQ(std::vector<uint64_t>({r.dma_mappings(), r.dma_mapped_bytes(), r.msi_routes(),
                                    r.memory_listeners(), r.open_fds(), r.threads(),
-                                   r.kvm_memory_slots()}),
-            std::vector<uint64_t>({1, 2, 3, 4, 5, 6, 7}));
+                                   r.kvm_memory_slots(), r.heap_in_use_bytes()}),
+            std::vector<uint64_t>({1, 2, 3, 4, 5, 6, 7, 8}));
 
   grpc::ClientContext c2, c3, c4;
   ASSERT_TRUE(stub_->Pause(&c2, {}, &vm).ok());

@@ -92,6 +92,7 @@ void ToProto(const VmStatus& s, pb::Vm* out) {
   r->set_open_fds(s.resources.open_fds);
   r->set_threads(s.resources.threads);
   r->set_kvm_memory_slots(s.resources.kvm_memory_slots);
+  r->set_heap_in_use_bytes(s.resources.heap_in_use_bytes);
 }
 
 void ToProto(const VmEvent& e, pb::Event* out) {

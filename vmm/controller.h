@@ -62,7 +62,7 @@ struct DeviceSummary {
 // What the VMM holds on the VM's behalf (see proto Resources).
 struct Resources {
   uint64_t dma_mappings = 0, dma_mapped_bytes = 0, msi_routes = 0, memory_listeners = 0;
-  uint64_t open_fds = 0, threads = 0, kvm_memory_slots = 0;
+  uint64_t open_fds = 0, threads = 0, kvm_memory_slots = 0, heap_in_use_bytes = 0;
 };
 
 // AddDevice's arguments, validated by the controller.

@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/signalfd.h>
@@ -584,6 +585,9 @@ Resources Vmm::CountResources() const {
   r.msi_routes = machine_->msi_route_count();
   r.memory_listeners = machine_->memory_listener_count();
   r.kvm_memory_slots = machine_->vm().slot_count();
+  // Arena chunks in use plus chunks malloc mmapped on their own.
+  const struct mallinfo2 heap = ::mallinfo2();
+  r.heap_in_use_bytes = heap.uordblks + heap.hblkhd;
   r.open_fds = CountDirEntries("/proc/self/fd") - 1;  // Less the one opendir holds.
   r.threads = CountDirEntries("/proc/self/task");
   return r;

@@ -180,8 +180,8 @@ void PrintVm(std::ostream& out, const pb::Vm& vm) {
   const pb::Resources& r = vm.resources();
   out << "resources dma mappings " << r.dma_mappings() << " (" << (r.dma_mapped_bytes() >> 20)
       << " MiB), msi routes " << r.msi_routes() << ", memory listeners " << r.memory_listeners()
-      << ", kvm slots " << r.kvm_memory_slots() << ", fds " << r.open_fds() << ", threads "
-      << r.threads() << "\n";
+      << ", kvm slots " << r.kvm_memory_slots() << ", heap " << (r.heap_in_use_bytes() >> 10)
+      << " KiB, fds " << r.open_fds() << ", threads " << r.threads() << "\n";
 }
 
 void PrintEvent(std::ostream& out, const pb::Event& e) {

@@ -74,7 +74,8 @@ class FakeVm : public VmOperations {
                    .memory_listeners = 4,
                    .open_fds = 5,
                    .threads = 6,
-                   .kvm_memory_slots = 7};
+                   .kvm_memory_slots = 7,
+                   .heap_in_use_bytes = 8};
     return s;
   }
   // Hotplug: AddDevice succeeds unless add_error is set; BeginRemoveDevice records the request

@@ -24,10 +24,11 @@
 // timeout.
 //
 // Endurance (--sample=N:PID, one grpc VMM whose pid is PID): every N cycles, vmm's resources as
-// GetVm counts them (DMA mappings, MSI routes, memory listeners, KVM memory slots, fds, threads)
-// and as /proc sees the process (RSS, mappings in /proc/PID/maps), one line each, taken with the
-// device out (and once in cycle 1 with it in); at the end the growth from the first sample after
-// cycle 0 to the last. --settle_ms=M replaces the 250 ms pause after each guest event.
+// GetVm counts them (DMA mappings, MSI routes, memory listeners, KVM memory slots, heap in use,
+// fds, threads) and as /proc sees the process (RSS, mappings in /proc/PID/maps), one line each,
+// taken with the device out (and once in cycle 1 with it in); at the end the growth from the
+// first sample after cycle 0 to the last. --settle_ms=M replaces the 250 ms pause after each guest
+// event.
 //
 //   hotplug_bench 0000:01:00.0 1000 grpc:/tmp/vmm.sock:/tmp/vmm.log --sample=100:1234
 //   --settle_ms=20
@@ -174,7 +175,8 @@ class Grpc : public Control {
             {"dma_mib", r.dma_mapped_bytes() >> 20},
             {"msi_routes", r.msi_routes()},
             {"memory_listeners", r.memory_listeners()},
-            {"kvm_slots", r.kvm_memory_slots()}};
+            {"kvm_slots", r.kvm_memory_slots()},
+            {"heap_kib", r.heap_in_use_bytes() >> 10}};
   }
   void Floor() override {
     grpc::health::v1::HealthCheckRequest req;

@@ -1,10 +1,10 @@
 # Endurance: 1000 AddDevice/RemoveDevice cycles of edu into an L2 Linux guest that sees each one
 # come and go (l2/hotplug_init.sh, watch mode), once without and once with the guest's vIOMMU
 # (--iommu: each add also makes the device's own VFIO container and the guest's mappings). Every
-# 100 cycles hotplug_bench prints what vmm holds: fds, threads, RSS, mappings (/proc/PID/maps),
-# host DMA mappings, MSI (KVM GSI) routes, memory listeners, KVM memory slots (and once with the
-# device in, in cycle 1); then the growth from cycle 100 to the last. Prints numbers; fails only
-# if a cycle fails.
+# 100 cycles hotplug_bench prints what vmm holds: fds, threads, RSS, heap in use, mappings
+# (/proc/PID/maps), host DMA mappings, MSI (KVM GSI) routes, memory listeners, KVM memory slots
+# (and once with the device in, in cycle 1); then the growth from cycle 100 to the last. Prints
+# numbers; fails only if a cycle fails.
 . /lab/lib.sh
 K=/lab/vmlinuz
 I=/lab/l2hp.cpio

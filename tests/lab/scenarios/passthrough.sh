@@ -115,6 +115,9 @@ expect_rc 0 "health answers" ctl health
 check "health is SERVING" grep -q SERVING /tmp/ctl.out
 expect_rc 0 "get" ctl get
 check "get: RUNNING" grep -q RUNNING /tmp/ctl.out
+echo "lab: resources with edu driven by L2: $(sed -n 's/^resources //p' /tmp/ctl.out)"
+check "get: edu's MSI is a route and its BAR a KVM memory slot beside guest RAM" \
+  grep -Eq "msi routes [1-9][0-9]*, .*kvm slots ([2-9]|[1-9][0-9])" /tmp/ctl.out
 expect_rc 0 "devices" ctl devices
 check "devices: edu passed through as hostdev0 from $bdf" grep -q "hostdev0.*$bdf" /tmp/ctl.out
 check "devices: its interrupts are MSI now" grep -q "interrupts: msi" /tmp/ctl.out
