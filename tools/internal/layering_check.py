@@ -16,7 +16,7 @@ import sys
 LAYERS = [
     ["base"],
     ["memory", "sandbox"],
-    ["kvm", "loader", "acpi", "devices", "vfio", "proto"],
+    ["kvm", "loader", "acpi", "devices", "vfio", "virtio", "proto"],
     ["irq", "pci"],   # Interrupt plumbing on kvm/; PCI functions and their bus on devices/.
     ["iommu"],        # The vIOMMU side: vfio/ (shadowing into the host IOMMU), irq/ (remapping).
     ["passthrough"],  # vfio-pci functions for a VMM: pci/, irq/, kvm/, vfio/.
