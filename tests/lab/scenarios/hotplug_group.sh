@@ -7,7 +7,7 @@
 . /lab/lib.sh
 SOCK=/tmp/vmm.sock
 ctl() { vmmctl --socket=$SOCK "$@"; }
-resources() { ctl get | sed -n 's/^resources //p' | sed 's/, threads [0-9]*//'; }
+resources() { ctl get | sed -n 's/^resources //p' | sed 's/, heap [0-9]* KiB//; s/, threads [0-9]*//'; }
 bind() {  # bind BDF DRIVER
   d=/sys/bus/pci/devices/$1
   [ -e $d/driver ] && echo "$1" > $d/driver/unbind
@@ -37,7 +37,7 @@ check "  ... naming the step and the device in the way" \
 check "  ... every step undone: no VFIO fd left open" \
   sh -c "ls -l /proc/$pid/fd | grep -q /dev/kvm && ! ls -l /proc/$pid/fd | grep -q /dev/vfio"
 check "  ... resources as before, nothing listed" \
-  sh -c "test \"\$(vmmctl --socket=$SOCK get | sed -n 's/^resources //p' | sed 's/, threads [0-9]*//')\" = '$base' && ! vmmctl --socket=$SOCK devices | grep -q hp0"
+  sh -c "test \"\$(vmmctl --socket=$SOCK get | sed -n 's/^resources //p' | sed 's/, heap [0-9]* KiB//; s/, threads [0-9]*//')\" = '$base' && ! vmmctl --socket=$SOCK devices | grep -q hp0"
 
 check "$b handed to vfio-pci as well" bind $b vfio-pci
 expect_rc 0 "AddDevice once the group is viable" ctl add hp0 $a
