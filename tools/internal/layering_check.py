@@ -18,7 +18,7 @@ LAYERS = [
     ["memory", "sandbox"],
     ["kvm", "loader", "acpi", "devices", "vfio", "virtio", "proto"],
     ["irq", "pci"],   # Interrupt plumbing on kvm/; PCI functions and their bus on devices/.
-    ["iommu"],        # The vIOMMU side: vfio/ (shadowing into the host IOMMU), irq/ (remapping).
+    ["iommu", "virtio_pci"],  # The vIOMMU: vfio/, irq/. The virtio PCI transport: pci/, virtio/.
     ["passthrough"],  # vfio-pci functions for a VMM: pci/, irq/, kvm/, vfio/.
     ["vmm"],
 ]
