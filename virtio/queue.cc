@@ -143,6 +143,11 @@ absl::Status SplitQueue::WalkChain(const DmaSpace& dma, uint16_t head,
       hops = 0;
       continue;
     }
+    // No buffer wraps the address space: a device may then address any byte of one as addr + i.
+    if (d.len > 0 && !Iova(d.addr).TryAdd(d.len)) {
+      return Malformed("descriptor ", index, "'s buffer at 0x", absl::Hex(d.addr), " (", d.len,
+                       " bytes) wraps the address space");
+    }
     const Buffer buffer{Iova(d.addr), d.len};
     if (d.flags & kDescWrite) {
       chain.writable.push_back(buffer);

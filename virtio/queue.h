@@ -19,11 +19,12 @@
 //
 // Everything in the rings is the guest's and hostile: indexes, lengths, flags and links are
 // checked before use, a chain is at most as long as its table (no loops), an indirect table is
-// bounded, and a driver that breaks the ring's rules breaks the queue: the error comes back once
-// with what was wrong, and every later call returns FAILED_PRECONDITION until the device is
-// reset (the device should then set DEVICE_NEEDS_RESET). Rules the virtio spec states for drivers
-// are enforced here too where breaking them would make the device guess (INDIRECT with NEXT, an
-// indirect table inside one, device-readable buffers after device-writable ones).
+// bounded, no buffer wraps the address space, and a driver that breaks the ring's rules breaks
+// the queue: the error comes back once with what was wrong, and every later call returns
+// FAILED_PRECONDITION until the device is reset (the device should then set DEVICE_NEEDS_RESET).
+// Rules the virtio spec states for drivers are enforced here too where breaking them would make the
+// device guess (INDIRECT with NEXT, an indirect table inside one, device-readable buffers after
+// device-writable ones).
 //
 // Memory ordering (the driver runs concurrently on other CPUs): the avail index is read before
 // the ring entries it covers (acquire); a used element is written before the used index that
@@ -71,7 +72,8 @@ struct Buffer {
 };
 
 // A chain the driver made available: the device reads `readable` and writes `writable`, in order,
-// then returns `head` with AddUsed. Each direction's total is at most 2^32 bytes.
+// then returns `head` with AddUsed. Each direction's total is at most 2^32 bytes, and no buffer
+// wraps the address space (addr + len does not overflow).
 struct DescriptorChain {
   uint16_t head;
   std::vector<Buffer> readable;

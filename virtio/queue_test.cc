@@ -239,6 +239,12 @@ INSTANTIATE_TEST_SUITE_P(
                },
                absl::StatusCode::kInvalidArgument,
                "a device-readable buffer after a device-writable one"},
+        Broken{"buffer_wraps",
+               [](DriverQueue& d) {
+                 d.SetDesc(0, {~uint64_t{0} - 7, 16, 0, 0});
+                 d.Publish(0);
+               },
+               absl::StatusCode::kInvalidArgument, "wraps the address space"},
         Broken{"over_4_gib",
                [](DriverQueue& d) {
                  d.Add({{GuestAddress(kD), 0xffffffff, false}, {GuestAddress(kD), 2, true}});

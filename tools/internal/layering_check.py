@@ -19,7 +19,7 @@ LAYERS = [
     ["kvm", "loader", "acpi", "devices", "vfio", "virtio", "proto"],
     ["irq", "pci"],   # Interrupt plumbing on kvm/; PCI functions and their bus on devices/.
     ["iommu", "virtio_pci"],  # The vIOMMU: vfio/, irq/. The virtio PCI transport: pci/, virtio/.
-    ["passthrough"],  # vfio-pci functions for a VMM: pci/, irq/, kvm/, vfio/.
+    ["passthrough", "virtio_blk"],  # vfio-pci functions: pci/, irq/, kvm/, vfio/. virtio-blk.
     ["vmm"],
 ]
 # Outside the layering: build glue anyone may use, and programs/tests that may use anything.
