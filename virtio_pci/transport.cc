@@ -535,10 +535,17 @@ void VirtioPciFunction::Run(Action action) {
   if (action.reset) device_->Reset();
   if (action.activate) {
     std::weak_ptr<VirtioPciFunction> self = weak_from_this();
-    absl::Status s =
-        device_->Activate(action.features, std::move(action.queues), [self](uint16_t queue) {
-          if (auto fn = self.lock()) fn->Signal(queue);
-        });
+    const uint64_t epoch = action.epoch;
+    absl::Status s = device_->Activate({.features = action.features,
+                                        .queues = std::move(action.queues),
+                                        .interrupt =
+                                            [self](uint16_t queue) {
+                                              if (auto fn = self.lock()) fn->Signal(queue);
+                                            },
+                                        .needs_reset =
+                                            [self, epoch] {
+                                              if (auto fn = self.lock()) fn->OnNeedsReset(epoch);
+                                            }});
     bool undo = false;
     {
       MutexLock lock(mu_);
@@ -554,6 +561,16 @@ void VirtioPciFunction::Run(Action action) {
   }
   if (action.notify) device_->QueueNotify(*action.notify);
   if (action.config_irq) Signal(kConfigInterrupt);
+}
+
+void VirtioPciFunction::OnNeedsReset(uint64_t epoch) {
+  bool tell;
+  {
+    MutexLock lock(mu_);
+    if (epoch != epoch_ || !active_) return;  // From a device life that has ended.
+    tell = status_.NeedsReset();
+  }
+  if (tell) Signal(kConfigInterrupt);
 }
 
 void VirtioPciFunction::Signal(uint16_t queue) {

@@ -52,6 +52,18 @@ namespace vmmkit::virtio_pci {
 using Interrupt = std::function<void(uint16_t queue)>;
 inline constexpr uint16_t kConfigInterrupt = 0xffff;
 
+// What a device gets at DRIVER_OK.
+struct Activation {
+  uint64_t features = 0;  // Negotiated.
+  // Per queue, the SplitQueue the driver set up (nullopt for a queue it left disabled).
+  std::vector<std::optional<virtio::SplitQueue>> queues;
+  // Raises a queue's interrupt (any thread, until Reset returns).
+  Interrupt interrupt;
+  // The device hit an error it cannot go on from (a broken queue): the transport sets
+  // DEVICE_NEEDS_RESET and raises the configuration interrupt (any thread, until Reset returns).
+  std::function<void()> needs_reset;
+};
+
 // The device type's half of a virtio device.
 class VirtioDevice {
  public:
@@ -68,11 +80,8 @@ class VirtioDevice {
   virtual uint32_t config_size() const = 0;
   virtual void ReadConfig(uint32_t offset, absl::Span<uint8_t> data) = 0;
   virtual void WriteConfig(uint32_t offset, absl::Span<const uint8_t> data) = 0;
-  // DRIVER_OK: the negotiated features and, per queue, the SplitQueue the driver set up (nullopt
-  // for a queue it left disabled). An error makes the device NEEDS_RESET.
-  virtual absl::Status Activate(uint64_t features,
-                                std::vector<std::optional<virtio::SplitQueue>> queues,
-                                Interrupt interrupt) = 0;
+  // DRIVER_OK. An error makes the device NEEDS_RESET.
+  virtual absl::Status Activate(Activation activation) = 0;
   // The driver notified queue `index` (only after a successful Activate).
   virtual void QueueNotify(uint16_t index) = 0;
   // The driver reset the device (or it was detached): stop using the queues and the Interrupt.
@@ -156,6 +165,8 @@ class VirtioPciFunction : public pci::PciFunction,
   void SignalVector(uint16_t vector);
   void OnVectorChanged(uint16_t index, const pci::MsixVector& v);
   void DeliverPendingLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(irq_mu_);
+  // The device asked for a reset while active since `epoch`.
+  void OnNeedsReset(uint64_t epoch) ABSL_LOCKS_EXCLUDED(mu_, irq_mu_);
 
   const std::shared_ptr<VirtioDevice> device_;
   const SendMsi send_msi_;

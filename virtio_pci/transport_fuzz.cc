@@ -41,14 +41,14 @@ class FuzzDevice : public VirtioDevice {
     Require(offset + data.size() <= 8, "a device configuration write past its size");
     std::memcpy(config + offset, data.data(), data.size());
   }
-  absl::Status Activate(uint64_t, std::vector<std::optional<virtio::SplitQueue>> q,
-                        Interrupt irq) override {
+  absl::Status Activate(Activation a) override {
     Require(!active, "activated twice without a reset");
     // A device that fails to start is not active (the transport will not reset it).
     if (fail_next) return absl::InternalError("fuzz");
     active = true;
-    queues = std::move(q);
-    interrupt = std::move(irq);
+    queues = std::move(a.queues);
+    interrupt = std::move(a.interrupt);
+    needs_reset = std::move(a.needs_reset);
     return absl::OkStatus();
   }
   void QueueNotify(uint16_t index) override {
@@ -72,6 +72,7 @@ class FuzzDevice : public VirtioDevice {
   bool active = false, fail_next = false;
   std::vector<std::optional<virtio::SplitQueue>> queues;
   Interrupt interrupt;
+  std::function<void()> needs_reset;
 };
 
 uint64_t TakeOffset(fuzzing::FuzzInput& in) {
@@ -155,6 +156,9 @@ void Run(const uint8_t* data, size_t size) {
       }
       case 6:
         if (device->active && device->interrupt) device->interrupt(in.Take<uint8_t>() % 3);
+        if (device->active && device->needs_reset && in.Take<uint8_t>() == 0x5a) {
+          device->needs_reset();
+        }
         device->fail_next = in.Take<uint8_t>() & 1;
         break;
       default:

@@ -42,12 +42,12 @@ class TestDevice : public VirtioDevice {
   void WriteConfig(uint32_t offset, absl::Span<const uint8_t> data) override {
     for (size_t i = 0; i < data.size(); ++i) config[offset + i] = data[i];
   }
-  absl::Status Activate(uint64_t f, std::vector<std::optional<virtio::SplitQueue>> q,
-                        Interrupt irq) override {
+  absl::Status Activate(Activation a) override {
     ++activations;
-    features = f;
-    queues = std::move(q);
-    interrupt = std::move(irq);
+    features = a.features;
+    queues = std::move(a.queues);
+    interrupt = std::move(a.interrupt);
+    needs_reset = std::move(a.needs_reset);
     return activate_error;
   }
   void QueueNotify(uint16_t index) override {
@@ -73,6 +73,7 @@ class TestDevice : public VirtioDevice {
   uint64_t features = 0;
   std::vector<std::optional<virtio::SplitQueue>> queues;
   Interrupt interrupt;
+  std::function<void()> needs_reset;
   std::vector<uint16_t> notified;
 };
 
@@ -295,6 +296,27 @@ TEST_F(VirtioPciTest, ABadQueueSetupNeedsResetAndTellsTheDriver) {
   DriverOk();
   EXPECT_EQ(device_->activations, 1);
   EXPECT_TRUE(Status() & virtio::kStatusNeedsReset);
+}
+
+TEST_F(VirtioPciTest, TheDeviceCanAskForAReset) {
+  Negotiate(virtio::kFeatureVersion1);
+  EnableMsix();
+  ProgramVector(0, 0xfee00000, 0x50);
+  Write(0x10, 2, 0);
+  DriverQueue driver(*memory_, GuestAddress(0x1000), 8);
+  SetUpQueue(0, driver, 8, 1);
+  DriverOk();
+  auto stale = device_->needs_reset;
+  device_->needs_reset();
+  EXPECT_TRUE(Status() & virtio::kStatusNeedsReset);
+  EXPECT_THAT(msis_, ElementsAre(Pair(0xfee00000u, 0x50u)));
+  // After a reset and a new activation, the old life's request is ignored.
+  Write(0x14, 1, 0);
+  Negotiate(virtio::kFeatureVersion1);
+  SetUpQueue(0, driver, 8, 1);
+  DriverOk();
+  stale();
+  EXPECT_FALSE(Status() & virtio::kStatusNeedsReset);
 }
 
 TEST_F(VirtioPciTest, ResetStopsTheDeviceAndForgetsTheQueues) {

@@ -1,0 +1,259 @@
+#include "virtio_blk/block_device.h"
+
+#include <poll.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <limits>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "base/thread_start.h"
+
+namespace vmmkit::virtio_blk {
+namespace {
+
+template <typename T>
+void Put(std::vector<uint8_t>& config, size_t offset, T value) {
+  std::memcpy(config.data() + offset, &value, sizeof(T));
+}
+
+}  // namespace
+
+absl::StatusOr<std::shared_ptr<BlockDevice>> BlockDevice::Create(DiskImage disk,
+                                                                 std::unique_ptr<DmaSpace> dma,
+                                                                 BlockOptions options) {
+  if (dma == nullptr) return absl::InvalidArgumentError("virtio-blk: no DMA space");
+  if (options.queues < 1 || options.queues > 16) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("virtio-blk: ", options.queues, " queues (1 to 16)"));
+  }
+  const uint32_t size = options.queue_size;
+  if (size < 2 || size > 1024 || (size & (size - 1)) != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("virtio-blk: queue size ", size, " (a power of two from 2 to 1024)"));
+  }
+  std::vector<EventFd> notifiers;
+  for (uint16_t i = 0; i < options.queues; ++i) {
+    absl::StatusOr<EventFd> e = EventFd::Create();
+    if (!e.ok()) return e.status();
+    notifiers.push_back(std::move(*e));
+  }
+  absl::StatusOr<EventFd> stop = EventFd::Create();
+  if (!stop.ok()) return stop.status();
+  return std::shared_ptr<BlockDevice>(new BlockDevice(
+      std::move(disk), std::move(dma), std::move(options), std::move(notifiers), std::move(*stop)));
+}
+
+BlockDevice::BlockDevice(DiskImage disk, std::unique_ptr<DmaSpace> dma, BlockOptions options,
+                         std::vector<EventFd> notifiers, EventFd stop)
+    : disk_(std::move(disk)),
+      dma_(std::move(dma)),
+      options_(std::move(options)),
+      config_(kConfigSize, 0),
+      notifiers_(std::move(notifiers)),
+      stop_(std::move(stop)) {
+  // struct virtio_blk_config, as far as the offered features reach.
+  const uint64_t capacity = disk_.capacity();
+  const uint32_t max_sectors =
+      static_cast<uint32_t>(std::min<uint64_t>(capacity, std::numeric_limits<uint32_t>::max()));
+  Put<uint64_t>(config_, 0, capacity);
+  Put<uint32_t>(config_, 12, kSegMax);
+  Put<uint32_t>(config_, 20, 512);  // blk_size
+  Put<uint16_t>(config_, 34, options_.queues);
+  Put<uint32_t>(config_, 36, max_sectors);  // max_discard_sectors
+  Put<uint32_t>(config_, 40, kMaxRanges);   // max_discard_seg
+  Put<uint32_t>(config_, 44, 1);            // discard_sector_alignment
+  Put<uint32_t>(config_, 48, max_sectors);  // max_write_zeroes_sectors
+  Put<uint32_t>(config_, 52, kMaxRanges);   // max_write_zeroes_seg
+}
+
+BlockDevice::~BlockDevice() { Reset(); }
+
+uint64_t BlockDevice::device_features() const {
+  uint64_t f = kFeatureSegMax | kFeatureBlkSize | kFeatureFlush;
+  if (disk_.read_only()) {
+    f |= kFeatureRo;
+  } else {
+    f |= kFeatureDiscard | kFeatureWriteZeroes;
+  }
+  if (options_.queues > 1) f |= kFeatureMq;
+  return f;
+}
+
+void BlockDevice::ReadConfig(uint32_t offset, absl::Span<uint8_t> data) {
+  if (offset > config_.size() || data.size() > config_.size() - offset) return;
+  std::memcpy(data.data(), config_.data() + offset, data.size());
+}
+
+void BlockDevice::WriteConfig(uint32_t, absl::Span<const uint8_t>) {
+  // Only writeback is writable in virtio-blk's configuration, and CONFIG_WCE is not offered.
+}
+
+absl::Status BlockDevice::Activate(virtio_pci::Activation activation) {
+  MutexLock lock(mu_);
+  if (!workers_.empty()) return absl::FailedPreconditionError("virtio-blk: already active");
+  if (activation.queues.size() != options_.queues) {
+    return absl::InvalidArgumentError(absl::StrCat("virtio-blk: ", activation.queues.size(),
+                                                   " queues activated, ", options_.queues,
+                                                   " offered"));
+  }
+  // Written before any worker starts, read by the workers until Reset joins them.
+  interrupt_ = std::move(activation.interrupt);
+  needs_reset_ = std::move(activation.needs_reset);
+  for (uint16_t i = 0; i < options_.queues; ++i) {
+    if (!activation.queues[i]) continue;
+    // Notifications that came before are stale: the worker drains the queue first anyway.
+    (void)notifiers_[i].Read();
+    workers_.emplace_back(
+        [this, i, queue = *activation.queues[i]]() mutable { Serve(i, std::move(queue)); });
+  }
+  return absl::OkStatus();
+}
+
+void BlockDevice::QueueNotify(uint16_t index) {
+  if (index < notifiers_.size()) (void)notifiers_[index].Write(1);
+}
+
+void BlockDevice::Reset() {
+  MutexLock lock(mu_);
+  if (workers_.empty()) return;
+  (void)stop_.Write(1);  // Stays readable until every worker has seen it.
+  for (std::thread& t : workers_) t.join();
+  workers_.clear();
+  (void)stop_.Read();
+  interrupt_ = nullptr;
+  needs_reset_ = nullptr;
+}
+
+void BlockDevice::Serve(uint16_t index, virtio::SplitQueue queue) {
+  ThreadStarted("virtio-blk");
+  std::vector<uint8_t> bounce(kChunk);
+  const DiskLimits limits{
+      .capacity = disk_.capacity(), .read_only = disk_.read_only(), .max_ranges = kMaxRanges};
+  bool broken = false;
+  // Serves every chain that is available; false if the ring is broken.
+  auto drain = [&]() -> bool {
+    while (true) {
+      absl::StatusOr<std::optional<virtio::DescriptorChain>> chain = queue.Pop(*dma_);
+      if (!chain.ok()) return false;
+      if (!chain->has_value()) return true;
+      absl::StatusOr<Request> r = ParseRequest(**chain, *dma_, limits);
+      uint32_t written = 0;
+      if (!r.ok()) {
+        refused_.fetch_add(1, std::memory_order_relaxed);
+      } else {
+        auto [status, n] = r->status == kStatusOk ? Execute(*r, bounce)
+                                                  : std::pair<uint8_t, uint32_t>{r->status, 0};
+        if (status != kStatusOk) refused_.fetch_add(1, std::memory_order_relaxed);
+        // The status byte last: the guest reads it once the chain is used.
+        if (dma_->Write(r->status_addr, absl::MakeConstSpan(&status, 1)).ok()) written = n + 1;
+      }
+      if (!queue.AddUsed(*dma_, (*chain)->head, written).ok()) return false;
+    }
+  };
+  pollfd fds[2] = {{notifiers_[index].fd(), POLLIN, 0}, {stop_.fd(), POLLIN, 0}};
+  while (true) {
+    if (!broken) {
+      // Drain, ask to be notified again, and drain once more if chains came meanwhile (their
+      // notification may have been suppressed); then one interrupt for all of it. The interrupt
+      // is the worker's last touch of the rings before it sleeps.
+      absl::StatusOr<bool> more = true;
+      while (more.ok() && *more) {
+        if (!drain()) {
+          more = absl::DataLossError("broken ring");
+          break;
+        }
+        more = queue.EnableNotification(*dma_);
+      }
+      absl::StatusOr<bool> irq = more.ok() ? queue.NeedsInterrupt(*dma_) : more;
+      if (!irq.ok()) {
+        broken = true;
+        needs_reset_();
+      } else if (*irq) {
+        interrupt_(index);
+      }
+    }
+    const int n = ::poll(fds, 2, -1);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 || (fds[1].revents & POLLIN)) break;
+    if (fds[0].revents & POLLIN) (void)notifiers_[index].Read();
+  }
+}
+
+std::pair<uint8_t, uint32_t> BlockDevice::Execute(const Request& r, std::vector<uint8_t>& bounce) {
+  const auto ioerr = std::pair<uint8_t, uint32_t>{kStatusIoErr, 0};
+  switch (r.type) {
+    case kTypeIn:
+    case kTypeOut: {
+      uint64_t pos = r.sector * kSectorSize;
+      for (const Segment& s : r.data) {
+        for (uint32_t off = 0; off < s.len;) {
+          const uint32_t n = static_cast<uint32_t>(std::min<size_t>(bounce.size(), s.len - off));
+          const absl::Span<uint8_t> buf(bounce.data(), n);
+          const Iova at(s.addr.raw() + off);
+          if (r.type == kTypeIn) {
+            if (!disk_.Read(pos, buf).ok() || !dma_->Write(at, buf).ok()) return ioerr;
+          } else {
+            if (!dma_->Read(at, buf).ok() || !disk_.Write(pos, buf).ok()) return ioerr;
+          }
+          off += n;
+          pos += n;
+        }
+      }
+      if (r.type == kTypeIn) {
+        reads_.fetch_add(1, std::memory_order_relaxed);
+        bytes_read_.fetch_add(r.data_bytes, std::memory_order_relaxed);
+        return {kStatusOk, static_cast<uint32_t>(r.data_bytes)};
+      }
+      writes_.fetch_add(1, std::memory_order_relaxed);
+      bytes_written_.fetch_add(r.data_bytes, std::memory_order_relaxed);
+      return {kStatusOk, 0};
+    }
+    case kTypeFlush:
+      flushes_.fetch_add(1, std::memory_order_relaxed);
+      return disk_.Flush().ok() ? std::pair<uint8_t, uint32_t>{kStatusOk, 0} : ioerr;
+    case kTypeGetId: {
+      uint8_t id[kIdBytes] = {};
+      std::memcpy(id, options_.id.data(), std::min<size_t>(options_.id.size(), kIdBytes));
+      uint32_t done = 0;
+      for (const Segment& s : r.data) {
+        if (!dma_->Write(s.addr, absl::MakeConstSpan(id + done, s.len)).ok()) return ioerr;
+        done += s.len;
+      }
+      get_ids_.fetch_add(1, std::memory_order_relaxed);
+      return {kStatusOk, kIdBytes};
+    }
+    case kTypeDiscard:
+    case kTypeWriteZeroes:
+      for (const Range& range : r.ranges) {
+        const uint64_t offset = range.sector * kSectorSize;
+        const uint64_t length = uint64_t{range.sectors} * kSectorSize;
+        absl::Status s = r.type == kTypeDiscard ? disk_.Discard(offset, length)
+                                                : disk_.WriteZeroes(offset, length);
+        // Discard is a hint: where the host cannot punch holes, nothing happens, and that is
+        // allowed.
+        if (!s.ok() && !(r.type == kTypeDiscard && absl::IsUnimplemented(s))) return ioerr;
+      }
+      (r.type == kTypeDiscard ? discards_ : write_zeroes_).fetch_add(1, std::memory_order_relaxed);
+      return {kStatusOk, 0};
+    default:
+      return {kStatusUnsupported, 0};
+  }
+}
+
+BlockDevice::Stats BlockDevice::stats() const {
+  const auto get = [](const std::atomic<uint64_t>& a) { return a.load(std::memory_order_relaxed); };
+  return {.reads = get(reads_),
+          .writes = get(writes_),
+          .flushes = get(flushes_),
+          .discards = get(discards_),
+          .write_zeroes = get(write_zeroes_),
+          .get_ids = get(get_ids_),
+          .bytes_read = get(bytes_read_),
+          .bytes_written = get(bytes_written_),
+          .refused = get(refused_)};
+}
+
+}  // namespace vmmkit::virtio_blk

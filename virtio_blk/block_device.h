@@ -1,0 +1,123 @@
+// File: virtio_blk/block_device.h
+// -----------------------------------------------------------------------------
+// BlockDevice is virtio-blk (device type 2) over a DiskImage, the device-type half of a
+// virtio_pci::VirtioPciFunction. It offers SEG_MAX, BLK_SIZE, FLUSH, DISCARD, WRITE_ZEROES, MQ
+// with more than one queue, and RO for a read-only image; its configuration space carries the
+// capacity and those limits. Each queue the driver enables is served by a worker thread of its
+// own, woken by the queue's notifier (an eventfd: the transport's QueueNotify writes it, or KVM
+// does through an ioeventfd), so no vCPU ever waits on the host's storage. A worker pops each
+// chain, parses it (ParseRequest), does the I/O through a bounded bounce buffer between the
+// guest's DMA space and the image, writes the status byte and returns the chain; then interrupts
+// the guest if it asked. A ring the guest broke makes the device ask for a reset.
+//
+//   ASSIGN_OR_RETURN(DiskImage disk, DiskImage::Open(path, {.read_only = ro}));
+//   ASSIGN_OR_RETURN(auto blk, BlockDevice::Create(std::move(disk), machine.DmaFor(rid),
+//                                                  {.id = "disk0", .queues = 2}));
+//   ASSIGN_OR_RETURN(auto fn, virtio_pci::VirtioPciFunction::Create(blk, send_msi));
+//
+// Flush is fdatasync on the image: a FLUSH the guest saw complete survives the host process
+// dying. Workers announce themselves as ThreadStarted("virtio-blk") before touching guest data.
+//
+// Thread-safety: the VirtioDevice methods come from the transport (vCPU threads), the workers run
+// on their own; stats() from any thread.
+
+#ifndef VMMKIT_VIRTIO_BLK_BLOCK_DEVICE_H_
+#define VMMKIT_VIRTIO_BLK_BLOCK_DEVICE_H_
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "base/event_fd.h"
+#include "base/mutex.h"
+#include "memory/dma_space.h"
+#include "virtio_blk/disk_image.h"
+#include "virtio_blk/request.h"
+#include "virtio_pci/transport.h"
+
+namespace vmmkit::virtio_blk {
+
+// virtio-blk feature bits.
+inline constexpr uint64_t kFeatureSegMax = uint64_t{1} << 2;
+inline constexpr uint64_t kFeatureRo = uint64_t{1} << 5;
+inline constexpr uint64_t kFeatureBlkSize = uint64_t{1} << 6;
+inline constexpr uint64_t kFeatureFlush = uint64_t{1} << 9;
+inline constexpr uint64_t kFeatureMq = uint64_t{1} << 12;
+inline constexpr uint64_t kFeatureDiscard = uint64_t{1} << 13;
+inline constexpr uint64_t kFeatureWriteZeroes = uint64_t{1} << 14;
+
+struct BlockOptions {
+  std::string id;             // GET_ID's answer (its first 20 bytes).
+  uint16_t queues = 1;        // 1 to 16.
+  uint16_t queue_size = 256;  // A power of two, 2 to 1024.
+};
+
+class BlockDevice : public virtio_pci::VirtioDevice {
+ public:
+  // Segments a request may have (the config's seg_max); ranges per discard / write-zeroes.
+  static constexpr uint32_t kSegMax = 126;
+  static constexpr uint32_t kMaxRanges = 16;
+  static constexpr uint32_t kConfigSize = 60;
+  // The bounce buffer between guest memory and the image, per worker.
+  static constexpr size_t kChunk = 64 << 10;
+
+  struct Stats {
+    uint64_t reads = 0, writes = 0, flushes = 0, discards = 0, write_zeroes = 0, get_ids = 0;
+    uint64_t bytes_read = 0, bytes_written = 0;
+    uint64_t refused = 0;  // Requests answered with IOERR or UNSUPP, or not answerable.
+  };
+
+  // INVALID_ARGUMENT for options out of range or a null DMA space.
+  static absl::StatusOr<std::shared_ptr<BlockDevice>> Create(DiskImage disk,
+                                                             std::unique_ptr<DmaSpace> dma,
+                                                             BlockOptions options);
+  ~BlockDevice() override;
+
+  uint16_t device_type() const override { return 2; }
+  uint32_t class_code() const override { return 0x018000; }  // Mass storage, other.
+  uint64_t device_features() const override;
+  uint16_t num_queues() const override { return options_.queues; }
+  uint16_t max_queue_size() const override { return options_.queue_size; }
+  uint32_t config_size() const override { return kConfigSize; }
+  void ReadConfig(uint32_t offset, absl::Span<uint8_t> data) override;
+  void WriteConfig(uint32_t offset, absl::Span<const uint8_t> data) override;
+  absl::Status Activate(virtio_pci::Activation activation) override;
+  void QueueNotify(uint16_t index) override;
+  void Reset() override;
+
+  // The eventfd that wakes queue `index`'s worker (a VMM registers it as the ioeventfd of the
+  // queue's notify address).
+  const EventFd& notifier(uint16_t index) const { return notifiers_[index]; }
+  const DiskImage& disk() const { return disk_; }
+  Stats stats() const;
+
+ private:
+  BlockDevice(DiskImage disk, std::unique_ptr<DmaSpace> dma, BlockOptions options,
+              std::vector<EventFd> notifiers, EventFd stop);
+  void Serve(uint16_t index, virtio::SplitQueue queue);
+  // Executes one parsed request; returns the status and the bytes written to the guest.
+  std::pair<uint8_t, uint32_t> Execute(const Request& r, std::vector<uint8_t>& bounce);
+
+  const DiskImage disk_;
+  const std::unique_ptr<DmaSpace> dma_;
+  const BlockOptions options_;
+  std::vector<uint8_t> config_;  // The configuration space, built once.
+  std::vector<EventFd> notifiers_;
+  EventFd stop_;
+
+  Mutex mu_;  // Activate/Reset against each other.
+  std::vector<std::thread> workers_ ABSL_GUARDED_BY(mu_);
+  virtio_pci::Interrupt interrupt_;    // Set before the workers start; read by them.
+  std::function<void()> needs_reset_;  // Likewise.
+
+  std::atomic<uint64_t> reads_{0}, writes_{0}, flushes_{0}, discards_{0}, write_zeroes_{0},
+      get_ids_{0}, bytes_read_{0}, bytes_written_{0}, refused_{0};
+};
+
+}  // namespace vmmkit::virtio_blk
+
+#endif  // VMMKIT_VIRTIO_BLK_BLOCK_DEVICE_H_
