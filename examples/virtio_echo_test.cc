@@ -19,9 +19,7 @@ using virtio::testing::Used;
 class VirtioEchoTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    absl::StatusOr<GuestMemory> m = GuestMemory::CreateRam({{GuestAddress(0), 1 << 20}});
-    ASSERT_OK(m.status());
-    memory_.emplace(std::move(*m));
+    memory_.emplace(virtio::testing::TestGuestMemory(1 << 20));
     dma_.emplace(*memory_);
   }
   void Put(uint64_t gpa, const std::string& s) {

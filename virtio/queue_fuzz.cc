@@ -27,11 +27,7 @@ constexpr GuestAddress kRings(0x1000);
 constexpr GuestAddress kTables(0x4000);  // Indirect tables the fuzzer writes, 4 KiB.
 
 void Run(const uint8_t* data, size_t size) {
-  static const GuestMemory* memory = [] {
-    absl::StatusOr<GuestMemory> m = GuestMemory::CreateRam({{GuestAddress(0), kRamSize}});
-    Require(m.ok(), "guest memory");
-    return new GuestMemory(std::move(*m));
-  }();
+  static const GuestMemory* memory = new GuestMemory(testing::TestGuestMemory(kRamSize));
   // A fresh ring every input: the fuzzer's bytes decide all of it.
   std::vector<uint8_t> zeros(kRamSize);
   Require(memory->Write(GuestAddress(0), zeros).ok(), "clearing guest memory");

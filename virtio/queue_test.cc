@@ -31,9 +31,7 @@ constexpr GuestAddress kData(0x10000);
 class SplitQueueTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    absl::StatusOr<GuestMemory> m = GuestMemory::CreateRam({{GuestAddress(0), kRamSize}});
-    ASSERT_OK(m.status());
-    memory_.emplace(std::move(*m));
+    memory_.emplace(testing::TestGuestMemory(kRamSize));
     dma_.emplace(*memory_);
   }
   // A driver and the device's queue over the same rings.

@@ -50,11 +50,7 @@ std::vector<uint8_t> FileBytes(const std::string& path, uint64_t offset, size_t 
 
 class BlockDeviceTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    absl::StatusOr<GuestMemory> m = GuestMemory::CreateRam({{GuestAddress(0), 4 << 20}});
-    ASSERT_OK(m.status());
-    memory_.emplace(std::move(*m));
-  }
+  void SetUp() override { memory_.emplace(virtio::testing::TestGuestMemory(4 << 20)); }
   void TearDown() override {
     if (device_) device_->Reset();
   }

@@ -13,6 +13,7 @@
 #include "memory/guest_memory.h"
 #include "tools/testing/fuzz_input.h"
 #include "virtio/queue.h"
+#include "virtio/testing/driver_queue.h"
 #include "virtio_blk/request.h"
 
 namespace vmmkit::virtio_blk {
@@ -33,11 +34,7 @@ bool Inside(const Segment& s, const std::vector<virtio::Buffer>& buffers) {
 }
 
 void Run(const uint8_t* data, size_t size) {
-  static const GuestMemory* memory = [] {
-    absl::StatusOr<GuestMemory> m = GuestMemory::CreateRam({{GuestAddress(0), kRam}});
-    Require(m.ok(), "guest memory");
-    return new GuestMemory(std::move(*m));
-  }();
+  static const GuestMemory* memory = new GuestMemory(virtio::testing::TestGuestMemory(kRam));
   IdentityDmaSpace dma(*memory);
   fuzzing::FuzzInput in(data, size);
   // Guest memory: a few words the fuzzer places (headers, ranges).

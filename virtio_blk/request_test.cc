@@ -8,6 +8,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "memory/guest_memory.h"
+#include "virtio/testing/driver_queue.h"
 
 namespace vmmkit::virtio_blk {
 namespace {
@@ -21,9 +22,7 @@ constexpr uint64_t kHeader = 0x1000, kData = 0x2000, kStatus = 0x9000;
 class RequestTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    absl::StatusOr<GuestMemory> m = GuestMemory::CreateRam({{GuestAddress(0), 1 << 20}});
-    ASSERT_OK(m.status());
-    memory_.emplace(std::move(*m));
+    memory_.emplace(virtio::testing::TestGuestMemory(1 << 20));
     dma_.emplace(*memory_);
   }
   void Header(uint32_t type, uint64_t sector, uint64_t at = kHeader) {

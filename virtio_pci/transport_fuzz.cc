@@ -17,6 +17,7 @@
 #include "memory/dma_space.h"
 #include "memory/guest_memory.h"
 #include "tools/testing/fuzz_input.h"
+#include "virtio/testing/driver_queue.h"
 #include "virtio_pci/transport.h"
 
 namespace vmmkit::virtio_pci {
@@ -86,11 +87,7 @@ uint64_t TakeOffset(fuzzing::FuzzInput& in) {
 }
 
 void Run(const uint8_t* data, size_t size) {
-  static const GuestMemory* memory = [] {
-    absl::StatusOr<GuestMemory> m = GuestMemory::CreateRam({{GuestAddress(0), 64 << 10}});
-    Require(m.ok(), "guest memory");
-    return new GuestMemory(std::move(*m));
-  }();
+  static const GuestMemory* memory = new GuestMemory(virtio::testing::TestGuestMemory(64 << 10));
   std::vector<uint8_t> zeros(64 << 10);
   Require(memory->Write(GuestAddress(0), zeros).ok(), "clearing guest memory");
   IdentityDmaSpace dma(*memory);

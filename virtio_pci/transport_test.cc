@@ -80,9 +80,7 @@ class TestDevice : public VirtioDevice {
 class VirtioPciTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    absl::StatusOr<GuestMemory> m = GuestMemory::CreateRam({{GuestAddress(0), 1 << 20}});
-    ASSERT_OK(m.status());
-    memory_.emplace(std::move(*m));
+    memory_.emplace(virtio::testing::TestGuestMemory(1 << 20));
     dma_.emplace(*memory_);
     device_ = std::make_shared<TestDevice>(*dma_);
     ASSERT_OK_AND_ASSIGN(fn_, VirtioPciFunction::Create(device_, [this](uint64_t a, uint32_t d) {

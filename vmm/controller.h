@@ -39,6 +39,11 @@ namespace vmmkit::vmm {
 enum class VmState { kCreated, kRunning, kPaused, kStopping };
 const char* VmStateName(VmState state);
 
+// Whether `code` is one the control plane answers with (proto/vmm/v1/vmm.proto says when): OK,
+// INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS, FAILED_PRECONDITION, DEADLINE_EXCEEDED,
+// RESOURCE_EXHAUSTED, UNAVAILABLE. Never UNKNOWN or INTERNAL: those would be vmm's bugs.
+bool IsSpecifiedStatus(absl::StatusCode code);
+
 // A device behind the guest-visible IOMMU (see proto DeviceIommu).
 struct DeviceIommuSummary {
   std::optional<uint16_t> domain;

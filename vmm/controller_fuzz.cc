@@ -17,20 +17,9 @@ namespace vmmkit::vmm {
 namespace {
 
 void CheckStatus(const absl::Status& s) {
-  switch (s.code()) {
-    case absl::StatusCode::kOk:
-    case absl::StatusCode::kInvalidArgument:
-    case absl::StatusCode::kNotFound:
-    case absl::StatusCode::kAlreadyExists:
-    case absl::StatusCode::kFailedPrecondition:
-    case absl::StatusCode::kDeadlineExceeded:
-    case absl::StatusCode::kResourceExhausted:
-    case absl::StatusCode::kUnavailable:
-      return;
-    default:
-      std::fprintf(stderr, "controller_fuzz: unspecified status %s\n", s.ToString().c_str());
-      std::abort();
-  }
+  if (IsSpecifiedStatus(s.code())) return;
+  std::fprintf(stderr, "controller_fuzz: unspecified status %s\n", s.ToString().c_str());
+  std::abort();
 }
 
 // A string from the fuzzer: short, with the characters ids and hosts are made of and some not.

@@ -19,12 +19,24 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <utility>
 #include <vector>
 
 #include "memory/guest_memory.h"
 #include "virtio/queue.h"
 
 namespace vmmkit::virtio::testing {
+
+// Guest RAM of `bytes` from address 0, for a device's test or fuzz target. Aborts if it cannot be
+// had: the target would have nothing to run on.
+inline GuestMemory TestGuestMemory(uint64_t bytes) {
+  absl::StatusOr<GuestMemory> m = GuestMemory::CreateRam({{GuestAddress(0), bytes}});
+  if (!m.ok()) {
+    std::fprintf(stderr, "TestGuestMemory: %s\n", m.status().ToString().c_str());
+    std::abort();
+  }
+  return std::move(*m);
+}
 
 struct Used {
   uint32_t id;
