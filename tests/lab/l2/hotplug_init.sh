@@ -3,7 +3,7 @@
 # hotplug command: the guest kernel (acpiphp) finds and releases edu on its own. This script only
 # watches: every time edu appears it says so (the first two times it also checks the device with
 # a DMA roundtrip); every time it goes, it says so. The second time, it also starves its own
-# kernel workers for 12 s, so that a removal requested meanwhile times out, and then checks that
+# kernel workers for 20 s, so that a removal requested meanwhile times out, and then checks that
 # the device still works.
 /bin/busybox --install -s /bin
 export PATH=/bin:/sbin
@@ -28,10 +28,10 @@ while true; do
   fi
   if [ "$mode" != watch ] && [ "$n" -eq 2 ]; then
     # A guest that does not answer: its kernel workers (acpiphp runs in them) get no CPU for
-    # 12 s under a real-time busy loop, so a removal in the meantime times out.
+    # 20 s under a real-time busy loop, so a removal in the meantime times out.
     echo -1 > /proc/sys/kernel/sched_rt_runtime_us
-    echo "L2: unresponsive for 12 s"
-    edu_guest starve 12 >/dev/null
+    echo "L2: unresponsive for 20 s"
+    edu_guest starve 20 >/dev/null
     echo 950000 > /proc/sys/kernel/sched_rt_runtime_us
     echo "L2: responsive again"
     if edu_guest probe >/dev/null && edu_guest dma 2 >/dev/null; then

@@ -116,9 +116,12 @@ after=$(resources)  # The reference for the cycles (the watcher's connection gon
 # a second remove while the first waits: FAILED_PRECONDITION.
 expect_rc 0 "AddDevice hp0 again" ctl add hp0 $bdf
 check "L2 saw edu appear again" wait_log "L2: unresponsive" 60
-vmmctl --socket=$SOCK remove hp0 --wait=4s >/tmp/rm1.out 2>&1 &
+# The first removal waits 8 s, well inside the guest's 20 s; the second comes 3 s after it was
+# sent (starting a vmmctl in a loaded TCG L1 has taken more than the 1 s once allowed here, and
+# then the second call arrived first).
+vmmctl --socket=$SOCK remove hp0 --wait=8s >/tmp/rm1.out 2>&1 &
 rm1=$!
-sleep 1
+sleep 3
 expect_rc 4 "a second RemoveDevice while the first waits: FAILED_PRECONDITION" ctl remove hp0
 wait $rm1
 rc=$?
