@@ -126,6 +126,7 @@ class VirtioPciFunction : public pci::PciFunction,
   // Where BAR 0 decodes now (memory decoding on, placed), for the VMM's MMIO trap.
   std::optional<uint64_t> bar_address();
 
+  // The device status byte, as the driver reads it.
   uint8_t status();
 
  private:

@@ -4,8 +4,8 @@
 // only the proto can get wrong (an unspecified Shutdown mode, a negative or out-of-range
 // Duration), converts its request to one controller call and the result back to a proto.
 // absl::Status becomes grpc::Status in exactly one function, ToGrpcStatus. It holds no state of
-// its own and needs no server: ApiServer registers it, and the proto-level fuzz target and tests
-// call its methods directly.
+// its own and needs no server: ApiServer registers it, and the proto-level fuzz target
+// (api_service_fuzz) calls its methods directly.
 //
 //   VmServiceImpl service(controller);
 //   grpc::ServerBuilder builder;
