@@ -139,6 +139,10 @@ edu_to_vfio() {  # Binds every edu to vfio-pci; sets edu (sysfs dir), bdf and gr
   group=$(basename "$(readlink "$edu/iommu_group")")
   for i in $(seq 1 50); do [ -c "/dev/vfio/$group" ] && break; usleep 100000; done
 }
+wait_log() {  # wait_log FILE PATTERN SECONDS: true once FILE has a line matching PATTERN.
+  for i in $(seq 1 $(($3 * 10))); do grep -q "$2" "$1" && return 0; usleep 100000; done
+  return 1
+}
 uptime_cs() { sed 's/^\([0-9]*\)\.\([0-9]*\) .*/\1\2/' /proc/uptime; }  # Centiseconds since boot.
 warm_l1_ram() {  # warm_l1_ram MIB: L0 (TCG) backs L1's RAM lazily, so a first touch of an L1
   # page costs a page fault in L0 that real hardware does not have (about 3 ms per MiB, 4x a touch

@@ -23,10 +23,6 @@ no_growth() {
     'BEGIN { n = split(a, x, /[^0-9]+/); if (split(b, y, /[^0-9]+/) != n) exit 1
              for (i = 1; i <= n; i++) if (y[i] + 0 > x[i] + 0) exit 1 }'
 }
-wait_log() {  # wait_log PATTERN SECONDS
-  for i in $(seq 1 $(($2 * 10))); do grep -q "$1" /tmp/l2.log && return 0; usleep 100000; done
-  return 1
-}
 
 edu_to_vfio
 check "edu $bdf bound to vfio-pci (group $group)" test -c "/dev/vfio/$group"
@@ -34,7 +30,7 @@ check "edu $bdf bound to vfio-pci (group $group)" test -c "/dev/vfio/$group"
 vmm --kernel=$K --initrd=$I --memory=256 --cmdline="console=ttyS0 reboot=k quiet" \
   --api_socket=$SOCK </dev/null >/tmp/l2.log 2>/tmp/vmm.err &
 pid=$!
-check "L2 is up" wait_log "L2: ready" 120
+check "L2 is up" wait_log /tmp/l2.log "L2: ready" 120
 vmmctl --socket=$SOCK watch >/tmp/watch.log 2>&1 &  # Events, checked after the first cycle.
 watch_pid=$!
 sleep 1
@@ -84,8 +80,8 @@ expect_rc 4 "RemoveDevice of a platform device: FAILED_PRECONDITION" ctl remove 
 # Hot-add: the guest sees it with no command of its own, and it works.
 expect_rc 0 "AddDevice hp0 ($bdf)" ctl add hp0 "/sys/bus/pci/devices/$bdf"
 slot=$(sed -n 's/^added hp0 at 0000:00:\([0-9a-f]*\)\.0 .*/\1/p' /tmp/ctl.out)
-check "L2 saw edu appear" wait_log "L2: edu appeared (1)" 30
-check "L2: edu works after hot-add" wait_log "L2: PASS edu works after hot-add (1)" 60
+check "L2 saw edu appear" wait_log /tmp/l2.log "L2: edu appeared (1)" 30
+check "L2: edu works after hot-add" wait_log /tmp/l2.log "L2: PASS edu works after hot-add (1)" 60
 ctl get | sed -n 's/^resources /lab: resources with hp0: /p'
 check "guest RAM DMA-mapped while hp0 is attached" sh -c "vmmctl --socket=$SOCK get | grep -q 'resources dma mappings [1-9]'"
 expect_rc 5 "AddDevice of the same host device again: refused" ctl add hp1 $bdf
@@ -99,7 +95,7 @@ check "  ... hp1 not listed" sh -c "! vmmctl --socket=$SOCK devices | grep -q hp
 
 # Hot-remove: gone in the guest, and nothing left in vmm.
 expect_rc 0 "RemoveDevice hp0" ctl remove hp0
-check "L2 saw edu go" wait_log "L2: edu gone (1)" 30
+check "L2 saw edu go" wait_log /tmp/l2.log "L2: edu gone (1)" 30
 echo "lab: resources after the removal: $(resources)"
 check "after removal: as before the first hotplug (no DMA mapping, route, listener or fd left)" \
   test "$(resources_but_threads)" = "$base"
@@ -115,7 +111,7 @@ after=$(resources)  # The reference for the cycles (the watcher's connection gon
 # A guest that does not release in time: DEADLINE_EXCEEDED, the device stays and keeps working;
 # a second remove while the first waits: FAILED_PRECONDITION.
 expect_rc 0 "AddDevice hp0 again" ctl add hp0 $bdf
-check "L2 saw edu appear again" wait_log "L2: unresponsive" 60
+check "L2 saw edu appear again" wait_log /tmp/l2.log "L2: unresponsive" 60
 # The first removal waits 8 s, well inside the guest's 20 s; the second comes 3 s after it was
 # sent (starting a vmmctl in a loaded TCG L1 has taken more than the 1 s once allowed here, and
 # then the second call arrived first).
@@ -128,9 +124,9 @@ rc=$?
 sed 's/^/  vmmctl| /' /tmp/rm1.out
 check "RemoveDevice of a device the guest does not release: DEADLINE_EXCEEDED (exit $rc, want 6)" test "$rc" -eq 6
 check "  ... hp0 stays listed" sh -c "vmmctl --socket=$SOCK devices | grep -q hp0"
-check "  ... and usable: L2's DMA roundtrip passes afterwards" wait_log "L2: PASS edu still works after the timed-out removal" 60
+check "  ... and usable: L2's DMA roundtrip passes afterwards" wait_log /tmp/l2.log "L2: PASS edu still works after the timed-out removal" 60
 expect_rc 0 "RemoveDevice hp0 once the guest answers" ctl remove hp0
-check "L2 saw edu go" wait_log "L2: edu gone (2)" 30
+check "L2 saw edu go" wait_log /tmp/l2.log "L2: edu gone (2)" 30
 
 # 20 cycles: nothing grows. Latency from vmmctl --time (the RPC alone).
 : > /tmp/add.ms; : > /tmp/remove.ms
@@ -138,7 +134,7 @@ ms() { sed -n 's/.*took \([0-9.]*\)\(m\?s\).*/\1 \2/p' "$1" | awk '{ print ($2 =
 ok=0
 for c in $(seq 1 $CYCLES); do
   ctl --time add hp0 $bdf >/tmp/a.out 2>&1 && ms /tmp/a.out >> /tmp/add.ms || { cat /tmp/a.out; break; }
-  wait_log "L2: edu appeared ($((c + 2)))" 30 || { echo "lab: cycle $c: L2 did not see edu"; break; }
+  wait_log /tmp/l2.log "L2: edu appeared ($((c + 2)))" 30 || { echo "lab: cycle $c: L2 did not see edu"; break; }
   ctl --time remove hp0 >/tmp/r.out 2>&1 && ms /tmp/r.out >> /tmp/remove.ms || { cat /tmp/r.out; break; }
   ok=$c
 done

@@ -20,10 +20,6 @@ K=/lab/vmlinuz
 I=/lab/l2hp.cpio
 CMD="console=ttyS0 reboot=k quiet hpmode=watch"
 CYCLES=20
-wait_log() {  # wait_log FILE PATTERN SECONDS
-  for i in $(seq 1 $(($3 * 10))); do grep -q "$2" "$1" && return 0; usleep 100000; done
-  return 1
-}
 
 edu_to_vfio
 

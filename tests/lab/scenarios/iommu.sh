@@ -67,16 +67,15 @@ check "the guest never saw an error from vmm" sh -c '! grep -q "vmm: .*error" /t
 # removed, added again. Each time the guest attaches it to a domain and runs DMA-API roundtrips
 # (edu_msi, loaded before, completes each on edu's remapped MSI); the second add must find a
 # fresh container with the domain's mappings replayed, and no route may outlive the device.
-wait_log() { for i in $(seq 1 $2); do grep -q "$1" /tmp/l2hp.log && return 0; sleep 1; done; return 1; }
 routes() { vmmctl --socket=$SOCK get | sed -n 's/.*msi routes \([0-9]*\).*/\1/p'; }
 vmm --kernel=$K --initrd=/lab/l2iommuhp.cpio --memory=256 --cmdline="console=ttyS0 reboot=k quiet" \
   --iommu --irqchip=split --api_socket=$SOCK </dev/null >/tmp/l2hp.log 2>&1 &
 pid=$!
-check "hotplug guest up" wait_log "L2: ready" 120
-check "its interrupts are remapped" wait_log "L2: IRQ remapping on" 5
+check "hotplug guest up" wait_log /tmp/l2hp.log "L2: ready" 120
+check "its interrupts are remapped" wait_log /tmp/l2hp.log "L2: IRQ remapping on" 5
 base=$(routes)
 expect_rc 0 "AddDevice hp0 behind the VT-d" ctl add hp0 $bdf
-check "hot-added edu: the guest's DMA-API roundtrips verified" wait_log "L2: verified 1" 60
+check "hot-added edu: the guest's DMA-API roundtrips verified" wait_log /tmp/l2hp.log "L2: verified 1" 60
 expect_rc 0 "device hp0" ctl device hp0
 grep iommu /tmp/ctl.out | sed 's/^/  /'
 check "hp0 is in a guest domain" grep -q "iommu.*domain [1-9]" /tmp/ctl.out
@@ -85,7 +84,7 @@ check "hp0's MSI has a route while it is attached ($used, $base before)" test "$
 expect_rc 0 "RemoveDevice hp0 (the guest releases it)" ctl remove hp0
 check "no stale route after the removal ($(routes), $base before the add)" test "$(routes)" = "$base"
 expect_rc 0 "AddDevice hp0 again" ctl add hp0 $bdf
-check "added again: roundtrips verified again" wait_log "L2: verified 2" 60
+check "added again: roundtrips verified again" wait_log /tmp/l2hp.log "L2: verified 2" 60
 expect_rc 0 "device hp0" ctl device hp0
 grep iommu /tmp/ctl.out | sed 's/^/  /'
 check "after its DMA nothing of hp0 stays mapped" grep -q " 0 shadowed mappings" /tmp/ctl.out
