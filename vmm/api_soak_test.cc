@@ -5,7 +5,6 @@
 // after the clients leave, the process's fds and threads are back where they were once the
 // server had warmed up, and no event stream stays open. Prints the figures. Manual (a minute):
 //   bazel test //vmm:api_soak_test --test_output=streamed
-#include <dirent.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -19,6 +18,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "base/process_counts.h"
 #include "gtest/gtest.h"
 #include "proto/vmm/v1/vmm.grpc.pb.h"
 #include "vmm/api_server.h"
@@ -28,15 +28,6 @@ namespace vmmkit::vmm {
 namespace {
 
 namespace pb = ::vmmkit::vmm::v1;
-
-int CountEntries(const char* dir) {
-  int n = 0;
-  if (DIR* d = ::opendir(dir)) {
-    while (dirent* e = ::readdir(d)) n += e->d_name[0] != '.';
-    ::closedir(d);
-  }
-  return n;
-}
 
 bool Specified(grpc::StatusCode c) {
   // CANCELLED: a watch the client ended.
@@ -158,14 +149,14 @@ TEST(ApiSoakTest, ThirtyTwoClientsMixingEveryRpc) {
   for (int i = 0; i < 32; ++i) clients.emplace_back(client, i);
   while (warmed.load() < 32) absl::SleepFor(absl::Milliseconds(10));
   absl::SleepFor(absl::Seconds(2));
-  fds_warm = CountEntries("/proc/self/fd");
-  threads_warm = CountEntries("/proc/self/task");
+  fds_warm = static_cast<int>(OpenFdCount());
+  threads_warm = static_cast<int>(ThreadCount());
   absl::SleepFor(absl::Seconds(seconds));
   stop.store(true);
   for (auto& t : clients) t.join();
   absl::SleepFor(absl::Seconds(2));  // gRPC's threads wind down.
-  const int fds_after = CountEntries("/proc/self/fd");
-  const int threads_after = CountEntries("/proc/self/task");
+  const int fds_after = static_cast<int>(OpenFdCount());
+  const int threads_after = static_cast<int>(ThreadCount());
   uint64_t total = 0;
   for (const auto& [k, n] : calls) total += n;
   std::printf(

@@ -1,6 +1,5 @@
 #include "vmm/vmm.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <malloc.h>
 #include <pthread.h>
@@ -18,6 +17,7 @@
 #include "acpi/aml.h"
 #include "acpi/tables.h"
 #include "base/log.h"
+#include "base/process_counts.h"
 #include "base/status.h"
 #include "base/status_macros.h"
 #include "base/thread_start.h"
@@ -568,17 +568,6 @@ std::vector<DeviceSummary> Vmm::PlatformDevices() const {
   return devices;
 }
 
-namespace {
-uint64_t CountDirEntries(const char* path) {
-  uint64_t n = 0;
-  if (DIR* d = ::opendir(path)) {
-    while (dirent* e = ::readdir(d)) n += e->d_name[0] != '.';
-    ::closedir(d);
-  }
-  return n;
-}
-}  // namespace
-
 Resources Vmm::CountResources() const {
   Resources r;
   device_manager_->CountResources(r);
@@ -588,8 +577,8 @@ Resources Vmm::CountResources() const {
   // Arena chunks in use plus chunks malloc mmapped on their own.
   const struct mallinfo2 heap = ::mallinfo2();
   r.heap_in_use_bytes = heap.uordblks + heap.hblkhd;
-  r.open_fds = CountDirEntries("/proc/self/fd") - 1;  // Less the one opendir holds.
-  r.threads = CountDirEntries("/proc/self/task");
+  r.open_fds = OpenFdCount();
+  r.threads = ThreadCount();
   return r;
 }
 
