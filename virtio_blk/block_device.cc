@@ -21,9 +21,9 @@ void Put(std::vector<uint8_t>& config, size_t offset, T value) {
 
 }  // namespace
 
-absl::StatusOr<std::shared_ptr<BlockDevice>> BlockDevice::Create(DiskImage disk,
-                                                                 std::unique_ptr<DmaSpace> dma,
-                                                                 BlockOptions options) {
+absl::StatusOr<std::shared_ptr<BlockDevice>> BlockDevice::Create(
+    DiskImage disk, std::unique_ptr<DmaSpace> dma, BlockOptions options,
+    std::unique_ptr<DmaSpace> platform_dma) {
   if (dma == nullptr) return absl::InvalidArgumentError("virtio-blk: no DMA space");
   if (options.queues < 1 || options.queues > 16) {
     return absl::InvalidArgumentError(
@@ -42,14 +42,22 @@ absl::StatusOr<std::shared_ptr<BlockDevice>> BlockDevice::Create(DiskImage disk,
   }
   absl::StatusOr<EventFd> stop = EventFd::Create();
   if (!stop.ok()) return stop.status();
-  return std::shared_ptr<BlockDevice>(new BlockDevice(
-      std::move(disk), std::move(dma), std::move(options), std::move(notifiers), std::move(*stop)));
+  std::shared_ptr<BlockDevice> device(new BlockDevice(std::move(disk), std::move(dma),
+                                                      std::move(platform_dma), std::move(options),
+                                                      std::move(notifiers), std::move(*stop)));
+  // Started here, on the creator's thread (see the header); the destructor joins them.
+  for (uint16_t i = 0; i < device->options_.queues; ++i) {
+    device->workers_.emplace_back([d = device.get(), i] { d->Work(i); });
+  }
+  return device;
 }
 
-BlockDevice::BlockDevice(DiskImage disk, std::unique_ptr<DmaSpace> dma, BlockOptions options,
+BlockDevice::BlockDevice(DiskImage disk, std::unique_ptr<DmaSpace> dma,
+                         std::unique_ptr<DmaSpace> platform, BlockOptions options,
                          std::vector<EventFd> notifiers, EventFd stop)
     : disk_(std::move(disk)),
       dma_(std::move(dma)),
+      platform_dma_(std::move(platform)),
       options_(std::move(options)),
       config_(kConfigSize, 0),
       notifiers_(std::move(notifiers)),
@@ -67,9 +75,19 @@ BlockDevice::BlockDevice(DiskImage disk, std::unique_ptr<DmaSpace> dma, BlockOpt
   Put<uint32_t>(config_, 44, 1);            // discard_sector_alignment
   Put<uint32_t>(config_, 48, max_sectors);  // max_write_zeroes_sectors
   Put<uint32_t>(config_, 52, kMaxRanges);   // max_write_zeroes_seg
+  MutexLock lock(mu_);
+  pending_.resize(options_.queues);
 }
 
-BlockDevice::~BlockDevice() { Reset(); }
+BlockDevice::~BlockDevice() {
+  Reset();
+  {
+    MutexLock lock(mu_);
+    shutdown_ = true;
+  }
+  cv_.SignalAll();
+  for (std::thread& t : workers_) t.join();
+}
 
 uint64_t BlockDevice::device_features() const {
   uint64_t f = kFeatureSegMax | kFeatureBlkSize | kFeatureFlush;
@@ -79,6 +97,7 @@ uint64_t BlockDevice::device_features() const {
     f |= kFeatureDiscard | kFeatureWriteZeroes;
   }
   if (options_.queues > 1) f |= kFeatureMq;
+  if (platform_dma_ != nullptr) f |= virtio::kFeatureAccessPlatform;
   return f;
 }
 
@@ -92,23 +111,29 @@ void BlockDevice::WriteConfig(uint32_t, absl::Span<const uint8_t>) {
 }
 
 absl::Status BlockDevice::Activate(virtio_pci::Activation activation) {
-  MutexLock lock(mu_);
-  if (!workers_.empty()) return absl::FailedPreconditionError("virtio-blk: already active");
-  if (activation.queues.size() != options_.queues) {
-    return absl::InvalidArgumentError(absl::StrCat("virtio-blk: ", activation.queues.size(),
-                                                   " queues activated, ", options_.queues,
-                                                   " offered"));
+  {
+    MutexLock lock(mu_);
+    if (active_) return absl::FailedPreconditionError("virtio-blk: already active");
+    if (activation.queues.size() != options_.queues) {
+      return absl::InvalidArgumentError(absl::StrCat("virtio-blk: ", activation.queues.size(),
+                                                     " queues activated, ", options_.queues,
+                                                     " offered"));
+    }
+    interrupt_ = std::move(activation.interrupt);
+    needs_reset_ = std::move(activation.needs_reset);
+    const bool platform =
+        platform_dma_ != nullptr && (activation.features & virtio::kFeatureAccessPlatform) != 0;
+    active_dma_ = platform ? platform_dma_.get() : dma_.get();
+    for (uint16_t i = 0; i < options_.queues; ++i) {
+      if (!activation.queues[i]) continue;
+      // Notifications that came before are stale: the worker drains the queue first anyway.
+      (void)notifiers_[i].Read();
+      pending_[i] = std::move(activation.queues[i]);
+      ++serving_;
+    }
+    active_ = true;
   }
-  // Written before any worker starts, read by the workers until Reset joins them.
-  interrupt_ = std::move(activation.interrupt);
-  needs_reset_ = std::move(activation.needs_reset);
-  for (uint16_t i = 0; i < options_.queues; ++i) {
-    if (!activation.queues[i]) continue;
-    // Notifications that came before are stale: the worker drains the queue first anyway.
-    (void)notifiers_[i].Read();
-    workers_.emplace_back(
-        [this, i, queue = *activation.queues[i]]() mutable { Serve(i, std::move(queue)); });
-  }
+  cv_.SignalAll();
   return absl::OkStatus();
 }
 
@@ -118,39 +143,64 @@ void BlockDevice::QueueNotify(uint16_t index) {
 
 void BlockDevice::Reset() {
   MutexLock lock(mu_);
-  if (workers_.empty()) return;
-  (void)stop_.Write(1);  // Stays readable until every worker has seen it.
-  for (std::thread& t : workers_) t.join();
-  workers_.clear();
+  if (!active_) return;
+  (void)stop_.Write(1);  // Stays readable until every serving worker has seen it.
+  cv_.Wait(mu_, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return serving_ == 0; });
   (void)stop_.Read();
+  active_ = false;
   interrupt_ = nullptr;
   needs_reset_ = nullptr;
+  active_dma_ = nullptr;
 }
 
-void BlockDevice::Serve(uint16_t index, virtio::SplitQueue queue) {
+void BlockDevice::Work(uint16_t index) {
   ThreadStarted("virtio-blk");
   std::vector<uint8_t> bounce(kChunk);
+  while (true) {
+    std::optional<virtio::SplitQueue> queue;
+    const DmaSpace* dma;
+    {
+      MutexLock lock(mu_);
+      cv_.Wait(mu_, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return shutdown_ || pending_[index].has_value();
+      });
+      if (shutdown_) return;
+      queue = std::move(pending_[index]);
+      pending_[index].reset();
+      dma = active_dma_;
+    }
+    Serve(index, *std::move(queue), *dma, bounce);
+    {
+      MutexLock lock(mu_);
+      --serving_;
+    }
+    cv_.SignalAll();
+  }
+}
+
+void BlockDevice::Serve(uint16_t index, virtio::SplitQueue queue, const DmaSpace& dma,
+                        std::vector<uint8_t>& bounce) {
   const DiskLimits limits{
       .capacity = disk_.capacity(), .read_only = disk_.read_only(), .max_ranges = kMaxRanges};
   bool broken = false;
   // Serves every chain that is available; false if the ring is broken.
   auto drain = [&]() -> bool {
     while (true) {
-      absl::StatusOr<std::optional<virtio::DescriptorChain>> chain = queue.Pop(*dma_);
+      absl::StatusOr<std::optional<virtio::DescriptorChain>> chain = queue.Pop(dma);
       if (!chain.ok()) return false;
       if (!chain->has_value()) return true;
-      absl::StatusOr<Request> r = ParseRequest(**chain, *dma_, limits);
+      absl::StatusOr<Request> r = ParseRequest(**chain, dma, limits);
       uint32_t written = 0;
       if (!r.ok()) {
         refused_.fetch_add(1, std::memory_order_relaxed);
       } else {
-        auto [status, n] = r->status == kStatusOk ? Execute(*r, bounce)
+        auto [status, n] = r->status == kStatusOk ? Execute(*r, dma, bounce)
                                                   : std::pair<uint8_t, uint32_t>{r->status, 0};
         if (status != kStatusOk) refused_.fetch_add(1, std::memory_order_relaxed);
         // The status byte last: the guest reads it once the chain is used.
-        if (dma_->Write(r->status_addr, absl::MakeConstSpan(&status, 1)).ok()) written = n + 1;
+        if (dma.Write(r->status_addr, absl::MakeConstSpan(&status, 1)).ok()) written = n + 1;
       }
-      if (!queue.AddUsed(*dma_, (*chain)->head, written).ok()) return false;
+      if (!queue.AddUsed(dma, (*chain)->head, written).ok()) return false;
     }
   };
   pollfd fds[2] = {{notifiers_[index].fd(), POLLIN, 0}, {stop_.fd(), POLLIN, 0}};
@@ -165,9 +215,9 @@ void BlockDevice::Serve(uint16_t index, virtio::SplitQueue queue) {
           more = absl::DataLossError("broken ring");
           break;
         }
-        more = queue.EnableNotification(*dma_);
+        more = queue.EnableNotification(dma);
       }
-      absl::StatusOr<bool> irq = more.ok() ? queue.NeedsInterrupt(*dma_) : more;
+      absl::StatusOr<bool> irq = more.ok() ? queue.NeedsInterrupt(dma) : more;
       if (!irq.ok()) {
         broken = true;
         needs_reset_();
@@ -182,7 +232,8 @@ void BlockDevice::Serve(uint16_t index, virtio::SplitQueue queue) {
   }
 }
 
-std::pair<uint8_t, uint32_t> BlockDevice::Execute(const Request& r, std::vector<uint8_t>& bounce) {
+std::pair<uint8_t, uint32_t> BlockDevice::Execute(const Request& r, const DmaSpace& dma,
+                                                  std::vector<uint8_t>& bounce) {
   const auto ioerr = std::pair<uint8_t, uint32_t>{kStatusIoErr, 0};
   switch (r.type) {
     case kTypeIn:
@@ -194,9 +245,9 @@ std::pair<uint8_t, uint32_t> BlockDevice::Execute(const Request& r, std::vector<
           const absl::Span<uint8_t> buf(bounce.data(), n);
           const Iova at(s.addr.raw() + off);
           if (r.type == kTypeIn) {
-            if (!disk_.Read(pos, buf).ok() || !dma_->Write(at, buf).ok()) return ioerr;
+            if (!disk_.Read(pos, buf).ok() || !dma.Write(at, buf).ok()) return ioerr;
           } else {
-            if (!dma_->Read(at, buf).ok() || !disk_.Write(pos, buf).ok()) return ioerr;
+            if (!dma.Read(at, buf).ok() || !disk_.Write(pos, buf).ok()) return ioerr;
           }
           off += n;
           pos += n;
@@ -219,7 +270,7 @@ std::pair<uint8_t, uint32_t> BlockDevice::Execute(const Request& r, std::vector<
       std::memcpy(id, options_.id.data(), std::min<size_t>(options_.id.size(), kIdBytes));
       uint32_t done = 0;
       for (const Segment& s : r.data) {
-        if (!dma_->Write(s.addr, absl::MakeConstSpan(id + done, s.len)).ok()) return ioerr;
+        if (!dma.Write(s.addr, absl::MakeConstSpan(id + done, s.len)).ok()) return ioerr;
         done += s.len;
       }
       get_ids_.fetch_add(1, std::memory_order_relaxed);

@@ -3,16 +3,20 @@
 // BlockDevice is virtio-blk (device type 2) over a DiskImage, the device-type half of a
 // virtio_pci::VirtioPciFunction. It offers SEG_MAX, BLK_SIZE, FLUSH, DISCARD, WRITE_ZEROES, MQ
 // with more than one queue, and RO for a read-only image; its configuration space carries the
-// capacity and those limits. Each queue the driver enables is served by a worker thread of its
-// own, woken by the queue's notifier (an eventfd: the transport's QueueNotify writes it, or KVM
-// does through an ioeventfd), so no vCPU ever waits on the host's storage. A worker pops each
+// capacity and those limits. Each queue is served by a worker thread of its own, woken by the
+// queue's notifier (an eventfd: the transport's QueueNotify writes it, or KVM does through an
+// ioeventfd), so no vCPU ever waits on the host's storage. The workers are started by Create and
+// live as long as the device, idle until the driver activates their queue: a thread inherits its
+// creator's confinement (seccomp filters stack), so they come from the thread that made the
+// device, never from the vCPU whose write activated it. A worker pops each
 // chain, parses it (ParseRequest), does the I/O through a bounded bounce buffer between the
 // guest's DMA space and the image, writes the status byte and returns the chain; then interrupts
 // the guest if it asked. A ring the guest broke makes the device ask for a reset.
 //
 //   ASSIGN_OR_RETURN(DiskImage disk, DiskImage::Open(path, {.read_only = ro}));
-//   ASSIGN_OR_RETURN(auto blk, BlockDevice::Create(std::move(disk), machine.DmaFor(rid),
-//                                                  {.id = "disk0", .queues = 2}));
+//   ASSIGN_OR_RETURN(auto blk, BlockDevice::Create(std::move(disk), guest_physical_dma,
+//                                                  {.id = "disk0", .queues = 2},
+//                                                  machine.DmaFor(rid)));
 //   ASSIGN_OR_RETURN(auto fn, virtio_pci::VirtioPciFunction::Create(blk, send_msi));
 //
 // Flush is fdatasync on the image: a FLUSH the guest saw complete survives the host process
@@ -27,6 +31,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -71,10 +76,15 @@ class BlockDevice : public virtio_pci::VirtioDevice {
     uint64_t refused = 0;  // Requests answered with IOERR or UNSUPP, or not answerable.
   };
 
-  // INVALID_ARGUMENT for options out of range or a null DMA space.
-  static absl::StatusOr<std::shared_ptr<BlockDevice>> Create(DiskImage disk,
-                                                             std::unique_ptr<DmaSpace> dma,
-                                                             BlockOptions options);
+  // `dma` reaches guest-physical memory. With `platform_dma` (the device's space behind a
+  // guest-visible IOMMU) the device offers ACCESS_PLATFORM, and uses that space when the driver
+  // accepts it (its buffers are then IOVAs it mapped); a driver that declines it gives
+  // guest-physical addresses, as the virtio spec has it. INVALID_ARGUMENT for options out of
+  // range or a null `dma`; an error starting the workers.
+  static absl::StatusOr<std::shared_ptr<BlockDevice>> Create(
+      DiskImage disk, std::unique_ptr<DmaSpace> dma, BlockOptions options,
+      std::unique_ptr<DmaSpace> platform_dma = nullptr);
+  // Stops and joins the workers.
   ~BlockDevice() override;
 
   uint16_t device_type() const override { return 2; }
@@ -96,23 +106,37 @@ class BlockDevice : public virtio_pci::VirtioDevice {
   Stats stats() const;
 
  private:
-  BlockDevice(DiskImage disk, std::unique_ptr<DmaSpace> dma, BlockOptions options,
-              std::vector<EventFd> notifiers, EventFd stop);
-  void Serve(uint16_t index, virtio::SplitQueue queue);
+  BlockDevice(DiskImage disk, std::unique_ptr<DmaSpace> dma, std::unique_ptr<DmaSpace> platform,
+              BlockOptions options, std::vector<EventFd> notifiers, EventFd stop);
+  // Worker `index`: waits for its queue to be activated, serves it until Reset, and again.
+  void Work(uint16_t index);
+  void Serve(uint16_t index, virtio::SplitQueue queue, const DmaSpace& dma,
+             std::vector<uint8_t>& bounce);
   // Executes one parsed request; returns the status and the bytes written to the guest.
-  std::pair<uint8_t, uint32_t> Execute(const Request& r, std::vector<uint8_t>& bounce);
+  std::pair<uint8_t, uint32_t> Execute(const Request& r, const DmaSpace& dma,
+                                       std::vector<uint8_t>& bounce);
 
   const DiskImage disk_;
   const std::unique_ptr<DmaSpace> dma_;
+  const std::unique_ptr<DmaSpace> platform_dma_;  // Null without a guest IOMMU.
   const BlockOptions options_;
   std::vector<uint8_t> config_;  // The configuration space, built once.
   std::vector<EventFd> notifiers_;
-  EventFd stop_;
+  EventFd stop_;  // Readable from Reset until every serving worker has seen it.
 
-  Mutex mu_;  // Activate/Reset against each other.
-  std::vector<std::thread> workers_ ABSL_GUARDED_BY(mu_);
-  virtio_pci::Interrupt interrupt_;    // Set before the workers start; read by them.
-  std::function<void()> needs_reset_;  // Likewise.
+  // Activate, Reset and the workers' hand-over. A worker takes its queue from pending_ under mu_,
+  // which orders everything Activate wrote (interrupt_, needs_reset_, active_dma_) before the
+  // worker's reads; Reset clears them only once serving_ is back to zero.
+  Mutex mu_;
+  CondVar cv_;
+  bool active_ ABSL_GUARDED_BY(mu_) = false;
+  bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<std::optional<virtio::SplitQueue>> pending_ ABSL_GUARDED_BY(mu_);
+  int serving_ ABSL_GUARDED_BY(mu_) = 0;  // Queues handed out since Activate, not yet stopped.
+  std::vector<std::thread> workers_;      // Started by Create, joined by the destructor.
+  virtio_pci::Interrupt interrupt_;       // See mu_.
+  std::function<void()> needs_reset_;     // Likewise.
+  const DmaSpace* active_dma_ = nullptr;  // Likewise: dma_ or platform_dma_.
 
   std::atomic<uint64_t> reads_{0}, writes_{0}, flushes_{0}, discards_{0}, write_zeroes_{0},
       get_ids_{0}, bytes_read_{0}, bytes_written_{0}, refused_{0};

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdlib>
@@ -13,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "base/process_counts.h"
 #include "base/status_matchers.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -56,20 +58,22 @@ class BlockDeviceTest : public ::testing::Test {
   }
 
   // The device on a fresh image, activated with one queue of 16 the harness drives.
-  void Start(DiskOptions disk_options = {}, BlockOptions options = {.id = "disk0"}) {
+  void Start(DiskOptions disk_options = {}, BlockOptions options = {.id = "disk0"},
+             std::unique_ptr<DmaSpace> platform = nullptr,
+             std::optional<uint64_t> features = std::nullopt) {
     image_ = MakeImage("disk.img");
     ASSERT_OK_AND_ASSIGN(DiskImage disk, DiskImage::Open(image_, disk_options));
     ASSERT_OK_AND_ASSIGN(
         device_, BlockDevice::Create(std::move(disk), std::make_unique<IdentityDmaSpace>(*memory_),
-                                     options));
+                                     options, std::move(platform)));
     driver_.emplace(*memory_, GuestAddress(kRings), 16);
-    Activate();
+    Activate(features);
   }
-  void Activate() {
+  void Activate(std::optional<uint64_t> features = std::nullopt) {
     ASSERT_OK_AND_ASSIGN(virtio::SplitQueue q, virtio::SplitQueue::Create(driver_->config()));
     std::vector<std::optional<virtio::SplitQueue>> queues(device_->num_queues());
     queues[0] = q;
-    ASSERT_OK(device_->Activate({.features = device_->device_features(),
+    ASSERT_OK(device_->Activate({.features = features.value_or(device_->device_features()),
                                  .queues = std::move(queues),
                                  .interrupt =
                                      [this](uint16_t queue) {
@@ -146,6 +150,68 @@ TEST_F(BlockDeviceTest, ConfigurationAndFeatures) {
   const uint64_t f = device_->device_features();
   EXPECT_EQ(f & (kFeatureFlush | kFeatureDiscard | kFeatureWriteZeroes | kFeatureRo | kFeatureMq),
             kFeatureFlush | kFeatureDiscard | kFeatureWriteZeroes);
+}
+
+// Guest-physical memory, counting the accesses made through it.
+class CountingDmaSpace : public DmaSpace {
+ public:
+  CountingDmaSpace(const GuestMemory& memory, std::atomic<int>& accesses)
+      : identity_(memory), accesses_(accesses) {}
+  absl::Status Read(Iova iova, absl::Span<uint8_t> dst) const override {
+    ++accesses_;
+    return identity_.Read(iova, dst);
+  }
+  absl::Status Write(Iova iova, absl::Span<const uint8_t> src) const override {
+    ++accesses_;
+    return identity_.Write(iova, src);
+  }
+
+ private:
+  IdentityDmaSpace identity_;
+  std::atomic<int>& accesses_;
+};
+
+TEST_F(BlockDeviceTest, ThePlatformSpaceServesOnlyADriverThatAcceptedAccessPlatform) {
+  std::atomic<int> accesses{0};
+  Start({}, {.id = "disk0"}, std::make_unique<CountingDmaSpace>(*memory_, accesses),
+        kFeatureFlush | virtio::kFeatureVersion1);
+  EXPECT_NE(device_->device_features() & virtio::kFeatureAccessPlatform, 0u);
+  Header(kTypeFlush, 0);
+  EXPECT_THAT(Submit({{GuestAddress(kHeader), 16, false}, {GuestAddress(kStatus), 1, true}}),
+              ::testing::Pair(1u, kStatusOk));
+  EXPECT_EQ(accesses.load(), 0);  // Declined: guest-physical.
+
+  device_->Reset();
+  driver_.emplace(*memory_, GuestAddress(kRings + 0x10000), 16);
+  ASSERT_OK(memory_->Write(GuestAddress(kRings + 0x10000),
+                           std::vector<uint8_t>(DriverQueue::Footprint(16), 0)));
+  Activate(kFeatureFlush | virtio::kFeatureVersion1 | virtio::kFeatureAccessPlatform);
+  Header(kTypeFlush, 0);
+  EXPECT_THAT(Submit({{GuestAddress(kHeader), 16, false}, {GuestAddress(kStatus), 1, true}}),
+              ::testing::Pair(1u, kStatusOk));
+  EXPECT_GT(accesses.load(), 0);  // Accepted: the rings and buffers through the platform space.
+}
+
+TEST_F(BlockDeviceTest, WithoutAPlatformSpaceAccessPlatformIsNotOffered) {
+  Start();
+  EXPECT_EQ(device_->device_features() & virtio::kFeatureAccessPlatform, 0u);
+}
+
+TEST_F(BlockDeviceTest, WorkersLiveFromCreateAndThreadsDoNotGrowAcrossResets) {
+  Start({}, {.id = "disk0", .queues = 4});
+  const size_t threads = ThreadCount();
+  for (int i = 0; i < 5; ++i) {
+    device_->Reset();
+    driver_.emplace(*memory_, GuestAddress(kRings + 0x10000 * static_cast<uint64_t>(i % 2 + 1)),
+                    16);
+    ASSERT_OK(memory_->Write(GuestAddress(kRings + 0x10000 * static_cast<uint64_t>(i % 2 + 1)),
+                             std::vector<uint8_t>(DriverQueue::Footprint(16), 0)));
+    Activate();
+    Header(kTypeFlush, 0);
+    EXPECT_THAT(Submit({{GuestAddress(kHeader), 16, false}, {GuestAddress(kStatus), 1, true}}),
+                ::testing::Pair(1u, kStatusOk));
+  }
+  EXPECT_EQ(ThreadCount(), threads);
 }
 
 TEST_F(BlockDeviceTest, WritesReachTheImageAndReadsComeBack) {

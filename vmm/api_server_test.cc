@@ -88,6 +88,29 @@ TEST_F(ApiServerTest, GetPauseResumeWithTheSpecifiedCodes) {
   EXPECT_EQ(devices.devices(0).id(), "com1");
 }
 
+TEST_F(ApiServerTest, ADiskIsAddedAndReportsItsImageAndCounters) {
+  grpc::ClientContext c;
+  pb::AddDeviceRequest r;
+  r.set_id("vol0");
+  r.mutable_virtio_blk()->set_path("/var/vm/vol0.img");
+  r.mutable_virtio_blk()->set_read_only(true);
+  r.mutable_virtio_blk()->set_queues(4);
+  pb::Device d;
+  ASSERT_TRUE(stub_->AddDevice(&c, r, &d).ok());
+  EXPECT_EQ(d.kind(), pb::DEVICE_KIND_VIRTIO_BLK);
+  EXPECT_EQ(d.host_bdf(), "");
+  EXPECT_EQ(d.disk().path(), "/var/vm/vol0.img");
+  EXPECT_TRUE(d.disk().read_only());
+  EXPECT_EQ(d.disk().queues(), 4u);
+  EXPECT_EQ(d.disk().capacity_bytes(), 1u << 20);
+  grpc::ClientContext c2;
+  pb::GetDeviceRequest g;
+  g.set_id("vol0");
+  pb::Device got;
+  ASSERT_TRUE(stub_->GetDevice(&c2, g, &got).ok());
+  EXPECT_EQ(got.disk().path(), "/var/vm/vol0.img");
+}
+
 TEST_F(ApiServerTest, ADeviceBehindTheGuestIommuReportsWhatItDoes) {
   DeviceSummary d{"hp0",
                   DeviceSummary::Kind::kVfioPci,
@@ -102,7 +125,8 @@ TEST_F(ApiServerTest, ADeviceBehindTheGuestIommuReportsWhatItDoes) {
                                      .global_invalidations = 1,
                                      .context_invalidations = 4,
                                      .host_map_calls = 23,
-                                     .host_unmap_calls = 20}};
+                                     .host_unmap_calls = 20},
+                  std::nullopt};
   ASSERT_TRUE(loop_.RunOnLoop([&] { vm_.hotplugged["hp0"] = d; }).ok());  // The VM's thread.
   grpc::ClientContext c;
   pb::GetDeviceRequest req;
@@ -150,6 +174,18 @@ TEST_F(ApiServerTest, BadRequestMatrix) {
     r.set_id(id);
     r.set_host(host);
     r.set_slot(slot);
+    pb::Device out;
+    return stub_->AddDevice(&c, r, &out);
+  };
+  // A disk, or (with no path) a request naming no device at all.
+  auto add_disk = [&](const std::string& id, std::optional<std::string> path, uint32_t queues) {
+    grpc::ClientContext c;
+    pb::AddDeviceRequest r;
+    r.set_id(id);
+    if (path) {
+      r.mutable_virtio_blk()->set_path(*path);
+      r.mutable_virtio_blk()->set_queues(queues);
+    }
     pb::Device out;
     return stub_->AddDevice(&c, r, &out);
   };
@@ -219,6 +255,18 @@ TEST_F(ApiServerTest, BadRequestMatrix) {
       {"AddDevice: a request over the size limit",
        [&] { return add(std::string(ApiServer::kMaxRequestBytes + 1, 'x'), "0000:00:03.0", 0); },
        Code::RESOURCE_EXHAUSTED},
+      {"AddDevice: no device", [&] { return add_disk("vol0", std::nullopt, 0); },
+       Code::INVALID_ARGUMENT},
+      {"AddDevice: a relative image path", [&] { return add_disk("vol0", "vol0.img", 0); },
+       Code::INVALID_ARGUMENT},
+      {"AddDevice: an empty image path", [&] { return add_disk("vol0", "", 0); },
+       Code::INVALID_ARGUMENT},
+      {"AddDevice: an oversized image path", [&] { return add_disk("vol0", "/" + huge, 0); },
+       Code::INVALID_ARGUMENT},
+      {"AddDevice: 17 queues", [&] { return add_disk("vol0", "/vol0.img", 17); },
+       Code::INVALID_ARGUMENT},
+      {"AddDevice: a disk with a bad id", [&] { return add_disk("a b", "/vol0.img", 1); },
+       Code::INVALID_ARGUMENT},
       {"RemoveDevice: empty id", [&] { return remove("", std::nullopt); }, Code::INVALID_ARGUMENT},
       {"RemoveDevice: bad id", [&] { return remove("no such!", std::nullopt); },
        Code::INVALID_ARGUMENT},

@@ -50,6 +50,9 @@ void ToProto(const DeviceSummary& d, pb::Device* out) {
     case DeviceSummary::Kind::kVfioPci:
       out->set_kind(pb::DEVICE_KIND_VFIO_PCI);
       break;
+    case DeviceSummary::Kind::kVirtioBlk:
+      out->set_kind(pb::DEVICE_KIND_VIRTIO_BLK);
+      break;
   }
   out->set_guest_bdf(d.guest_bdf);
   out->set_host_bdf(d.host_bdf);
@@ -65,6 +68,21 @@ void ToProto(const DeviceSummary& d, pb::Device* out) {
     i->set_context_invalidations(d.iommu->context_invalidations);
     i->set_host_map_calls(d.iommu->host_map_calls);
     i->set_host_unmap_calls(d.iommu->host_unmap_calls);
+  }
+  if (d.disk) {
+    pb::DeviceDisk* k = out->mutable_disk();
+    k->set_path(d.disk->path);
+    k->set_read_only(d.disk->read_only);
+    k->set_capacity_bytes(d.disk->capacity_bytes);
+    k->set_queues(d.disk->queues);
+    k->set_reads(d.disk->reads);
+    k->set_writes(d.disk->writes);
+    k->set_flushes(d.disk->flushes);
+    k->set_discards(d.disk->discards);
+    k->set_write_zeroes(d.disk->write_zeroes);
+    k->set_bytes_read(d.disk->bytes_read);
+    k->set_bytes_written(d.disk->bytes_written);
+    k->set_refused(d.disk->refused);
   }
 }
 
@@ -188,7 +206,20 @@ grpc::Status VmServiceImpl::ListDevices(grpc::ServerContext*, const pb::ListDevi
 
 grpc::Status VmServiceImpl::AddDevice(grpc::ServerContext*, const pb::AddDeviceRequest* req,
                                       pb::Device* out) {
-  absl::StatusOr<DeviceSummary> d = c_.AddDevice(req->id(), req->host(), req->slot());
+  absl::StatusOr<DeviceSummary> d =
+      absl::InvalidArgumentError("AddDevice: the device is required (host, or virtio_blk)");
+  switch (req->device_case()) {
+    case pb::AddDeviceRequest::kHost:
+      d = c_.AddDevice(req->id(), req->host(), req->slot());
+      break;
+    case pb::AddDeviceRequest::kVirtioBlk: {
+      const pb::AddDeviceRequest::VirtioBlk& b = req->virtio_blk();
+      d = c_.AddDisk(req->id(), b.path(), b.read_only(), b.queues(), req->slot());
+      break;
+    }
+    case pb::AddDeviceRequest::DEVICE_NOT_SET:
+      break;
+  }
   if (d.ok()) ToProto(*d, out);
   return ToGrpcStatus(d.status());
 }

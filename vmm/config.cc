@@ -116,6 +116,42 @@ absl::StatusOr<PassthroughConfig> ParseDevice(const std::string& text, size_t in
   return d;
 }
 
+absl::StatusOr<DiskConfig> ParseDisk(const std::string& text, size_t index) {
+  const std::string what = absl::StrCat("--disk=", EchoForError(text));
+  DiskConfig d{.id = absl::StrCat("disk", index)};
+  for (absl::string_view part : absl::StrSplit(text, ',')) {
+    std::pair<std::string, std::string> kv = absl::StrSplit(part, absl::MaxSplits('=', 1));
+    if (kv.first == "path") {
+      if (absl::Status s = CheckReadableFile("disk path", kv.second); !s.ok()) {
+        return absl::InvalidArgumentError(absl::StrCat(what, ": ", s.message()));
+      }
+      d.path = kv.second;
+    } else if (kv.first == "readonly") {
+      if (kv.second != "on" && kv.second != "off") {
+        return absl::InvalidArgumentError(absl::StrCat(what, ": readonly must be on or off"));
+      }
+      d.read_only = kv.second == "on";
+    } else if (kv.first == "id") {
+      if (absl::Status s = CheckDeviceId(kv.second); !s.ok()) {
+        return absl::InvalidArgumentError(absl::StrCat(what, ": ", s.message()));
+      }
+      d.id = kv.second;
+    } else if (kv.first == "queues") {
+      absl::StatusOr<uint64_t> q = ParseRange("disk queues", kv.second, 1, kMaxDiskQueues);
+      if (!q.ok())
+        return absl::InvalidArgumentError(absl::StrCat(what, ": ", q.status().message()));
+      d.queues = static_cast<uint16_t>(*q);
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat(what, ": unknown option '",
+                                                     EchoForError(kv.first),
+                                                     "' (supported: path, readonly, id, queues)"));
+    }
+  }
+  if (d.path.empty())
+    return absl::InvalidArgumentError(absl::StrCat(what, ": path=FILE is required"));
+  return d;
+}
+
 absl::StatusOr<VmmConfig> ValidateConfig(const RawConfig& raw) {
   VmmConfig c;
   if (raw.kernel.empty()) return absl::InvalidArgumentError("--kernel is required");
@@ -197,6 +233,32 @@ absl::StatusOr<VmmConfig> ValidateConfig(const RawConfig& raw) {
       }
     }
     c.devices.push_back(*std::move(d));
+  }
+  if (raw.disks.size() > kMaxDisks) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--disk: at most ", kMaxDisks, " disks, got ", raw.disks.size()));
+  }
+  for (size_t i = 0; i < raw.disks.size(); ++i) {
+    absl::StatusOr<DiskConfig> d = ParseDisk(raw.disks[i], i);
+    if (!d.ok()) return d.status();
+    const bool taken = std::any_of(c.devices.begin(), c.devices.end(),
+                                   [&](const PassthroughConfig& p) { return p.id == d->id; }) ||
+                       std::any_of(c.disks.begin(), c.disks.end(), [&](const DiskConfig& o) {
+                         return o.id == d->id || o.path == d->path;
+                       });
+    if (taken) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--disk=", EchoForError(raw.disks[i]), ": its id or path is already used"));
+    }
+    c.disks.push_back(*std::move(d));
+  }
+  for (const std::string& dir : raw.disk_dirs) {
+    struct stat st;
+    if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--disk-dir=", EchoForError(dir), ": not a directory"));
+    }
+    c.disk_dirs.push_back(dir);
   }
   return c;
 }

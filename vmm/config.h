@@ -38,13 +38,23 @@ struct RawConfig {
   std::string api_socket;
   std::string seccomp = "on";
   std::string landlock = "on";
-  std::vector<std::string> devices;  // Each --device value.
+  std::vector<std::string> devices;    // Each --device value.
+  std::vector<std::string> disks;      // Each --disk value.
+  std::vector<std::string> disk_dirs;  // Each --disk-dir value.
 };
 
 // A host PCI function bound to vfio-pci, passed through to the guest.
 struct PassthroughConfig {
   std::string id;        // The device's name on the control plane: "hostdev0" unless given.
   std::string host_bdf;  // Normalized: "0000:00:03.0".
+};
+
+// A raw disk image given to the guest as virtio-blk.
+struct DiskConfig {
+  std::string id;  // "disk0" unless given; also the guest's serial (GET_ID).
+  std::string path;
+  bool read_only = false;
+  uint16_t queues = 1;
 };
 
 struct VmmConfig {
@@ -66,6 +76,9 @@ struct VmmConfig {
   sandbox::SeccompMode seccomp;
   bool landlock;
   std::vector<PassthroughConfig> devices;
+  std::vector<DiskConfig> disks;
+  // Directories a hot-added disk's image may come from (Landlock allows nothing else).
+  std::vector<std::string> disk_dirs;
 };
 
 inline constexpr uint64_t kMinMemoryMib = 64;
@@ -73,10 +86,14 @@ inline constexpr uint64_t kMaxMemoryMib = 1 << 20;  // 1 TiB.
 inline constexpr uint32_t kMaxCpus = 254;           // APIC IDs 0..253; the IOAPIC takes the next.
 
 inline constexpr size_t kMaxPassthroughDevices = 16;
+inline constexpr size_t kMaxDisks = 16;
+inline constexpr uint16_t kMaxDiskQueues = 16;
 
 absl::StatusOr<VmmConfig> ValidateConfig(const RawConfig& raw);
 // One --device value: "vfio-pci,host=[DDDD:]BB:DD.F[,id=NAME]". `index` names it by default.
 absl::StatusOr<PassthroughConfig> ParseDevice(const std::string& text, size_t index);
+// One --disk value: "path=FILE[,readonly=on|off][,id=NAME][,queues=N]". `index` names it.
+absl::StatusOr<DiskConfig> ParseDisk(const std::string& text, size_t index);
 // A device id (--device id=, AddDevice): 1-63 letters, digits, '-' or '_'. Else the rule, as an
 // error message tail.
 absl::Status CheckDeviceId(const std::string& id);

@@ -111,6 +111,57 @@ TEST_F(ConfigTest, PassthroughDevicesAreParsedAndNamed) {
   EXPECT_EQ(c.devices[1].host_bdf, "0000:0a:1f.7");
 }
 
+TEST_F(ConfigTest, DisksAreParsedNamedAndCheckedOnce) {
+  RawConfig r = Valid();
+  // The kernel file stands in for an image: any readable regular file.
+  r.disks = {"path=" + kernel_, "id=data,path=" + kernel_ + ",readonly=on,queues=4"};
+  EXPECT_THAT(ValidateConfig(r).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("already used")));
+  const std::string other = kernel_ + ".2";
+  std::ofstream(other) << "x";
+  r.disks[1] = "id=data,path=" + other + ",readonly=on,queues=4";
+  r.disk_dirs = {std::getenv("TEST_TMPDIR")};
+  ASSERT_OK_AND_ASSIGN(VmmConfig c, ValidateConfig(r));
+  ASSERT_EQ(c.disks.size(), 2u);
+  EXPECT_EQ(c.disks[0].id, "disk0");
+  EXPECT_EQ(c.disks[0].path, kernel_);
+  EXPECT_FALSE(c.disks[0].read_only);
+  EXPECT_EQ(c.disks[0].queues, 1);
+  EXPECT_EQ(c.disks[1].id, "data");
+  EXPECT_TRUE(c.disks[1].read_only);
+  EXPECT_EQ(c.disks[1].queues, 4);
+  EXPECT_EQ(c.disk_dirs.size(), 1u);
+
+  const std::pair<std::string, const char*> bad[] = {
+      {"readonly=on", "path=FILE is required"},
+      {"path=/nonexistent.img", "No such file"},
+      {"path=" + kernel_ + ",readonly=yes", "readonly must be on or off"},
+      {"path=" + kernel_ + ",queues=0", "from 1 to 16"},
+      {"path=" + kernel_ + ",queues=17", "from 1 to 16"},
+      {"path=" + kernel_ + ",id=a b", "id must be"},
+      {"path=" + kernel_ + ",cache=none", "unknown option 'cache'"},
+  };
+  for (const auto& [text, message] : bad) {
+    RawConfig b = Valid();
+    b.disks = {text};
+    EXPECT_THAT(ValidateConfig(b).status(),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(message)))
+        << text;
+  }
+  RawConfig clash = Valid();
+  clash.devices = {"vfio-pci,host=00:03.0,id=x"};
+  clash.disks = {"id=x,path=" + kernel_};
+  EXPECT_THAT(ValidateConfig(clash).status(), StatusIs(absl::StatusCode::kInvalidArgument));
+  RawConfig dir = Valid();
+  dir.disk_dirs = {kernel_};
+  EXPECT_THAT(ValidateConfig(dir).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not a directory")));
+  RawConfig many = Valid();
+  for (int i = 0; i <= 16; ++i) many.disks.push_back("path=" + kernel_);
+  EXPECT_THAT(ValidateConfig(many).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("at most 16")));
+}
+
 TEST_F(ConfigTest, EmptyKernelFileIsRejected) {
   std::ofstream(kernel_, std::ios::trunc).close();
   EXPECT_THAT(ValidateConfig(Valid()),

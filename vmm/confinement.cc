@@ -38,6 +38,16 @@ void AllowThreadCreation(SeccompPolicy& p) {
   p.Allow({SYS_sched_getparam, SYS_sched_getscheduler});
 }
 
+// For threads that start threads which confine themselves (ConfineThread), on top of the
+// starter's own filter: no_new_privs, the ambient set, Landlock and seccomp can only take away.
+// The starter has no capabilities left, so capset is never reached.
+void AllowStartingConfinedThreads(SeccompPolicy& p) {
+  p.Allow({SYS_capget, SYS_landlock_restrict_self, SYS_seccomp});
+  p.AllowIf(SYS_prctl, 0, ~0ull, PR_SET_NO_NEW_PRIVS)
+      .AllowIf(SYS_prctl, 0, ~0ull, PR_CAP_AMBIENT)
+      .AllowIf(SYS_prctl, 0, ~0ull, PR_SET_SECCOMP);
+}
+
 // For threads that open no files: glibc's malloc opens /proc/sys/vm/overcommit_memory once, on
 // the first shrink of a thread's arena, wherever that happens, and copes with a refusal.
 void RefuseOpening(SeccompPolicy& p) { p.Refuse(SYS_openat, EACCES).Refuse(SYS_open, EACCES); }
@@ -79,6 +89,10 @@ SeccompPolicy EventLoopPolicy() {
       SYS_dup,
       SYS_fsync,
       SYS_fdatasync,
+      // A hot-added disk: its image is locked; its workers start here and keep this filter
+      // under theirs.
+      SYS_flock,
+      SYS_fallocate,
       // Attaching a passed-through device: its group and device nodes, sysfs, config space,
       // BAR and DMA mappings; CountResources' /proc/self listings.
       SYS_openat,
@@ -104,6 +118,7 @@ SeccompPolicy EventLoopPolicy() {
       SYS_sysinfo,
   });
   AllowThreadCreation(p);
+  AllowStartingConfinedThreads(p);
   p.AllowIoctls(kvm::VmRuntimeIoctls());
   p.AllowIoctls(vfio::AllIoctls());
   // Restoring the terminal at exit (tcsetattr) and checking for one.
@@ -176,6 +191,14 @@ SeccompPolicy IoapicLinesPolicy() {
   return p;
 }
 
+SeccompPolicy VirtioBlkPolicy() {
+  SeccompPolicy p = sandbox::BasePolicy(std::string(kThreadVirtioBlk));
+  p.Allow({SYS_read, SYS_poll, SYS_ppoll, SYS_pread64, SYS_pwrite64, SYS_fdatasync, SYS_fallocate});
+  RefuseOpening(p);
+  p.AllowIoctls({KVM_SIGNAL_MSI});
+  return p;
+}
+
 // The process's confinement, set once by SetUpConfinement before any thread exists; read-only
 // afterwards (threads only read it, in the hook).
 struct Confinement {
@@ -209,6 +232,7 @@ absl::StatusOr<SeccompPolicy> SeccompPolicyFor(absl::string_view kind) {
   if (kind == kThreadEventLoop) return EventLoopPolicy();
   if (kind == kThreadApi) return ApiPolicy();
   if (kind == kThreadIoapicLines) return IoapicLinesPolicy();
+  if (kind == kThreadVirtioBlk) return VirtioBlkPolicy();
   return absl::NotFoundError(absl::StrCat("no seccomp policy for a '", kind, "' thread"));
 }
 
@@ -229,6 +253,10 @@ std::vector<std::pair<std::string, uint64_t>> LandlockRules(const VmmConfig& con
       {"/proc", kLandlockRead},
   };
   if (!config.initrd_path.empty()) rules.emplace_back(config.initrd_path, kLandlockRead);
+  for (const DiskConfig& d : config.disks) {
+    rules.emplace_back(d.path, d.read_only ? kLandlockRead : kLandlockReadWrite);
+  }
+  for (const std::string& dir : config.disk_dirs) rules.emplace_back(dir, kLandlockReadWrite);
   if (config.serial == SerialMode::kFile) {
     rules.emplace_back(config.serial_path, kLandlockReadWrite);
   }

@@ -12,6 +12,10 @@
 //   api           gRPC's threads and the API socket's accepting thread: sockets and futexes;
 //                 what they are asked to do runs on the event loop
 //   ioapic-lines  the split irqchip's line thread: eventfd reads and KVM_IRQ_LINE
+//   virtio-blk    a disk's queue workers: their notifier eventfds, the image's open fd (pread,
+//                 pwrite, fdatasync, fallocate) and KVM_SIGNAL_MSI; started by the thread that
+//                 creates the disk (main at start, the event loop for a hot-added one), whose
+//                 filter they keep under their own: the event loop's allows all of theirs
 //
 // Threads a confined thread starts (Alongside helpers, gRPC's pool) inherit its confinement.
 //
@@ -37,6 +41,7 @@ inline constexpr absl::string_view kThreadVcpu = "vcpu";
 inline constexpr absl::string_view kThreadEventLoop = "event-loop";
 inline constexpr absl::string_view kThreadApi = "api";
 inline constexpr absl::string_view kThreadIoapicLines = "ioapic-lines";
+inline constexpr absl::string_view kThreadVirtioBlk = "virtio-blk";
 
 // The seccomp allow-list of a thread kind above; NOT_FOUND for any other name.
 absl::StatusOr<sandbox::SeccompPolicy> SeccompPolicyFor(absl::string_view kind);
@@ -44,7 +49,8 @@ absl::StatusOr<sandbox::SeccompPolicy> SeccompPolicyFor(absl::string_view kind);
 // What a VM configured as `config` may reach on the file system after start, as Landlock rules
 // (path, access): its kernel and initrd (read), its console file, its API socket's directory
 // (to create the socket and remove a stale one), /dev/kvm, /dev/vfio and /dev/iommu, PCI sysfs
-// and IOMMU groups (read; devices can be hot-added), and /proc (read, for /proc/self's listings).
+// and IOMMU groups (read; devices can be hot-added), /proc (read, for /proc/self's listings), each
+// --disk image (read, or read and write), and each --disk-dir (a hot-added image's directory).
 std::vector<std::pair<std::string, uint64_t>> LandlockRules(const VmmConfig& config);
 
 // Prepares the confinement `config` asks for and registers the thread-start hook that applies it

@@ -36,7 +36,8 @@ VmmConfig Config() {
 }
 
 TEST(ConfinementTest, EachKindHasItsOwnList) {
-  for (absl::string_view kind : {kThreadVcpu, kThreadEventLoop, kThreadApi, kThreadIoapicLines}) {
+  for (absl::string_view kind :
+       {kThreadVcpu, kThreadEventLoop, kThreadApi, kThreadIoapicLines, kThreadVirtioBlk}) {
     ASSERT_OK_AND_ASSIGN(sandbox::SeccompPolicy p, SeccompPolicyFor(kind));
     EXPECT_EQ(p.name(), kind);
     EXPECT_TRUE(p.Mentions(SYS_futex)) << kind;
@@ -58,6 +59,18 @@ TEST(ConfinementTest, EachKindHasItsOwnList) {
   ASSERT_OK_AND_ASSIGN(sandbox::SeccompPolicy lines, SeccompPolicyFor(kThreadIoapicLines));
   EXPECT_TRUE(lines.AllowsIoctl(KVM_IRQ_LINE));
   EXPECT_FALSE(lines.Mentions(SYS_clone));
+  ASSERT_OK_AND_ASSIGN(sandbox::SeccompPolicy blk, SeccompPolicyFor(kThreadVirtioBlk));
+  EXPECT_TRUE(blk.Mentions(SYS_fdatasync)) << "a FLUSH";
+  EXPECT_TRUE(blk.Mentions(SYS_fallocate)) << "discard and write-zeroes";
+  EXPECT_TRUE(blk.AllowsIoctl(KVM_SIGNAL_MSI));
+  EXPECT_FALSE(blk.AllowsIoctl(KVM_RUN));
+  EXPECT_FALSE(blk.Mentions(SYS_clone));
+  EXPECT_FALSE(blk.Mentions(SYS_socket));
+  EXPECT_TRUE(sandbox::BuiltWithSanitizer() || !blk.Mentions(SYS_openat));
+  // The event loop starts a hot-added disk's workers, whose filter stacks on its own.
+  for (int nr : {SYS_pread64, SYS_pwrite64, SYS_fdatasync, SYS_fallocate, SYS_poll, SYS_flock}) {
+    EXPECT_TRUE(loop.Mentions(nr)) << nr;
+  }
   EXPECT_THAT(SeccompPolicyFor("gpu"), StatusIs(absl::StatusCode::kNotFound, HasSubstr("gpu")));
 }
 
@@ -69,6 +82,17 @@ TEST(ConfinementTest, LandlockRulesNameWhatTheVmWasGiven) {
   EXPECT_THAT(rules, ::testing::Contains(Pair("/dev/kvm", sandbox::kLandlockReadWrite)));
   EXPECT_THAT(rules, ::testing::Contains(Pair("/run/vmm", LANDLOCK_ACCESS_FS_MAKE_SOCK |
                                                               LANDLOCK_ACCESS_FS_REMOVE_FILE)));
+  EXPECT_THAT(rules, ::testing::Not(::testing::Contains(Pair("/var/vm/root.img", ::testing::_))));
+  VmmConfig with_disks = Config();
+  with_disks.disks = {{.id = "root", .path = "/var/vm/root.img"},
+                      {.id = "iso", .path = "/var/vm/iso.img", .read_only = true}};
+  with_disks.disk_dirs = {"/var/vm/volumes"};
+  const auto disk_rules = LandlockRules(with_disks);
+  EXPECT_THAT(disk_rules,
+              ::testing::Contains(Pair("/var/vm/root.img", sandbox::kLandlockReadWrite)));
+  EXPECT_THAT(disk_rules, ::testing::Contains(Pair("/var/vm/iso.img", sandbox::kLandlockRead)));
+  EXPECT_THAT(disk_rules,
+              ::testing::Contains(Pair("/var/vm/volumes", sandbox::kLandlockReadWrite)));
   for (const auto& [path, access] : rules) {
     EXPECT_NE(path, "/") << "never the whole file system";
     EXPECT_NE(path, "/tmp") << "not the directory of a file it was given";
@@ -111,7 +135,39 @@ TEST_P(ConfinedThreadTest, ASyscallOutsideTheListEndsVmm) {
 }
 
 INSTANTIATE_TEST_SUITE_P(EveryKind, ConfinedThreadTest,
-                         ::testing::Values("vcpu", "event-loop", "api", "ioapic-lines"));
+                         ::testing::Values("vcpu", "event-loop", "api", "ioapic-lines",
+                                           "virtio-blk"));
+
+// A hot-added disk's worker is started by the (confined) event loop: it confines itself on top
+// of the loop's filter, then does a disk's I/O; anything else still ends vmm.
+TEST(ConfinementDeathTest, ADiskWorkerStartedByTheEventLoopConfinesItselfAndDoesItsIo) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  const std::string path = std::string(std::getenv("TEST_TMPDIR")) + "/worker.img";
+  EXPECT_EXIT(
+      {
+        const int fd = ::open(path.c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0600);
+        if (fd < 0) std::_Exit(10);
+        SetUpInChild(sandbox::SeccompMode::kOn, /*landlock=*/false);
+        std::thread([fd] {
+          ThreadStarted("event-loop");
+          std::thread([fd] {
+            ThreadStarted("virtio-blk");
+            char block[512] = {1};
+            if (::pwrite(fd, block, sizeof(block), 0) != 512 ||
+                ::pread(fd, block, sizeof(block), 0) != 512 || ::fdatasync(fd) != 0 ||
+                ::fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, 512) != 0) {
+              std::_Exit(11);
+            }
+            (void)!::write(STDERR_FILENO, "worker did its I/O\n", 19);
+            (void)::socket(AF_INET, SOCK_STREAM, 0);
+            std::_Exit(12);
+          }).join();
+        }).join();
+        std::_Exit(13);
+      },
+      ::testing::ExitedWithCode(1),
+      "worker did its I/O\n.*seccomp: virtio-blk thread [0-9]+ made syscall 41");
+}
 
 TEST(ConfinementDeathTest, VcpuThreadsOpenNoFilesAndStartNoProcesses) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");

@@ -313,11 +313,41 @@ absl::StatusOr<DeviceSummary> VmController::AddDevice(const std::string& id,
                      ", or its path under /sys/bus/pci/devices/"));
   }
   spec.host_bdf = *normalized;
+  return Attach(spec, slot);
+}
+
+absl::StatusOr<DeviceSummary> VmController::AddDisk(const std::string& id, const std::string& path,
+                                                    bool read_only, uint32_t queues,
+                                                    uint32_t slot) {
+  if (absl::Status s = CheckDeviceId(id); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("AddDevice: ", s.message()));
+  }
+  if (path.empty() || path[0] != '/' || path.size() > 4095 ||
+      path.find('\0') != std::string::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("AddDevice: virtio_blk.path '", EchoForError(path),
+                     "' is not an absolute path of at most 4095 bytes"));
+  }
+  if (queues > kMaxDiskQueues) {
+    return absl::InvalidArgumentError(absl::StrCat("AddDevice: virtio_blk.queues ", queues,
+                                                   " is not 1-", kMaxDiskQueues, " (or 0 for 1)"));
+  }
+  return Attach({.id = id,
+                 .kind = "virtio-blk",
+                 .disk_path = path,
+                 .read_only = read_only,
+                 .queues = static_cast<uint16_t>(queues == 0 ? 1 : queues)},
+                slot);
+}
+
+absl::StatusOr<DeviceSummary> VmController::Attach(const AddDeviceSpec& requested, uint32_t slot) {
+  AddDeviceSpec spec = requested;
   if (slot > 31) {
     return absl::InvalidArgumentError(
         absl::StrCat("AddDevice: slot ", slot, " is not 1-31 (or 0 for any free slot)"));
   }
   if (slot != 0) spec.slot = static_cast<uint8_t>(slot);
+  const std::string& id = spec.id;
   absl::StatusOr<DeviceSummary> out = absl::InternalError("not run");
   RETURN_IF_ERROR(OnLoop("AddDevice", [&] {
     if (state() != VmState::kRunning) {
@@ -329,10 +359,14 @@ absl::StatusOr<DeviceSummary> VmController::AddDevice(const std::string& id,
     if (!out.ok()) {
       out = absl::Status(out.status().code(),
                          absl::StrCat("AddDevice ", id, ": ", out.status().message()));
+      const bool disk = spec.kind == "virtio-blk";
+      DeviceSummary failed{
+          .id = id,
+          .kind = disk ? DeviceSummary::Kind::kVirtioBlk : DeviceSummary::Kind::kVfioPci,
+          .host_bdf = spec.host_bdf};
+      if (disk) failed.disk = DiskSummary{.path = spec.disk_path, .read_only = spec.read_only};
       OnDeviceEvent(
-          {VmEvent::DeviceChanged::Type::kFailed,
-           DeviceSummary{id, DeviceSummary::Kind::kVfioPci, "", spec.host_bdf, "", std::nullopt},
-           std::string(out.status().message())});
+          {VmEvent::DeviceChanged::Type::kFailed, failed, std::string(out.status().message())});
       return;
     }
     OnDeviceEvent({VmEvent::DeviceChanged::Type::kAdded, *out, "AddDevice request"});

@@ -54,14 +54,26 @@ struct DeviceIommuSummary {
   uint64_t host_map_calls = 0, host_unmap_calls = 0;
 };
 
+// A virtio-blk disk: its image and what the guest did with it.
+struct DiskSummary {
+  std::string path;
+  bool read_only = false;
+  uint64_t capacity_bytes = 0;
+  uint32_t queues = 0;
+  uint64_t reads = 0, writes = 0, flushes = 0, discards = 0, write_zeroes = 0;
+  uint64_t bytes_read = 0, bytes_written = 0;
+  uint64_t refused = 0;  // Requests answered with an error status.
+};
+
 struct DeviceSummary {
-  enum class Kind { kPlatform, kPci, kVfioPci };
+  enum class Kind { kPlatform, kPci, kVfioPci, kVirtioBlk };
   std::string id;
   Kind kind = Kind::kPlatform;
   std::string guest_bdf;  // PCI only.
   std::string host_bdf;   // VFIO only.
   std::string description;
   std::optional<DeviceIommuSummary> iommu;
+  std::optional<DiskSummary> disk;
 };
 
 // What the VMM holds on the VM's behalf (see proto Resources).
@@ -76,6 +88,10 @@ struct AddDeviceSpec {
   std::string host_bdf;  // Normalized "DDDD:BB:DD.F".
   std::optional<uint8_t> slot;
   std::string kind = "vfio-pci";  // The device manager's kind of PCI function.
+  // virtio-blk: the image (a path vmm may open), read-only or not, and its queues (1-16).
+  std::string disk_path;
+  bool read_only = false;
+  uint16_t queues = 1;
 };
 
 // What GetVm returns.
@@ -191,6 +207,10 @@ class VmController {
   // guest.
   absl::StatusOr<DeviceSummary> AddDevice(const std::string& id, const std::string& host,
                                           uint32_t slot);
+  // A virtio-blk disk on the image at `path` (absolute; at most 4095 bytes; no NUL), with
+  // `queues` request queues (1-16; 0 means 1).
+  absl::StatusOr<DeviceSummary> AddDisk(const std::string& id, const std::string& path,
+                                        bool read_only, uint32_t queues, uint32_t slot);
   absl::StatusOr<DeviceSummary> RemoveDevice(const std::string& id,
                                              absl::Duration timeout = absl::ZeroDuration());
   // RESOURCE_EXHAUSTED beyond kMaxWatchers open streams; UNAVAILABLE once stopping.
@@ -215,6 +235,8 @@ class VmController {
   void SetState(VmState next, const std::string& reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Publish(VmEvent e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   VmStatus StatusLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // AddDevice and AddDisk once `spec` is valid: on the loop, RUNNING only, reported as an event.
+  absl::StatusOr<DeviceSummary> Attach(const AddDeviceSpec& spec, uint32_t slot);
 
   VmOperations& ops_;
   LoopExecutor& loop_;

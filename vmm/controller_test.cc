@@ -218,6 +218,47 @@ TEST_F(ControllerTest, AddDeviceValidatesItsArgumentsAndPublishesTheOutcome) {
                                  VmEvent::DeviceChanged::Type::kFailed));
 }
 
+TEST_F(ControllerTest, AddDiskValidatesItsArgumentsAndPublishesTheOutcome) {
+  EXPECT_THAT(c_.AddDisk("vol0", "/var/vm/vol0.img", false, 0, 0),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("not RUNNING")));
+  c_.OnStarted();
+  ASSERT_OK_AND_ASSIGN(auto events, c_.Watch());
+  EXPECT_THAT(c_.AddDisk("a b", "/var/vm/vol0.img", false, 0, 0),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("id must be")));
+  EXPECT_THAT(c_.AddDisk("vol0", "vol0.img", false, 0, 0),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not an absolute path")));
+  EXPECT_THAT(c_.AddDisk("vol0", "", false, 0, 0), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(c_.AddDisk("vol0", std::string("/a\0b", 4), false, 0, 0),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(c_.AddDisk("vol0", "/" + std::string(5000, 'a'), false, 0, 0),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("(5001 bytes)")));
+  EXPECT_THAT(c_.AddDisk("vol0", "/var/vm/vol0.img", false, 17, 0),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("queues 17")));
+  EXPECT_THAT(c_.AddDisk("vol0", "/var/vm/vol0.img", false, 1, 32),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("slot 32")));
+  ASSERT_OK_AND_ASSIGN(DeviceSummary d, c_.AddDisk("vol0", "/var/vm/vol0.img", true, 0, 4));
+  EXPECT_EQ(d.kind, DeviceSummary::Kind::kVirtioBlk);
+  EXPECT_EQ(d.guest_bdf, "0000:00:04.0");
+  ASSERT_TRUE(d.disk.has_value());
+  EXPECT_EQ(d.disk->path, "/var/vm/vol0.img");
+  EXPECT_TRUE(d.disk->read_only);
+  EXPECT_EQ(d.disk->queues, 1u) << "0 means one queue";
+  EXPECT_THAT(c_.AddDisk("vol1", "/var/vm/vol0.img", false, 2, 0),
+              StatusIs(absl::StatusCode::kAlreadyExists, HasSubstr("AddDevice vol1")));
+  std::vector<std::pair<VmEvent::DeviceChanged::Type, std::string>> seen;
+  while (auto e = events->Next(absl::ZeroDuration())) {
+    if (auto* dc = std::get_if<VmEvent::DeviceChanged>(&e->what)) {
+      ASSERT_TRUE(dc->device.disk.has_value()) << "a disk's events say which image";
+      EXPECT_EQ(dc->device.kind, DeviceSummary::Kind::kVirtioBlk);
+      seen.emplace_back(dc->type, dc->device.disk->path);
+    }
+  }
+  EXPECT_THAT(
+      seen,
+      ElementsAre(::testing::Pair(VmEvent::DeviceChanged::Type::kAdded, "/var/vm/vol0.img"),
+                  ::testing::Pair(VmEvent::DeviceChanged::Type::kFailed, "/var/vm/vol0.img")));
+}
+
 TEST_F(ControllerTest, RemoveDeviceReturnsOnceTheGuestReleasedIt) {
   c_.OnStarted();
   ASSERT_OK(c_.AddDevice("hp0", "01:00.0", 0).status());

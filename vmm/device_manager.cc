@@ -43,7 +43,9 @@ absl::StatusOr<DeviceSummary> DeviceManager::Add(const AddDeviceSpec& spec, bool
       return absl::AlreadyExistsError(absl::StrCat("id ", spec.id, " is in use"));
     if (!host.empty() && a.host == host) {
       return absl::AlreadyExistsError(
-          absl::StrCat("host device ", host, " is already passed through as ", a.id));
+          kind->second.summary_kind == DeviceSummary::Kind::kVfioPci
+              ? absl::StrCat("host device ", host, " is already passed through as ", a.id)
+              : absl::StrCat(host, " is already in use by ", a.id));
     }
   }
   if (IsPlatform(spec.id))
@@ -100,7 +102,7 @@ absl::StatusOr<DeviceSummary> DeviceManager::Add(const AddDeviceSpec& spec, bool
   attached_.push_back({spec.id, spec.kind, host, *slot, function, std::move(made->release),
                        std::move(placed), std::nullopt});
   timer.Step("plug");
-  LogInfo("vmm: attached ", spec.id, host.empty() ? "" : absl::StrCat(" (host ", host, ")"), " in ",
+  LogInfo("vmm: attached ", spec.id, host.empty() ? "" : absl::StrCat(" (", host, ")"), " in ",
           timer.Summary());
   // Only now does the guest hear of it, and from the loop's next turn: the request that added it
   // has then been answered. The guest reacts at once (a vCPU wakes to rescan the slot), and on a
@@ -140,8 +142,8 @@ void DeviceManager::DetachLocked(size_t index) {
         function.reset();
       },
       timer);
-  LogInfo("vmm: detached ", a.id, a.host.empty() ? "" : absl::StrCat(" (host ", a.host, ")"),
-          " in ", timer.Summary());
+  LogInfo("vmm: detached ", a.id, a.host.empty() ? "" : absl::StrCat(" (", a.host, ")"), " in ",
+          timer.Summary());
 }
 
 void DeviceManager::RemoveAll() {
@@ -151,14 +153,18 @@ void DeviceManager::RemoveAll() {
 
 DeviceSummary DeviceManager::SummaryLocked(const Attached& a) const {
   auto kind = kinds_.find(a.kind);
-  DeviceSummary s{a.id,
-                  kind != kinds_.end() ? kind->second.summary_kind : DeviceSummary::Kind::kPci,
-                  absl::StrFormat("0000:00:%02x.0", a.slot),
-                  a.host,
+  const DeviceSummary::Kind summary_kind =
+      kind != kinds_.end() ? kind->second.summary_kind : DeviceSummary::Kind::kPci;
+  DeviceSummary s{a.id, summary_kind, absl::StrFormat("0000:00:%02x.0", a.slot),
+                  // Only a passed-through function's exclusive resource is a host PCI address.
+                  summary_kind == DeviceSummary::Kind::kVfioPci ? a.host : "",
                   absl::StrCat(a.function->Describe(), a.removing ? ", being removed" : ""),
-                  std::nullopt};
+                  std::nullopt, std::nullopt};
   if (kind != kinds_.end() && kind->second.iommu_summary) {
     s.iommu = kind->second.iommu_summary(static_cast<uint16_t>(a.slot << 3));
+  }
+  if (kind != kinds_.end() && kind->second.summarize) {
+    kind->second.summarize(static_cast<uint16_t>(a.slot << 3), s);
   }
   return s;
 }

@@ -2,7 +2,7 @@
 // -----------------------------------------------------------------------------
 // DeviceManager attaches and detaches the VM's PCI functions, at start (--device) and at run time
 // (AddDevice, RemoveDevice, a guest's eject), whatever they are: each kind of function
-// ("vfio-pci"; emulated devices to come) is registered once with a factory, and the manager does
+// ("vfio-pci", "virtio-blk") is registered once with a factory, and the manager does
 // the rest the same way for all: the slot, the BARs (placed as firmware would, from the machine's
 // windows), the root bus, hotplug and listing. An attach is all or nothing: each step pushes its
 // undo onto a list that runs in reverse if a later step fails, so a failure leaves no fd,
@@ -66,7 +66,8 @@ struct NewPciFunction {
 // A kind of PCI function the device manager can add.
 struct PciFunctionKind {
   DeviceSummary::Kind summary_kind = DeviceSummary::Kind::kPci;
-  // A host resource only one function may hold (shown as the function's host), or "" for none.
+  // A host resource only one function may hold (a vfio-pci function's is shown as its host
+  // address), or "" for none.
   std::function<std::string(const AddDeviceSpec&)> exclusive;
   // Makes the function for `spec` in `slot`: all or nothing. Its error names the step that failed.
   std::function<absl::StatusOr<NewPciFunction>(const AddDeviceSpec&, const PciSlot&, StepTimer&)>
@@ -76,6 +77,9 @@ struct PciFunctionKind {
   // What the guest-visible IOMMU does for the function with `requester_id`, for its summary.
   // Optional; nullopt for a function not behind one.
   std::function<std::optional<DeviceIommuSummary>(uint16_t requester_id)> iommu_summary;
+  // Adds what the kind knows of the function with `requester_id` to its summary (a disk's image
+  // and counters). Optional.
+  std::function<void(uint16_t requester_id, DeviceSummary&)> summarize;
 };
 
 struct DeviceManagerOptions {

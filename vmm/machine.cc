@@ -114,6 +114,16 @@ std::unique_ptr<DmaSpace> Machine::DmaFor(uint16_t requester_id) {
   return std::make_unique<iommu::vtd::VtdDmaSpace>(*iommu_, *memory_, requester_id);
 }
 
+void Machine::SignalMsi(const irq::MsiMessage& msg, uint16_t source_id) {
+  irq::MsiMessage delivered = msg;
+  if (iommu_ != nullptr) {
+    absl::StatusOr<irq::MsiMessage> t = iommu_->Translate(msg, source_id);
+    if (!t.ok()) return;
+    delivered = *t;
+  }
+  (void)vm_->SignalMsi(delivered.address, delivered.data);
+}
+
 Machine::~Machine() {
   if (slots_ != nullptr) (void)address_space_.UnregisterListener(slots_.get());
 }

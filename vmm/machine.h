@@ -91,6 +91,12 @@ class Machine {
   irq::Ioapic* ioapic() { return ioapic_.get(); }
   Mutex& lock() { return lock_; }
 
+  // Delivers one MSI the PCI function with `source_id` wrote, as its platform would: through the
+  // VT-d unit's interrupt remapping when the guest turned that on (a message the unit rejects is
+  // dropped and lands in its fault log), then KVM_SIGNAL_MSI. For emulated devices, whose
+  // interrupts vmm raises itself; any thread, no lock held but the device's own.
+  void SignalMsi(const irq::MsiMessage& msg, uint16_t source_id);
+
   // Counts for the control plane's resource report, read under lock().
   size_t msi_route_count();
   size_t memory_listener_count();

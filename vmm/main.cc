@@ -15,6 +15,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "vmm/api_server.h"
 #include "vmm/config.h"
@@ -60,10 +61,11 @@ ABSL_FLAG(std::string, landlock, "on",
 
 namespace {
 
-// --device may be repeated, and its value has commas, so it is taken out of argv before Abseil
-// parses the rest (an Abseil flag would keep only the last occurrence).
-std::vector<std::string> TakeDeviceFlags(int& argc, char** argv) {
-  std::vector<std::string> devices;
+// --device, --disk and --disk-dir may be repeated, and their values have commas, so they are taken
+// out of argv before Abseil parses the rest (an Abseil flag would keep only the last occurrence).
+std::vector<std::string> TakeRepeatedFlag(int& argc, char** argv, absl::string_view name) {
+  const std::string two = absl::StrCat("--", name), one = absl::StrCat("-", name);
+  std::vector<std::string> values;
   int out = 1;
   for (int i = 1; i < argc; ++i) {
     const absl::string_view a = argv[i];
@@ -71,16 +73,16 @@ std::vector<std::string> TakeDeviceFlags(int& argc, char** argv) {
       while (i < argc) argv[out++] = argv[i++];
       break;
     }
-    if (a == "--device" || a == "-device") {
-      devices.push_back(i + 1 < argc ? argv[++i] : "");
-    } else if (absl::StartsWith(a, "--device=") || absl::StartsWith(a, "-device=")) {
-      devices.emplace_back(std::string(a.substr(a.find('=') + 1)));
+    if (a == two || a == one) {
+      values.push_back(i + 1 < argc ? argv[++i] : "");
+    } else if (absl::StartsWith(a, two + "=") || absl::StartsWith(a, one + "=")) {
+      values.emplace_back(std::string(a.substr(a.find('=') + 1)));
     } else {
       argv[out++] = argv[i];
     }
   }
   argc = out;
-  return devices;
+  return values;
 }
 
 }  // namespace
@@ -105,9 +107,14 @@ int main(int argc, char** argv) {
       "      [--api_socket=PATH] [--seccomp=on|log|off] [--landlock=on|off]\n"
       "      [--device vfio-pci,host=DDDD:BB:DD.F[,id=NAME]]...  (a host PCI function bound to\n"
       "       vfio-pci, passed through to the guest; repeatable)\n"
+      "      [--disk path=FILE[,readonly=on][,id=NAME][,queues=N]]...  (a raw image as a\n"
+      "       virtio-blk disk; repeatable)\n"
+      "      [--disk-dir DIR]...  (where images hot-added over the API may come from)\n"
       "Exit status: 0 guest reboot/poweroff or SIGINT/SIGTERM; 1 VMM or KVM failure;\n"
       "2 bad flag or input file; 3 guest triple fault.");
-  std::vector<std::string> devices = TakeDeviceFlags(argc, argv);
+  std::vector<std::string> devices = TakeRepeatedFlag(argc, argv, "device");
+  std::vector<std::string> disks = TakeRepeatedFlag(argc, argv, "disk");
+  std::vector<std::string> disk_dirs = TakeRepeatedFlag(argc, argv, "disk-dir");
   absl::ParseCommandLine(argc, argv);
   const vmmkit::vmm::RawConfig raw{.kernel = absl::GetFlag(FLAGS_kernel),
                                    .initrd = absl::GetFlag(FLAGS_initrd),
@@ -123,7 +130,9 @@ int main(int argc, char** argv) {
                                    .api_socket = absl::GetFlag(FLAGS_api_socket),
                                    .seccomp = absl::GetFlag(FLAGS_seccomp),
                                    .landlock = absl::GetFlag(FLAGS_landlock),
-                                   .devices = std::move(devices)};
+                                   .devices = std::move(devices),
+                                   .disks = std::move(disks),
+                                   .disk_dirs = std::move(disk_dirs)};
   absl::StatusOr<vmmkit::vmm::VmmConfig> config = vmmkit::vmm::ValidateConfig(raw);
   if (!config.ok()) {
     std::fprintf(stderr, "vmm: %s\n", std::string(config.status().message()).c_str());

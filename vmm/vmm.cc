@@ -27,6 +27,7 @@
 #include "vmm/exit_dispatch.h"
 #include "vmm/layout.h"
 #include "vmm/vfio_pci_kind.h"
+#include "vmm/virtio_blk_kind.h"
 
 namespace vmmkit::vmm {
 namespace {
@@ -300,11 +301,25 @@ absl::Status Vmm::SetUpDevices() {
               },
           .platform_ids = std::move(platform_ids)});
   device_manager_->RegisterKind("vfio-pci", VfioPciKind(*machine_));
+  device_manager_->RegisterKind("virtio-blk", VirtioBlkKind(*machine_));
   return absl::OkStatus();
 }
 
 absl::Status Vmm::SetUpPassthrough() {
-  if (config_.devices.empty()) return absl::OkStatus();
+  // Disks first: with nothing else in the way they take the lowest slots, so their order on the
+  // command line is the guest's (vda, vdb, ...).
+  for (const DiskConfig& dc : config_.disks) {
+    absl::StatusOr<DeviceSummary> d = device_manager_->Add({.id = dc.id,
+                                                            .kind = "virtio-blk",
+                                                            .disk_path = dc.path,
+                                                            .read_only = dc.read_only,
+                                                            .queues = dc.queues},
+                                                           /*hotplug=*/false);
+    if (!d.ok()) {
+      return absl::Status(d.status().code(), absl::StrCat("--disk ", dc.id, " (", dc.path,
+                                                          "): ", d.status().message()));
+    }
+  }
   for (const PassthroughConfig& pc : config_.devices) {
     absl::StatusOr<DeviceSummary> d =
         device_manager_->Add({.id = pc.id, .host_bdf = pc.host_bdf, .slot = std::nullopt},
@@ -545,6 +560,7 @@ std::vector<DeviceSummary> Vmm::PlatformDevices() const {
                          std::move(bdf),
                          "",
                          std::move(description),
+                         std::nullopt,
                          std::nullopt};
   };
   std::vector<DeviceSummary> devices = {

@@ -40,11 +40,13 @@ constexpr char kUsage[] =
     "  device ID                 one device\n"
     "  add ID HOST [--slot=N]    hot-plug host PCI function HOST (DDDD:BB:DD.F or its sysfs path,\n"
     "                            bound to vfio-pci) as device ID\n"
+    "  add-disk ID PATH [--readonly] [--queues=N] [--slot=N]\n"
+    "                            hot-plug the raw image at PATH (absolute) as virtio-blk disk ID\n"
     "  remove ID [--wait=10s]    ask the guest to release device ID; returns once it is gone\n"
     "  health                    the server's gRPC health status\n"
     "  watch                     print events until the VM stops\n"
     "exit status: 0 done, 1 server error, 2 usage, 3 unreachable, 4 refused in this state,\n"
-    "5 bad request, 6 timed out, 7 no permission to use the socket\n";
+    "5 bad request, 6 timed out, 7 no permission (to use the socket, or for vmm to open a file)\n";
 
 struct Options {
   std::string target = "unix:/run/vmm.sock";
@@ -55,7 +57,9 @@ struct Options {
   std::string command;
   bool time = false;                   // Print how long add/remove took (stderr).
   std::vector<std::string> arguments;  // device, add, remove.
-  std::optional<uint32_t> slot;        // add --slot.
+  std::optional<uint32_t> slot;        // add, add-disk --slot.
+  bool read_only = false;              // add-disk --readonly.
+  std::optional<uint32_t> queues;      // add-disk --queues.
   std::optional<absl::Duration> wait;  // remove --wait.
 };
 
@@ -75,6 +79,8 @@ int ExitFor(const grpc::Status& s) {
       return kExitBadRequest;
     case grpc::StatusCode::DEADLINE_EXCEEDED:
       return kExitTimeout;
+    case grpc::StatusCode::PERMISSION_DENIED:
+      return kExitPermission;
     default:
       return kExitServerError;
   }
@@ -131,6 +137,8 @@ std::string KindName(pb::DeviceKind k) {
       return "pci";
     case pb::DEVICE_KIND_VFIO_PCI:
       return "vfio-pci";
+    case pb::DEVICE_KIND_VIRTIO_BLK:
+      return "virtio-blk";
     default:
       return "?";
   }
@@ -152,6 +160,15 @@ void PrintDevices(std::ostream& out, const google::protobuf::RepeatedPtrField<pb
           << i.page_invalidations() << ", domain " << i.domain_invalidations() << ", global "
           << i.global_invalidations() << ", context " << i.context_invalidations() << "; host map "
           << i.host_map_calls() << ", unmap " << i.host_unmap_calls() << "\n";
+    }
+    if (d.has_disk()) {
+      const pb::DeviceDisk& k = d.disk();
+      out << "    disk\t" << k.path() << ", " << k.capacity_bytes() << " bytes, "
+          << (k.read_only() ? "read-only" : "read-write") << ", " << k.queues()
+          << " queue(s); reads " << k.reads() << " (" << k.bytes_read() << " bytes), writes "
+          << k.writes() << " (" << k.bytes_written() << " bytes), flushes " << k.flushes()
+          << ", discards " << k.discards() << ", write-zeroes " << k.write_zeroes() << ", refused "
+          << k.refused() << "\n";
     }
   }
 }
@@ -241,6 +258,15 @@ bool ParseOptions(const std::vector<std::string>& args, Options* o, std::ostream
         return false;
       }
       o->slot = slot;
+    } else if (a == "--readonly") {
+      o->read_only = true;
+    } else if (auto q = value("--queues")) {
+      uint32_t queues;
+      if (!absl::SimpleAtoi(*q, &queues) || queues == 0 || queues > 16) {
+        err << "vmmctl: --queues=" << *q << ": not a count from 1 to 16\n";
+        return false;
+      }
+      o->queues = queues;
     } else if (auto w = value("--wait")) {
       absl::Duration wait;
       if (!absl::ParseDuration(*w, &wait) || wait <= absl::ZeroDuration()) {
@@ -255,7 +281,7 @@ bool ParseOptions(const std::vector<std::string>& args, Options* o, std::ostream
       o->command = a;
     } else if ((o->command == "device" || o->command == "remove") && o->arguments.empty()) {
       o->arguments.push_back(a);
-    } else if (o->command == "add" && o->arguments.size() < 2) {
+    } else if ((o->command == "add" || o->command == "add-disk") && o->arguments.size() < 2) {
       o->arguments.push_back(a);
     } else {
       err << "vmmctl: unexpected argument " << a << "\n" << kUsage;
@@ -274,8 +300,16 @@ bool ParseOptions(const std::vector<std::string>& args, Options* o, std::ostream
     err << "vmmctl: add wants an ID and a host device (e.g. add hp0 0000:01:00.0)\n";
     return false;
   }
-  if (o->slot && o->command != "add") {
-    err << "vmmctl: --slot goes with add\n";
+  if (o->command == "add-disk" && o->arguments.size() != 2) {
+    err << "vmmctl: add-disk wants an ID and an image path (e.g. add-disk vol0 /var/vm/vol0.img)\n";
+    return false;
+  }
+  if (o->slot && o->command != "add" && o->command != "add-disk") {
+    err << "vmmctl: --slot goes with add and add-disk\n";
+    return false;
+  }
+  if ((o->read_only || o->queues) && o->command != "add-disk") {
+    err << "vmmctl: --readonly and --queues go with add-disk\n";
     return false;
   }
   if (o->wait && o->command != "remove") {
@@ -382,10 +416,17 @@ int RunVmmctl(const std::vector<std::string>& args, std::ostream& out, std::ostr
     }
     return kExitOk;
   }
-  if (o.command == "add") {
+  if (o.command == "add" || o.command == "add-disk") {
     pb::AddDeviceRequest req;
     req.set_id(o.arguments[0]);
-    req.set_host(o.arguments[1]);
+    if (o.command == "add") {
+      req.set_host(o.arguments[1]);
+    } else {
+      pb::AddDeviceRequest::VirtioBlk* b = req.mutable_virtio_blk();
+      b->set_path(o.arguments[1]);
+      b->set_read_only(o.read_only);
+      b->set_queues(o.queues.value_or(0));
+    }
     req.set_slot(o.slot.value_or(0));
     pb::Device d;
     const absl::Time start = absl::Now();
@@ -396,7 +437,10 @@ int RunVmmctl(const std::vector<std::string>& args, std::ostream& out, std::ostr
     if (o.json) {
       out << Json(d, true);
     } else {
-      out << "added " << d.id() << " at " << d.guest_bdf() << " (host " << d.host_bdf() << ")\n";
+      out << "added " << d.id() << " at " << d.guest_bdf()
+          << (d.has_disk() ? absl::StrCat(" (disk ", d.disk().path(), ")")
+                           : absl::StrCat(" (host ", d.host_bdf(), ")"))
+          << "\n";
     }
     return kExitOk;
   }
@@ -421,7 +465,11 @@ int RunVmmctl(const std::vector<std::string>& args, std::ostream& out, std::ostr
     if (o.json) {
       out << Json(resp, true);
     } else {
-      out << "removed " << resp.device().id() << " (host " << resp.device().host_bdf() << ")\n";
+      const pb::Device& d = resp.device();
+      out << "removed " << d.id()
+          << (d.has_disk() ? absl::StrCat(" (disk ", d.disk().path(), ")")
+                           : absl::StrCat(" (host ", d.host_bdf(), ")"))
+          << "\n";
     }
     return kExitOk;
   }

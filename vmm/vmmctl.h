@@ -5,7 +5,7 @@
 //
 //   vmmctl [--socket=PATH | --tcp=127.0.0.1:PORT] [--json] [--timeout=10s] [--time] COMMAND ...
 //
-// Commands: get, pause, resume, devices, device ID, add ID HOST [--slot=N],
+// Commands: get, pause, resume, devices, device ID, add ID HOST [--slot=N], add-disk ID PATH,
 // remove ID [--wait=10s], health, watch, shutdown [--force] [--grace=30s]. --time prints how
 // long get/pause/resume/add/remove took (the RPC alone, on a connected channel) to stderr.
 // Exit status (kExit*): 0 done; 1 the server failed; 2 bad usage; 3 the server cannot be
@@ -29,7 +29,8 @@ inline constexpr int kExitUnreachable = 3;
 inline constexpr int kExitRefused = 4;
 inline constexpr int kExitBadRequest = 5;
 inline constexpr int kExitTimeout = 6;
-inline constexpr int kExitPermission = 7;  // The Unix socket exists but the caller may not use it.
+// The Unix socket exists but the caller may not use it, or vmm may not open a file it was given.
+inline constexpr int kExitPermission = 7;
 
 // `args` excludes the program name. Output goes to `out`, diagnostics to `err`.
 int RunVmmctl(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);

@@ -96,7 +96,8 @@ TEST_F(VmmctlTest, ADeviceBehindTheGuestIommuShowsItsDomainAndCounts) {
                                            .shadowed_mappings = 3,
                                            .page_invalidations = 40,
                                            .host_map_calls = 23,
-                                           .host_unmap_calls = 20}};
+                                           .host_unmap_calls = 20},
+                        std::nullopt};
   ASSERT_TRUE(loop_.RunOnLoop([&] { vm_.hotplugged["hp0"] = d; }).ok());  // The VM's thread.
   ASSERT_EQ(Run({"device", "hp0"}), kExitOk) << err_.str();
   EXPECT_THAT(out_.str(), HasSubstr("iommu\tdomain 7, 3 shadowed mappings; invalidations: page 40, "
@@ -129,6 +130,25 @@ TEST_F(VmmctlTest, AddAndRemoveDevices) {
   EXPECT_EQ(Run({"remove"}), kExitUsage);
   EXPECT_EQ(Run({"remove", "hp0", "--wait=soon"}), kExitUsage);
   EXPECT_EQ(Run({"get", "--slot=3"}), kExitUsage);
+}
+
+TEST_F(VmmctlTest, AddDiskAndItsCounters) {
+  ASSERT_EQ(Run({"add-disk", "vol0", "/var/vm/vol0.img", "--readonly", "--queues=2"}), kExitOk)
+      << err_.str();
+  EXPECT_THAT(out_.str(), HasSubstr("added vol0 at 0000:00:01.0 (disk /var/vm/vol0.img)"));
+  ASSERT_EQ(Run({"device", "vol0"}), kExitOk);
+  EXPECT_THAT(out_.str(), HasSubstr("virtio-blk"));
+  EXPECT_THAT(out_.str(),
+              HasSubstr("disk\t/var/vm/vol0.img, 1048576 bytes, read-only, 2 queue(s); reads 0"));
+  EXPECT_EQ(Run({"add-disk", "vol1", "/var/vm/vol0.img"}), kExitBadRequest) << "in use";
+  EXPECT_EQ(Run({"add-disk", "vol1", "vol1.img"}), kExitBadRequest) << "not absolute";
+  EXPECT_THAT(err_.str(), HasSubstr("absolute path"));
+  // Usage.
+  EXPECT_EQ(Run({"add-disk", "vol1"}), kExitUsage);
+  EXPECT_EQ(Run({"add-disk", "vol1", "/a.img", "--queues=0"}), kExitUsage);
+  EXPECT_EQ(Run({"add-disk", "vol1", "/a.img", "--queues=17"}), kExitUsage);
+  EXPECT_EQ(Run({"add", "hp1", "01:00.1", "--readonly"}), kExitUsage);
+  EXPECT_EQ(Run({"get", "--queues=2"}), kExitUsage);
 }
 
 TEST_F(VmmctlTest, AUserWithoutPermissionOnTheSocketIsToldSo) {

@@ -65,8 +65,8 @@ class FakeVm : public VmOperations {
     VmStatus s;
     s.config.cpus = 2;
     s.vcpu_tids = {100, 101};
-    s.devices = {
-        {"com1", DeviceSummary::Kind::kPlatform, "", "", "16550A UART at 0x3f8", std::nullopt}};
+    s.devices = {{"com1", DeviceSummary::Kind::kPlatform, "", "", "16550A UART at 0x3f8",
+                  std::nullopt, std::nullopt}};
     for (const auto& [id, d] : hotplugged) s.devices.push_back(d);
     s.resources = {.dma_mappings = 1,
                    .dma_mapped_bytes = 2,
@@ -82,17 +82,26 @@ class FakeVm : public VmOperations {
   // (the test plays the guest with GuestEjects).
   absl::StatusOr<DeviceSummary> AddDevice(const AddDeviceSpec& spec) override {
     if (!add_error.ok()) return add_error;
+    const bool disk = spec.kind == "virtio-blk";
     for (const auto& [id, d] : hotplugged) {
-      if (id == spec.id || d.host_bdf == spec.host_bdf) {
-        return absl::AlreadyExistsError("id or host in use");
+      if (id == spec.id || (!disk && d.host_bdf == spec.host_bdf) ||
+          (disk && d.disk && d.disk->path == spec.disk_path)) {
+        return absl::AlreadyExistsError("id, host or image in use");
       }
     }
     DeviceSummary d{spec.id,
-                    DeviceSummary::Kind::kVfioPci,
+                    disk ? DeviceSummary::Kind::kVirtioBlk : DeviceSummary::Kind::kVfioPci,
                     "0000:00:0" + std::to_string(spec.slot.value_or(1)) + ".0",
                     spec.host_bdf,
-                    "vfio-pci",
+                    spec.kind,
+                    std::nullopt,
                     std::nullopt};
+    if (disk) {
+      d.disk = DiskSummary{.path = spec.disk_path,
+                           .read_only = spec.read_only,
+                           .capacity_bytes = 1 << 20,
+                           .queues = spec.queues};
+    }
     hotplugged[spec.id] = d;
     return d;
   }
