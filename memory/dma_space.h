@@ -30,6 +30,12 @@
 
 namespace vmmkit {
 
+// A run of `len` bytes at bus address `iova`.
+struct DmaRange {
+  Iova iova;
+  uint64_t len = 0;
+};
+
 class DmaSpace {
  public:
   virtual ~DmaSpace() = default;
@@ -39,6 +45,16 @@ class DmaSpace {
   virtual absl::Status Read(Iova iova, absl::Span<uint8_t> dst) const = 0;
   // Copies `src` to bus address `iova`, with the same errors. Nothing is written on failure.
   virtual absl::Status Write(Iova iova, absl::Span<const uint8_t> src) const = 0;
+
+  // Moves bytes between the file `fd`, from byte `offset` on, and `ranges` of bus addresses laid
+  // end to end: ReadFromFd reads the file into memory (a device's write to memory), WriteToFd
+  // writes memory to the file. A space that can name the memory behind every range does it with
+  // preadv/pwritev on that memory (no copy, one call for many ranges); the default goes range by
+  // range through a bounded bounce buffer with Read and Write. The same errors as Read and Write
+  // for the memory; the file's errno (OUT_OF_RANGE for a read past its end) for the file. On
+  // failure the memory or the file may hold part of the data.
+  virtual absl::Status ReadFromFd(int fd, uint64_t offset, absl::Span<const DmaRange> ranges) const;
+  virtual absl::Status WriteToFd(int fd, uint64_t offset, absl::Span<const DmaRange> ranges) const;
 
   template <typename T>
   absl::StatusOr<T> ReadObj(Iova iova) const {
@@ -63,6 +79,10 @@ class IdentityDmaSpace : public DmaSpace {
 
   absl::Status Read(Iova iova, absl::Span<uint8_t> dst) const override;
   absl::Status Write(Iova iova, absl::Span<const uint8_t> src) const override;
+  // preadv/pwritev straight into or out of guest RAM when each range lies in one region.
+  absl::Status ReadFromFd(int fd, uint64_t offset,
+                          absl::Span<const DmaRange> ranges) const override;
+  absl::Status WriteToFd(int fd, uint64_t offset, absl::Span<const DmaRange> ranges) const override;
 
  private:
   const GuestMemory& memory_;

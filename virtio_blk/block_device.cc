@@ -155,7 +155,6 @@ void BlockDevice::Reset() {
 
 void BlockDevice::Work(uint16_t index) {
   ThreadStarted("virtio-blk");
-  std::vector<uint8_t> bounce(kChunk);
   while (true) {
     std::optional<virtio::SplitQueue> queue;
     const DmaSpace* dma;
@@ -169,7 +168,7 @@ void BlockDevice::Work(uint16_t index) {
       pending_[index].reset();
       dma = active_dma_;
     }
-    Serve(index, *std::move(queue), *dma, bounce);
+    Serve(index, *std::move(queue), *dma);
     {
       MutexLock lock(mu_);
       --serving_;
@@ -178,8 +177,7 @@ void BlockDevice::Work(uint16_t index) {
   }
 }
 
-void BlockDevice::Serve(uint16_t index, virtio::SplitQueue queue, const DmaSpace& dma,
-                        std::vector<uint8_t>& bounce) {
+void BlockDevice::Serve(uint16_t index, virtio::SplitQueue queue, const DmaSpace& dma) {
   const DiskLimits limits{
       .capacity = disk_.capacity(), .read_only = disk_.read_only(), .max_ranges = kMaxRanges};
   bool broken = false;
@@ -194,8 +192,8 @@ void BlockDevice::Serve(uint16_t index, virtio::SplitQueue queue, const DmaSpace
       if (!r.ok()) {
         refused_.fetch_add(1, std::memory_order_relaxed);
       } else {
-        auto [status, n] = r->status == kStatusOk ? Execute(*r, dma, bounce)
-                                                  : std::pair<uint8_t, uint32_t>{r->status, 0};
+        auto [status, n] =
+            r->status == kStatusOk ? Execute(*r, dma) : std::pair<uint8_t, uint32_t>{r->status, 0};
         if (status != kStatusOk) refused_.fetch_add(1, std::memory_order_relaxed);
         // The status byte last: the guest reads it once the chain is used.
         if (dma.Write(r->status_addr, absl::MakeConstSpan(&status, 1)).ok()) written = n + 1;
@@ -232,27 +230,20 @@ void BlockDevice::Serve(uint16_t index, virtio::SplitQueue queue, const DmaSpace
   }
 }
 
-std::pair<uint8_t, uint32_t> BlockDevice::Execute(const Request& r, const DmaSpace& dma,
-                                                  std::vector<uint8_t>& bounce) {
+std::pair<uint8_t, uint32_t> BlockDevice::Execute(const Request& r, const DmaSpace& dma) {
   const auto ioerr = std::pair<uint8_t, uint32_t>{kStatusIoErr, 0};
   switch (r.type) {
     case kTypeIn:
     case kTypeOut: {
-      uint64_t pos = r.sector * kSectorSize;
-      for (const Segment& s : r.data) {
-        for (uint32_t off = 0; off < s.len;) {
-          const uint32_t n = static_cast<uint32_t>(std::min<size_t>(bounce.size(), s.len - off));
-          const absl::Span<uint8_t> buf(bounce.data(), n);
-          const Iova at(s.addr.raw() + off);
-          if (r.type == kTypeIn) {
-            if (!disk_.Read(pos, buf).ok() || !dma.Write(at, buf).ok()) return ioerr;
-          } else {
-            if (!dma.Read(at, buf).ok() || !disk_.Write(pos, buf).ok()) return ioerr;
-          }
-          off += n;
-          pos += n;
-        }
-      }
+      // Straight between the image and guest memory, all segments in one call where the DMA
+      // space can name them (DiskImage::ReadTo).
+      std::vector<DmaRange> ranges;
+      ranges.reserve(r.data.size());
+      for (const Segment& s : r.data) ranges.push_back({s.addr, s.len});
+      const uint64_t pos = r.sector * kSectorSize;
+      const absl::Status done =
+          r.type == kTypeIn ? disk_.ReadTo(dma, ranges, pos) : disk_.WriteFrom(dma, ranges, pos);
+      if (!done.ok()) return ioerr;
       if (r.type == kTypeIn) {
         reads_.fetch_add(1, std::memory_order_relaxed);
         bytes_read_.fetch_add(r.data_bytes, std::memory_order_relaxed);

@@ -9,9 +9,10 @@
 // live as long as the device, idle until the driver activates their queue: a thread inherits its
 // creator's confinement (seccomp filters stack), so they come from the thread that made the
 // device, never from the vCPU whose write activated it. A worker pops each
-// chain, parses it (ParseRequest), does the I/O through a bounded bounce buffer between the
-// guest's DMA space and the image, writes the status byte and returns the chain; then interrupts
-// the guest if it asked. A ring the guest broke makes the device ask for a reset.
+// chain, parses it (ParseRequest), does the I/O between the image and the guest's DMA space
+// (directly on guest memory where the space can name it: DiskImage::ReadTo), writes the status byte
+// and returns the chain; then interrupts the guest if it asked. A ring the guest broke makes the
+// device ask for a reset.
 //
 //   ASSIGN_OR_RETURN(DiskImage disk, DiskImage::Open(path, {.read_only = ro}));
 //   ASSIGN_OR_RETURN(auto blk, BlockDevice::Create(std::move(disk), guest_physical_dma,
@@ -64,11 +65,10 @@ struct BlockOptions {
 class BlockDevice : public virtio_pci::VirtioDevice {
  public:
   // Segments a request may have (the config's seg_max); ranges per discard / write-zeroes.
-  static constexpr uint32_t kSegMax = 126;
+  // As QEMU's: a queue's size less the header and status (Linux's driver uses indirect tables).
+  static constexpr uint32_t kSegMax = 254;
   static constexpr uint32_t kMaxRanges = 16;
   static constexpr uint32_t kConfigSize = 60;
-  // The bounce buffer between guest memory and the image, per worker.
-  static constexpr size_t kChunk = 64 << 10;
 
   struct Stats {
     uint64_t reads = 0, writes = 0, flushes = 0, discards = 0, write_zeroes = 0, get_ids = 0;
@@ -110,11 +110,9 @@ class BlockDevice : public virtio_pci::VirtioDevice {
               BlockOptions options, std::vector<EventFd> notifiers, EventFd stop);
   // Worker `index`: waits for its queue to be activated, serves it until Reset, and again.
   void Work(uint16_t index);
-  void Serve(uint16_t index, virtio::SplitQueue queue, const DmaSpace& dma,
-             std::vector<uint8_t>& bounce);
+  void Serve(uint16_t index, virtio::SplitQueue queue, const DmaSpace& dma);
   // Executes one parsed request; returns the status and the bytes written to the guest.
-  std::pair<uint8_t, uint32_t> Execute(const Request& r, const DmaSpace& dma,
-                                       std::vector<uint8_t>& bounce);
+  std::pair<uint8_t, uint32_t> Execute(const Request& r, const DmaSpace& dma);
 
   const DiskImage disk_;
   const std::unique_ptr<DmaSpace> dma_;

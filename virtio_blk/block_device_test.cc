@@ -190,6 +190,23 @@ TEST_F(BlockDeviceTest, ThePlatformSpaceServesOnlyADriverThatAcceptedAccessPlatf
   EXPECT_THAT(Submit({{GuestAddress(kHeader), 16, false}, {GuestAddress(kStatus), 1, true}}),
               ::testing::Pair(1u, kStatusOk));
   EXPECT_GT(accesses.load(), 0);  // Accepted: the rings and buffers through the platform space.
+  // Data through a space that can only copy (the bounce path): a write and its read-back. (Away
+  // from kData, which this activation's rings overlap.)
+  constexpr uint64_t kOut = 0x180000, kIn = 0x1c0000;
+  Fill(kOut, 3 * 4096, 9);
+  Header(kTypeOut, 2);
+  EXPECT_THAT(Submit({{GuestAddress(kHeader), 16, false},
+                      {GuestAddress(kOut), 4096, false},
+                      {GuestAddress(kOut + 4096), 2 * 4096, false},
+                      {GuestAddress(kStatus), 1, true}}),
+              ::testing::Pair(1u, kStatusOk));
+  EXPECT_EQ(FileBytes(image_, 2 * 512, 3 * 4096), Guest(kOut, 3 * 4096));
+  Header(kTypeIn, 2);
+  EXPECT_THAT(Submit({{GuestAddress(kHeader), 16, false},
+                      {GuestAddress(kIn), 3 * 4096, true},
+                      {GuestAddress(kStatus), 1, true}}),
+              ::testing::Pair(3 * 4096 + 1, kStatusOk));
+  EXPECT_EQ(Guest(kIn, 3 * 4096), Guest(kOut, 3 * 4096));
 }
 
 TEST_F(BlockDeviceTest, WithoutAPlatformSpaceAccessPlatformIsNotOffered) {
@@ -216,7 +233,7 @@ TEST_F(BlockDeviceTest, WorkersLiveFromCreateAndThreadsDoNotGrowAcrossResets) {
 
 TEST_F(BlockDeviceTest, WritesReachTheImageAndReadsComeBack) {
   Start();
-  // 200 KiB: more than the bounce buffer, in two data buffers.
+  // 200 KiB in two data buffers, one preadv/pwritev each way.
   constexpr size_t kBytes = 200 << 10;
   Fill(kData, kBytes, 3);
   Header(kTypeOut, 8);

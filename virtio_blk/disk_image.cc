@@ -84,6 +84,35 @@ absl::Status DiskImage::Write(uint64_t offset, absl::Span<const uint8_t> data) c
   return absl::OkStatus();
 }
 
+namespace {
+
+uint64_t TotalLength(absl::Span<const DmaRange> ranges) {
+  uint64_t total = 0;
+  for (const DmaRange& r : ranges) {
+    // Saturates: a sum past 2^64 is past any image's end.
+    total = r.len > ~uint64_t{0} - total ? ~uint64_t{0} : total + r.len;
+  }
+  return total;
+}
+
+}  // namespace
+
+absl::Status DiskImage::ReadTo(const DmaSpace& dma, absl::Span<const DmaRange> ranges,
+                               uint64_t offset) const {
+  if (absl::Status s = CheckRange("read", offset, TotalLength(ranges)); !s.ok()) return s;
+  absl::Status s = dma.ReadFromFd(fd_.get(), offset, ranges);
+  if (s.ok()) return s;
+  return absl::Status(s.code(), absl::StrCat("disk ", path_, ": ", s.message()));
+}
+
+absl::Status DiskImage::WriteFrom(const DmaSpace& dma, absl::Span<const DmaRange> ranges,
+                                  uint64_t offset) const {
+  if (absl::Status s = CheckRange("write", offset, TotalLength(ranges)); !s.ok()) return s;
+  absl::Status s = dma.WriteToFd(fd_.get(), offset, ranges);
+  if (s.ok()) return s;
+  return absl::Status(s.code(), absl::StrCat("disk ", path_, ": ", s.message()));
+}
+
 absl::Status DiskImage::Flush() const {
   if (read_only_) return absl::OkStatus();
   if (::fdatasync(fd_.get()) != 0) return ErrnoStatus(errno, "disk ", path_, ": fdatasync");

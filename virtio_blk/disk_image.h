@@ -22,6 +22,8 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "base/scoped_fd.h"
+#include "memory/address.h"
+#include "memory/dma_space.h"
 
 namespace vmmkit::virtio_blk {
 
@@ -44,6 +46,14 @@ class DiskImage {
   // pread/pwrite of the whole span at `offset` (short transfers are retried).
   absl::Status Read(uint64_t offset, absl::Span<uint8_t> data) const;
   absl::Status Write(uint64_t offset, absl::Span<const uint8_t> data) const;
+  // The same between the image from `offset` on and DMA memory (`ranges` laid end to end), with
+  // one preadv/pwritev on guest memory where `dma` can name it (DmaSpace::ReadFromFd): a
+  // request's data is never copied. Unlike Read, ReadTo fails (OUT_OF_RANGE) where the file
+  // shrank under the VM.
+  absl::Status ReadTo(const DmaSpace& dma, absl::Span<const DmaRange> ranges,
+                      uint64_t offset) const;
+  absl::Status WriteFrom(const DmaSpace& dma, absl::Span<const DmaRange> ranges,
+                         uint64_t offset) const;
   // fdatasync.
   absl::Status Flush() const;
   // Deallocates [offset, offset + length) (FALLOC_FL_PUNCH_HOLE): reads as zeros afterwards.

@@ -92,6 +92,8 @@ SeccompPolicy EventLoopPolicy() {
       // A hot-added disk: its image is locked; its workers start here and keep this filter
       // under theirs.
       SYS_flock,
+      SYS_preadv,
+      SYS_pwritev,
       SYS_fallocate,
       // Attaching a passed-through device: its group and device nodes, sysfs, config space,
       // BAR and DMA mappings; CountResources' /proc/self listings.
@@ -193,7 +195,10 @@ SeccompPolicy IoapicLinesPolicy() {
 
 SeccompPolicy VirtioBlkPolicy() {
   SeccompPolicy p = sandbox::BasePolicy(std::string(kThreadVirtioBlk));
-  p.Allow({SYS_read, SYS_poll, SYS_ppoll, SYS_pread64, SYS_pwrite64, SYS_fdatasync, SYS_fallocate});
+  // A request's segments move with one preadv or pwritev on guest memory (DmaSpace::ReadFromFd);
+  // pread and pwrite where the DMA space bounces.
+  p.Allow({SYS_read, SYS_poll, SYS_ppoll, SYS_pread64, SYS_pwrite64, SYS_preadv, SYS_pwritev,
+           SYS_fdatasync, SYS_fallocate});
   RefuseOpening(p);
   p.AllowIoctls({KVM_SIGNAL_MSI});
   return p;

@@ -5,6 +5,7 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <csignal>
@@ -68,7 +69,8 @@ TEST(ConfinementTest, EachKindHasItsOwnList) {
   EXPECT_FALSE(blk.Mentions(SYS_socket));
   EXPECT_TRUE(sandbox::BuiltWithSanitizer() || !blk.Mentions(SYS_openat));
   // The event loop starts a hot-added disk's workers, whose filter stacks on its own.
-  for (int nr : {SYS_pread64, SYS_pwrite64, SYS_fdatasync, SYS_fallocate, SYS_poll, SYS_flock}) {
+  for (int nr : {SYS_pread64, SYS_pwrite64, SYS_preadv, SYS_pwritev, SYS_fdatasync, SYS_fallocate,
+                 SYS_poll, SYS_flock}) {
     EXPECT_TRUE(loop.Mentions(nr)) << nr;
   }
   EXPECT_THAT(SeccompPolicyFor("gpu"), StatusIs(absl::StatusCode::kNotFound, HasSubstr("gpu")));
@@ -153,8 +155,10 @@ TEST(ConfinementDeathTest, ADiskWorkerStartedByTheEventLoopConfinesItselfAndDoes
           std::thread([fd] {
             ThreadStarted("virtio-blk");
             char block[512] = {1};
+            iovec iov = {block, sizeof(block)};
             if (::pwrite(fd, block, sizeof(block), 0) != 512 ||
-                ::pread(fd, block, sizeof(block), 0) != 512 || ::fdatasync(fd) != 0 ||
+                ::pread(fd, block, sizeof(block), 0) != 512 || ::pwritev(fd, &iov, 1, 512) != 512 ||
+                ::preadv(fd, &iov, 1, 512) != 512 || ::fdatasync(fd) != 0 ||
                 ::fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, 512) != 0) {
               std::_Exit(11);
             }
