@@ -32,7 +32,8 @@ def lab_test(name, scenario, binaries = [], files = {}, l2_initramfs = {}, qemu_
       memory_mib: L1's memory.
       kernel_args: extra L1 kernel command-line arguments.
       l2_files: {label: "/path/in/L2"}: files every L2 initramfs gets (e.g. static test programs).
-      l2_modules: lab kernel modules (paths under the kernel's modules dir) for L2, in /modules.
+      l2_modules: lab kernel modules (paths under the kernel's modules dir, or lab.py's module
+        groups) for L2, in /modules.
       l2_kmods: out-of-tree module sources (one .c each), built against the lab kernel's Debian
         headers, for L2, in /modules.
       tags: extra tags.

@@ -47,6 +47,12 @@ MODULES = {
     # A kernel driver for any PCI function with INTx: lets a scenario make an IOMMU group
     # non-viable for VFIO.
     "uio": ["drivers/uio/uio.ko", "drivers/uio/uio_pci_generic.ko"],
+    # A virtio-blk disk's drivers (modules in this kernel), for L2 guests that boot from one:
+    # --l2-module virtio-blk; l2/blk_init.sh loads them in this order.
+    "virtio-blk": ["drivers/virtio/virtio_ring.ko", "drivers/virtio/virtio.ko",
+                   "drivers/virtio/virtio_pci_modern_dev.ko",
+                   "drivers/virtio/virtio_pci_legacy_dev.ko", "drivers/virtio/virtio_pci.ko",
+                   "drivers/block/virtio_blk.ko"],
 }
 
 
@@ -237,7 +243,10 @@ def l2_extra_files(args, kdir, work):
         if not dest:
             fail(f"--l2-file wants SRC=DEST, got {spec!r}")
         extras.append((src, dest))
-    for rel in args.l2_module:
+    rels = []
+    for name in args.l2_module:
+        rels += MODULES.get(name, [name])  # A group, or one module's path.
+    for rel in rels:
         src = os.path.join(kdir, "modules", "kernel", rel)
         if not os.path.isfile(src):
             fail(f"module {rel} missing from {kdir}")
@@ -415,7 +424,8 @@ def main():
     p.add_argument("--l2-file", action="append", default=[],
                    help="SRC=DEST: a file for every L2 initramfs")
     p.add_argument("--l2-module", action="append", default=[],
-                   help="a lab kernel module (path under kernel/) for L2, in /modules")
+                   help="a lab kernel module (path under kernel/) or a group of --modules' "
+                        "(e.g. virtio-blk) for L2, in /modules")
     p.add_argument("--l2-kmod", action="append", default=[],
                    help="an out-of-tree module source (.c) built for L2, in /modules")
     args = p.parse_args()
@@ -423,7 +433,8 @@ def main():
         init, out = args.build_l2_initramfs
         work = tempfile.mkdtemp(prefix="l2")
         try:
-            write_l2_initramfs(init, os.path.abspath(out), work, args.outb)
+            extras = l2_extra_files(args, kernel_dir(), work) if args.l2_module else []
+            write_l2_initramfs(init, os.path.abspath(out), work, args.outb, extras)
         finally:
             shutil.rmtree(work, ignore_errors=True)
         return

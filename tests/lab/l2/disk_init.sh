@@ -3,7 +3,7 @@
 # switches to it). blkmode= on the kernel command line says what this boot does; results go to
 # the console as "L2: PASS ..." / "L2: FAIL ...", which the scenario (scenarios/virtio_blk.sh)
 # checks. /proc, /sys and /dev were moved here by the initramfs.
-export PATH=/bin:/sbin
+export PATH=/bin:/sbin:/lab/bin
 mode=$(sed -n 's/.*blkmode=\([^ ]*\).*/\1/p' /proc/cmdline)
 check() {  # check DESCRIPTION COMMAND...
   desc=$1; shift
@@ -21,6 +21,15 @@ write_blob() {
 }
 blob_intact() { md5sum -c -s /data/blob.md5; }
 case "$mode" in
+  shell)
+    # tools/demo: a shell on the disk. What is written survives 'reboot -f' (vmm boots again from
+    # the same image); 'poweroff -f' ends the demo.
+    mount -t tmpfs tmpfs /tmp
+    echo "vmmkit demo: / is ext4 on /dev/vda, a raw image vmm serves as virtio-blk."
+    echo "  Files you write (try: date > /data/hello; sync) are still there after 'reboot -f';"
+    echo "  'poweroff -f' ends the demo. In /data now: $(ls /data | tr '\n' ' ')"
+    echo "L2: shell ready"
+    exec setsid cttyhack sh ;;
   write)
     mkdir -p /data
     write_blob
@@ -78,6 +87,25 @@ case "$mode" in
       for i in $(seq 1 600); do [ -b /dev/vdb ] || break; usleep 100000; done
       echo "L2: vdb gone $n"
     done ;;
+  fio)
+    # The benchmark (scenarios/blk_benchmark.sh): fio on the raw data disk /dev/vdb, direct I/O.
+    # One line per job: "L2: FIO NAME iops N bw KIB/S" (fio's terse v3: read fields 7-8, write
+    # fields 48-49).
+    job() {  # job NAME RW BS IODEPTH ENGINE
+      out=$(fio --name=$1 --filename=/dev/vdb --rw=$2 --bs=$3 --iodepth=$4 --ioengine=$5 \
+        --direct=1 --time_based --ramp_time=2 --runtime=${FIO_SECONDS:-8} --size=256M \
+        --output-format=terse --terse-version=3 2>&1 | tail -n 1)
+      case "$2" in
+        *write) echo "$out" | awk -F';' -v n=$1 '{ print "L2: FIO " n " iops " int($49) " bw " $48 }' ;;
+        *) echo "$out" | awk -F';' -v n=$1 '{ print "L2: FIO " n " iops " int($8) " bw " $7 }' ;;
+      esac
+    }
+    job randread-4k-qd1 randread 4k 1 psync
+    job randread-4k-qd32 randread 4k 32 libaio
+    job read-1m read 1M 4 libaio
+    job write-1m write 1M 4 libaio
+    echo "L2: fio done"
+    poweroff -f ;;
   *)
     echo "L2: FAIL unknown blkmode '$mode'"
     poweroff -f ;;

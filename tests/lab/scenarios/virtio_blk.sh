@@ -3,7 +3,6 @@
 # writes and flushes a file, vmm is killed with SIGKILL, and the next boot finds the file; the
 # same disk behind vmm's VT-d unit (the guest's virtio driver through the DMA API, interrupt
 # remapping on); a volume hot-added over gRPC, mounted, written, removed and added again.
-# (mke2fs is e2fsprogs', in /lab/bin: busybox's makes ext2 only and has no -d.)
 # Failure injection: an image outside --disk-dir (Landlock), one in use, a missing one, a second
 # vmm on a locked image. The guest's side is l2/blk_init.sh (initramfs) and l2/disk_init.sh (the
 # disk's /init).
@@ -15,16 +14,9 @@ ctl() { vmmctl --socket=$SOCK "$@"; }
 CMD="console=ttyS0 reboot=k panic=1 quiet root=/dev/vda"
 
 # The root disk: busybox and the disk's /init, in a sparse 64 MiB ext4 image.
-mkdir -p /tmp/rootdir/bin /tmp/rootdir/sbin /tmp/rootdir/proc /tmp/rootdir/sys /tmp/rootdir/dev \
-  /tmp/rootdir/tmp /tmp/rootdir/data
-cp /bin/busybox /tmp/rootdir/bin/busybox
-for a in $(/bin/busybox --list | grep -vx busybox); do ln -sf busybox /tmp/rootdir/bin/$a; done
-cp /lab/disk_init.sh /tmp/rootdir/init
-chmod +x /tmp/rootdir/init
-truncate -s 64M /tmp/root.img
-if ! /lab/bin/mke2fs -q -t ext4 -d /tmp/rootdir -F /tmp/root.img >/tmp/mke2fs.out 2>&1; then
+. /lab/root_disk.sh
+if ! make_root_disk /tmp/root.img 64M /lab/disk_init.sh /lab/bin/mke2fs; then
   check "root image made (mke2fs -d)" false
-  sed 's/^/  mke2fs| /' /tmp/mke2fs.out
   finish
   exit 1
 fi
