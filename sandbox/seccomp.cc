@@ -224,7 +224,7 @@ void InstallSigsysReporter(int exit_status) {
 }
 
 bool BuiltWithSanitizer() {
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__) || defined(VMMKIT_UBSAN)
   return true;
 #elif defined(__has_feature)
 #if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || \
@@ -276,10 +276,11 @@ SeccompPolicy BasePolicy(std::string name) {
   p.AllowIf(SYS_prctl, 0, ~0ull, PR_GET_NAME);
   if (BuiltWithSanitizer()) {
     // The sanitizer runtimes' own calls: reading /proc/self/maps for a report, their allocators'
-    // and shadow memory's bookkeeping, their thread registry.
+    // and shadow memory's bookkeeping, their thread registry; UBSan's test of whether memory is
+    // readable before it checks an object's dynamic type (a write of it into a pipe).
     p.Allow({SYS_openat, SYS_read, SYS_close, SYS_readlink, SYS_fstat, SYS_newfstatat, SYS_lseek,
              SYS_pread64, SYS_sched_getaffinity, SYS_prlimit64, SYS_getrlimit, SYS_sigaltstack,
-             SYS_rt_sigaction, SYS_prctl, SYS_getppid, SYS_kill, SYS_uname});
+             SYS_rt_sigaction, SYS_prctl, SYS_getppid, SYS_kill, SYS_uname, SYS_pipe2});
   }
   return p;
 }
