@@ -31,6 +31,19 @@ AddressAllocator& DeviceManager::WindowFor(const pci::Bar& bar) {
   return bar.is64 ? machine_.mmio64_space() : machine_.mmio_space();
 }
 
+std::optional<DeviceIommuSummary> GuestIommuSummary(Machine& machine, uint16_t requester_id) {
+  if (machine.iommu() == nullptr) return std::nullopt;
+  MutexLock lock(machine.lock());  // The unit's state changes under it (a guest's invalidation).
+  iommu::vtd::RemappingUnit& unit = *machine.iommu();
+  const iommu::vtd::UnitCounters c = unit.DeviceCounters(requester_id);
+  return DeviceIommuSummary{.domain = unit.Domain(requester_id),
+                            .translation_enabled = unit.translation_enabled(),
+                            .page_invalidations = c.page_invalidations,
+                            .domain_invalidations = c.domain_invalidations,
+                            .global_invalidations = c.global_invalidations,
+                            .context_invalidations = c.context_invalidations};
+}
+
 absl::StatusOr<DeviceSummary> DeviceManager::Add(const AddDeviceSpec& spec, bool hotplug) {
   auto kind = kinds_.find(spec.kind);
   if (kind == kinds_.end()) {

@@ -82,6 +82,11 @@ struct PciFunctionKind {
   std::function<void(uint16_t requester_id, DeviceSummary&)> summarize;
 };
 
+// What the machine's guest-visible VT-d unit does for the function with `requester_id`: its
+// domain, whether translation is on, and the guest's invalidations that reached it; nullopt
+// without a unit. Takes the machine lock. For kinds' iommu_summary hooks.
+std::optional<DeviceIommuSummary> GuestIommuSummary(Machine& machine, uint16_t requester_id);
+
 struct DeviceManagerOptions {
   // Runs `fn` on the event loop later; false if the loop is gone (then the guest is told at once).
   std::function<bool(std::function<void()>)> post;

@@ -130,19 +130,13 @@ PciFunctionKind ShadowedKind(Machine& machine, passthrough::VfioHostOptions opti
   kind.iommu_summary = [&machine, functions](uint16_t sid) -> std::optional<DeviceIommuSummary> {
     auto it = functions->find(sid);
     if (it == functions->end()) return std::nullopt;
+    std::optional<DeviceIommuSummary> s = GuestIommuSummary(machine, sid);
+    if (!s) return s;
     MutexLock lock(machine.lock());  // The shadow changes under it (a guest's invalidation).
-    iommu::vtd::RemappingUnit& unit = *machine.iommu();
-    const iommu::vtd::UnitCounters c = unit.DeviceCounters(sid);
-    DeviceIommuSummary s{.domain = unit.Domain(sid),
-                         .translation_enabled = unit.translation_enabled(),
-                         .page_invalidations = c.page_invalidations,
-                         .domain_invalidations = c.domain_invalidations,
-                         .global_invalidations = c.global_invalidations,
-                         .context_invalidations = c.context_invalidations};
     if (it->second->shadow != nullptr) {
-      s.shadowed_mappings = it->second->shadow->host_mappings().size();
-      s.host_map_calls = it->second->shadow->map_calls();
-      s.host_unmap_calls = it->second->shadow->unmap_calls();
+      s->shadowed_mappings = it->second->shadow->host_mappings().size();
+      s->host_map_calls = it->second->shadow->map_calls();
+      s->host_unmap_calls = it->second->shadow->unmap_calls();
     }
     return s;
   };

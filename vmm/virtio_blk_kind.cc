@@ -71,6 +71,12 @@ PciFunctionKind VirtioBlkKind(Machine& machine) {
                             steps.Step("device gone");
                           }};
   };
+  // Behind the VT-d unit, what the guest's IOMMU does for the disk (no host mappings: vmm itself
+  // translates the disk's DMA through the guest's tables).
+  kind.iommu_summary = [&machine, disks](uint16_t sid) -> std::optional<DeviceIommuSummary> {
+    if (disks->count(sid) == 0) return std::nullopt;
+    return GuestIommuSummary(machine, sid);
+  };
   kind.summarize = [disks](uint16_t sid, DeviceSummary& s) {
     auto it = disks->find(sid);
     if (it == disks->end()) return;

@@ -58,7 +58,16 @@ boot /tmp/durable2.log durable-check --disk path=/tmp/root.img
 check "durable: the flushed file survived SIGKILL" grep -q "L2: PASS the file flushed" /tmp/durable2.log
 
 # Behind the guest-visible VT-d unit, interrupt remapping on (split irqchip).
-boot /tmp/iommu.log iommu --iommu --irqchip=split --disk path=/tmp/root.img
+vmm --kernel=$K --initrd=$I --memory=256 --cmdline="$CMD blkmode=iommu" --iommu --irqchip=split \
+  --disk path=/tmp/root.img --api_socket=$SOCK </dev/null >/tmp/iommu.log 2>/tmp/vmm-iommu.err &
+pid=$!
+check "vIOMMU: the guest's checks ran" wait_log /tmp/iommu.log "L2: iommu checked" 300
+vmmctl --socket=$SOCK device disk0 >/tmp/iommu-dev.out 2>&1
+sed 's/^/  /' /tmp/iommu-dev.out
+check "vIOMMU: GetDevice shows the disk's guest domain with translation on" \
+  grep -qE "iommu.*domain [0-9]+" /tmp/iommu-dev.out
+wait $pid
+sed 's/^/  L2| /' /tmp/iommu.log | grep "L2: " | head -n 20
 check "vIOMMU: the guest found the VT-d unit" grep -q "L2: DMAR: Intel(R) Virtualization" /tmp/iommu.log
 check "vIOMMU: the disk's DMA is translated" grep -q "L2: PASS   ... translated" /tmp/iommu.log
 check "vIOMMU: the driver accepted ACCESS_PLATFORM" grep -q "L2: PASS the driver accepted" /tmp/iommu.log
