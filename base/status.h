@@ -26,6 +26,16 @@ absl::Status ErrnoStatus(int errnum, const Pieces&... pieces) {
   return absl::ErrnoToStatus(errnum, absl::StrCat(pieces...));
 }
 
+// `s` with "<pieces...>: " before its message and its code kept, for a step's failure as its
+// caller reports it; OK stays OK:
+//
+//   RETURN_IF_ERROR(Prefixed(disk.Flush(), "disk ", id));  // -> "disk vol0: fdatasync: ..."
+template <typename... Pieces>
+absl::Status Prefixed(const absl::Status& s, const Pieces&... pieces) {
+  if (s.ok()) return s;
+  return absl::Status(s.code(), absl::StrCat(pieces..., ": ", s.message()));
+}
+
 // Formats a value as 0x-prefixed hex; for addresses and sizes in messages.
 inline std::string Hex(uint64_t v) { return absl::StrCat("0x", absl::Hex(v)); }
 

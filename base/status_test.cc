@@ -26,6 +26,16 @@ TEST(ErrnoStatusTest, MapsCommonKernelErrors) {
   EXPECT_THAT(ErrnoStatus(EAGAIN, "x"), StatusIs(absl::StatusCode::kUnavailable));
 }
 
+TEST(PrefixedTest, NamesTheStepAndKeepsTheCode) {
+  EXPECT_THAT(Prefixed(absl::NotFoundError("no such image"), "disk ", 3),
+              StatusIs(absl::StatusCode::kNotFound, "disk 3: no such image"));
+  EXPECT_THAT(Prefixed(ErrnoStatus(EBUSY, "flock"), "open the image"),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       "open the image: flock: Device or resource busy"));
+  EXPECT_OK(Prefixed(absl::OkStatus(), "never shown"));
+  EXPECT_EQ(Prefixed(absl::OkStatus(), "x").message(), "");
+}
+
 TEST(HexTest, FormatsWithPrefix) {
   EXPECT_EQ(Hex(0), "0x0");
   EXPECT_EQ(Hex(0x100000), "0x100000");

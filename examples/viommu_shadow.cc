@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "base/status.h"
 #include "base/status_macros.h"
 #include "iommu/iommu.h"
 #include "iommu/shadow.h"
@@ -70,10 +71,6 @@ absl::Status EduDma(const vfio::MappedRegion& bar, uint64_t src, uint64_t dst, u
   return absl::DeadlineExceededError("edu's DMA engine did not finish in 2 s");
 }
 
-absl::Status Step(const char* step, const absl::Status& s) {
-  return s.ok() ? s : absl::Status(s.code(), absl::StrCat(step, ": ", s.message()));
-}
-
 }  // namespace
 
 absl::Status RunViommuShadow(const ViommuShadowOptions& options, std::ostream& out) {
@@ -86,14 +83,14 @@ absl::Status RunViommuShadow(const ViommuShadowOptions& options, std::ostream& o
 
   // vfio/: the host function in a type1 container.
   absl::StatusOr<std::shared_ptr<vfio::VfioContainer>> container = vfio::VfioContainer::Open(sys);
-  RETURN_IF_ERROR(Step("open the container", container.status()));
+  RETURN_IF_ERROR(Prefixed(container.status(), "open the container"));
   absl::StatusOr<std::shared_ptr<vfio::VfioGroup>> group =
       vfio::VfioGroup::Open(options.group, sys);
-  RETURN_IF_ERROR(Step("open the group", group.status()));
-  RETURN_IF_ERROR(Step("add the group", (*group)->SetContainer(*container)));
-  RETURN_IF_ERROR(Step("set the IOMMU model", (*container)->SetType1Iommu().status()));
+  RETURN_IF_ERROR(Prefixed(group.status(), "open the group"));
+  RETURN_IF_ERROR(Prefixed((*group)->SetContainer(*container), "add the group"));
+  RETURN_IF_ERROR(Prefixed((*container)->SetType1Iommu().status(), "set the IOMMU model"));
   absl::StatusOr<std::unique_ptr<vfio::VfioDevice>> device = (*group)->GetDevice(options.bdf);
-  RETURN_IF_ERROR(Step("open the device", device.status()));
+  RETURN_IF_ERROR(Prefixed(device.status(), "open the device"));
   out << "opened " << options.bdf << " in a type1 container (group " << options.group << ")\n";
 
   // iommu/: the guest's IOMMU, and the shadow that mirrors it into the container.
@@ -101,7 +98,7 @@ absl::Status RunViommuShadow(const ViommuShadowOptions& options, std::ostream& o
   iommu::IommuAddressSpace viommu("device", table);
   absl::StatusOr<std::unique_ptr<iommu::VfioShadow>> shadow =
       iommu::VfioShadow::Create(**container, system);
-  RETURN_IF_ERROR(Step("create the shadow", shadow.status()));
+  RETURN_IF_ERROR(Prefixed(shadow.status(), "create the shadow"));
   RETURN_IF_ERROR(viommu.RegisterNotifier(shadow->get(), Iova(0), Iova(~0ull),
                                           iommu::kMapEvents | iommu::kUnmapEvents));
 
@@ -127,8 +124,8 @@ absl::Status RunViommuShadow(const ViommuShadowOptions& options, std::ostream& o
     uint8_t* dst = src + 0x2000;
     for (uint32_t i = 0; i < kDmaLen; ++i) src[i] = static_cast<uint8_t>(i * 7 + 1);
     std::memset(dst, 0, kDmaLen);
-    RETURN_IF_ERROR(Step("DMA in", EduDma(*bar, kIova, kEduBuffer, 0)));
-    RETURN_IF_ERROR(Step("DMA out", EduDma(*bar, kEduBuffer, kIova + 0x2000, kDmaToRam)));
+    RETURN_IF_ERROR(Prefixed(EduDma(*bar, kIova, kEduBuffer, 0), "DMA in"));
+    RETURN_IF_ERROR(Prefixed(EduDma(*bar, kEduBuffer, kIova + 0x2000, kDmaToRam), "DMA out"));
     if (std::memcmp(src, dst, kDmaLen) != 0) {
       return absl::DataLossError("the DMA roundtrip through the guest's IOVAs lost data");
     }

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "base/status.h"
 
 namespace vmmkit::iommu {
 namespace {
@@ -57,7 +58,7 @@ absl::Status IommuAddressSpace::RegisterNotifier(IommuNotifier* notifier, Iova s
     }
     (void)notifier->Notify(undo);
     notifiers_.pop_back();
-    return absl::Status(s.code(), absl::StrCat(name_, ": replay to a new notifier: ", s.message()));
+    return Prefixed(s, name_, ": replay to a new notifier");
   }
   return absl::OkStatus();
 }

@@ -183,8 +183,8 @@ absl::StatusOr<std::vector<Iova>> MsiIovaWindow::Acquire(absl::Span<const uint64
       if (absl::Status s = mapper_.MapDoorbell(*iova, page, page_size_); !s.ok()) {
         allocated_.Remove(*iova, page_size_);
         rollback();
-        return absl::Status(s.code(), absl::StrCat("MSI doorbells: map doorbell page ", Hex(page),
-                                                   " at ", iova->ToString(), ": ", s.message()));
+        return Prefixed(s, "MSI doorbells: map doorbell page ", Hex(page), " at ",
+                        iova->ToString());
       }
       it = pages_.emplace(page, Page{*iova, 0}).first;
     }

@@ -1,6 +1,7 @@
 #include "irq/msi_routes.h"
 
 #include "absl/strings/str_cat.h"
+#include "base/status.h"
 #include "base/status_macros.h"
 
 namespace vmmkit::irq {
@@ -64,9 +65,7 @@ absl::Status MsiRoutes::Push() {
 
 absl::Status MsiRoutes::SetPinRoute(uint32_t gsi, std::optional<MsiMessage> msg,
                                     uint16_t source_id) {
-  const auto fail = [&](const absl::Status& s) {
-    return absl::Status(s.code(), absl::StrCat("route of GSI ", gsi, ": ", s.message()));
-  };
+  const auto fail = [&](const absl::Status& s) { return Prefixed(s, "route of GSI ", gsi); };
   if (gsi >= gsis_.first() && gsi - gsis_.first() < gsis_.count())
     return fail(absl::InvalidArgumentError("in the MSI range"));
   for (const kvm::GsiRoute& r : base_) {
@@ -113,16 +112,14 @@ absl::Status MsiRoutes::Retranslate() {
   }
   if (!changed) return absl::OkStatus();
   if (absl::Status s = Push(); !s.ok()) {
-    return absl::Status(s.code(), absl::StrCat("retranslate MSI routes: ", s.message()));
+    return Prefixed(s, "retranslate MSI routes");
   }
   return absl::OkStatus();
 }
 
 absl::StatusOr<uint32_t> MsiRoutes::Enable(MsiVector v, const MsiMessage& msg, uint16_t source_id,
                                            const EventFd& trigger, bool masked) {
-  const auto fail = [&](const absl::Status& s) {
-    return absl::Status(s.code(), absl::StrCat("enable ", Name(v), ": ", s.message()));
-  };
+  const auto fail = [&](const absl::Status& s) { return Prefixed(s, "enable ", Name(v)); };
   if (routes_.count(v)) return fail(absl::AlreadyExistsError("already enabled"));
   absl::StatusOr<MsiMessage> delivered = Resolve(msg, source_id);
   if (!delivered.ok()) return fail(delivered.status());
@@ -195,7 +192,7 @@ absl::Status MsiRoutes::Disable(MsiVector v) {
 
 absl::Status MsiRoutes::DisableDevice(uint32_t device) {
   const auto fail = [&](const absl::Status& s) {
-    return absl::Status(s.code(), absl::StrCat("disable MSI device ", device, ": ", s.message()));
+    return Prefixed(s, "disable MSI device ", device);
   };
   std::map<MsiVector, Route> kept;
   std::vector<Route> gone;

@@ -115,7 +115,7 @@ absl::StatusOr<std::shared_ptr<GuestRegion>> GuestRegion::Create(
                                                       std::move(fd), options.backing, page));
   if (options.prefault) {
     if (absl::Status s = region->Prefault(); !s.ok()) {
-      return absl::Status(s.code(), absl::StrCat(what, ": ", s.message()));
+      return Prefixed(s, what);
     }
   }
   return region;

@@ -7,15 +7,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/alongside.h"
+#include "base/status.h"
 
 namespace vmmkit::passthrough {
-namespace {
-
-absl::Status Step(const char* step, const absl::Status& s) {
-  return absl::Status(s.code(), absl::StrCat(step, ": ", s.message()));
-}
-
-}  // namespace
 
 VfioHost::VfioHost(AddressSpace& guest_memory, Mutex& machine_lock, VfioHostOptions options)
     : guest_memory_(guest_memory), machine_lock_(machine_lock), options_(std::move(options)) {}
@@ -59,7 +53,7 @@ absl::StatusOr<VfioHost::Function> VfioHost::Open(const std::string& bdf, StepTi
   std::vector<std::function<void()>> undo;
   auto fail = [&](const char* step, const absl::Status& s) {
     for (auto it = undo.rbegin(); it != undo.rend(); ++it) (*it)();
-    return Step(step, s);
+    return Prefixed(s, step);
   };
   if (container_ == nullptr) {
     absl::StatusOr<std::shared_ptr<vfio::VfioContainer>> container =

@@ -11,6 +11,7 @@
 #include "absl/strings/str_format.h"
 #include "base/alongside.h"
 #include "base/log.h"
+#include "base/status.h"
 #include "base/status_macros.h"
 #include "memory/address.h"
 #include "memory/guest_region.h"
@@ -526,9 +527,7 @@ absl::Status VfioPciDevice::WireMsixVector(uint16_t index) {
   ASSIGN_OR_RETURN(EventFd created, EventFd::Create());
   auto fd = std::make_unique<EventFd>(std::move(created));
   const pci::MsixVector v = msix_table_->vector(index);
-  const auto fail = [&](const absl::Status& s) {
-    return absl::Status(s.code(), absl::StrCat("vector ", index, ": ", s.message()));
-  };
+  const auto fail = [&](const absl::Status& s) { return Prefixed(s, "vector ", index); };
   // Routed masked; the caller unmasks it if the function mask allows.
   if (absl::Status s = machine_.msi_routes
                            .Enable(Key(index, true), {v.address, v.data},

@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/log.h"
+#include "base/status.h"
 #include "base/status_macros.h"
 
 namespace vmmkit::vfio {
@@ -9,8 +10,7 @@ namespace {
 
 absl::Status Annotate(const absl::Status& s, const std::string& listener, const char* op,
                       const AddressSpaceRegion& region, const DmaBackend& backend) {
-  return absl::Status(s.code(), absl::StrCat(listener, ": ", op, " ", region.ToString(), " in ",
-                                             backend.name(), ": ", s.message()));
+  return Prefixed(s, listener, ": ", op, " ", region.ToString(), " in ", backend.name());
 }
 
 }  // namespace

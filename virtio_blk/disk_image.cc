@@ -100,17 +100,13 @@ uint64_t TotalLength(absl::Span<const DmaRange> ranges) {
 absl::Status DiskImage::ReadTo(const DmaSpace& dma, absl::Span<const DmaRange> ranges,
                                uint64_t offset) const {
   if (absl::Status s = CheckRange("read", offset, TotalLength(ranges)); !s.ok()) return s;
-  absl::Status s = dma.ReadFromFd(fd_.get(), offset, ranges);
-  if (s.ok()) return s;
-  return absl::Status(s.code(), absl::StrCat("disk ", path_, ": ", s.message()));
+  return Prefixed(dma.ReadFromFd(fd_.get(), offset, ranges), "disk ", path_);
 }
 
 absl::Status DiskImage::WriteFrom(const DmaSpace& dma, absl::Span<const DmaRange> ranges,
                                   uint64_t offset) const {
   if (absl::Status s = CheckRange("write", offset, TotalLength(ranges)); !s.ok()) return s;
-  absl::Status s = dma.WriteToFd(fd_.get(), offset, ranges);
-  if (s.ok()) return s;
-  return absl::Status(s.code(), absl::StrCat("disk ", path_, ": ", s.message()));
+  return Prefixed(dma.WriteToFd(fd_.get(), offset, ranges), "disk ", path_);
 }
 
 absl::Status DiskImage::Flush() const {

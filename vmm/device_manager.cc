@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "base/log.h"
+#include "base/status.h"
 #include "base/status_macros.h"
 #include "vmm/layout.h"
 
@@ -75,7 +76,7 @@ absl::StatusOr<DeviceSummary> DeviceManager::Add(const AddDeviceSpec& spec, bool
   std::vector<std::function<void()>> undo;
   auto fail = [&](const char* step, const absl::Status& s) {
     for (auto it = undo.rbegin(); it != undo.rend(); ++it) (*it)();
-    return absl::Status(s.code(), absl::StrCat(step, ": ", s.message()));
+    return Prefixed(s, step);
   };
   const PciSlot where{.slot = *slot,
                       .requester_id = static_cast<uint16_t>(*slot << 3),
