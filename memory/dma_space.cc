@@ -107,6 +107,16 @@ absl::Status DmaSpace::WriteToFd(int fd, uint64_t offset, absl::Span<const DmaRa
   return Bounce(*this, false, fd, offset, ranges);
 }
 
+bool DmaSpace::HostIovecs(absl::Span<const DmaRange>, std::vector<iovec>&) const { return false; }
+
+bool IdentityDmaSpace::HostIovecs(absl::Span<const DmaRange> ranges,
+                                  std::vector<iovec>& iov) const {
+  std::optional<std::vector<iovec>> host = HostRanges(memory_, ranges);
+  if (!host) return false;
+  iov = *std::move(host);
+  return true;
+}
+
 absl::Status IdentityDmaSpace::ReadFromFd(int fd, uint64_t offset,
                                           absl::Span<const DmaRange> ranges) const {
   std::optional<std::vector<iovec>> iov = HostRanges(memory_, ranges);

@@ -18,9 +18,12 @@
 #ifndef VMMKIT_MEMORY_DMA_SPACE_H_
 #define VMMKIT_MEMORY_DMA_SPACE_H_
 
+#include <sys/uio.h>
+
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -56,6 +59,13 @@ class DmaSpace {
   virtual absl::Status ReadFromFd(int fd, uint64_t offset, absl::Span<const DmaRange> ranges) const;
   virtual absl::Status WriteToFd(int fd, uint64_t offset, absl::Span<const DmaRange> ranges) const;
 
+  // Names the host memory behind `ranges` (laid end to end) for I/O that the kernel finishes
+  // later (io_uring): true with `iov` holding it where the space can name all of it; false where
+  // it cannot, and the caller goes through ReadFromFd/WriteToFd instead. A translating space
+  // answers false: the guest may unmap an IOVA while the kernel still writes behind it. What is
+  // named stays valid as long as the memory the space reaches.
+  virtual bool HostIovecs(absl::Span<const DmaRange> ranges, std::vector<iovec>& iov) const;
+
   template <typename T>
   absl::StatusOr<T> ReadObj(Iova iova) const {
     static_assert(std::is_trivially_copyable_v<T>);
@@ -83,6 +93,8 @@ class IdentityDmaSpace : public DmaSpace {
   absl::Status ReadFromFd(int fd, uint64_t offset,
                           absl::Span<const DmaRange> ranges) const override;
   absl::Status WriteToFd(int fd, uint64_t offset, absl::Span<const DmaRange> ranges) const override;
+  // Guest RAM, where each range lies in one region.
+  bool HostIovecs(absl::Span<const DmaRange> ranges, std::vector<iovec>& iov) const override;
 
  private:
   const GuestMemory& memory_;

@@ -149,6 +149,24 @@ TEST(DmaSpaceFileTest, MemoryOutsideGuestRamAndAFileTooShortAreErrors) {
       IsOkAndHolds(static_cast<uint16_t>(Pattern(3000, 9)[2998] | Pattern(3000, 9)[2999] << 8)));
 }
 
+TEST(DmaSpaceFileTest, HostIovecsNameGuestRamOnlyWhereTheSpaceCan) {
+  GuestMemory ram = TwoRegions();
+  IdentityDmaSpace direct(ram);
+  std::vector<iovec> iov;
+  ASSERT_TRUE(
+      direct.HostIovecs({{Iova(0x2000), 0x100}, {Iova(0x100), 0}, {Iova(0x21000), 8}}, iov));
+  ASSERT_EQ(iov.size(), 2u);  // The empty range names nothing.
+  EXPECT_EQ(iov[0].iov_base, *ram.Translate(GuestAddress(0x2000), 0x100));
+  EXPECT_EQ(iov[0].iov_len, 0x100u);
+  EXPECT_EQ(iov[1].iov_base, *ram.Translate(GuestAddress(0x21000), 8));
+  // Into the hole, across the first region's end: not named (the caller takes ReadFromFd).
+  EXPECT_FALSE(direct.HostIovecs({{Iova(0x18000), 0x100}}, iov));
+  EXPECT_FALSE(direct.HostIovecs({{Iova(0), 8}, {Iova(0xff00), 0x200}}, iov));
+  // A space without host memory of its own never names any.
+  CopyingSpace copying(ram);
+  EXPECT_FALSE(copying.HostIovecs({{Iova(0x2000), 0x100}}, iov));
+}
+
 TEST(IdentityDmaSpaceTest, AgreesWithAModelOfTheRamUnderRandomAccesses) {
   GuestMemory ram = TwoRegions();
   IdentityDmaSpace dma(ram);

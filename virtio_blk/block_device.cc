@@ -1,6 +1,8 @@
 #include "virtio_blk/block_device.h"
 
+#include <limits.h>
 #include <poll.h>
+#include <sys/uio.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -9,6 +11,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "base/status.h"
 #include "base/thread_start.h"
 
 namespace vmmkit::virtio_blk {
@@ -19,7 +22,34 @@ void Put(std::vector<uint8_t>& config, size_t offset, T value) {
   std::memcpy(config.data() + offset, &value, sizeof(T));
 }
 
+// `ranges` less their first `skip` bytes.
+std::vector<DmaRange> Skip(absl::Span<const DmaRange> ranges, uint64_t skip) {
+  std::vector<DmaRange> rest;
+  for (const DmaRange& r : ranges) {
+    if (skip >= r.len) {
+      skip -= r.len;
+      continue;
+    }
+    rest.push_back({Iova(r.iova.raw() + skip), r.len - skip});
+    skip = 0;
+  }
+  return rest;
+}
+
 }  // namespace
+
+// A read, write or flush the kernel is doing for the guest (io_uring engine). Its iovecs name
+// guest RAM and must live until the completion; `ranges` are the same memory as bus addresses,
+// for finishing a short transfer.
+struct BlockDevice::InFlight {
+  uint16_t head = 0;
+  uint32_t type = 0;
+  Iova status_addr;
+  uint64_t pos = 0;
+  uint64_t bytes = 0;
+  std::vector<DmaRange> ranges;
+  std::vector<iovec> iov;
+};
 
 absl::StatusOr<std::shared_ptr<BlockDevice>> BlockDevice::Create(
     DiskImage disk, std::unique_ptr<DmaSpace> dma, BlockOptions options,
@@ -45,6 +75,17 @@ absl::StatusOr<std::shared_ptr<BlockDevice>> BlockDevice::Create(
   std::shared_ptr<BlockDevice> device(new BlockDevice(std::move(disk), std::move(dma),
                                                       std::move(platform_dma), std::move(options),
                                                       std::move(notifiers), std::move(*stop)));
+  if (device->options_.engine == BlockEngine::kIoUring) {
+    for (uint16_t i = 0; i < device->options_.queues; ++i) {
+      // As many in flight as the queue can hold chains: a completion always finds room.
+      absl::StatusOr<uring::Ring> ring =
+          uring::Ring::Create(device->options_.queue_size, {device->disk_.fd()});
+      if (!ring.ok()) {
+        return Prefixed(ring.status(), "virtio-blk: io_uring engine");
+      }
+      device->rings_.push_back(*std::move(ring));
+    }
+  }
   // Started here, on the creator's thread (see the header); the destructor joins them.
   for (uint16_t i = 0; i < device->options_.queues; ++i) {
     device->workers_.emplace_back([d = device.get(), i] { d->Work(i); });
@@ -180,54 +221,155 @@ void BlockDevice::Work(uint16_t index) {
 void BlockDevice::Serve(uint16_t index, virtio::SplitQueue queue, const DmaSpace& dma) {
   const DiskLimits limits{
       .capacity = disk_.capacity(), .read_only = disk_.read_only(), .max_ranges = kMaxRanges};
+  uring::Ring* ring = rings_.empty() ? nullptr : &rings_[index];
+  // The io_uring engine's requests in flight: one slot per chain the queue can hold.
+  std::vector<InFlight> slots(ring != nullptr ? options_.queue_size : 0);
+  std::vector<uint16_t> free_slots;
+  for (size_t i = slots.size(); i > 0; --i) free_slots.push_back(static_cast<uint16_t>(i - 1));
+  // Once the ring is broken nothing more is read from it or written to it.
   bool broken = false;
-  // Serves every chain that is available; false if the ring is broken.
-  auto drain = [&]() -> bool {
-    while (true) {
+  // The status byte last: the guest reads it once the chain is used.
+  auto answer = [&](uint16_t head, Iova status_addr, uint8_t status, uint32_t n) {
+    if (status != kStatusOk) refused_.fetch_add(1, std::memory_order_relaxed);
+    if (broken) return;
+    uint32_t written = 0;
+    if (dma.Write(status_addr, absl::MakeConstSpan(&status, 1)).ok()) written = n + 1;
+    if (!queue.AddUsed(dma, head, written).ok()) broken = true;
+  };
+  auto complete = [&](uint64_t tag, int32_t result) {
+    InFlight& slot = slots[tag];
+    auto [status, n] = Finish(slot, result, dma);
+    answer(slot.head, slot.status_addr, status, n);
+    free_slots.push_back(static_cast<uint16_t>(tag));
+  };
+  // Starts (or, without a ring, serves) every available chain; stops early only where no slot
+  // is free (a completion frees one and wakes this worker).
+  auto drain = [&]() {
+    while (!broken && (ring == nullptr || !free_slots.empty())) {
       absl::StatusOr<std::optional<virtio::DescriptorChain>> chain = queue.Pop(dma);
-      if (!chain.ok()) return false;
-      if (!chain->has_value()) return true;
+      if (!chain.ok()) {
+        broken = true;
+        return;
+      }
+      if (!chain->has_value()) return;
       absl::StatusOr<Request> r = ParseRequest(**chain, dma, limits);
-      uint32_t written = 0;
       if (!r.ok()) {
         refused_.fetch_add(1, std::memory_order_relaxed);
-      } else {
-        auto [status, n] =
-            r->status == kStatusOk ? Execute(*r, dma) : std::pair<uint8_t, uint32_t>{r->status, 0};
-        if (status != kStatusOk) refused_.fetch_add(1, std::memory_order_relaxed);
-        // The status byte last: the guest reads it once the chain is used.
-        if (dma.Write(r->status_addr, absl::MakeConstSpan(&status, 1)).ok()) written = n + 1;
+        if (!queue.AddUsed(dma, (*chain)->head, 0).ok()) broken = true;
+        continue;
       }
-      if (!queue.AddUsed(dma, (*chain)->head, written).ok()) return false;
+      if (r->status != kStatusOk) {
+        answer((*chain)->head, r->status_addr, r->status, 0);
+        continue;
+      }
+      if (ring != nullptr &&
+          Start(*r, (*chain)->head, dma, *ring, slots[free_slots.back()], free_slots.back())) {
+        free_slots.pop_back();
+        continue;
+      }
+      auto [status, n] = Execute(*r, dma);
+      answer((*chain)->head, r->status_addr, status, n);
     }
   };
-  pollfd fds[2] = {{notifiers_[index].fd(), POLLIN, 0}, {stop_.fd(), POLLIN, 0}};
+  // Hands the kernel what drain queued and answers what completed; false if the ring could not
+  // take them (the host's failure: the device asks for a reset).
+  auto submit_and_reap = [&]() {
+    if (ring == nullptr) return;
+    if (!ring->Submit().ok()) broken = true;
+    ring->Reap(complete);
+  };
+  bool reported = false;
+  pollfd fds[3] = {{notifiers_[index].fd(), POLLIN, 0},
+                   {stop_.fd(), POLLIN, 0},
+                   {ring != nullptr ? ring->fd() : -1, POLLIN, 0}};
   while (true) {
-    if (!broken) {
-      // Drain, ask to be notified again, and drain once more if chains came meanwhile (their
-      // notification may have been suppressed); then one interrupt for all of it. The interrupt
-      // is the worker's last touch of the rings before it sleeps.
-      absl::StatusOr<bool> more = true;
-      while (more.ok() && *more) {
-        if (!drain()) {
-          more = absl::DataLossError("broken ring");
-          break;
-        }
-        more = queue.EnableNotification(dma);
-      }
-      absl::StatusOr<bool> irq = more.ok() ? queue.NeedsInterrupt(dma) : more;
-      if (!irq.ok()) {
-        broken = true;
-        needs_reset_();
-      } else if (*irq) {
-        interrupt_(index);
-      }
+    // Drain, ask to be notified again, and drain once more if chains came meanwhile (their
+    // notification may have been suppressed); then one interrupt for all of it. The interrupt
+    // is the worker's last touch of the rings before it sleeps. Where every slot is in flight,
+    // the worker sleeps until a completion instead.
+    absl::StatusOr<bool> more = true;
+    while (!broken) {
+      drain();
+      submit_and_reap();
+      if (broken || (ring != nullptr && free_slots.empty())) break;
+      more = queue.EnableNotification(dma);
+      if (!more.ok()) broken = true;
+      if (broken || !*more) break;
     }
-    const int n = ::poll(fds, 2, -1);
+    if (ring != nullptr) ring->Reap(complete);  // Also once broken: frees the slots.
+    absl::StatusOr<bool> irq =
+        broken ? absl::DataLossError("broken ring") : queue.NeedsInterrupt(dma);
+    if (!irq.ok()) {
+      broken = true;
+      if (!reported) needs_reset_();
+      reported = true;
+    } else if (*irq) {
+      interrupt_(index);
+    }
+    const int n = ::poll(fds, 3, -1);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 || (fds[1].revents & POLLIN)) break;
     if (fds[0].revents & POLLIN) (void)notifiers_[index].Read();
   }
+  // The kernel may still write guest memory for requests in flight: wait for them, so that
+  // nothing touches the guest once Reset returns.
+  while (ring != nullptr && free_slots.size() < slots.size()) {
+    (void)ring->Submit();
+    if (!ring->WaitOne().ok()) break;
+    ring->Reap(complete);
+  }
+}
+
+bool BlockDevice::Start(const Request& r, uint16_t head, const DmaSpace& dma, uring::Ring& ring,
+                        InFlight& slot, uint64_t tag) {
+  slot.head = head;
+  slot.type = r.type;
+  slot.status_addr = r.status_addr;
+  slot.pos = r.sector * kSectorSize;
+  slot.bytes = r.data_bytes;
+  if (r.type == kTypeFlush) return ring.QueueFdatasync(0, tag).ok();
+  if (r.type != kTypeIn && r.type != kTypeOut) return false;
+  // ParseRequest kept the request inside the image; checked again where the kernel is to do it.
+  if (!disk_.CheckRange(r.type == kTypeIn ? "read" : "write", slot.pos, slot.bytes).ok()) {
+    return false;
+  }
+  slot.ranges.clear();
+  for (const Segment& s : r.data) slot.ranges.push_back({s.addr, s.len});
+  if (!dma.HostIovecs(slot.ranges, slot.iov) || slot.iov.size() > IOV_MAX) return false;
+  const absl::Status queued = r.type == kTypeIn ? ring.QueueReadv(0, slot.iov, slot.pos, tag)
+                                                : ring.QueueWritev(0, slot.iov, slot.pos, tag);
+  return queued.ok();
+}
+
+std::pair<uint8_t, uint32_t> BlockDevice::Finish(InFlight& slot, int32_t result,
+                                                 const DmaSpace& dma) {
+  const auto ioerr = std::pair<uint8_t, uint32_t>{kStatusIoErr, 0};
+  if (slot.type == kTypeFlush) {
+    flushes_.fetch_add(1, std::memory_order_relaxed);
+    return result == 0 ? std::pair<uint8_t, uint32_t>{kStatusOk, 0} : ioerr;
+  }
+  if (result < 0) return ioerr;
+  // A short transfer (the file shrank, or the host ran out of space): the rest the worker does
+  // itself, which ends it or names the failure.
+  if (static_cast<uint64_t>(result) < slot.bytes) {
+    const std::vector<DmaRange> rest = Skip(slot.ranges, static_cast<uint64_t>(result));
+    const uint64_t at = slot.pos + static_cast<uint64_t>(result);
+    const absl::Status done =
+        slot.type == kTypeIn ? disk_.ReadTo(dma, rest, at) : disk_.WriteFrom(dma, rest, at);
+    if (!done.ok()) return ioerr;
+  }
+  return Moved(slot.type, slot.bytes);
+}
+
+std::pair<uint8_t, uint32_t> BlockDevice::Moved(uint32_t type, uint64_t bytes) {
+  if (type == kTypeIn) {
+    reads_.fetch_add(1, std::memory_order_relaxed);
+    bytes_read_.fetch_add(bytes, std::memory_order_relaxed);
+    return {kStatusOk, static_cast<uint32_t>(bytes)};
+  }
+  writes_.fetch_add(1, std::memory_order_relaxed);
+  bytes_written_.fetch_add(bytes, std::memory_order_relaxed);
+  return {kStatusOk, 0};
 }
 
 std::pair<uint8_t, uint32_t> BlockDevice::Execute(const Request& r, const DmaSpace& dma) {
@@ -244,14 +386,7 @@ std::pair<uint8_t, uint32_t> BlockDevice::Execute(const Request& r, const DmaSpa
       const absl::Status done =
           r.type == kTypeIn ? disk_.ReadTo(dma, ranges, pos) : disk_.WriteFrom(dma, ranges, pos);
       if (!done.ok()) return ioerr;
-      if (r.type == kTypeIn) {
-        reads_.fetch_add(1, std::memory_order_relaxed);
-        bytes_read_.fetch_add(r.data_bytes, std::memory_order_relaxed);
-        return {kStatusOk, static_cast<uint32_t>(r.data_bytes)};
-      }
-      writes_.fetch_add(1, std::memory_order_relaxed);
-      bytes_written_.fetch_add(r.data_bytes, std::memory_order_relaxed);
-      return {kStatusOk, 0};
+      return Moved(r.type, r.data_bytes);
     }
     case kTypeFlush:
       flushes_.fetch_add(1, std::memory_order_relaxed);

@@ -20,6 +20,14 @@
 //                                                  machine.DmaFor(rid)));
 //   ASSIGN_OR_RETURN(auto fn, virtio_pci::VirtioPciFunction::Create(blk, send_msi));
 //
+// Two engines serve a queue. kThreads: the worker does each request's I/O itself (preadv,
+// pwritev, fdatasync), one at a time. kIoUring: the worker hands reads, writes and flushes to an
+// io_uring of its own (uring::Ring, confined to the image) and answers them as they complete,
+// up to a queue's size in flight; requests through a translating DMA space (the vIOMMU's, whose
+// mappings the guest may change while the kernel works) and the rest (GET_ID, DISCARD,
+// WRITE_ZEROES) it still does itself. The rings are made by Create, so the workers need
+// io_uring_enter only.
+//
 // Flush is fdatasync on the image: a FLUSH the guest saw complete survives the host process
 // dying. Workers announce themselves as ThreadStarted("virtio-blk") before touching guest data.
 //
@@ -41,7 +49,9 @@
 #include "base/event_fd.h"
 #include "base/mutex.h"
 #include "memory/dma_space.h"
+#include "uring/ring.h"
 #include "virtio_blk/disk_image.h"
+#include "virtio_blk/engine.h"
 #include "virtio_blk/request.h"
 #include "virtio_pci/transport.h"
 
@@ -60,6 +70,7 @@ struct BlockOptions {
   std::string id;             // GET_ID's answer (its first 20 bytes).
   uint16_t queues = 1;        // 1 to 16.
   uint16_t queue_size = 256;  // A power of two, 2 to 1024.
+  BlockEngine engine = BlockEngine::kThreads;
 };
 
 class BlockDevice : public virtio_pci::VirtioDevice {
@@ -80,7 +91,8 @@ class BlockDevice : public virtio_pci::VirtioDevice {
   // guest-visible IOMMU) the device offers ACCESS_PLATFORM, and uses that space when the driver
   // accepts it (its buffers are then IOVAs it mapped); a driver that declines it gives
   // guest-physical addresses, as the virtio spec has it. INVALID_ARGUMENT for options out of
-  // range or a null `dma`; an error starting the workers.
+  // range or a null `dma`; io_uring's error making the rings (UNIMPLEMENTED or
+  // PERMISSION_DENIED where the kernel has none or refuses it).
   static absl::StatusOr<std::shared_ptr<BlockDevice>> Create(
       DiskImage disk, std::unique_ptr<DmaSpace> dma, BlockOptions options,
       std::unique_ptr<DmaSpace> platform_dma = nullptr);
@@ -103,6 +115,7 @@ class BlockDevice : public virtio_pci::VirtioDevice {
   // queue's notify address).
   const EventFd& notifier(uint16_t index) const { return notifiers_[index]; }
   const DiskImage& disk() const { return disk_; }
+  BlockEngine engine() const { return options_.engine; }
   Stats stats() const;
 
  private:
@@ -113,6 +126,14 @@ class BlockDevice : public virtio_pci::VirtioDevice {
   void Serve(uint16_t index, virtio::SplitQueue queue, const DmaSpace& dma);
   // Executes one parsed request; returns the status and the bytes written to the guest.
   std::pair<uint8_t, uint32_t> Execute(const Request& r, const DmaSpace& dma);
+  // The io_uring engine's request in flight, and the start and end of one.
+  struct InFlight;
+  bool Start(const Request& r, uint16_t head, const DmaSpace& dma, uring::Ring& ring,
+             InFlight& slot, uint64_t tag);
+  std::pair<uint8_t, uint32_t> Finish(InFlight& slot, int32_t result, const DmaSpace& dma);
+  // Counts a read (kTypeIn) or write of `bytes` that succeeded; its status and the bytes the
+  // guest gets.
+  std::pair<uint8_t, uint32_t> Moved(uint32_t type, uint64_t bytes);
 
   const DiskImage disk_;
   const std::unique_ptr<DmaSpace> dma_;
@@ -120,6 +141,9 @@ class BlockDevice : public virtio_pci::VirtioDevice {
   const BlockOptions options_;
   std::vector<uint8_t> config_;  // The configuration space, built once.
   std::vector<EventFd> notifiers_;
+  // One per queue with the io_uring engine, made before the workers start; worker i alone uses
+  // rings_[i] until it is joined.
+  std::vector<uring::Ring> rings_;
   EventFd stop_;  // Readable from Reset until every serving worker has seen it.
 
   // Activate, Reset and the workers' hand-over. A worker takes its queue from pending_ under mu_,

@@ -62,10 +62,17 @@ class DiskImage {
   // Zeros [offset, offset + length): FALLOC_FL_ZERO_RANGE, or (without it) writes of zeros.
   absl::Status WriteZeroes(uint64_t offset, uint64_t length) const;
 
+  // Whether operation `op` ("read", "write", ...) may touch [offset, offset + length): OK, or
+  // OUT_OF_RANGE past the end, or PERMISSION_DENIED for anything but a read of a read-only
+  // image. Every method above checks it; a caller that does I/O on fd() itself must.
+  absl::Status CheckRange(const char* op, uint64_t offset, uint64_t length) const;
+  // The open image, for I/O that the kernel does asynchronously (an io_uring registers it). The
+  // DiskImage keeps it.
+  int fd() const { return fd_.get(); }
+
  private:
   DiskImage(std::string path, ScopedFd fd, uint64_t size, bool read_only)
       : path_(std::move(path)), fd_(std::move(fd)), size_(size), read_only_(read_only) {}
-  absl::Status CheckRange(const char* op, uint64_t offset, uint64_t length) const;
 
   std::string path_;
   ScopedFd fd_;

@@ -95,8 +95,10 @@ TEST_F(ApiServerTest, ADiskIsAddedAndReportsItsImageAndCounters) {
   r.mutable_virtio_blk()->set_path("/var/vm/vol0.img");
   r.mutable_virtio_blk()->set_read_only(true);
   r.mutable_virtio_blk()->set_queues(4);
+  r.mutable_virtio_blk()->set_engine(pb::DISK_ENGINE_IO_URING);
   pb::Device d;
   ASSERT_TRUE(stub_->AddDevice(&c, r, &d).ok());
+  EXPECT_EQ(d.disk().engine(), pb::DISK_ENGINE_IO_URING);
   EXPECT_EQ(d.kind(), pb::DEVICE_KIND_VIRTIO_BLK);
   EXPECT_EQ(d.host_bdf(), "");
   EXPECT_EQ(d.disk().path(), "/var/vm/vol0.img");
@@ -109,6 +111,21 @@ TEST_F(ApiServerTest, ADiskIsAddedAndReportsItsImageAndCounters) {
   pb::Device got;
   ASSERT_TRUE(stub_->GetDevice(&c2, g, &got).ok());
   EXPECT_EQ(got.disk().path(), "/var/vm/vol0.img");
+
+  // No engine named: vmm's default; one out of the enum's range: refused.
+  grpc::ClientContext c3;
+  r.set_id("vol1");
+  r.mutable_virtio_blk()->set_path("/var/vm/vol1.img");
+  r.mutable_virtio_blk()->clear_engine();
+  ASSERT_TRUE(stub_->AddDevice(&c3, r, &d).ok());
+  EXPECT_EQ(d.disk().engine(), pb::DISK_ENGINE_THREADS);
+  grpc::ClientContext c4;
+  r.set_id("vol2");
+  r.mutable_virtio_blk()->set_path("/var/vm/vol2.img");
+  r.mutable_virtio_blk()->set_engine(static_cast<pb::DiskEngine>(7));
+  const grpc::Status bad = stub_->AddDevice(&c4, r, &d);
+  EXPECT_EQ(bad.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(bad.error_message(), HasSubstr("virtio_blk.engine 7 is not a DiskEngine"));
 }
 
 TEST_F(ApiServerTest, ADeviceBehindTheGuestIommuReportsWhatItDoes) {

@@ -83,6 +83,8 @@ void ToProto(const DeviceSummary& d, pb::Device* out) {
     k->set_bytes_read(d.disk->bytes_read);
     k->set_bytes_written(d.disk->bytes_written);
     k->set_refused(d.disk->refused);
+    k->set_engine(d.disk->engine == virtio_blk::BlockEngine::kIoUring ? pb::DISK_ENGINE_IO_URING
+                                                                      : pb::DISK_ENGINE_THREADS);
   }
 }
 
@@ -214,7 +216,26 @@ grpc::Status VmServiceImpl::AddDevice(grpc::ServerContext*, const pb::AddDeviceR
       break;
     case pb::AddDeviceRequest::kVirtioBlk: {
       const pb::AddDeviceRequest::VirtioBlk& b = req->virtio_blk();
-      d = c_.AddDisk(req->id(), b.path(), b.read_only(), b.queues(), req->slot());
+      std::optional<virtio_blk::BlockEngine> engine;
+      switch (b.engine()) {
+        case pb::DISK_ENGINE_DEFAULT:
+          engine = virtio_blk::kDefaultEngine;
+          break;
+        case pb::DISK_ENGINE_THREADS:
+          engine = virtio_blk::BlockEngine::kThreads;
+          break;
+        case pb::DISK_ENGINE_IO_URING:
+          engine = virtio_blk::BlockEngine::kIoUring;
+          break;
+        default:
+          break;
+      }
+      if (!engine) {
+        d = absl::InvalidArgumentError(
+            absl::StrCat("AddDevice: virtio_blk.engine ", b.engine(), " is not a DiskEngine"));
+        break;
+      }
+      d = c_.AddDisk(req->id(), b.path(), b.read_only(), b.queues(), req->slot(), *engine);
       break;
     }
     case pb::AddDeviceRequest::DEVICE_NOT_SET:

@@ -141,10 +141,16 @@ absl::StatusOr<DiskConfig> ParseDisk(const std::string& text, size_t index) {
       if (!q.ok())
         return absl::InvalidArgumentError(absl::StrCat(what, ": ", q.status().message()));
       d.queues = static_cast<uint16_t>(*q);
+    } else if (kv.first == "engine") {
+      absl::StatusOr<virtio_blk::BlockEngine> e = virtio_blk::ParseBlockEngine(kv.second);
+      if (!e.ok()) {
+        return absl::InvalidArgumentError(absl::StrCat(what, ": ", e.status().message()));
+      }
+      d.engine = *e;
     } else {
-      return absl::InvalidArgumentError(absl::StrCat(what, ": unknown option '",
-                                                     EchoForError(kv.first),
-                                                     "' (supported: path, readonly, id, queues)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, ": unknown option '", EchoForError(kv.first),
+                       "' (supported: path, readonly, id, queues, engine)"));
     }
   }
   if (d.path.empty())

@@ -17,6 +17,7 @@
 #include "absl/status/statusor.h"
 #include "memory/guest_region.h"
 #include "sandbox/seccomp.h"
+#include "virtio_blk/engine.h"
 
 namespace vmmkit::vmm {
 
@@ -55,6 +56,7 @@ struct DiskConfig {
   std::string path;
   bool read_only = false;
   uint16_t queues = 1;
+  virtio_blk::BlockEngine engine = virtio_blk::kDefaultEngine;
 };
 
 struct VmmConfig {
@@ -92,7 +94,8 @@ inline constexpr uint16_t kMaxDiskQueues = 16;
 absl::StatusOr<VmmConfig> ValidateConfig(const RawConfig& raw);
 // One --device value: "vfio-pci,host=[DDDD:]BB:DD.F[,id=NAME]". `index` names it by default.
 absl::StatusOr<PassthroughConfig> ParseDevice(const std::string& text, size_t index);
-// One --disk value: "path=FILE[,readonly=on|off][,id=NAME][,queues=N]". `index` names it.
+// One --disk value: "path=FILE[,readonly=on|off][,id=NAME][,queues=N][,engine=threads|io_uring]".
+// `index` names it.
 absl::StatusOr<DiskConfig> ParseDisk(const std::string& text, size_t index);
 // A device id (--device id=, AddDevice): 1-63 letters, digits, '-' or '_'. Else the rule, as an
 // error message tail.

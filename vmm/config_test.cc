@@ -119,7 +119,7 @@ TEST_F(ConfigTest, DisksAreParsedNamedAndCheckedOnce) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("already used")));
   const std::string other = kernel_ + ".2";
   std::ofstream(other) << "x";
-  r.disks[1] = "id=data,path=" + other + ",readonly=on,queues=4";
+  r.disks[1] = "id=data,path=" + other + ",readonly=on,queues=4,engine=io_uring";
   r.disk_dirs = {std::getenv("TEST_TMPDIR")};
   ASSERT_OK_AND_ASSIGN(VmmConfig c, ValidateConfig(r));
   ASSERT_EQ(c.disks.size(), 2u);
@@ -130,6 +130,8 @@ TEST_F(ConfigTest, DisksAreParsedNamedAndCheckedOnce) {
   EXPECT_EQ(c.disks[1].id, "data");
   EXPECT_TRUE(c.disks[1].read_only);
   EXPECT_EQ(c.disks[1].queues, 4);
+  EXPECT_EQ(c.disks[0].engine, virtio_blk::kDefaultEngine);
+  EXPECT_EQ(c.disks[1].engine, virtio_blk::BlockEngine::kIoUring);
   EXPECT_EQ(c.disk_dirs.size(), 1u);
 
   const std::pair<std::string, const char*> bad[] = {
@@ -140,6 +142,7 @@ TEST_F(ConfigTest, DisksAreParsedNamedAndCheckedOnce) {
       {"path=" + kernel_ + ",queues=17", "from 1 to 16"},
       {"path=" + kernel_ + ",id=a b", "id must be"},
       {"path=" + kernel_ + ",cache=none", "unknown option 'cache'"},
+      {"path=" + kernel_ + ",engine=aio", "engine 'aio' (threads or io_uring)"},
   };
   for (const auto& [text, message] : bad) {
     RawConfig b = Valid();

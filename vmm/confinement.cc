@@ -90,11 +90,15 @@ SeccompPolicy EventLoopPolicy() {
       SYS_fsync,
       SYS_fdatasync,
       // A hot-added disk: its image is locked; its workers start here and keep this filter
-      // under theirs.
+      // under theirs; the io_uring engine's rings are made here (uring::Ring: confined to the
+      // image before any request).
       SYS_flock,
       SYS_preadv,
       SYS_pwritev,
       SYS_fallocate,
+      SYS_io_uring_setup,
+      SYS_io_uring_register,
+      SYS_io_uring_enter,
       // Attaching a passed-through device: its group and device nodes, sysfs, config space,
       // BAR and DMA mappings; CountResources' /proc/self listings.
       SYS_openat,
@@ -196,9 +200,10 @@ SeccompPolicy IoapicLinesPolicy() {
 SeccompPolicy VirtioBlkPolicy() {
   SeccompPolicy p = sandbox::BasePolicy(std::string(kThreadVirtioBlk));
   // A request's segments move with one preadv or pwritev on guest memory (DmaSpace::ReadFromFd);
-  // pread and pwrite where the DMA space bounces.
+  // pread and pwrite where the DMA space bounces. The io_uring engine submits to and waits on
+  // its ring, which can do nothing but read, write and fdatasync the image (uring::Ring).
   p.Allow({SYS_read, SYS_poll, SYS_ppoll, SYS_pread64, SYS_pwrite64, SYS_preadv, SYS_pwritev,
-           SYS_fdatasync, SYS_fallocate});
+           SYS_fdatasync, SYS_fallocate, SYS_io_uring_enter});
   RefuseOpening(p);
   p.AllowIoctls({KVM_SIGNAL_MSI});
   return p;

@@ -17,6 +17,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "sandbox/landlock.h"
+#include "uring/ring.h"
 
 namespace vmmkit::vmm {
 namespace {
@@ -67,10 +68,13 @@ TEST(ConfinementTest, EachKindHasItsOwnList) {
   EXPECT_FALSE(blk.AllowsIoctl(KVM_RUN));
   EXPECT_FALSE(blk.Mentions(SYS_clone));
   EXPECT_FALSE(blk.Mentions(SYS_socket));
+  EXPECT_TRUE(blk.Mentions(SYS_io_uring_enter)) << "the io_uring engine";
+  EXPECT_FALSE(blk.Mentions(SYS_io_uring_setup)) << "rings are made before the workers start";
+  EXPECT_FALSE(blk.Mentions(SYS_io_uring_register));
   EXPECT_TRUE(sandbox::BuiltWithSanitizer() || !blk.Mentions(SYS_openat));
   // The event loop starts a hot-added disk's workers, whose filter stacks on its own.
   for (int nr : {SYS_pread64, SYS_pwrite64, SYS_preadv, SYS_pwritev, SYS_fdatasync, SYS_fallocate,
-                 SYS_poll, SYS_flock}) {
+                 SYS_poll, SYS_flock, SYS_io_uring_setup, SYS_io_uring_register}) {
     EXPECT_TRUE(loop.Mentions(nr)) << nr;
   }
   EXPECT_THAT(SeccompPolicyFor("gpu"), StatusIs(absl::StatusCode::kNotFound, HasSubstr("gpu")));
@@ -140,6 +144,16 @@ INSTANTIATE_TEST_SUITE_P(EveryKind, ConfinedThreadTest,
                          ::testing::Values("vcpu", "event-loop", "api", "ioapic-lines",
                                            "virtio-blk"));
 
+// The end of a disk worker's death test: the worker says it did its I/O, then makes a syscall
+// outside its filter (socket), which must end the process with the line kWorkerStrayed matches.
+[[noreturn]] void WorkerDidItsIoThenStrays() {
+  (void)!::write(STDERR_FILENO, "worker did its I/O\n", 19);
+  (void)::socket(AF_INET, SOCK_STREAM, 0);
+  std::_Exit(12);
+}
+constexpr char kWorkerStrayed[] =
+    "worker did its I/O\n.*seccomp: virtio-blk thread [0-9]+ made syscall 41";
+
 // A hot-added disk's worker is started by the (confined) event loop: it confines itself on top
 // of the loop's filter, then does a disk's I/O; anything else still ends vmm.
 TEST(ConfinementDeathTest, ADiskWorkerStartedByTheEventLoopConfinesItselfAndDoesItsIo) {
@@ -162,15 +176,59 @@ TEST(ConfinementDeathTest, ADiskWorkerStartedByTheEventLoopConfinesItselfAndDoes
                 ::fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, 512) != 0) {
               std::_Exit(11);
             }
-            (void)!::write(STDERR_FILENO, "worker did its I/O\n", 19);
-            (void)::socket(AF_INET, SOCK_STREAM, 0);
-            std::_Exit(12);
+            WorkerDidItsIoThenStrays();
           }).join();
         }).join();
         std::_Exit(13);
       },
-      ::testing::ExitedWithCode(1),
-      "worker did its I/O\n.*seccomp: virtio-blk thread [0-9]+ made syscall 41");
+      ::testing::ExitedWithCode(1), kWorkerStrayed);
+}
+
+// With the io_uring engine, a hot-added disk's rings are made on the event loop and used by its
+// workers, through nothing but io_uring_enter.
+TEST(ConfinementDeathTest, ADiskWorkersRingIsMadeByTheEventLoopAndServesTheWorker) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  const std::string path = std::string(std::getenv("TEST_TMPDIR")) + "/ring.img";
+  {
+    const int fd = ::open(path.c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0600);
+    ASSERT_GE(fd, 0);
+    absl::StatusOr<uring::Ring> probe = uring::Ring::Create(2, {fd});
+    ::close(fd);
+    if (absl::IsUnimplemented(probe.status()) || absl::IsPermissionDenied(probe.status())) {
+      GTEST_SKIP() << "no usable io_uring here: " << probe.status();
+    }
+  }
+  EXPECT_EXIT(
+      {
+        const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+        if (fd < 0) std::_Exit(10);
+        SetUpInChild(sandbox::SeccompMode::kOn, /*landlock=*/false);
+        std::thread([fd] {
+          ThreadStarted("event-loop");
+          absl::StatusOr<uring::Ring> ring = uring::Ring::Create(4, {fd});
+          if (!ring.ok()) std::_Exit(14);
+          std::thread([&ring] {
+            ThreadStarted("virtio-blk");
+            char block[512] = {1};
+            iovec iov = {block, sizeof(block)};
+            int done = 0;
+            if (!ring->QueueWritev(0, {&iov, 1}, 0, 1).ok() || !ring->QueueFdatasync(0, 2).ok() ||
+                !ring->Submit().ok()) {
+              std::_Exit(11);
+            }
+            while (done < 2) {
+              if (!ring->WaitOne().ok()) std::_Exit(15);
+              ring->Reap([&](uint64_t, int32_t result) {
+                if (result < 0) std::_Exit(16);
+                ++done;
+              });
+            }
+            WorkerDidItsIoThenStrays();
+          }).join();
+        }).join();
+        std::_Exit(13);
+      },
+      ::testing::ExitedWithCode(1), kWorkerStrayed);
 }
 
 TEST(ConfinementDeathTest, VcpuThreadsOpenNoFilesAndStartNoProcesses) {

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "base/status.h"
 #include "base/status_macros.h"
 
 namespace vmmkit::vmm {
@@ -147,7 +148,7 @@ absl::StatusOr<VmStatus> VmController::Transition(const char* rpc, VmState from,
     }
     // Requests are serialized on the loop, so the state cannot change in between.
     if (absl::Status s = op(); !s.ok()) {
-      out = absl::Status(s.code(), absl::StrCat(rpc, ": ", s.message()));
+      out = Prefixed(s, rpc);
       return;
     }
     MutexLock lock(mu_);
@@ -317,8 +318,8 @@ absl::StatusOr<DeviceSummary> VmController::AddDevice(const std::string& id,
 }
 
 absl::StatusOr<DeviceSummary> VmController::AddDisk(const std::string& id, const std::string& path,
-                                                    bool read_only, uint32_t queues,
-                                                    uint32_t slot) {
+                                                    bool read_only, uint32_t queues, uint32_t slot,
+                                                    virtio_blk::BlockEngine engine) {
   if (absl::Status s = CheckDeviceId(id); !s.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("AddDevice: ", s.message()));
   }
@@ -336,7 +337,8 @@ absl::StatusOr<DeviceSummary> VmController::AddDisk(const std::string& id, const
                  .kind = "virtio-blk",
                  .disk_path = path,
                  .read_only = read_only,
-                 .queues = static_cast<uint16_t>(queues == 0 ? 1 : queues)},
+                 .queues = static_cast<uint16_t>(queues == 0 ? 1 : queues),
+                 .engine = engine},
                 slot);
 }
 

@@ -32,6 +32,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "base/mutex.h"
+#include "virtio_blk/engine.h"
 #include "vmm/config.h"
 
 namespace vmmkit::vmm {
@@ -63,6 +64,7 @@ struct DiskSummary {
   uint64_t reads = 0, writes = 0, flushes = 0, discards = 0, write_zeroes = 0;
   uint64_t bytes_read = 0, bytes_written = 0;
   uint64_t refused = 0;  // Requests answered with an error status.
+  virtio_blk::BlockEngine engine = virtio_blk::BlockEngine::kThreads;
 };
 
 struct DeviceSummary {
@@ -92,6 +94,7 @@ struct AddDeviceSpec {
   std::string disk_path;
   bool read_only = false;
   uint16_t queues = 1;
+  virtio_blk::BlockEngine engine = virtio_blk::kDefaultEngine;
 };
 
 // What GetVm returns.
@@ -208,9 +211,10 @@ class VmController {
   absl::StatusOr<DeviceSummary> AddDevice(const std::string& id, const std::string& host,
                                           uint32_t slot);
   // A virtio-blk disk on the image at `path` (absolute; at most 4095 bytes; no NUL), with
-  // `queues` request queues (1-16; 0 means 1).
-  absl::StatusOr<DeviceSummary> AddDisk(const std::string& id, const std::string& path,
-                                        bool read_only, uint32_t queues, uint32_t slot);
+  // `queues` request queues (1-16; 0 means 1), whose I/O `engine` does.
+  absl::StatusOr<DeviceSummary> AddDisk(
+      const std::string& id, const std::string& path, bool read_only, uint32_t queues,
+      uint32_t slot, virtio_blk::BlockEngine engine = virtio_blk::kDefaultEngine);
   absl::StatusOr<DeviceSummary> RemoveDevice(const std::string& id,
                                              absl::Duration timeout = absl::ZeroDuration());
   // RESOURCE_EXHAUSTED beyond kMaxWatchers open streams; UNAVAILABLE once stopping.

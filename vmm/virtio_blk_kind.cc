@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "base/status.h"
 #include "base/status_macros.h"
 #include "virtio_blk/block_device.h"
 #include "virtio_blk/disk_image.h"
@@ -19,11 +20,6 @@ struct Disk {
   std::string path;
   std::shared_ptr<virtio_blk::BlockDevice> device;
 };
-
-absl::Status Step(const absl::Status& s, absl::string_view step) {
-  if (s.ok()) return s;
-  return absl::Status(s.code(), absl::StrCat(step, ": ", s.message()));
-}
 
 }  // namespace
 
@@ -39,22 +35,22 @@ PciFunctionKind VirtioBlkKind(Machine& machine) {
                                   StepTimer& timer) -> absl::StatusOr<NewPciFunction> {
     absl::StatusOr<virtio_blk::DiskImage> image =
         virtio_blk::DiskImage::Open(spec.disk_path, {.read_only = spec.read_only});
-    RETURN_IF_ERROR(Step(image.status(), "open the image"));
+    RETURN_IF_ERROR(Prefixed(image.status(), "open the image"));
     timer.Step("image");
     std::unique_ptr<DmaSpace> platform;
     if (machine.iommu() != nullptr) platform = machine.DmaFor(slot.requester_id);
     absl::StatusOr<std::shared_ptr<virtio_blk::BlockDevice>> device =
         virtio_blk::BlockDevice::Create(
             *std::move(image), std::make_unique<IdentityDmaSpace>(machine.memory()),
-            {.id = spec.id, .queues = spec.queues}, std::move(platform));
-    RETURN_IF_ERROR(Step(device.status(), "create the device"));
+            {.id = spec.id, .queues = spec.queues, .engine = spec.engine}, std::move(platform));
+    RETURN_IF_ERROR(Prefixed(device.status(), "create the device"));
     std::shared_ptr<virtio_blk::BlockDevice> blk = *device;
     absl::StatusOr<std::shared_ptr<virtio_pci::VirtioPciFunction>> transport =
         virtio_pci::VirtioPciFunction::Create(
             blk, [&machine, sid = slot.requester_id](uint64_t address, uint32_t data) {
               machine.SignalMsi({.address = address, .data = data}, sid);
             });
-    RETURN_IF_ERROR(Step(transport.status(), "create the transport"));
+    RETURN_IF_ERROR(Prefixed(transport.status(), "create the transport"));
     std::vector<const EventFd*> notifiers;
     for (uint16_t q = 0; q < blk->num_queues(); ++q) notifiers.push_back(&blk->notifier(q));
     auto function =
@@ -93,7 +89,8 @@ PciFunctionKind VirtioBlkKind(Machine& machine) {
                          .write_zeroes = st.write_zeroes,
                          .bytes_read = st.bytes_read,
                          .bytes_written = st.bytes_written,
-                         .refused = st.refused};
+                         .refused = st.refused,
+                         .engine = d.engine()};
   };
   return kind;
 }

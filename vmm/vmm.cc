@@ -313,11 +313,11 @@ absl::Status Vmm::SetUpPassthrough() {
                                                             .kind = "virtio-blk",
                                                             .disk_path = dc.path,
                                                             .read_only = dc.read_only,
-                                                            .queues = dc.queues},
+                                                            .queues = dc.queues,
+                                                            .engine = dc.engine},
                                                            /*hotplug=*/false);
     if (!d.ok()) {
-      return absl::Status(d.status().code(), absl::StrCat("--disk ", dc.id, " (", dc.path,
-                                                          "): ", d.status().message()));
+      return Prefixed(d.status(), "--disk ", dc.id, " (", dc.path, ")");
     }
   }
   for (const PassthroughConfig& pc : config_.devices) {

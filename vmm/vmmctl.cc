@@ -40,7 +40,7 @@ constexpr char kUsage[] =
     "  device ID                 one device\n"
     "  add ID HOST [--slot=N]    hot-plug host PCI function HOST (DDDD:BB:DD.F or its sysfs path,\n"
     "                            bound to vfio-pci) as device ID\n"
-    "  add-disk ID PATH [--readonly] [--queues=N] [--slot=N]\n"
+    "  add-disk ID PATH [--readonly] [--queues=N] [--engine=threads|io_uring] [--slot=N]\n"
     "                            hot-plug the raw image at PATH (absolute) as virtio-blk disk ID\n"
     "  remove ID [--wait=10s]    ask the guest to release device ID; returns once it is gone\n"
     "  health                    the server's gRPC health status\n"
@@ -55,12 +55,13 @@ struct Options {
   bool force = false;
   std::optional<absl::Duration> grace;
   std::string command;
-  bool time = false;                   // Print how long add/remove took (stderr).
-  std::vector<std::string> arguments;  // device, add, remove.
-  std::optional<uint32_t> slot;        // add, add-disk --slot.
-  bool read_only = false;              // add-disk --readonly.
-  std::optional<uint32_t> queues;      // add-disk --queues.
-  std::optional<absl::Duration> wait;  // remove --wait.
+  bool time = false;                                // Print how long add/remove took (stderr).
+  std::vector<std::string> arguments;               // device, add, remove.
+  std::optional<uint32_t> slot;                     // add, add-disk --slot.
+  bool read_only = false;                           // add-disk --readonly.
+  std::optional<uint32_t> queues;                   // add-disk --queues.
+  pb::DiskEngine engine = pb::DISK_ENGINE_DEFAULT;  // add-disk --engine.
+  std::optional<absl::Duration> wait;               // remove --wait.
 };
 
 int ExitFor(const grpc::Status& s) {
@@ -164,11 +165,12 @@ void PrintDevices(std::ostream& out, const google::protobuf::RepeatedPtrField<pb
     if (d.has_disk()) {
       const pb::DeviceDisk& k = d.disk();
       out << "    disk\t" << k.path() << ", " << k.capacity_bytes() << " bytes, "
-          << (k.read_only() ? "read-only" : "read-write") << ", " << k.queues()
-          << " queue(s); reads " << k.reads() << " (" << k.bytes_read() << " bytes), writes "
-          << k.writes() << " (" << k.bytes_written() << " bytes), flushes " << k.flushes()
-          << ", discards " << k.discards() << ", write-zeroes " << k.write_zeroes() << ", refused "
-          << k.refused() << "\n";
+          << (k.read_only() ? "read-only" : "read-write") << ", " << k.queues() << " queue(s) ("
+          << (k.engine() == pb::DISK_ENGINE_IO_URING ? "io_uring" : "threads") << "); reads "
+          << k.reads() << " (" << k.bytes_read() << " bytes), writes " << k.writes() << " ("
+          << k.bytes_written() << " bytes), flushes " << k.flushes() << ", discards "
+          << k.discards() << ", write-zeroes " << k.write_zeroes() << ", refused " << k.refused()
+          << "\n";
     }
   }
 }
@@ -267,6 +269,15 @@ bool ParseOptions(const std::vector<std::string>& args, Options* o, std::ostream
         return false;
       }
       o->queues = queues;
+    } else if (auto e = value("--engine")) {
+      if (*e == "threads") {
+        o->engine = pb::DISK_ENGINE_THREADS;
+      } else if (*e == "io_uring") {
+        o->engine = pb::DISK_ENGINE_IO_URING;
+      } else {
+        err << "vmmctl: --engine=" << *e << ": not threads or io_uring\n";
+        return false;
+      }
     } else if (auto w = value("--wait")) {
       absl::Duration wait;
       if (!absl::ParseDuration(*w, &wait) || wait <= absl::ZeroDuration()) {
@@ -308,8 +319,9 @@ bool ParseOptions(const std::vector<std::string>& args, Options* o, std::ostream
     err << "vmmctl: --slot goes with add and add-disk\n";
     return false;
   }
-  if ((o->read_only || o->queues) && o->command != "add-disk") {
-    err << "vmmctl: --readonly and --queues go with add-disk\n";
+  if ((o->read_only || o->queues || o->engine != pb::DISK_ENGINE_DEFAULT) &&
+      o->command != "add-disk") {
+    err << "vmmctl: --readonly, --queues and --engine go with add-disk\n";
     return false;
   }
   if (o->wait && o->command != "remove") {
@@ -426,6 +438,7 @@ int RunVmmctl(const std::vector<std::string>& args, std::ostream& out, std::ostr
       b->set_path(o.arguments[1]);
       b->set_read_only(o.read_only);
       b->set_queues(o.queues.value_or(0));
+      b->set_engine(o.engine);
     }
     req.set_slot(o.slot.value_or(0));
     pb::Device d;

@@ -133,13 +133,16 @@ TEST_F(VmmctlTest, AddAndRemoveDevices) {
 }
 
 TEST_F(VmmctlTest, AddDiskAndItsCounters) {
-  ASSERT_EQ(Run({"add-disk", "vol0", "/var/vm/vol0.img", "--readonly", "--queues=2"}), kExitOk)
+  ASSERT_EQ(Run({"add-disk", "vol0", "/var/vm/vol0.img", "--readonly", "--queues=2",
+                 "--engine=io_uring"}),
+            kExitOk)
       << err_.str();
   EXPECT_THAT(out_.str(), HasSubstr("added vol0 at 0000:00:01.0 (disk /var/vm/vol0.img)"));
   ASSERT_EQ(Run({"device", "vol0"}), kExitOk);
   EXPECT_THAT(out_.str(), HasSubstr("virtio-blk"));
   EXPECT_THAT(out_.str(),
-              HasSubstr("disk\t/var/vm/vol0.img, 1048576 bytes, read-only, 2 queue(s); reads 0"));
+              HasSubstr("disk\t/var/vm/vol0.img, 1048576 bytes, read-only, 2 queue(s) (io_uring); "
+                        "reads 0"));
   EXPECT_EQ(Run({"add-disk", "vol1", "/var/vm/vol0.img"}), kExitBadRequest) << "in use";
   EXPECT_EQ(Run({"add-disk", "vol1", "vol1.img"}), kExitBadRequest) << "not absolute";
   EXPECT_THAT(err_.str(), HasSubstr("absolute path"));
@@ -147,6 +150,9 @@ TEST_F(VmmctlTest, AddDiskAndItsCounters) {
   EXPECT_EQ(Run({"add-disk", "vol1"}), kExitUsage);
   EXPECT_EQ(Run({"add-disk", "vol1", "/a.img", "--queues=0"}), kExitUsage);
   EXPECT_EQ(Run({"add-disk", "vol1", "/a.img", "--queues=17"}), kExitUsage);
+  EXPECT_EQ(Run({"add-disk", "vol1", "/a.img", "--engine=aio"}), kExitUsage);
+  EXPECT_THAT(err_.str(), HasSubstr("not threads or io_uring"));
+  EXPECT_EQ(Run({"add", "hp1", "01:00.1", "--engine=threads"}), kExitUsage);
   EXPECT_EQ(Run({"add", "hp1", "01:00.1", "--readonly"}), kExitUsage);
   EXPECT_EQ(Run({"get", "--queues=2"}), kExitUsage);
 }

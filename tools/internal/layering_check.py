@@ -15,7 +15,7 @@ import sys
 # order is drawn in README.md ("Layout") and docs/architecture.md.
 LAYERS = [
     ["base"],
-    ["memory", "sandbox"],
+    ["memory", "sandbox", "uring"],  # uring/: io_uring rings on base/.
     ["kvm", "loader", "acpi", "devices", "vfio", "virtio", "proto"],
     ["irq", "pci"],   # Interrupt plumbing on kvm/; PCI functions and their bus on devices/.
     ["iommu", "virtio_pci"],  # The vIOMMU: vfio/, irq/. The virtio PCI transport: pci/, virtio/.

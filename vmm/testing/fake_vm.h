@@ -100,7 +100,8 @@ class FakeVm : public VmOperations {
       d.disk = DiskSummary{.path = spec.disk_path,
                            .read_only = spec.read_only,
                            .capacity_bytes = 1 << 20,
-                           .queues = spec.queues};
+                           .queues = spec.queues,
+                           .engine = spec.engine};
     }
     hotplugged[spec.id] = d;
     return d;

@@ -90,22 +90,35 @@ case "$mode" in
       echo "L2: vdb gone $n"
     done ;;
   fio)
-    # The benchmark (scenarios/blk_benchmark.sh): fio on the raw data disk /dev/vdb, direct I/O.
-    # One line per job: "L2: FIO NAME iops N bw KIB/S" (fio's terse v3: read fields 7-8, write
-    # fields 48-49).
+    # The benchmark (scenarios/blk_benchmark.sh): fio on the raw data disk /dev/vdb, direct I/O,
+    # one job per line read from the console ("job NAME SEQ"; "quit" powers off), so that L1 can
+    # take turns between guests job by job. Answers "L2: FIO NAME iops N bw KIB/S" (fio's terse
+    # v3: read fields 7-8, write fields 48-49), then "L2: FIO-DONE SEQ". fio runs on vCPU 0 only:
+    # left free, the guest's scheduler moves it between vCPUs at will, a request then often
+    # wakes two vCPUs instead of one, and depth-1 figures under either VMM measure where the
+    # guest put fio (docs/virtio.md).
     job() {  # job NAME RW BS IODEPTH ENGINE
       out=$(fio --name=$1 --filename=/dev/vdb --rw=$2 --bs=$3 --iodepth=$4 --ioengine=$5 \
-        --direct=1 --time_based --ramp_time=2 --runtime=${FIO_SECONDS:-8} --size=256M \
+        --direct=1 --cpus_allowed=0 --time_based --ramp_time=1 --runtime=${FIO_SECONDS:-5} \
+        --size=256M \
         --output-format=terse --terse-version=3 2>&1 | tail -n 1)
       case "$2" in
         *write) echo "$out" | awk -F';' -v n=$1 '{ print "L2: FIO " n " iops " int($49) " bw " $48 }' ;;
         *) echo "$out" | awk -F';' -v n=$1 '{ print "L2: FIO " n " iops " int($8) " bw " $7 }' ;;
       esac
     }
-    job randread-4k-qd1 randread 4k 1 psync
-    job randread-4k-qd32 randread 4k 32 libaio
-    job read-1m read 1M 4 libaio
-    job write-1m write 1M 4 libaio
+    echo "L2: fio ready"
+    while read -r cmd name seq; do
+      case "$cmd $name" in
+        "job randread-4k-qd1") job randread-4k-qd1 randread 4k 1 psync ;;
+        "job randread-4k-qd32") job randread-4k-qd32 randread 4k 32 libaio ;;
+        "job read-1m") job read-1m read 1M 4 libaio ;;
+        "job write-1m") job write-1m write 1M 4 libaio ;;
+        quit*) break ;;
+        *) echo "L2: FAIL unknown fio command '$cmd $name'" ;;
+      esac
+      echo "L2: FIO-DONE $seq"
+    done
     echo "L2: fio done"
     poweroff -f ;;
   *)
