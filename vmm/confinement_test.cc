@@ -1,6 +1,7 @@
 #include "vmm/confinement.h"
 
 #include <fcntl.h>
+#include <linux/io_uring.h>
 #include <linux/kvm.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -229,6 +230,39 @@ TEST(ConfinementDeathTest, ADiskWorkersRingIsMadeByTheEventLoopAndServesTheWorke
         std::_Exit(13);
       },
       ::testing::ExitedWithCode(1), kWorkerStrayed);
+}
+
+// A guest's eject destroys a disk on a vCPU thread: an io_uring engine's ring unregisters its
+// image there (so the image's lock goes with the disk), and may do nothing else.
+TEST(ConfinementDeathTest, AVcpuThreadTearsDownADisksRing) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  const std::string path = std::string(std::getenv("TEST_TMPDIR")) + "/eject.img";
+  {
+    const int fd = ::open(path.c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0600);
+    ASSERT_GE(fd, 0);
+    absl::StatusOr<uring::Ring> probe = uring::Ring::Create(2, {fd});
+    ::close(fd);
+    if (absl::IsUnimplemented(probe.status()) || absl::IsPermissionDenied(probe.status())) {
+      GTEST_SKIP() << "no usable io_uring here: " << probe.status();
+    }
+  }
+  EXPECT_EXIT(
+      {
+        const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+        absl::StatusOr<uring::Ring> ring = uring::Ring::Create(4, {fd});
+        if (fd < 0 || !ring.ok()) std::_Exit(10);
+        SetUpInChild(sandbox::SeccompMode::kOn, /*landlock=*/false);
+        std::thread([&ring] {
+          ThreadStarted("vcpu");
+          { uring::Ring gone = *std::move(ring); }
+          (void)!::write(STDERR_FILENO, "ring gone\n", 10);
+          int more[] = {0};
+          (void)::syscall(SYS_io_uring_register, 0, IORING_REGISTER_FILES, more, 1);
+          std::_Exit(12);
+        }).join();
+        std::_Exit(13);
+      },
+      ::testing::ExitedWithCode(1), "ring gone\n.*seccomp: vcpu thread [0-9]+ made syscall 427");
 }
 
 TEST(ConfinementDeathTest, VcpuThreadsOpenNoFilesAndStartNoProcesses) {
