@@ -1,6 +1,8 @@
 #include "uring/ring.h"
 
 #include <liburing.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <utility>
@@ -76,6 +78,14 @@ absl::StatusOr<Ring> Ring::Create(uint32_t entries, absl::Span<const int> files)
     return ErrnoStatus(-e, "io_uring_register(IORING_REGISTER_ENABLE_RINGS)");
   }
   return result;
+}
+
+absl::Status Ring::Available() {
+  const int fd = ::memfd_create("io_uring probe", MFD_CLOEXEC);
+  if (fd < 0) return ErrnoStatus(errno, "memfd_create");
+  const absl::Status s = Create(2, {fd}).status();
+  ::close(fd);
+  return s;
 }
 
 Ring::Ring(std::unique_ptr<io_uring> ring, uint32_t entries, uint32_t files)

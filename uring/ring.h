@@ -42,6 +42,9 @@ class Ring {
   // completion ring holds twice as many, so completions of `entries` requests in flight always
   // fit), on `files` (borrowed: each must stay open as long as the ring).
   static absl::StatusOr<Ring> Create(uint32_t entries, absl::Span<const int> files);
+  // OK where this kernel lets this process make such a ring; Create's error where it does not
+  // (for choosing an engine up front, and for tests that must say skipped).
+  static absl::Status Available();
 
   Ring(Ring&&) noexcept;
   Ring& operator=(Ring&&) noexcept;

@@ -190,18 +190,12 @@ TEST(ConfinementDeathTest, ADiskWorkerStartedByTheEventLoopConfinesItselfAndDoes
 TEST(ConfinementDeathTest, ADiskWorkersRingIsMadeByTheEventLoopAndServesTheWorker) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   const std::string path = std::string(std::getenv("TEST_TMPDIR")) + "/ring.img";
-  {
-    const int fd = ::open(path.c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0600);
-    ASSERT_GE(fd, 0);
-    absl::StatusOr<uring::Ring> probe = uring::Ring::Create(2, {fd});
-    ::close(fd);
-    if (absl::IsUnimplemented(probe.status()) || absl::IsPermissionDenied(probe.status())) {
-      GTEST_SKIP() << "no usable io_uring here: " << probe.status();
-    }
+  if (absl::Status s = uring::Ring::Available(); !s.ok()) {
+    GTEST_SKIP() << "no usable io_uring here: " << s;
   }
   EXPECT_EXIT(
       {
-        const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+        const int fd = ::open(path.c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0600);
         if (fd < 0) std::_Exit(10);
         SetUpInChild(sandbox::SeccompMode::kOn, /*landlock=*/false);
         std::thread([fd] {
@@ -237,18 +231,12 @@ TEST(ConfinementDeathTest, ADiskWorkersRingIsMadeByTheEventLoopAndServesTheWorke
 TEST(ConfinementDeathTest, AVcpuThreadTearsDownADisksRing) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   const std::string path = std::string(std::getenv("TEST_TMPDIR")) + "/eject.img";
-  {
-    const int fd = ::open(path.c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0600);
-    ASSERT_GE(fd, 0);
-    absl::StatusOr<uring::Ring> probe = uring::Ring::Create(2, {fd});
-    ::close(fd);
-    if (absl::IsUnimplemented(probe.status()) || absl::IsPermissionDenied(probe.status())) {
-      GTEST_SKIP() << "no usable io_uring here: " << probe.status();
-    }
+  if (absl::Status s = uring::Ring::Available(); !s.ok()) {
+    GTEST_SKIP() << "no usable io_uring here: " << s;
   }
   EXPECT_EXIT(
       {
-        const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+        const int fd = ::open(path.c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0600);
         absl::StatusOr<uring::Ring> ring = uring::Ring::Create(4, {fd});
         if (fd < 0 || !ring.ok()) std::_Exit(10);
         SetUpInChild(sandbox::SeccompMode::kOn, /*landlock=*/false);
