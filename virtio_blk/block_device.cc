@@ -271,8 +271,8 @@ void BlockDevice::Serve(uint16_t index, virtio::SplitQueue queue, const DmaSpace
       answer((*chain)->head, r->status_addr, status, n);
     }
   };
-  // Hands the kernel what drain queued and answers what completed; false if the ring could not
-  // take them (the host's failure: the device asks for a reset).
+  // Hands the kernel what drain queued and answers what completed. A ring that cannot take them
+  // (the host out of resources) breaks the queue: the device asks for a reset.
   auto submit_and_reap = [&]() {
     if (ring == nullptr) return;
     if (!ring->Submit().ok()) broken = true;
@@ -312,10 +312,10 @@ void BlockDevice::Serve(uint16_t index, virtio::SplitQueue queue, const DmaSpace
     if (fds[0].revents & POLLIN) (void)notifiers_[index].Read();
   }
   // The kernel may still write guest memory for requests in flight: wait for them, so that
-  // nothing touches the guest once Reset returns.
+  // nothing touches the guest once Reset returns. Requests the kernel never took cannot
+  // complete, so a ring that still refuses them ends the wait rather than hang the reset.
   while (ring != nullptr && free_slots.size() < slots.size()) {
-    (void)ring->Submit();
-    if (!ring->WaitOne().ok()) break;
+    if (!ring->Submit().ok() || !ring->WaitOne().ok()) break;
     ring->Reap(complete);
   }
 }
