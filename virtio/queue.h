@@ -122,6 +122,8 @@ class SplitQueue {
   absl::Status DisableNotification(const DmaSpace& dma);
 
   uint16_t size() const { return config_.size; }
+  // Where the driver put the rings (for handing the queue to another server: vhost).
+  const QueueConfig& config() const { return config_; }
   uint16_t next_avail() const { return next_avail_; }
   uint16_t next_used() const { return next_used_; }
   // The error that broke the queue, if any.

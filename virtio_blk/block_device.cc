@@ -12,7 +12,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/status.h"
-#include "base/thread_start.h"
+#include "base/status_macros.h"
 
 namespace vmmkit::virtio_blk {
 namespace {
@@ -70,11 +70,9 @@ absl::StatusOr<std::shared_ptr<BlockDevice>> BlockDevice::Create(
     if (!e.ok()) return e.status();
     notifiers.push_back(std::move(*e));
   }
-  absl::StatusOr<EventFd> stop = EventFd::Create();
-  if (!stop.ok()) return stop.status();
   std::shared_ptr<BlockDevice> device(new BlockDevice(std::move(disk), std::move(dma),
                                                       std::move(platform_dma), std::move(options),
-                                                      std::move(notifiers), std::move(*stop)));
+                                                      std::move(notifiers)));
   if (device->options_.engine == BlockEngine::kIoUring) {
     for (uint16_t i = 0; i < device->options_.queues; ++i) {
       // As many in flight as the queue can hold chains: a completion always finds room.
@@ -87,22 +85,23 @@ absl::StatusOr<std::shared_ptr<BlockDevice>> BlockDevice::Create(
     }
   }
   // Started here, on the creator's thread (see the header); the destructor joins them.
-  for (uint16_t i = 0; i < device->options_.queues; ++i) {
-    device->workers_.emplace_back([d = device.get(), i] { d->Work(i); });
-  }
+  RETURN_IF_ERROR(device->workers_.Start(
+      device->options_.queues, "virtio-blk",
+      [d = device.get()](size_t i, virtio::SplitQueue queue, int stop_fd) {
+        d->Serve(static_cast<uint16_t>(i), std::move(queue), *d->active_dma_, stop_fd);
+      }));
   return device;
 }
 
 BlockDevice::BlockDevice(DiskImage disk, std::unique_ptr<DmaSpace> dma,
                          std::unique_ptr<DmaSpace> platform, BlockOptions options,
-                         std::vector<EventFd> notifiers, EventFd stop)
+                         std::vector<EventFd> notifiers)
     : disk_(std::move(disk)),
       dma_(std::move(dma)),
       platform_dma_(std::move(platform)),
       options_(std::move(options)),
       config_(kConfigSize, 0),
-      notifiers_(std::move(notifiers)),
-      stop_(std::move(stop)) {
+      notifiers_(std::move(notifiers)) {
   // struct virtio_blk_config, as far as the offered features reach.
   const uint64_t capacity = disk_.capacity();
   const uint32_t max_sectors =
@@ -116,19 +115,9 @@ BlockDevice::BlockDevice(DiskImage disk, std::unique_ptr<DmaSpace> dma,
   Put<uint32_t>(config_, 44, 1);            // discard_sector_alignment
   Put<uint32_t>(config_, 48, max_sectors);  // max_write_zeroes_sectors
   Put<uint32_t>(config_, 52, kMaxRanges);   // max_write_zeroes_seg
-  MutexLock lock(mu_);
-  pending_.resize(options_.queues);
 }
 
-BlockDevice::~BlockDevice() {
-  Reset();
-  {
-    MutexLock lock(mu_);
-    shutdown_ = true;
-  }
-  cv_.SignalAll();
-  for (std::thread& t : workers_) t.join();
-}
+BlockDevice::~BlockDevice() { Reset(); }
 
 uint64_t BlockDevice::device_features() const {
   uint64_t f = kFeatureSegMax | kFeatureBlkSize | kFeatureFlush;
@@ -152,29 +141,23 @@ void BlockDevice::WriteConfig(uint32_t, absl::Span<const uint8_t>) {
 }
 
 absl::Status BlockDevice::Activate(virtio_pci::Activation activation) {
-  {
-    MutexLock lock(mu_);
-    if (active_) return absl::FailedPreconditionError("virtio-blk: already active");
-    if (activation.queues.size() != options_.queues) {
-      return absl::InvalidArgumentError(absl::StrCat("virtio-blk: ", activation.queues.size(),
-                                                     " queues activated, ", options_.queues,
-                                                     " offered"));
-    }
-    interrupt_ = std::move(activation.interrupt);
-    needs_reset_ = std::move(activation.needs_reset);
-    const bool platform =
-        platform_dma_ != nullptr && (activation.features & virtio::kFeatureAccessPlatform) != 0;
-    active_dma_ = platform ? platform_dma_.get() : dma_.get();
-    for (uint16_t i = 0; i < options_.queues; ++i) {
-      if (!activation.queues[i]) continue;
-      // Notifications that came before are stale: the worker drains the queue first anyway.
-      (void)notifiers_[i].Read();
-      pending_[i] = std::move(activation.queues[i]);
-      ++serving_;
-    }
-    active_ = true;
+  MutexLock lock(activation_mu_);
+  if (workers_.active()) return absl::FailedPreconditionError("virtio-blk: already active");
+  if (activation.queues.size() != options_.queues) {
+    return absl::InvalidArgumentError(absl::StrCat("virtio-blk: ", activation.queues.size(),
+                                                   " queues activated, ", options_.queues,
+                                                   " offered"));
   }
-  cv_.SignalAll();
+  interrupt_ = std::move(activation.interrupt);
+  needs_reset_ = std::move(activation.needs_reset);
+  const bool platform =
+      platform_dma_ != nullptr && (activation.features & virtio::kFeatureAccessPlatform) != 0;
+  active_dma_ = platform ? platform_dma_.get() : dma_.get();
+  // Notifications that came before are stale: the workers drain their queues first anyway.
+  for (EventFd& n : notifiers_) (void)n.Read();
+  if (!workers_.Hand(std::move(activation.queues))) {
+    return absl::InternalError("virtio-blk: the workers took no queues");
+  }
   return absl::OkStatus();
 }
 
@@ -183,42 +166,16 @@ void BlockDevice::QueueNotify(uint16_t index) {
 }
 
 void BlockDevice::Reset() {
-  MutexLock lock(mu_);
-  if (!active_) return;
-  (void)stop_.Write(1);  // Stays readable until every serving worker has seen it.
-  cv_.Wait(mu_, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return serving_ == 0; });
-  (void)stop_.Read();
-  active_ = false;
+  MutexLock lock(activation_mu_);
+  if (!workers_.active()) return;
+  workers_.Stop();
   interrupt_ = nullptr;
   needs_reset_ = nullptr;
   active_dma_ = nullptr;
 }
 
-void BlockDevice::Work(uint16_t index) {
-  ThreadStarted("virtio-blk");
-  while (true) {
-    std::optional<virtio::SplitQueue> queue;
-    const DmaSpace* dma;
-    {
-      MutexLock lock(mu_);
-      cv_.Wait(mu_, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return shutdown_ || pending_[index].has_value();
-      });
-      if (shutdown_) return;
-      queue = std::move(pending_[index]);
-      pending_[index].reset();
-      dma = active_dma_;
-    }
-    Serve(index, *std::move(queue), *dma);
-    {
-      MutexLock lock(mu_);
-      --serving_;
-    }
-    cv_.SignalAll();
-  }
-}
-
-void BlockDevice::Serve(uint16_t index, virtio::SplitQueue queue, const DmaSpace& dma) {
+void BlockDevice::Serve(uint16_t index, virtio::SplitQueue queue, const DmaSpace& dma,
+                        int stop_fd) {
   const DiskLimits limits{
       .capacity = disk_.capacity(), .read_only = disk_.read_only(), .max_ranges = kMaxRanges};
   uring::Ring* ring = rings_.empty() ? nullptr : &rings_[index];
@@ -280,7 +237,7 @@ void BlockDevice::Serve(uint16_t index, virtio::SplitQueue queue, const DmaSpace
   };
   bool reported = false;
   pollfd fds[3] = {{notifiers_[index].fd(), POLLIN, 0},
-                   {stop_.fd(), POLLIN, 0},
+                   {stop_fd, POLLIN, 0},
                    {ring != nullptr ? ring->fd() : -1, POLLIN, 0}};
   while (true) {
     // Drain, ask to be notified again, and drain once more if chains came meanwhile (their

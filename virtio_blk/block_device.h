@@ -50,6 +50,7 @@
 #include "base/mutex.h"
 #include "memory/dma_space.h"
 #include "uring/ring.h"
+#include "virtio/workers.h"
 #include "virtio_blk/disk_image.h"
 #include "virtio_blk/engine.h"
 #include "virtio_blk/request.h"
@@ -120,10 +121,9 @@ class BlockDevice : public virtio_pci::VirtioDevice {
 
  private:
   BlockDevice(DiskImage disk, std::unique_ptr<DmaSpace> dma, std::unique_ptr<DmaSpace> platform,
-              BlockOptions options, std::vector<EventFd> notifiers, EventFd stop);
-  // Worker `index`: waits for its queue to be activated, serves it until Reset, and again.
-  void Work(uint16_t index);
-  void Serve(uint16_t index, virtio::SplitQueue queue, const DmaSpace& dma);
+              BlockOptions options, std::vector<EventFd> notifiers);
+  // Worker `index`'s service of its queue, until `stop_fd` is readable.
+  void Serve(uint16_t index, virtio::SplitQueue queue, const DmaSpace& dma, int stop_fd);
   // Executes one parsed request; returns the status and the bytes written to the guest.
   std::pair<uint8_t, uint32_t> Execute(const Request& r, const DmaSpace& dma);
   // The io_uring engine's request in flight, and the start and end of one.
@@ -144,24 +144,18 @@ class BlockDevice : public virtio_pci::VirtioDevice {
   // One per queue with the io_uring engine, made before the workers start; worker i alone uses
   // rings_[i] until it is joined.
   std::vector<uring::Ring> rings_;
-  EventFd stop_;  // Readable from Reset until every serving worker has seen it.
-
-  // Activate, Reset and the workers' hand-over. A worker takes its queue from pending_ under mu_,
-  // which orders everything Activate wrote (interrupt_, needs_reset_, active_dma_) before the
-  // worker's reads; Reset clears them only once serving_ is back to zero.
-  Mutex mu_;
-  CondVar cv_;
-  bool active_ ABSL_GUARDED_BY(mu_) = false;
-  bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
-  std::vector<std::optional<virtio::SplitQueue>> pending_ ABSL_GUARDED_BY(mu_);
-  int serving_ ABSL_GUARDED_BY(mu_) = 0;  // Queues handed out since Activate, not yet stopped.
-  std::vector<std::thread> workers_;      // Started by Create, joined by the destructor.
-  virtio_pci::Interrupt interrupt_;       // See mu_.
-  std::function<void()> needs_reset_;     // Likewise.
-  const DmaSpace* active_dma_ = nullptr;  // Likewise: dma_ or platform_dma_.
+  // Activate and Reset, which may come from different vCPUs. What Activate sets here before handing
+  // the queues over the workers read without it: QueueWorkers orders the hand-over, and Reset
+  // clears them only once the workers have stopped.
+  Mutex activation_mu_;
+  virtio_pci::Interrupt interrupt_;
+  std::function<void()> needs_reset_;
+  const DmaSpace* active_dma_ = nullptr;  // dma_ or platform_dma_.
 
   std::atomic<uint64_t> reads_{0}, writes_{0}, flushes_{0}, discards_{0}, write_zeroes_{0},
       get_ids_{0}, bytes_read_{0}, bytes_written_{0}, refused_{0};
+  // Last: destroyed (joined) first, before anything they use.
+  virtio::QueueWorkers<virtio::SplitQueue> workers_;
 };
 
 }  // namespace vmmkit::virtio_blk
