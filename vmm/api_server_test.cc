@@ -128,6 +128,29 @@ TEST_F(ApiServerTest, ADiskIsAddedAndReportsItsImageAndCounters) {
   EXPECT_THAT(bad.error_message(), HasSubstr("virtio_blk.engine 7 is not a DiskEngine"));
 }
 
+TEST_F(ApiServerTest, ANicIsAddedAndReportsItsTapAndCounters) {
+  grpc::ClientContext c;
+  pb::AddDeviceRequest r;
+  r.set_id("net1");
+  r.mutable_virtio_net()->set_tap("vmtap1");
+  r.mutable_virtio_net()->set_mac("02:00:00:00:00:0a");
+  r.mutable_virtio_net()->set_queue_pairs(2);
+  pb::Device d;
+  ASSERT_TRUE(stub_->AddDevice(&c, r, &d).ok());
+  EXPECT_EQ(d.kind(), pb::DEVICE_KIND_VIRTIO_NET);
+  EXPECT_EQ(d.net().tap(), "vmtap1");
+  EXPECT_EQ(d.net().mac(), "02:00:00:00:00:0a");
+  EXPECT_EQ(d.net().queue_pairs(), 2u);
+  EXPECT_EQ(d.net().rx_packets(), 0u);
+  grpc::ClientContext c2;
+  r.set_id("net2");
+  r.mutable_virtio_net()->set_tap("vmtap2");
+  r.mutable_virtio_net()->set_queue_pairs(17);
+  const grpc::Status bad = stub_->AddDevice(&c2, r, &d);
+  EXPECT_EQ(bad.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(bad.error_message(), HasSubstr("virtio_net.queue_pairs: 17 is not 1-16"));
+}
+
 TEST_F(ApiServerTest, ADeviceBehindTheGuestIommuReportsWhatItDoes) {
   DeviceSummary d{"hp0",
                   DeviceSummary::Kind::kVfioPci,
@@ -143,6 +166,8 @@ TEST_F(ApiServerTest, ADeviceBehindTheGuestIommuReportsWhatItDoes) {
                                      .context_invalidations = 4,
                                      .host_map_calls = 23,
                                      .host_unmap_calls = 20},
+                  std::nullopt,
+                  std::nullopt,
                   std::nullopt};
   ASSERT_TRUE(loop_.RunOnLoop([&] { vm_.hotplugged["hp0"] = d; }).ok());  // The VM's thread.
   grpc::ClientContext c;

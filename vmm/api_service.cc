@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 
 namespace vmmkit::vmm {
 namespace {
@@ -53,6 +54,12 @@ void ToProto(const DeviceSummary& d, pb::Device* out) {
     case DeviceSummary::Kind::kVirtioBlk:
       out->set_kind(pb::DEVICE_KIND_VIRTIO_BLK);
       break;
+    case DeviceSummary::Kind::kVirtioNet:
+      out->set_kind(pb::DEVICE_KIND_VIRTIO_NET);
+      break;
+    case DeviceSummary::Kind::kVirtioVsock:
+      out->set_kind(pb::DEVICE_KIND_VIRTIO_VSOCK);
+      break;
   }
   out->set_guest_bdf(d.guest_bdf);
   out->set_host_bdf(d.host_bdf);
@@ -85,6 +92,29 @@ void ToProto(const DeviceSummary& d, pb::Device* out) {
     k->set_refused(d.disk->refused);
     k->set_engine(d.disk->engine == virtio_blk::BlockEngine::kIoUring ? pb::DISK_ENGINE_IO_URING
                                                                       : pb::DISK_ENGINE_THREADS);
+  }
+  if (d.net) {
+    pb::DeviceNet* n = out->mutable_net();
+    const std::array<uint8_t, 6>& m = d.net->mac;
+    n->set_tap(d.net->tap);
+    n->set_mac(
+        absl::StrFormat("%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4], m[5]));
+    n->set_queue_pairs(d.net->queue_pairs);
+    n->set_rx_packets(d.net->rx_packets);
+    n->set_rx_bytes(d.net->rx_bytes);
+    n->set_tx_packets(d.net->tx_packets);
+    n->set_tx_bytes(d.net->tx_bytes);
+    n->set_rx_dropped(d.net->rx_dropped);
+    n->set_rx_filtered(d.net->rx_filtered);
+    n->set_tx_dropped(d.net->tx_dropped);
+    n->set_refused(d.net->refused);
+    n->set_vhost(d.net->vhost);
+  }
+  if (d.vsock) {
+    pb::DeviceVsock* v = out->mutable_vsock();
+    v->set_cid(d.vsock->cid);
+    v->set_rx_interrupts(d.vsock->rx_interrupts);
+    v->set_tx_interrupts(d.vsock->tx_interrupts);
   }
 }
 
@@ -208,8 +238,8 @@ grpc::Status VmServiceImpl::ListDevices(grpc::ServerContext*, const pb::ListDevi
 
 grpc::Status VmServiceImpl::AddDevice(grpc::ServerContext*, const pb::AddDeviceRequest* req,
                                       pb::Device* out) {
-  absl::StatusOr<DeviceSummary> d =
-      absl::InvalidArgumentError("AddDevice: the device is required (host, or virtio_blk)");
+  absl::StatusOr<DeviceSummary> d = absl::InvalidArgumentError(
+      "AddDevice: the device is required (host, virtio_blk or virtio_net)");
   switch (req->device_case()) {
     case pb::AddDeviceRequest::kHost:
       d = c_.AddDevice(req->id(), req->host(), req->slot());
@@ -236,6 +266,15 @@ grpc::Status VmServiceImpl::AddDevice(grpc::ServerContext*, const pb::AddDeviceR
         break;
       }
       d = c_.AddDisk(req->id(), b.path(), b.read_only(), b.queues(), req->slot(), *engine);
+      break;
+    }
+    case pb::AddDeviceRequest::kVirtioNet: {
+      const pb::AddDeviceRequest::VirtioNet& n = req->virtio_net();
+      d = c_.AddNic(req->id(), n.tap(), n.mac(), n.queue_pairs(), req->slot(), n.vhost(),
+                    {.rx_bytes = n.rx_limit().bytes_per_second(),
+                     .rx_packets = n.rx_limit().packets_per_second(),
+                     .tx_bytes = n.tx_limit().bytes_per_second(),
+                     .tx_packets = n.tx_limit().packets_per_second()});
       break;
     }
     case pb::AddDeviceRequest::DEVICE_NOT_SET:

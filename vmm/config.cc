@@ -7,6 +7,7 @@
 #include <cctype>
 #include <cerrno>
 #include <cstring>
+#include <optional>
 #include <string_view>
 
 #include "absl/strings/ascii.h"
@@ -114,6 +115,127 @@ absl::StatusOr<PassthroughConfig> ParseDevice(const std::string& text, size_t in
     return absl::InvalidArgumentError(absl::StrCat(what, ": host=BDF is required"));
   }
   return d;
+}
+
+absl::StatusOr<VsockConfig> ParseVsock(const std::string& text) {
+  const std::string what = absl::StrCat("--vsock=", EchoForError(text));
+  VsockConfig v{.id = "vsock0"};
+  bool have_cid = false;
+  for (absl::string_view part : absl::StrSplit(text, ',')) {
+    std::pair<std::string, std::string> kv = absl::StrSplit(part, absl::MaxSplits('=', 1));
+    if (kv.first == "cid") {
+      absl::StatusOr<uint64_t> cid = ParseRange("vsock cid", kv.second, 3, 0xfffffffe);
+      if (!cid.ok()) {
+        return absl::InvalidArgumentError(absl::StrCat(what, ": ", cid.status().message()));
+      }
+      v.cid = *cid;
+      have_cid = true;
+    } else if (kv.first == "id") {
+      if (absl::Status s = CheckDeviceId(kv.second); !s.ok()) {
+        return absl::InvalidArgumentError(absl::StrCat(what, ": ", s.message()));
+      }
+      v.id = kv.second;
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat(
+          what, ": unknown option '", EchoForError(kv.first), "' (supported: cid, id)"));
+    }
+  }
+  if (!have_cid) return absl::InvalidArgumentError(absl::StrCat(what, ": cid=N is required"));
+  return v;
+}
+
+absl::Status CheckTapName(const std::string& name) {
+  if (name.empty() || name.size() > 15 || !std::all_of(name.begin(), name.end(), [](char ch) {
+        return absl::ascii_isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '_' ||
+               ch == '.';
+      })) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tap '", EchoForError(name),
+                     "' must be an interface name of 1 to 15 letters, digits, '-', '_' or '.'"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::array<uint8_t, 6>> ParseMac(const std::string& text) {
+  std::array<uint8_t, 6> mac = {};
+  const std::vector<std::string> parts = absl::StrSplit(text, ':');
+  bool ok = parts.size() == 6;
+  for (size_t i = 0; ok && i < 6; ++i) {
+    int value = 0;
+    ok = parts[i].size() == 2 && absl::SimpleHexAtoi(parts[i], &value);
+    mac[i] = static_cast<uint8_t>(value);
+  }
+  if (!ok) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "mac '", EchoForError(text), "' is not six two-digit hex bytes (52:54:00:12:34:56)"));
+  }
+  if ((mac[0] & 1) != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("mac '", EchoForError(text), "' is a multicast address"));
+  }
+  return mac;
+}
+
+absl::StatusOr<NetConfig> ParseNet(const std::string& text, size_t index) {
+  const std::string what = absl::StrCat("--net=", EchoForError(text));
+  auto invalid = [&](absl::string_view why) {
+    return absl::InvalidArgumentError(absl::StrCat(what, ": ", why));
+  };
+  NetConfig n{.id = absl::StrCat("net", index),
+              .mac = {0x52, 0x54, 0x00, 0x12, 0x34, static_cast<uint8_t>(0x56 + index)}};
+  std::optional<uint16_t> queues;
+  for (absl::string_view part : absl::StrSplit(text, ',')) {
+    std::pair<std::string, std::string> kv = absl::StrSplit(part, absl::MaxSplits('=', 1));
+    if (kv.first == "tap") {
+      if (absl::Status s = CheckTapName(kv.second); !s.ok()) return invalid(s.message());
+      n.tap = kv.second;
+    } else if (kv.first == "fd") {
+      for (absl::string_view f : absl::StrSplit(kv.second, ':')) {
+        absl::StatusOr<uint64_t> fd = ParseRange("tap fd", std::string(f), 3, 65535);
+        if (!fd.ok()) return invalid(fd.status().message());
+        n.fds.push_back(static_cast<int>(*fd));
+      }
+    } else if (kv.first == "mac") {
+      absl::StatusOr<std::array<uint8_t, 6>> mac = ParseMac(kv.second);
+      if (!mac.ok()) return invalid(mac.status().message());
+      n.mac = *mac;
+    } else if (kv.first == "id") {
+      if (absl::Status s = CheckDeviceId(kv.second); !s.ok()) return invalid(s.message());
+      n.id = kv.second;
+    } else if (kv.first == "rx_bytes" || kv.first == "rx_packets" || kv.first == "tx_bytes" ||
+               kv.first == "tx_packets") {
+      absl::StatusOr<uint64_t> v =
+          ParseRange(absl::StrCat("net ", kv.first), kv.second, 1, uint64_t{1} << 40);
+      if (!v.ok()) return invalid(v.status().message());
+      (kv.first == "rx_bytes"     ? n.limits.rx_bytes
+       : kv.first == "rx_packets" ? n.limits.rx_packets
+       : kv.first == "tx_bytes"   ? n.limits.tx_bytes
+                                  : n.limits.tx_packets) = *v;
+    } else if (kv.first == "vhost") {
+      if (kv.second != "on" && kv.second != "off") return invalid("vhost must be on or off");
+      n.vhost = kv.second == "on";
+    } else if (kv.first == "queues") {
+      absl::StatusOr<uint64_t> q = ParseRange("net queues", kv.second, 1, kMaxNetQueuePairs);
+      if (!q.ok()) return invalid(q.status().message());
+      queues = static_cast<uint16_t>(*q);
+    } else {
+      return invalid(absl::StrCat("unknown option '", EchoForError(kv.first),
+                                  "' (supported: tap, fd, mac, id, queues, vhost, rx_bytes, "
+                                  "rx_packets, tx_bytes, tx_packets)"));
+    }
+  }
+  if (n.tap.empty() == n.fds.empty()) return invalid("one of tap=NAME or fd=N is required");
+  if (n.vhost && n.limits.any()) {
+    return invalid("rate limits need vmm's data path (vhost=off): vhost-net has no limiter");
+  }
+  if (!n.fds.empty()) {
+    if (n.fds.size() > kMaxNetQueuePairs) return invalid("at most 16 fds");
+    if (queues && *queues != n.fds.size()) return invalid("queues must match the fds given");
+    n.queue_pairs = static_cast<uint16_t>(n.fds.size());
+  } else {
+    n.queue_pairs = queues.value_or(1);
+  }
+  return n;
 }
 
 absl::StatusOr<DiskConfig> ParseDisk(const std::string& text, size_t index) {
@@ -257,6 +379,39 @@ absl::StatusOr<VmmConfig> ValidateConfig(const RawConfig& raw) {
           absl::StrCat("--disk=", EchoForError(raw.disks[i]), ": its id or path is already used"));
     }
     c.disks.push_back(*std::move(d));
+  }
+  if (raw.nets.size() > kMaxNets) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--net: at most ", kMaxNets, " interfaces, got ", raw.nets.size()));
+  }
+  for (size_t i = 0; i < raw.nets.size(); ++i) {
+    absl::StatusOr<NetConfig> n = ParseNet(raw.nets[i], i);
+    if (!n.ok()) return n.status();
+    const auto same_id = [&](const auto& o) { return o.id == n->id; };
+    if (std::any_of(c.devices.begin(), c.devices.end(), same_id) ||
+        std::any_of(c.disks.begin(), c.disks.end(), same_id)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--net=", EchoForError(raw.nets[i]), ": its id is already used"));
+    }
+    for (const NetConfig& o : c.nets) {
+      if (o.id == n->id || o.mac == n->mac || (!o.tap.empty() && o.tap == n->tap)) {
+        return absl::InvalidArgumentError(absl::StrCat("--net=", EchoForError(raw.nets[i]),
+                                                       ": its id, MAC or tap is already used"));
+      }
+    }
+    c.nets.push_back(*std::move(n));
+  }
+  if (!raw.vsock.empty()) {
+    absl::StatusOr<VsockConfig> v = ParseVsock(raw.vsock);
+    if (!v.ok()) return v.status();
+    const auto same_id = [&](const auto& o) { return o.id == v->id; };
+    if (std::any_of(c.devices.begin(), c.devices.end(), same_id) ||
+        std::any_of(c.disks.begin(), c.disks.end(), same_id) ||
+        std::any_of(c.nets.begin(), c.nets.end(), same_id)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--vsock=", EchoForError(raw.vsock), ": its id is already used"));
+    }
+    c.vsock = *std::move(v);
   }
   for (const std::string& dir : raw.disk_dirs) {
     struct stat st;

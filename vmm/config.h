@@ -9,7 +9,9 @@
 #ifndef VMMKIT_VMM_CONFIG_H_
 #define VMMKIT_VMM_CONFIG_H_
 
+#include <array>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -42,6 +44,8 @@ struct RawConfig {
   std::vector<std::string> devices;    // Each --device value.
   std::vector<std::string> disks;      // Each --disk value.
   std::vector<std::string> disk_dirs;  // Each --disk-dir value.
+  std::vector<std::string> nets;       // Each --net value.
+  std::string vsock;                   // --vsock; empty: none.
 };
 
 // A host PCI function bound to vfio-pci, passed through to the guest.
@@ -57,6 +61,31 @@ struct DiskConfig {
   bool read_only = false;
   uint16_t queues = 1;
   virtio_blk::BlockEngine engine = virtio_blk::kDefaultEngine;
+};
+
+// A NIC's rate limits, per second (0: none): what the guest may receive and send, in bytes and
+// frames (vmm's data path only).
+struct NetLimits {
+  uint64_t rx_bytes = 0, rx_packets = 0, tx_bytes = 0, tx_packets = 0;
+  bool any() const { return rx_bytes || rx_packets || tx_bytes || tx_packets; }
+};
+
+// A network interface: virtio-net on a tap, opened by name (one queue per pair) or given as fds
+// already attached to one.
+struct NetConfig {
+  std::string id;        // "net0" unless given.
+  std::string tap;       // The tap's name; empty with fds.
+  std::vector<int> fds;  // Inherited fds of one tap, one per queue pair.
+  std::array<uint8_t, 6> mac = {};
+  uint16_t queue_pairs = 1;
+  bool vhost = false;  // The kernel's vhost-net data path.
+  NetLimits limits;
+};
+
+// A virtio-vsock device (the kernel's vhost-vsock): the guest's context id.
+struct VsockConfig {
+  std::string id;  // "vsock0" unless given.
+  uint64_t cid = 0;
 };
 
 struct VmmConfig {
@@ -81,6 +110,8 @@ struct VmmConfig {
   std::vector<DiskConfig> disks;
   // Directories a hot-added disk's image may come from (Landlock allows nothing else).
   std::vector<std::string> disk_dirs;
+  std::vector<NetConfig> nets;
+  std::optional<VsockConfig> vsock;
 };
 
 inline constexpr uint64_t kMinMemoryMib = 64;
@@ -90,6 +121,8 @@ inline constexpr uint32_t kMaxCpus = 254;           // APIC IDs 0..253; the IOAP
 inline constexpr size_t kMaxPassthroughDevices = 16;
 inline constexpr size_t kMaxDisks = 16;
 inline constexpr uint16_t kMaxDiskQueues = 16;
+inline constexpr size_t kMaxNets = 8;
+inline constexpr uint16_t kMaxNetQueuePairs = 16;
 
 absl::StatusOr<VmmConfig> ValidateConfig(const RawConfig& raw);
 // One --device value: "vfio-pci,host=[DDDD:]BB:DD.F[,id=NAME]". `index` names it by default.
@@ -97,6 +130,18 @@ absl::StatusOr<PassthroughConfig> ParseDevice(const std::string& text, size_t in
 // One --disk value: "path=FILE[,readonly=on|off][,id=NAME][,queues=N][,engine=threads|io_uring]".
 // `index` names it.
 absl::StatusOr<DiskConfig> ParseDisk(const std::string& text, size_t index);
+// One --net value: "tap=NAME|fd=N[:N...][,mac=52:54:00:12:34:56][,id=NAME][,queues=N]
+// [,vhost=on|off][,rx_bytes=N][,rx_packets=N][,tx_bytes=N][,tx_packets=N]" (limits per second;
+// not with vhost=on). `index`
+// names it and picks its default MAC (52:54:00:12:34:56 + index). queues=N is the tap's queue
+// pairs (a multi-queue tap for more than one); with fds, their number.
+absl::StatusOr<NetConfig> ParseNet(const std::string& text, size_t index);
+// --vsock's value: "cid=N[,id=NAME]", N from 3 to 2^32 - 2.
+absl::StatusOr<VsockConfig> ParseVsock(const std::string& text);
+// A tap interface's name: 1-15 letters, digits, '-', '_' or '.'. INVALID_ARGUMENT naming the rule.
+absl::Status CheckTapName(const std::string& name);
+// "52:54:00:12:34:56": a unicast MAC address. INVALID_ARGUMENT naming the rule otherwise.
+absl::StatusOr<std::array<uint8_t, 6>> ParseMac(const std::string& text);
 // A device id (--device id=, AddDevice): 1-63 letters, digits, '-' or '_'. Else the rule, as an
 // error message tail.
 absl::Status CheckDeviceId(const std::string& id);

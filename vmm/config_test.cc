@@ -165,6 +165,97 @@ TEST_F(ConfigTest, DisksAreParsedNamedAndCheckedOnce) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("at most 16")));
 }
 
+TEST_F(ConfigTest, NetsAreParsedNamedAndCheckedOnce) {
+  RawConfig r = Valid();
+  r.nets = {"tap=vmtap0,rx_bytes=1000000,tx_packets=500",
+            "id=uplink,fd=5:6,mac=02:00:00:00:00:0a,vhost=on"};
+  ASSERT_OK_AND_ASSIGN(VmmConfig c, ValidateConfig(r));
+  ASSERT_EQ(c.nets.size(), 2u);
+  EXPECT_EQ(c.nets[0].id, "net0");
+  EXPECT_EQ(c.nets[0].tap, "vmtap0");
+  EXPECT_EQ(c.nets[0].queue_pairs, 1);
+  EXPECT_EQ(c.nets[0].mac, (std::array<uint8_t, 6>{0x52, 0x54, 0, 0x12, 0x34, 0x56}));
+  EXPECT_EQ(c.nets[1].id, "uplink");
+  EXPECT_EQ(c.nets[1].fds, (std::vector<int>{5, 6}));
+  EXPECT_EQ(c.nets[1].queue_pairs, 2);
+  EXPECT_EQ(c.nets[1].mac, (std::array<uint8_t, 6>{2, 0, 0, 0, 0, 0x0a}));
+  EXPECT_FALSE(c.nets[0].vhost);
+  EXPECT_EQ(c.nets[0].limits.rx_bytes, 1000000u);
+  EXPECT_EQ(c.nets[0].limits.tx_packets, 500u);
+  EXPECT_EQ(c.nets[0].limits.tx_bytes, 0u);
+  EXPECT_FALSE(c.nets[1].limits.any());
+  EXPECT_TRUE(c.nets[1].vhost);
+
+  const std::pair<std::string, const char*> bad[] = {
+      {"mac=02:00:00:00:00:01", "one of tap=NAME or fd=N"},
+      {"tap=a,fd=4", "one of tap=NAME or fd=N"},
+      {"tap=", "an interface name"},
+      {"tap=0123456789abcdef", "an interface name"},
+      {"tap=a/b", "an interface name"},
+      {"fd=2", "from 3 to 65535"},
+      {"fd=4:x", "tap fd"},
+      {"fd=4:5,queues=3", "queues must match"},
+      {"tap=t,queues=17", "from 1 to 16"},
+      {"tap=t,mac=01:00:00:00:00:01", "multicast"},
+      {"tap=t,mac=52:54:00:12:34", "six two-digit hex bytes"},
+      {"tap=t,mac=52:54:00:12:34:zz", "six two-digit hex bytes"},
+      {"tap=t,id=a b", "id must be"},
+      {"tap=t,vhost=yes", "vhost must be on or off"},
+      {"tap=t,vhost=on,tx_bytes=100", "rate limits need vmm's data path"},
+      {"tap=t,rx_packets=0", "from 1 to"},
+      {"tap=t,rate=1", "unknown option 'rate'"},
+  };
+  for (const auto& [text, message] : bad) {
+    RawConfig b = Valid();
+    b.nets = {text};
+    EXPECT_THAT(ValidateConfig(b).status(),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(message)))
+        << text;
+  }
+  for (const auto& twins : std::vector<std::vector<std::string>>{
+           {"tap=a", "tap=a"},
+           {"tap=a,id=x", "tap=b,id=x"},
+           {"tap=a,mac=02:00:00:00:00:01", "tap=b,mac=02:00:00:00:00:01"}}) {
+    RawConfig b = Valid();
+    b.nets = twins;
+    EXPECT_THAT(ValidateConfig(b).status(),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("already used")));
+  }
+  RawConfig clash = Valid();
+  clash.disks = {"id=x,path=" + kernel_};
+  clash.nets = {"id=x,tap=a"};
+  EXPECT_THAT(ValidateConfig(clash).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("already used")));
+}
+
+TEST_F(ConfigTest, VsockIsParsed) {
+  RawConfig r = Valid();
+  ASSERT_OK_AND_ASSIGN(VmmConfig none, ValidateConfig(r));
+  EXPECT_FALSE(none.vsock.has_value());
+  r.vsock = "cid=42";
+  ASSERT_OK_AND_ASSIGN(VmmConfig c, ValidateConfig(r));
+  ASSERT_TRUE(c.vsock.has_value());
+  EXPECT_EQ(c.vsock->cid, 42u);
+  EXPECT_EQ(c.vsock->id, "vsock0");
+  const std::pair<std::string, const char*> bad[] = {
+      {"id=v", "cid=N is required"},   {"cid=2", "from 3 to 4294967294"},
+      {"cid=4294967295", "from 3 to"}, {"cid=x", "vsock cid"},
+      {"cid=3,id=a b", "id must be"},  {"cid=3,port=1", "unknown option 'port'"},
+  };
+  for (const auto& [text, message] : bad) {
+    RawConfig b = Valid();
+    b.vsock = text;
+    EXPECT_THAT(ValidateConfig(b).status(),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(message)))
+        << text;
+  }
+  RawConfig clash = Valid();
+  clash.nets = {"tap=a,id=x"};
+  clash.vsock = "cid=3,id=x";
+  EXPECT_THAT(ValidateConfig(clash).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("already used")));
+}
+
 TEST_F(ConfigTest, EmptyKernelFileIsRejected) {
   std::ofstream(kernel_, std::ios::trunc).close();
   EXPECT_THAT(ValidateConfig(Valid()),

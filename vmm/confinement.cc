@@ -1,6 +1,7 @@
 #include "vmm/confinement.h"
 
 #include <linux/capability.h>
+#include <linux/if_tun.h>
 #include <linux/io_uring.h>
 #include <linux/kvm.h>
 #include <linux/landlock.h>
@@ -25,11 +26,16 @@
 #include "sandbox/landlock.h"
 #include "sandbox/privileges.h"
 #include "vfio/ioctls.h"
+#include "vhost/vhost.h"
 
 namespace vmmkit::vmm {
 namespace {
 
 using sandbox::SeccompPolicy;
+
+// What a running NIC asks of its tap (virtio_net::TapBackend): the guest's receive offloads, the
+// queues it uses.
+constexpr uint32_t kTapRuntimeIoctls[] = {TUNSETOFFLOAD, TUNSETQUEUE};
 
 // clone only for threads (what std::thread does); clone3 fails with ENOSYS, and glibc falls
 // back to clone, whose flags a filter can read (clone3's are behind a pointer).
@@ -65,6 +71,8 @@ SeccompPolicy VcpuPolicy() {
   RefuseOpening(p);
   // An ejected disk's io_uring gives its image back (uring::Ring's destructor), and nothing else.
   p.AllowIf(SYS_io_uring_register, 1, ~0ull, IORING_UNREGISTER_FILES);
+  // A NIC's activation gives its tap the guest's receive offloads and queue count.
+  p.AllowIoctls(kTapRuntimeIoctls);
   p.AllowIoctls(kvm::VcpuIoctls());
   p.AllowIoctls(kvm::VmRuntimeIoctls());
   p.AllowIoctls(vfio::RuntimeIoctls());
@@ -130,6 +138,12 @@ SeccompPolicy EventLoopPolicy() {
   AllowStartingConfinedThreads(p);
   p.AllowIoctls(kvm::VmRuntimeIoctls());
   p.AllowIoctls(vfio::AllIoctls());
+  // A hot-added NIC's tap, attached by name (its workers start here, as a disk's do), and its
+  // vhost-net devices.
+  p.AllowIoctls({TUNSETIFF, TUNGETIFF, TUNSETVNETHDRSZ, TUNSETSNDBUF});
+  p.AllowIoctls(kTapRuntimeIoctls);
+  p.AllowIoctls(vhost::SetupIoctls());
+  p.AllowIoctls(vhost::RingIoctls());
   // Restoring the terminal at exit (tcsetattr) and checking for one.
   p.AllowIoctls({TCGETS, TCSETS, TCSETSW, TCSETSF});
   return p;
@@ -212,6 +226,30 @@ SeccompPolicy VirtioBlkPolicy() {
   return p;
 }
 
+SeccompPolicy VirtioNetPolicy() {
+  SeccompPolicy p = sandbox::BasePolicy(std::string(kThreadVirtioNet));
+  // Frames to and from the tap (one write or writev, one read each), the notifier eventfds; the
+  // control queue sets the tap's offloads and queues. With vhost-net, the rings go to the kernel
+  // at activation and come back at reset.
+  p.Allow({SYS_read, SYS_write, SYS_writev, SYS_poll, SYS_ppoll});
+  RefuseOpening(p);
+  p.AllowIoctls(kTapRuntimeIoctls);
+  p.AllowIoctls(vhost::RingIoctls());
+  p.AllowIoctls({KVM_SIGNAL_MSI});
+  return p;
+}
+
+SeccompPolicy VirtioVsockPolicy() {
+  SeccompPolicy p = sandbox::BasePolicy(std::string(kThreadVirtioVsock));
+  // The kernel's interrupts (eventfds) relayed to the guest; the rings handed to vhost-vsock at
+  // activation and taken back at reset.
+  p.Allow({SYS_read, SYS_poll, SYS_ppoll});
+  RefuseOpening(p);
+  p.AllowIoctls(vhost::RingIoctls());
+  p.AllowIoctls({KVM_SIGNAL_MSI});
+  return p;
+}
+
 // The process's confinement, set once by SetUpConfinement before any thread exists; read-only
 // afterwards (threads only read it, in the hook).
 struct Confinement {
@@ -246,6 +284,8 @@ absl::StatusOr<SeccompPolicy> SeccompPolicyFor(absl::string_view kind) {
   if (kind == kThreadApi) return ApiPolicy();
   if (kind == kThreadIoapicLines) return IoapicLinesPolicy();
   if (kind == kThreadVirtioBlk) return VirtioBlkPolicy();
+  if (kind == kThreadVirtioNet) return VirtioNetPolicy();
+  if (kind == kThreadVirtioVsock) return VirtioVsockPolicy();
   return absl::NotFoundError(absl::StrCat("no seccomp policy for a '", kind, "' thread"));
 }
 
@@ -257,6 +297,9 @@ std::vector<std::pair<std::string, uint64_t>> LandlockRules(const VmmConfig& con
       {"/dev/kvm", kLandlockReadWrite},
       {"/dev/vfio", kLandlockReadWrite},
       {"/dev/iommu", kLandlockReadWrite},
+      {"/dev/net/tun", kLandlockReadWrite},
+      {"/dev/vhost-net", kLandlockReadWrite},
+      {"/dev/vhost-vsock", kLandlockReadWrite},
       // A hot-added device's sysfs node, its IOMMU group link and the group's members.
       {"/sys/bus/pci", kLandlockRead},
       {"/sys/devices", kLandlockRead},

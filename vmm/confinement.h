@@ -16,6 +16,12 @@
 //                 pwrite, fdatasync, fallocate) and KVM_SIGNAL_MSI; started by the thread that
 //                 creates the disk (main at start, the event loop for a hot-added one), whose
 //                 filter they keep under their own: the event loop's allows all of theirs
+//   virtio-net    a NIC's queue workers: their notifier eventfds, the tap's fds (read, write,
+//                 writev; TUNSETOFFLOAD and TUNSETQUEUE for the control queue) and
+//                 KVM_SIGNAL_MSI; with vhost-net, handing the rings to the kernel and back;
+//                 started as virtio-blk's are
+//   virtio-vsock  a vsock device's worker: the kernel's interrupt eventfds, KVM_SIGNAL_MSI, and
+//                 handing the rings to vhost-vsock and back
 //
 // Threads a confined thread starts (Alongside helpers, gRPC's pool) inherit its confinement.
 //
@@ -42,6 +48,8 @@ inline constexpr absl::string_view kThreadEventLoop = "event-loop";
 inline constexpr absl::string_view kThreadApi = "api";
 inline constexpr absl::string_view kThreadIoapicLines = "ioapic-lines";
 inline constexpr absl::string_view kThreadVirtioBlk = "virtio-blk";
+inline constexpr absl::string_view kThreadVirtioNet = "virtio-net";
+inline constexpr absl::string_view kThreadVirtioVsock = "virtio-vsock";
 
 // The seccomp allow-list of a thread kind above; NOT_FOUND for any other name.
 absl::StatusOr<sandbox::SeccompPolicy> SeccompPolicyFor(absl::string_view kind);

@@ -1,6 +1,7 @@
 #include "vmm/confinement.h"
 
 #include <fcntl.h>
+#include <linux/if_tun.h>
 #include <linux/io_uring.h>
 #include <linux/kvm.h>
 #include <sys/ioctl.h>
@@ -19,6 +20,7 @@
 #include "gtest/gtest.h"
 #include "sandbox/landlock.h"
 #include "uring/ring.h"
+#include "vhost/vhost.h"
 
 namespace vmmkit::vmm {
 namespace {
@@ -39,8 +41,8 @@ VmmConfig Config() {
 }
 
 TEST(ConfinementTest, EachKindHasItsOwnList) {
-  for (absl::string_view kind :
-       {kThreadVcpu, kThreadEventLoop, kThreadApi, kThreadIoapicLines, kThreadVirtioBlk}) {
+  for (absl::string_view kind : {kThreadVcpu, kThreadEventLoop, kThreadApi, kThreadIoapicLines,
+                                 kThreadVirtioBlk, kThreadVirtioNet, kThreadVirtioVsock}) {
     ASSERT_OK_AND_ASSIGN(sandbox::SeccompPolicy p, SeccompPolicyFor(kind));
     EXPECT_EQ(p.name(), kind);
     EXPECT_TRUE(p.Mentions(SYS_futex)) << kind;
@@ -73,6 +75,29 @@ TEST(ConfinementTest, EachKindHasItsOwnList) {
   EXPECT_FALSE(blk.Mentions(SYS_io_uring_setup)) << "rings are made before the workers start";
   EXPECT_FALSE(blk.Mentions(SYS_io_uring_register));
   EXPECT_TRUE(sandbox::BuiltWithSanitizer() || !blk.Mentions(SYS_openat));
+  ASSERT_OK_AND_ASSIGN(sandbox::SeccompPolicy net, SeccompPolicyFor(kThreadVirtioNet));
+  EXPECT_TRUE(net.Mentions(SYS_writev)) << "a frame to the tap";
+  EXPECT_TRUE(net.AllowsIoctl(TUNSETOFFLOAD)) << "the control queue's offloads";
+  EXPECT_FALSE(net.AllowsIoctl(TUNSETIFF)) << "workers attach to no other tap";
+  EXPECT_TRUE(net.AllowsIoctl(KVM_SIGNAL_MSI));
+  EXPECT_FALSE(net.Mentions(SYS_clone));
+  EXPECT_FALSE(net.Mentions(SYS_socket));
+  EXPECT_TRUE(sandbox::BuiltWithSanitizer() || !net.Mentions(SYS_openat));
+  EXPECT_TRUE(loop.AllowsIoctl(TUNSETIFF)) << "a hot-added NIC's tap";
+  EXPECT_TRUE(vcpu.AllowsIoctl(TUNSETOFFLOAD)) << "a NIC's activation";
+  EXPECT_FALSE(vcpu.AllowsIoctl(TUNSETIFF));
+  for (uint32_t request : vhost::RingIoctls()) {
+    EXPECT_TRUE(net.AllowsIoctl(request)) << "vhost-net's rings";
+    EXPECT_TRUE(loop.AllowsIoctl(request)) << "what its workers do, their creator may";
+  }
+  ASSERT_OK_AND_ASSIGN(sandbox::SeccompPolicy vsock, SeccompPolicyFor(kThreadVirtioVsock));
+  EXPECT_TRUE(vsock.AllowsIoctl(KVM_SIGNAL_MSI));
+  EXPECT_FALSE(vsock.Mentions(SYS_writev)) << "it moves no data itself";
+  EXPECT_TRUE(sandbox::BuiltWithSanitizer() || !vsock.Mentions(SYS_openat));
+  for (uint32_t request : vhost::SetupIoctls()) {
+    EXPECT_FALSE(net.AllowsIoctl(request)) << "set up before the workers start";
+    EXPECT_TRUE(loop.AllowsIoctl(request)) << "a hot-added NIC's vhost-net";
+  }
   // The event loop starts a hot-added disk's workers, whose filter stacks on its own.
   for (int nr : {SYS_pread64, SYS_pwrite64, SYS_preadv, SYS_pwritev, SYS_fdatasync, SYS_fallocate,
                  SYS_poll, SYS_flock, SYS_io_uring_setup, SYS_io_uring_register}) {

@@ -342,6 +342,39 @@ absl::StatusOr<DeviceSummary> VmController::AddDisk(const std::string& id, const
                 slot);
 }
 
+absl::StatusOr<DeviceSummary> VmController::AddNic(const std::string& id, const std::string& tap,
+                                                   const std::string& mac, uint32_t queue_pairs,
+                                                   uint32_t slot, bool vhost, NetLimits limits) {
+  auto invalid = [](absl::string_view field, absl::string_view why) {
+    return absl::InvalidArgumentError(absl::StrCat("AddDevice: virtio_net.", field, ": ", why));
+  };
+  if (absl::Status s = CheckDeviceId(id); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("AddDevice: ", s.message()));
+  }
+  if (absl::Status s = CheckTapName(tap); !s.ok()) return invalid("tap", s.message());
+  AddDeviceSpec spec{.id = id, .kind = "virtio-net", .tap = tap, .vhost = vhost};
+  if (!mac.empty()) {
+    absl::StatusOr<std::array<uint8_t, 6>> parsed = ParseMac(mac);
+    if (!parsed.ok()) return invalid("mac", parsed.status().message());
+    spec.mac = *parsed;
+  }
+  if (queue_pairs > kMaxNetQueuePairs) {
+    return invalid("queue_pairs",
+                   absl::StrCat(queue_pairs, " is not 1-", kMaxNetQueuePairs, " (or 0 for 1)"));
+  }
+  spec.queue_pairs = static_cast<uint16_t>(queue_pairs == 0 ? 1 : queue_pairs);
+  for (uint64_t v : {limits.rx_bytes, limits.rx_packets, limits.tx_bytes, limits.tx_packets}) {
+    if (v > (uint64_t{1} << 40)) {
+      return invalid("rx_limit/tx_limit", absl::StrCat(v, " is over 2^40 a second"));
+    }
+  }
+  if (vhost && limits.any()) {
+    return invalid("vhost", "rate limits need vmm's data path: vhost-net has no limiter");
+  }
+  spec.net_limits = limits;
+  return Attach(spec, slot);
+}
+
 absl::StatusOr<DeviceSummary> VmController::Attach(const AddDeviceSpec& requested, uint32_t slot) {
   AddDeviceSpec spec = requested;
   if (slot > 31) {
@@ -361,12 +394,14 @@ absl::StatusOr<DeviceSummary> VmController::Attach(const AddDeviceSpec& requeste
     if (!out.ok()) {
       out = absl::Status(out.status().code(),
                          absl::StrCat("AddDevice ", id, ": ", out.status().message()));
-      const bool disk = spec.kind == "virtio-blk";
-      DeviceSummary failed{
-          .id = id,
-          .kind = disk ? DeviceSummary::Kind::kVirtioBlk : DeviceSummary::Kind::kVfioPci,
-          .host_bdf = spec.host_bdf};
+      const bool disk = spec.kind == "virtio-blk", nic = spec.kind == "virtio-net";
+      DeviceSummary failed{.id = id,
+                           .kind = disk  ? DeviceSummary::Kind::kVirtioBlk
+                                   : nic ? DeviceSummary::Kind::kVirtioNet
+                                         : DeviceSummary::Kind::kVfioPci,
+                           .host_bdf = spec.host_bdf};
       if (disk) failed.disk = DiskSummary{.path = spec.disk_path, .read_only = spec.read_only};
+      if (nic) failed.net = NetSummary{.tap = spec.tap, .mac = spec.mac};
       OnDeviceEvent(
           {VmEvent::DeviceChanged::Type::kFailed, failed, std::string(out.status().message())});
       return;

@@ -18,6 +18,7 @@
 #ifndef VMMKIT_VMM_CONTROLLER_H_
 #define VMMKIT_VMM_CONTROLLER_H_
 
+#include <array>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -67,8 +68,25 @@ struct DiskSummary {
   virtio_blk::BlockEngine engine = virtio_blk::BlockEngine::kThreads;
 };
 
+// A virtio-net interface: its tap and its traffic (see proto DeviceNet).
+struct NetSummary {
+  std::string tap;
+  std::array<uint8_t, 6> mac = {};
+  uint32_t queue_pairs = 0;
+  bool vhost = false;
+  uint64_t rx_packets = 0, rx_bytes = 0, tx_packets = 0, tx_bytes = 0;
+  uint64_t rx_dropped = 0, rx_filtered = 0, tx_dropped = 0, refused = 0;
+};
+
+// A virtio-vsock device: the guest's context id, and the interrupts the kernel's vhost-vsock had
+// vmm relay (a sign of traffic each way).
+struct VsockSummary {
+  uint64_t cid = 0;
+  uint64_t rx_interrupts = 0, tx_interrupts = 0;
+};
+
 struct DeviceSummary {
-  enum class Kind { kPlatform, kPci, kVfioPci, kVirtioBlk };
+  enum class Kind { kPlatform, kPci, kVfioPci, kVirtioBlk, kVirtioNet, kVirtioVsock };
   std::string id;
   Kind kind = Kind::kPlatform;
   std::string guest_bdf;  // PCI only.
@@ -76,6 +94,8 @@ struct DeviceSummary {
   std::string description;
   std::optional<DeviceIommuSummary> iommu;
   std::optional<DiskSummary> disk;
+  std::optional<NetSummary> net;
+  std::optional<VsockSummary> vsock;
 };
 
 // What the VMM holds on the VM's behalf (see proto Resources).
@@ -95,6 +115,16 @@ struct AddDeviceSpec {
   bool read_only = false;
   uint16_t queues = 1;
   virtio_blk::BlockEngine engine = virtio_blk::kDefaultEngine;
+  // virtio-net: the tap (by name, or fds of one, one per queue pair: --net only), the guest's MAC
+  // and the queue pairs (1-16; that many tap queues are opened by name).
+  std::string tap;
+  std::vector<int> tap_fds;
+  std::array<uint8_t, 6> mac = {};
+  uint16_t queue_pairs = 1;
+  bool vhost = false;
+  NetLimits net_limits;
+  // virtio-vsock: the guest's context id.
+  uint64_t vsock_cid = 0;
 };
 
 // What GetVm returns.
@@ -215,6 +245,12 @@ class VmController {
   absl::StatusOr<DeviceSummary> AddDisk(
       const std::string& id, const std::string& path, bool read_only, uint32_t queues,
       uint32_t slot, virtio_blk::BlockEngine engine = virtio_blk::kDefaultEngine);
+  // A virtio-net interface on the tap `tap` (CheckTapName), with the guest MAC `mac` ("" for one
+  // vmm picks; else ParseMac's form) and `queue_pairs` (1-16; 0 means 1), served by vmm or, with
+  // `vhost`, by the kernel's vhost-net, with `limits` (vmm's path only; each at most 2^40).
+  absl::StatusOr<DeviceSummary> AddNic(const std::string& id, const std::string& tap,
+                                       const std::string& mac, uint32_t queue_pairs, uint32_t slot,
+                                       bool vhost = false, NetLimits limits = {});
   absl::StatusOr<DeviceSummary> RemoveDevice(const std::string& id,
                                              absl::Duration timeout = absl::ZeroDuration());
   // RESOURCE_EXHAUSTED beyond kMaxWatchers open streams; UNAVAILABLE once stopping.

@@ -218,6 +218,47 @@ TEST_F(ControllerTest, AddDeviceValidatesItsArgumentsAndPublishesTheOutcome) {
                                  VmEvent::DeviceChanged::Type::kFailed));
 }
 
+TEST_F(ControllerTest, AddNicValidatesItsArgumentsAndPublishesTheOutcome) {
+  EXPECT_THAT(c_.AddNic("net1", "vmtap1", "", 0, 0),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("not RUNNING")));
+  c_.OnStarted();
+  ASSERT_OK_AND_ASSIGN(auto events, c_.Watch());
+  EXPECT_THAT(c_.AddNic("a b", "vmtap1", "", 0, 0),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("id must be")));
+  EXPECT_THAT(c_.AddNic("net1", "", "", 0, 0),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("virtio_net.tap")));
+  EXPECT_THAT(c_.AddNic("net1", "../tap", "", 0, 0),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("virtio_net.tap")));
+  EXPECT_THAT(c_.AddNic("net1", "vmtap1", "52:54", 0, 0),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("virtio_net.mac")));
+  EXPECT_THAT(c_.AddNic("net1", "vmtap1", "", 17, 0),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("virtio_net.queue_pairs")));
+  EXPECT_THAT(c_.AddNic("net1", "vmtap1", "", 1, 32),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("slot 32")));
+  EXPECT_THAT(c_.AddNic("net1", "vmtap1", "", 1, 0, /*vhost=*/true, {.tx_bytes = 1000}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("no limiter")));
+  EXPECT_THAT(c_.AddNic("net1", "vmtap1", "", 1, 0, false, {.rx_packets = (uint64_t{1} << 40) + 1}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("over 2^40")));
+  ASSERT_OK_AND_ASSIGN(DeviceSummary d, c_.AddNic("net1", "vmtap1", "02:00:00:00:00:01", 0, 4));
+  EXPECT_EQ(d.kind, DeviceSummary::Kind::kVirtioNet);
+  ASSERT_TRUE(d.net.has_value());
+  EXPECT_EQ(d.net->tap, "vmtap1");
+  EXPECT_EQ(d.net->mac, (std::array<uint8_t, 6>{2, 0, 0, 0, 0, 1}));
+  EXPECT_EQ(d.net->queue_pairs, 1u) << "0 means one pair";
+  EXPECT_THAT(c_.AddNic("net2", "vmtap1", "", 2, 0),
+              StatusIs(absl::StatusCode::kAlreadyExists, HasSubstr("AddDevice net2")));
+  std::vector<std::pair<VmEvent::DeviceChanged::Type, std::string>> seen;
+  while (auto e = events->Next(absl::ZeroDuration())) {
+    if (auto* dc = std::get_if<VmEvent::DeviceChanged>(&e->what)) {
+      ASSERT_TRUE(dc->device.net.has_value()) << "a NIC's events say which tap";
+      EXPECT_EQ(dc->device.kind, DeviceSummary::Kind::kVirtioNet);
+      seen.emplace_back(dc->type, dc->device.net->tap);
+    }
+  }
+  EXPECT_THAT(seen, ElementsAre(::testing::Pair(VmEvent::DeviceChanged::Type::kAdded, "vmtap1"),
+                                ::testing::Pair(VmEvent::DeviceChanged::Type::kFailed, "vmtap1")));
+}
+
 TEST_F(ControllerTest, AddDiskValidatesItsArgumentsAndPublishesTheOutcome) {
   EXPECT_THAT(c_.AddDisk("vol0", "/var/vm/vol0.img", false, 0, 0),
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("not RUNNING")));

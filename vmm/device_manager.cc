@@ -173,7 +173,7 @@ DeviceSummary DeviceManager::SummaryLocked(const Attached& a) const {
                   // Only a passed-through function's exclusive resource is a host PCI address.
                   summary_kind == DeviceSummary::Kind::kVfioPci ? a.host : "",
                   absl::StrCat(a.function->Describe(), a.removing ? ", being removed" : ""),
-                  std::nullopt, std::nullopt};
+                  std::nullopt, std::nullopt, std::nullopt, std::nullopt};
   if (kind != kinds_.end() && kind->second.iommu_summary) {
     s.iommu = kind->second.iommu_summary(static_cast<uint16_t>(a.slot << 3));
   }

@@ -51,6 +51,9 @@ ABSL_FLAG(bool, boot_timer, false,
 ABSL_FLAG(std::string, api_socket, "",
           "Serve the gRPC control plane (proto/vmm/v1) on this Unix socket, created with mode "
           "0600. A stale socket file is replaced; a path where a server answers is refused.");
+ABSL_FLAG(std::string, vsock, "",
+          "cid=N[,id=NAME]: a virtio-vsock device (the kernel's vhost-vsock) giving the guest "
+          "context id N (3 to 4294967294); the host side is AF_VSOCK sockets.");
 ABSL_FLAG(std::string, seccomp, "on",
           "Seccomp filters, one per thread kind (vCPU, event loop, API, IOAPIC lines): on (a "
           "syscall outside a thread's list ends vmm with a line naming it), log (allowed, and "
@@ -61,8 +64,9 @@ ABSL_FLAG(std::string, landlock, "on",
 
 namespace {
 
-// --device, --disk and --disk-dir may be repeated, and their values have commas, so they are taken
-// out of argv before Abseil parses the rest (an Abseil flag would keep only the last occurrence).
+// --device, --disk, --disk-dir and --net may be repeated, and their values have commas, so they are
+// taken out of argv before Abseil parses the rest (an Abseil flag would keep only the last
+// occurrence).
 std::vector<std::string> TakeRepeatedFlag(int& argc, char** argv, absl::string_view name) {
   const std::string two = absl::StrCat("--", name), one = absl::StrCat("-", name);
   std::vector<std::string> values;
@@ -110,11 +114,15 @@ int main(int argc, char** argv) {
       "      [--disk path=FILE[,readonly=on][,id=NAME][,queues=N]]...  (a raw image as a\n"
       "       virtio-blk disk; repeatable)\n"
       "      [--disk-dir DIR]...  (where images hot-added over the API may come from)\n"
+      "      [--net tap=NAME|fd=N[:N...][,mac=MAC][,id=NAME][,queues=N][,vhost=on]]...  (a host\n"
+      "       tap as a virtio-net interface; repeatable)\n"
+      "      [--vsock cid=N[,id=NAME]]  (a virtio-vsock device; host side: AF_VSOCK)\n"
       "Exit status: 0 guest reboot/poweroff or SIGINT/SIGTERM; 1 VMM or KVM failure;\n"
       "2 bad flag or input file; 3 guest triple fault.");
   std::vector<std::string> devices = TakeRepeatedFlag(argc, argv, "device");
   std::vector<std::string> disks = TakeRepeatedFlag(argc, argv, "disk");
   std::vector<std::string> disk_dirs = TakeRepeatedFlag(argc, argv, "disk-dir");
+  std::vector<std::string> nets = TakeRepeatedFlag(argc, argv, "net");
   absl::ParseCommandLine(argc, argv);
   const vmmkit::vmm::RawConfig raw{.kernel = absl::GetFlag(FLAGS_kernel),
                                    .initrd = absl::GetFlag(FLAGS_initrd),
@@ -132,7 +140,9 @@ int main(int argc, char** argv) {
                                    .landlock = absl::GetFlag(FLAGS_landlock),
                                    .devices = std::move(devices),
                                    .disks = std::move(disks),
-                                   .disk_dirs = std::move(disk_dirs)};
+                                   .disk_dirs = std::move(disk_dirs),
+                                   .nets = std::move(nets),
+                                   .vsock = absl::GetFlag(FLAGS_vsock)};
   absl::StatusOr<vmmkit::vmm::VmmConfig> config = vmmkit::vmm::ValidateConfig(raw);
   if (!config.ok()) {
     std::fprintf(stderr, "vmm: %s\n", std::string(config.status().message()).c_str());

@@ -28,6 +28,8 @@
 #include "vmm/layout.h"
 #include "vmm/vfio_pci_kind.h"
 #include "vmm/virtio_blk_kind.h"
+#include "vmm/virtio_net_kind.h"
+#include "vmm/virtio_vsock_kind.h"
 
 namespace vmmkit::vmm {
 namespace {
@@ -302,6 +304,8 @@ absl::Status Vmm::SetUpDevices() {
           .platform_ids = std::move(platform_ids)});
   device_manager_->RegisterKind("vfio-pci", VfioPciKind(*machine_));
   device_manager_->RegisterKind("virtio-blk", VirtioBlkKind(*machine_));
+  device_manager_->RegisterKind("virtio-net", VirtioNetKind(*machine_));
+  device_manager_->RegisterKind("virtio-vsock", VirtioVsockKind(*machine_));
   return absl::OkStatus();
 }
 
@@ -319,6 +323,24 @@ absl::Status Vmm::SetUpPassthrough() {
     if (!d.ok()) {
       return Prefixed(d.status(), "--disk ", dc.id, " (", dc.path, ")");
     }
+  }
+  for (const NetConfig& nc : config_.nets) {
+    absl::StatusOr<DeviceSummary> d = device_manager_->Add({.id = nc.id,
+                                                            .kind = "virtio-net",
+                                                            .tap = nc.tap,
+                                                            .tap_fds = nc.fds,
+                                                            .mac = nc.mac,
+                                                            .queue_pairs = nc.queue_pairs,
+                                                            .vhost = nc.vhost,
+                                                            .net_limits = nc.limits},
+                                                           /*hotplug=*/false);
+    if (!d.ok()) return Prefixed(d.status(), "--net ", nc.id);
+  }
+  if (config_.vsock) {
+    absl::StatusOr<DeviceSummary> d = device_manager_->Add(
+        {.id = config_.vsock->id, .kind = "virtio-vsock", .vsock_cid = config_.vsock->cid},
+        /*hotplug=*/false);
+    if (!d.ok()) return Prefixed(d.status(), "--vsock ", config_.vsock->id);
   }
   for (const PassthroughConfig& pc : config_.devices) {
     absl::StatusOr<DeviceSummary> d =
@@ -560,6 +582,8 @@ std::vector<DeviceSummary> Vmm::PlatformDevices() const {
                          std::move(bdf),
                          "",
                          std::move(description),
+                         std::nullopt,
+                         std::nullopt,
                          std::nullopt,
                          std::nullopt};
   };

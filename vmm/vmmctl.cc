@@ -42,6 +42,9 @@ constexpr char kUsage[] =
     "                            bound to vfio-pci) as device ID\n"
     "  add-disk ID PATH [--readonly] [--queues=N] [--engine=threads|io_uring] [--slot=N]\n"
     "                            hot-plug the raw image at PATH (absolute) as virtio-blk disk ID\n"
+    "  add-nic ID TAP [--mac=52:54:00:12:34:56] [--queues=N] [--vhost] [--slot=N]\n"
+    "          [--rx-bytes=N] [--rx-packets=N] [--tx-bytes=N] [--tx-packets=N]  (per second)\n"
+    "                            hot-plug a virtio-net interface ID on the host tap TAP\n"
     "  remove ID [--wait=10s]    ask the guest to release device ID; returns once it is gone\n"
     "  health                    the server's gRPC health status\n"
     "  watch                     print events until the VM stops\n"
@@ -61,6 +64,9 @@ struct Options {
   bool read_only = false;                           // add-disk --readonly.
   std::optional<uint32_t> queues;                   // add-disk --queues.
   pb::DiskEngine engine = pb::DISK_ENGINE_DEFAULT;  // add-disk --engine.
+  std::string mac;                                  // add-nic --mac.
+  bool vhost = false;                               // add-nic --vhost.
+  uint64_t limits[4] = {0, 0, 0, 0};                // add-nic --rx-bytes ... --tx-packets.
   std::optional<absl::Duration> wait;               // remove --wait.
 };
 
@@ -140,9 +146,20 @@ std::string KindName(pb::DeviceKind k) {
       return "vfio-pci";
     case pb::DEVICE_KIND_VIRTIO_BLK:
       return "virtio-blk";
+    case pb::DEVICE_KIND_VIRTIO_NET:
+      return "virtio-net";
+    case pb::DEVICE_KIND_VIRTIO_VSOCK:
+      return "virtio-vsock";
     default:
       return "?";
   }
+}
+
+// What an added or removed device is, for the one line that reports it.
+std::string What(const pb::Device& d) {
+  if (d.has_disk()) return absl::StrCat(" (disk ", d.disk().path(), ")");
+  if (d.has_net()) return absl::StrCat(" (tap ", d.net().tap(), ", mac ", d.net().mac(), ")");
+  return absl::StrCat(" (host ", d.host_bdf(), ")");
 }
 
 void PrintDevices(std::ostream& out, const google::protobuf::RepeatedPtrField<pb::Device>& devs) {
@@ -171,6 +188,18 @@ void PrintDevices(std::ostream& out, const google::protobuf::RepeatedPtrField<pb
           << k.bytes_written() << " bytes), flushes " << k.flushes() << ", discards "
           << k.discards() << ", write-zeroes " << k.write_zeroes() << ", refused " << k.refused()
           << "\n";
+    }
+    if (d.has_vsock()) {
+      out << "    vsock\tcid " << d.vsock().cid() << "; interrupts rx " << d.vsock().rx_interrupts()
+          << ", tx " << d.vsock().tx_interrupts() << "\n";
+    }
+    if (d.has_net()) {
+      const pb::DeviceNet& n = d.net();
+      out << "    net\ttap " << n.tap() << ", mac " << n.mac() << ", " << n.queue_pairs()
+          << " queue pair(s) (" << (n.vhost() ? "vhost-net" : "vmm") << "); rx " << n.rx_packets()
+          << " (" << n.rx_bytes() << " bytes), tx " << n.tx_packets() << " (" << n.tx_bytes()
+          << " bytes); dropped rx " << n.rx_dropped() << ", filtered rx " << n.rx_filtered()
+          << ", dropped tx " << n.tx_dropped() << ", refused " << n.refused() << "\n";
     }
   }
 }
@@ -260,6 +289,24 @@ bool ParseOptions(const std::vector<std::string>& args, Options* o, std::ostream
         return false;
       }
       o->slot = slot;
+    } else if (auto m = value("--mac")) {
+      o->mac = *m;
+    } else if (absl::StartsWith(a, "--rx-bytes=") || absl::StartsWith(a, "--rx-packets=") ||
+               absl::StartsWith(a, "--tx-bytes=") || absl::StartsWith(a, "--tx-packets=")) {
+      const size_t eq = a.find('=');
+      const std::string name = a.substr(0, eq), number = a.substr(eq + 1);
+      uint64_t rate;
+      if (!absl::SimpleAtoi(number, &rate) || rate == 0) {
+        err << "vmmctl: " << name << "=" << number << ": not a positive rate\n";
+        return false;
+      }
+      const int which = name == "--rx-bytes"     ? 0
+                        : name == "--rx-packets" ? 1
+                        : name == "--tx-bytes"   ? 2
+                                                 : 3;
+      o->limits[which] = rate;
+    } else if (a == "--vhost") {
+      o->vhost = true;
     } else if (a == "--readonly") {
       o->read_only = true;
     } else if (auto q = value("--queues")) {
@@ -292,7 +339,8 @@ bool ParseOptions(const std::vector<std::string>& args, Options* o, std::ostream
       o->command = a;
     } else if ((o->command == "device" || o->command == "remove") && o->arguments.empty()) {
       o->arguments.push_back(a);
-    } else if ((o->command == "add" || o->command == "add-disk") && o->arguments.size() < 2) {
+    } else if ((o->command == "add" || o->command == "add-disk" || o->command == "add-nic") &&
+               o->arguments.size() < 2) {
       o->arguments.push_back(a);
     } else {
       err << "vmmctl: unexpected argument " << a << "\n" << kUsage;
@@ -315,13 +363,25 @@ bool ParseOptions(const std::vector<std::string>& args, Options* o, std::ostream
     err << "vmmctl: add-disk wants an ID and an image path (e.g. add-disk vol0 /var/vm/vol0.img)\n";
     return false;
   }
-  if (o->slot && o->command != "add" && o->command != "add-disk") {
-    err << "vmmctl: --slot goes with add and add-disk\n";
+  if (o->command == "add-nic" && o->arguments.size() != 2) {
+    err << "vmmctl: add-nic wants an ID and a tap (e.g. add-nic net1 vmtap1)\n";
     return false;
   }
-  if ((o->read_only || o->queues || o->engine != pb::DISK_ENGINE_DEFAULT) &&
-      o->command != "add-disk") {
-    err << "vmmctl: --readonly, --queues and --engine go with add-disk\n";
+  if (o->slot && o->command != "add" && o->command != "add-disk" && o->command != "add-nic") {
+    err << "vmmctl: --slot goes with add, add-disk and add-nic\n";
+    return false;
+  }
+  if ((o->read_only || o->engine != pb::DISK_ENGINE_DEFAULT) && o->command != "add-disk") {
+    err << "vmmctl: --readonly and --engine go with add-disk\n";
+    return false;
+  }
+  if (o->queues && o->command != "add-disk" && o->command != "add-nic") {
+    err << "vmmctl: --queues goes with add-disk and add-nic\n";
+    return false;
+  }
+  const bool limited = o->limits[0] || o->limits[1] || o->limits[2] || o->limits[3];
+  if ((!o->mac.empty() || o->vhost || limited) && o->command != "add-nic") {
+    err << "vmmctl: --mac, --vhost and the rate limits go with add-nic\n";
     return false;
   }
   if (o->wait && o->command != "remove") {
@@ -428,11 +488,21 @@ int RunVmmctl(const std::vector<std::string>& args, std::ostream& out, std::ostr
     }
     return kExitOk;
   }
-  if (o.command == "add" || o.command == "add-disk") {
+  if (o.command == "add" || o.command == "add-disk" || o.command == "add-nic") {
     pb::AddDeviceRequest req;
     req.set_id(o.arguments[0]);
     if (o.command == "add") {
       req.set_host(o.arguments[1]);
+    } else if (o.command == "add-nic") {
+      pb::AddDeviceRequest::VirtioNet* n = req.mutable_virtio_net();
+      n->set_tap(o.arguments[1]);
+      n->set_mac(o.mac);
+      n->set_queue_pairs(o.queues.value_or(0));
+      n->set_vhost(o.vhost);
+      n->mutable_rx_limit()->set_bytes_per_second(o.limits[0]);
+      n->mutable_rx_limit()->set_packets_per_second(o.limits[1]);
+      n->mutable_tx_limit()->set_bytes_per_second(o.limits[2]);
+      n->mutable_tx_limit()->set_packets_per_second(o.limits[3]);
     } else {
       pb::AddDeviceRequest::VirtioBlk* b = req.mutable_virtio_blk();
       b->set_path(o.arguments[1]);
@@ -450,10 +520,7 @@ int RunVmmctl(const std::vector<std::string>& args, std::ostream& out, std::ostr
     if (o.json) {
       out << Json(d, true);
     } else {
-      out << "added " << d.id() << " at " << d.guest_bdf()
-          << (d.has_disk() ? absl::StrCat(" (disk ", d.disk().path(), ")")
-                           : absl::StrCat(" (host ", d.host_bdf(), ")"))
-          << "\n";
+      out << "added " << d.id() << " at " << d.guest_bdf() << What(d) << "\n";
     }
     return kExitOk;
   }
@@ -479,10 +546,7 @@ int RunVmmctl(const std::vector<std::string>& args, std::ostream& out, std::ostr
       out << Json(resp, true);
     } else {
       const pb::Device& d = resp.device();
-      out << "removed " << d.id()
-          << (d.has_disk() ? absl::StrCat(" (disk ", d.disk().path(), ")")
-                           : absl::StrCat(" (host ", d.host_bdf(), ")"))
-          << "\n";
+      out << "removed " << d.id() << What(d) << "\n";
     }
     return kExitOk;
   }

@@ -97,6 +97,8 @@ TEST_F(VmmctlTest, ADeviceBehindTheGuestIommuShowsItsDomainAndCounts) {
                                            .page_invalidations = 40,
                                            .host_map_calls = 23,
                                            .host_unmap_calls = 20},
+                        std::nullopt,
+                        std::nullopt,
                         std::nullopt};
   ASSERT_TRUE(loop_.RunOnLoop([&] { vm_.hotplugged["hp0"] = d; }).ok());  // The VM's thread.
   ASSERT_EQ(Run({"device", "hp0"}), kExitOk) << err_.str();
@@ -155,6 +157,32 @@ TEST_F(VmmctlTest, AddDiskAndItsCounters) {
   EXPECT_EQ(Run({"add", "hp1", "01:00.1", "--engine=threads"}), kExitUsage);
   EXPECT_EQ(Run({"add", "hp1", "01:00.1", "--readonly"}), kExitUsage);
   EXPECT_EQ(Run({"get", "--queues=2"}), kExitUsage);
+}
+
+TEST_F(VmmctlTest, AddNicAndItsCounters) {
+  ASSERT_EQ(Run({"add-nic", "net1", "vmtap1", "--mac=02:00:00:00:00:01", "--queues=2", "--vhost"}),
+            kExitOk)
+      << err_.str();
+  EXPECT_THAT(out_.str(),
+              HasSubstr("added net1 at 0000:00:01.0 (tap vmtap1, mac 02:00:00:00:00:01)"));
+  ASSERT_EQ(Run({"device", "net1"}), kExitOk);
+  EXPECT_THAT(out_.str(), HasSubstr("virtio-net"));
+  EXPECT_THAT(
+      out_.str(),
+      HasSubstr(
+          "net\ttap vmtap1, mac 02:00:00:00:00:01, 2 queue pair(s) (vhost-net); rx 0 (0 bytes)"));
+  EXPECT_EQ(Run({"add-nic", "net2", "vmtap1"}), kExitBadRequest) << "tap in use";
+  EXPECT_EQ(Run({"add-nic", "net2", "vm/tap"}), kExitBadRequest) << "not a name";
+  EXPECT_EQ(Run({"add-nic", "net2", "vmtap2", "--mac=01:00:00:00:00:01"}), kExitBadRequest);
+  EXPECT_THAT(err_.str(), HasSubstr("multicast"));
+  // Usage.
+  EXPECT_EQ(Run({"add-nic", "net2"}), kExitUsage);
+  EXPECT_EQ(Run({"add-nic", "net2", "vmtap2", "--engine=threads"}), kExitUsage);
+  EXPECT_EQ(Run({"add-nic", "net2", "vmtap2", "--tx-bytes=0"}), kExitUsage);
+  EXPECT_EQ(Run({"add-disk", "vol1", "/a.img", "--rx-packets=10"}), kExitUsage);
+  ASSERT_EQ(Run({"add-nic", "net3", "vmtap3", "--rx-bytes=1000000", "--tx-packets=100"}), kExitOk)
+      << err_.str();
+  EXPECT_EQ(Run({"add-disk", "vol1", "/a.img", "--mac=02:00:00:00:00:01"}), kExitUsage);
 }
 
 TEST_F(VmmctlTest, AUserWithoutPermissionOnTheSocketIsToldSo) {

@@ -53,6 +53,23 @@ MODULES = {
                    "drivers/virtio/virtio_pci_modern_dev.ko",
                    "drivers/virtio/virtio_pci_legacy_dev.ko", "drivers/virtio/virtio_pci.ko",
                    "drivers/block/virtio_blk.ko"],
+    # L1's side of a guest's network: tap interfaces (vmm --net tap=).
+    "tap": ["drivers/net/tun.ko"],
+    # vhost-net (after "tap": it needs tun) and vhost-vsock, for vmm's kernel data paths.
+    "vhost": ["drivers/net/tap.ko", "drivers/vhost/vhost_iotlb.ko", "drivers/vhost/vhost.ko",
+              "drivers/vhost/vhost_net.ko", "net/vmw_vsock/vsock.ko",
+              "net/vmw_vsock/vmw_vsock_virtio_transport_common.ko",
+              "drivers/vhost/vhost_vsock.ko"],
+    # A virtio-net interface's drivers, for L2 guests: --l2-module virtio-net; l2/net_init.sh
+    # loads them in this order.
+    "virtio-net": ["drivers/virtio/virtio_ring.ko", "drivers/virtio/virtio.ko",
+                   "drivers/virtio/virtio_pci_modern_dev.ko",
+                   "drivers/virtio/virtio_pci_legacy_dev.ko", "drivers/virtio/virtio_pci.ko",
+                   "net/core/failover.ko", "drivers/net/net_failover.ko",
+                   "drivers/net/virtio_net.ko"],
+    # The guest's side of virtio-vsock (after virtio-net's, which loads the virtio core).
+    "virtio-vsock": ["net/vmw_vsock/vsock.ko", "net/vmw_vsock/vmw_vsock_virtio_transport_common.ko",
+                     "net/vmw_vsock/vmw_vsock_virtio_transport.ko"],
 }
 
 

@@ -15,11 +15,11 @@ import sys
 # order is drawn in README.md ("Layout") and docs/architecture.md.
 LAYERS = [
     ["base"],
-    ["memory", "sandbox", "uring"],  # uring/: io_uring rings on base/.
+    ["memory", "sandbox", "tap", "uring"],  # tap/: tap interfaces; uring/: io_uring rings.
     ["kvm", "loader", "acpi", "devices", "vfio", "virtio", "proto"],
-    ["irq", "pci"],   # Interrupt plumbing on kvm/; PCI functions and their bus on devices/.
+    ["irq", "pci", "vhost"],  # vhost/: the kernel's vhost devices serving virtio/'s queues.   # Interrupt plumbing on kvm/; PCI functions and their bus on devices/.
     ["iommu", "virtio_pci"],  # The vIOMMU: vfio/, irq/. The virtio PCI transport: pci/, virtio/.
-    ["passthrough", "virtio_blk"],  # vfio-pci functions: pci/, irq/, kvm/, vfio/. virtio-blk.
+    ["passthrough", "virtio_blk", "virtio_net", "virtio_vsock"],  # vfio-pci; virtio devices.
     ["vmm"],
 ]
 # Outside the layering: build glue anyone may use, and programs/tests that may use anything.

@@ -66,7 +66,7 @@ class FakeVm : public VmOperations {
     s.config.cpus = 2;
     s.vcpu_tids = {100, 101};
     s.devices = {{"com1", DeviceSummary::Kind::kPlatform, "", "", "16550A UART at 0x3f8",
-                  std::nullopt, std::nullopt}};
+                  std::nullopt, std::nullopt, std::nullopt, std::nullopt}};
     for (const auto& [id, d] : hotplugged) s.devices.push_back(d);
     s.resources = {.dma_mappings = 1,
                    .dma_mapped_bytes = 2,
@@ -82,20 +82,29 @@ class FakeVm : public VmOperations {
   // (the test plays the guest with GuestEjects).
   absl::StatusOr<DeviceSummary> AddDevice(const AddDeviceSpec& spec) override {
     if (!add_error.ok()) return add_error;
-    const bool disk = spec.kind == "virtio-blk";
+    const bool disk = spec.kind == "virtio-blk", nic = spec.kind == "virtio-net";
     for (const auto& [id, d] : hotplugged) {
-      if (id == spec.id || (!disk && d.host_bdf == spec.host_bdf) ||
-          (disk && d.disk && d.disk->path == spec.disk_path)) {
-        return absl::AlreadyExistsError("id, host or image in use");
+      if (id == spec.id || (!disk && !nic && d.host_bdf == spec.host_bdf) ||
+          (disk && d.disk && d.disk->path == spec.disk_path) ||
+          (nic && d.net && d.net->tap == spec.tap)) {
+        return absl::AlreadyExistsError("id, host, image or tap in use");
       }
     }
     DeviceSummary d{spec.id,
-                    disk ? DeviceSummary::Kind::kVirtioBlk : DeviceSummary::Kind::kVfioPci,
+                    disk  ? DeviceSummary::Kind::kVirtioBlk
+                    : nic ? DeviceSummary::Kind::kVirtioNet
+                          : DeviceSummary::Kind::kVfioPci,
                     "0000:00:0" + std::to_string(spec.slot.value_or(1)) + ".0",
                     spec.host_bdf,
                     spec.kind,
                     std::nullopt,
+                    std::nullopt,
+                    std::nullopt,
                     std::nullopt};
+    if (nic) {
+      d.net = NetSummary{
+          .tap = spec.tap, .mac = spec.mac, .queue_pairs = spec.queue_pairs, .vhost = spec.vhost};
+    }
     if (disk) {
       d.disk = DiskSummary{.path = spec.disk_path,
                            .read_only = spec.read_only,

@@ -1,0 +1,101 @@
+# virtio-net under a real guest, in L1's own network (taps with link-local addresses; nothing ever
+# leaves QEMU): L2 pings L1 and 64 MiB go each way over TCP, compared by SHA-256, on vmm's own data
+# path and on the kernel's vhost-net (which sends 4 MiB: its guest-to-host direction is slow in
+# this lab, see docs/virtio.md), each also behind vmm's VT-d unit (interrupt remapping on; 4 MiB
+# each way: every buffer the guest maps there is an IOTLB invalidation trapped by vmm); a
+# second interface hot-added over gRPC (vhost-net, made by the event loop), used and removed;
+# virtio-vsock through vhost-vsock, a host program and a guest program talking both ways.
+# Failure injection: a tap already in use, a bad MAC. The guest's side is l2/net_init.sh.
+. /lab/lib.sh
+K=/lab/vmlinuz
+I=/lab/l2net.cpio
+SOCK=/tmp/vmm.sock
+ctl() { vmmctl --socket=$SOCK "$@"; }
+CMD="console=ttyS0 reboot=k panic=1 quiet"
+
+# Persistent taps (busybox tunctl), addressed and up before vmm attaches to them.
+for n in 1 2; do
+  tunctl -t vmtap$n >/dev/null
+  ip addr add 169.254.$n.1/24 dev vmtap$n
+  ip link set vmtap$n up
+done
+
+# run TAG NETMODE SEND-MIB RECV-MIB VMM-FLAGS...: boots L2 on vmtap1 with the API on, and does
+# L1's side of l2/net_init.sh's two transfers (SEND-MIB from L2, RECV-MIB to it); vmm keeps running
+# ($pid, log $log) for the caller.
+run() {
+  tag=$1 mode=$2 send=$3 recv=$4; shift 4
+  log=/tmp/$mode.log
+  sleep 600 | nc -l -p 5000 >/tmp/from-l2 &
+  listener=$!
+  vmm --kernel=$K --initrd=$I --memory=256 --cpus=2 --cmdline="$CMD netmode=$mode netsend=$send netrecv=$recv" \
+    --api_socket=$SOCK "$@" </dev/null >$log 2>/tmp/vmm-$mode.err &
+  pid=$!
+  check "$tag: L2 is up" wait_log $log "L2: ready" 180
+  grep "L2: eth0" $log | sed 's/^/  /'
+  check "$tag: L2 pinged L1" wait_log $log "L2: PASS ping L1" 60
+  t0=$(uptime_cs)
+  check "$tag: L2 sent $send MiB" wait_log $log "L2: sent" 300
+  t1=$(uptime_cs)
+  kill $listener 2>/dev/null
+  sent=$(sed -n 's/.*L2: sending \([0-9a-f]*\).*/\1/p' $log)
+  got=$(sha256sum /tmp/from-l2 | cut -d' ' -f1)
+  check "$tag: L2 -> L1: $send MiB arrived intact in $(( (t1 - t0) * 10 )) ms" test "$sent" = "$got"
+  rm -f /tmp/from-l2
+  dd if=/dev/urandom of=/tmp/to-l2 bs=1M count=$recv 2>/dev/null
+  want=$(sha256sum /tmp/to-l2 | cut -d' ' -f1)
+  t0=$(uptime_cs)
+  for i in $(seq 1 30); do nc 169.254.1.2 5001 </tmp/to-l2 && break; sleep 1; done
+  t1=$(uptime_cs)
+  check "$tag: L1 -> L2: $recv MiB arrived intact (sent in $(( (t1 - t0) * 10 )) ms)" \
+    wait_log $log "L2: received $want" 300
+  rm -f /tmp/to-l2
+  grep "L2: irq" $log | sed 's/^/  /'
+}
+# done_ok TAG: waits for the guest to finish, checks the device's counters, stops vmm over the API
+# and checks the guest reported no failure.
+done_ok() {
+  check "$1: L2 finished" wait_log $log "L2: done" 120
+  ctl device net0 | sed 's/^/  /'
+  rx=$(ctl device net0 | sed -n 's/.*; rx [0-9]* (\([0-9]*\) bytes).*/\1/p')
+  tx=$(ctl device net0 | sed -n 's/.*, tx [0-9]* (\([0-9]*\) bytes).*/\1/p')
+  check "$1: the counters saw both (rx $rx, tx $tx bytes; sent $send MiB, received $recv)" \
+    test "${rx:-0}" -gt $((recv << 20)) -a "${tx:-0}" -gt $((send << 20))
+  ctl shutdown --force >/dev/null
+  wait $pid
+  check "$1: vmm stopped (exit 0)" test $? -eq 0
+  check "$1: no guest check failed" sh -c "! grep -q 'L2: FAIL' $log"
+  grep "L2: FAIL" $log | head -n 5 | sed 's/^/  /'
+  tail -n 3 /tmp/vmm-$mode.err | sed 's/^/  vmm| /'
+}
+
+run "own path" hotplug 64 64 --net tap=vmtap1,id=net0
+expect_rc 5 "hotplug: a tap already in use is refused" ctl add-nic dup vmtap1
+expect_rc 5 "hotplug: a multicast MAC is refused" ctl add-nic bad vmtap2 --mac=01:00:00:00:00:01
+expect_rc 0 "hotplug: net1 added on vmtap2 (vhost-net)" ctl add-nic net1 vmtap2 --vhost
+check "hotplug: L2 pinged L1 through it" wait_log $log "L2: PASS ping L1 on the hot-added" 120
+ctl device net1 | sed 's/^/  /'
+expect_rc 0 "hotplug: net1 removed once the guest released it" ctl remove net1 --wait=30s
+check "hotplug: the guest saw it go" wait_log $log "L2: eth1 gone" 60
+done_ok "own path"
+
+# vhost-net, and virtio-vsock (vhost-vsock): L2 is CID 3; each side listens and connects.
+vsock_ping listen 5678 1000 >/tmp/vsock-l1.out 2>&1 &
+vsock_listener=$!
+run "vhost-net" vsock 4 64 --net tap=vmtap1,id=net0,vhost=on --vsock cid=3
+check "vsock: the guest reached the host" grep -q "L2: PASS vsock to the host" $log
+grep "vsock: " $log | sed 's/^/  /'
+check "vsock: the host reached the guest" sh -c "vsock_ping connect 3 1234 1000 >/tmp/vsock-l1c.out"
+sed 's/^/  L1 /' /tmp/vsock-l1c.out
+check "vsock: the guest saw the host's messages come back" wait_log $log "L2: PASS vsock from the host" 30
+wait $vsock_listener
+check "vsock: the host's listener echoed the guest's 1000 messages" test $? -eq 0
+ctl device vsock0 | sed 's/^/  /'
+done_ok "vhost-net"
+
+run "own path, vIOMMU" iommu 4 4 --iommu --irqchip=split --net tap=vmtap1,id=net0
+done_ok "own path, vIOMMU"
+
+run "vhost-net, vIOMMU" iommuvhost 4 4 --iommu --irqchip=split --net tap=vmtap1,id=net0,vhost=on
+done_ok "vhost-net, vIOMMU"
+finish
