@@ -134,6 +134,24 @@ absl::Status VhostVsock::SetRunning(bool running) const {
       .status();
 }
 
+absl::StatusOr<uint64_t> SetUp(const VhostDevice& device, const GuestMemory& memory,
+                               uint64_t needed) {
+  RETURN_IF_ERROR(device.SetOwner());
+  ASSIGN_OR_RETURN(uint64_t features, device.GetFeatures());
+  if ((features & needed) != needed) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("the kernel's device lacks features 0x", absl::Hex(needed & ~features)));
+  }
+  std::vector<MemoryRegion> regions;
+  for (const std::shared_ptr<GuestRegion>& r : memory.regions()) {
+    regions.push_back({.guest_phys_addr = r->start().raw(),
+                       .size = r->size(),
+                       .userspace_addr = reinterpret_cast<uint64_t>(r->host_address())});
+  }
+  RETURN_IF_ERROR(device.SetMemTable(regions));
+  return features;
+}
+
 absl::Status StartVring(const VhostDevice& device, const GuestMemory& memory, uint32_t index,
                         const virtio::SplitQueue& queue, VringFds fds) {
   const virtio::QueueConfig& c = queue.config();

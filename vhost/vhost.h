@@ -118,6 +118,12 @@ class VhostVsock : public VhostDevice {
   using VhostDevice::VhostDevice;
 };
 
+// Takes `device` for this process (SetOwner), checks that it serves the `needed` features
+// (FAILED_PRECONDITION naming the ones it lacks) and gives it `memory` as its memory table. Returns
+// every feature the device serves.
+absl::StatusOr<uint64_t> SetUp(const VhostDevice& device, const GuestMemory& memory,
+                               uint64_t needed);
+
 // The eventfds the kernel serves a ring with: the guest's notifications come in on `kick`, the
 // device's interrupts go out on `call`, the ring's errors on `err`.
 struct VringFds {

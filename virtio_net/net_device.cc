@@ -102,24 +102,12 @@ NetDevice::NetDevice(std::unique_ptr<NetBackend> backend, std::unique_ptr<DmaSpa
 NetDevice::~NetDevice() { Reset(); }
 
 absl::Status NetDevice::OpenVhost(const GuestMemory& memory) {
-  std::vector<vhost::MemoryRegion> regions;
-  for (const std::shared_ptr<GuestRegion>& r : memory.regions()) {
-    regions.push_back({.guest_phys_addr = r->start().raw(),
-                       .size = r->size(),
-                       .userspace_addr = reinterpret_cast<uint64_t>(r->host_address())});
-  }
+  // The ring features this device offers must be the kernel's too.
+  const uint64_t needed = virtio::kFeatureVersion1 | virtio::kFeatureEventIdx |
+                          virtio::kFeatureIndirectDesc | kFeatureMrgRxbuf;
   for (uint16_t p = 0; p < pairs_; ++p) {
     ASSIGN_OR_RETURN(vhost::VhostNet v, vhost::VhostNet::Open());
-    RETURN_IF_ERROR(v.SetOwner());
-    ASSIGN_OR_RETURN(vhost_features_, v.GetFeatures());
-    // The ring features this device offers must be the kernel's too.
-    const uint64_t needed = virtio::kFeatureVersion1 | virtio::kFeatureEventIdx |
-                            virtio::kFeatureIndirectDesc | kFeatureMrgRxbuf;
-    if ((vhost_features_ & needed) != needed) {
-      return absl::FailedPreconditionError(absl::StrCat("the kernel's vhost-net lacks features 0x",
-                                                        absl::Hex(needed & ~vhost_features_)));
-    }
-    RETURN_IF_ERROR(v.SetMemTable(regions));
+    ASSIGN_OR_RETURN(vhost_features_, vhost::SetUp(v, memory, needed));
     vhost_.push_back(std::move(v));
     for (int i = 0; i < 3; ++i) {
       ASSIGN_OR_RETURN(EventFd e, EventFd::Create());

@@ -26,24 +26,12 @@ absl::StatusOr<std::shared_ptr<VsockDevice>> VsockDevice::Create(uint64_t cid,
     return absl::InvalidArgumentError(absl::StrCat("virtio-vsock: guest CID ", cid, " (",
                                                    kMinGuestCid, " to ", kMaxGuestCid, ")"));
   }
-  std::vector<vhost::MemoryRegion> regions;
-  for (const std::shared_ptr<GuestRegion>& r : memory.regions()) {
-    regions.push_back({.guest_phys_addr = r->start().raw(),
-                       .size = r->size(),
-                       .userspace_addr = reinterpret_cast<uint64_t>(r->host_address())});
-  }
   absl::StatusOr<vhost::VhostVsock> v = vhost::VhostVsock::Open();
   RETURN_IF_ERROR(Prefixed(v.status(), "virtio-vsock"));
   absl::StatusOr<uint64_t> features = [&]() -> absl::StatusOr<uint64_t> {
-    RETURN_IF_ERROR(v->SetOwner());
-    ASSIGN_OR_RETURN(uint64_t f, v->GetFeatures());
-    const uint64_t needed =
-        virtio::kFeatureVersion1 | virtio::kFeatureEventIdx | virtio::kFeatureIndirectDesc;
-    if ((f & needed) != needed) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("the kernel's vhost-vsock lacks features 0x", absl::Hex(needed & ~f)));
-    }
-    RETURN_IF_ERROR(v->SetMemTable(regions));
+    ASSIGN_OR_RETURN(uint64_t f, vhost::SetUp(*v, memory,
+                                              virtio::kFeatureVersion1 | virtio::kFeatureEventIdx |
+                                                  virtio::kFeatureIndirectDesc));
     // The CID is the host's to give once: another VM's is EADDRINUSE.
     if (absl::Status s = v->SetGuestCid(cid); !s.ok()) {
       if (absl::StrContains(s.message(), "Address already in use")) {
