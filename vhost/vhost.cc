@@ -4,8 +4,11 @@
 // linux/vhost.h pulls in virtio_ring.h, whose legacy layout helpers are C that C++ refuses.
 #define VIRTIO_RING_NO_LEGACY
 #include <linux/vhost.h>
+#include <unistd.h>
 
 #include <cerrno>
+#include <cstddef>
+#include <cstring>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -134,9 +137,13 @@ absl::Status VhostVsock::SetRunning(bool running) const {
       .status();
 }
 
-absl::StatusOr<uint64_t> SetUp(const VhostDevice& device, const GuestMemory& memory,
-                               uint64_t needed) {
+absl::StatusOr<uint64_t> SetUp(VhostDevice& device, const GuestMemory& memory, uint64_t needed) {
   RETURN_IF_ERROR(device.SetOwner());
+  // A kernel without backend features speaks the first version (the same layout).
+  if (absl::StatusOr<uint64_t> backend = device.GetBackendFeatures();
+      backend.ok() && (*backend & kBackendIotlbMsgV2) != 0) {
+    RETURN_IF_ERROR(device.SetBackendFeatures(kBackendIotlbMsgV2));
+  }
   ASSIGN_OR_RETURN(uint64_t features, device.GetFeatures());
   if ((features & needed) != needed) {
     return absl::FailedPreconditionError(
@@ -152,29 +159,109 @@ absl::StatusOr<uint64_t> SetUp(const VhostDevice& device, const GuestMemory& mem
   return features;
 }
 
-absl::Status StartVring(const VhostDevice& device, const GuestMemory& memory, uint32_t index,
+absl::Status StartVring(const VhostDevice& device, const GuestMemory* memory, uint32_t index,
                         const virtio::SplitQueue& queue, VringFds fds) {
   const virtio::QueueConfig& c = queue.config();
   const uint64_t size = c.size;
-  const std::pair<const char*, absl::StatusOr<uint8_t*>> areas[] = {
-      {"descriptor table", memory.Translate(GuestAddress(c.desc.raw()), 16 * size)},
-      {"avail ring", memory.Translate(GuestAddress(c.avail.raw()), 6 + 2 * size)},
-      {"used ring", memory.Translate(GuestAddress(c.used.raw()), 6 + 8 * size)}};
-  for (const auto& [what, host] : areas) {
-    if (!host.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("ring ", index, "'s ", what, " is not in guest RAM"));
+  VringAddr addr = {
+      .index = index, .desc = c.desc.raw(), .avail = c.avail.raw(), .used = c.used.raw()};
+  if (memory != nullptr) {
+    const std::pair<const char*, uint64_t*> areas[] = {
+        {"descriptor table", &addr.desc}, {"avail ring", &addr.avail}, {"used ring", &addr.used}};
+    const uint64_t lengths[] = {16 * size, 6 + 2 * size, 6 + 8 * size};
+    for (size_t i = 0; i < 3; ++i) {
+      absl::StatusOr<uint8_t*> host = memory->Translate(GuestAddress(*areas[i].second), lengths[i]);
+      if (!host.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("ring ", index, "'s ", areas[i].first, " is not in guest RAM"));
+      }
+      *areas[i].second = reinterpret_cast<uint64_t>(*host);
     }
   }
   RETURN_IF_ERROR(device.SetVringNum(index, c.size));
   RETURN_IF_ERROR(device.SetVringBase(index, queue.next_avail()));
-  RETURN_IF_ERROR(device.SetVringAddr({.index = index,
-                                       .desc = reinterpret_cast<uint64_t>(*areas[0].second),
-                                       .avail = reinterpret_cast<uint64_t>(*areas[1].second),
-                                       .used = reinterpret_cast<uint64_t>(*areas[2].second)}));
+  RETURN_IF_ERROR(device.SetVringAddr(addr));
   RETURN_IF_ERROR(device.SetVringKick(index, fds.kick));
   RETURN_IF_ERROR(device.SetVringCall(index, fds.call));
   return device.SetVringErr(index, fds.err);
+}
+
+absl::StatusOr<uint64_t> VhostDevice::GetBackendFeatures() const {
+  uint64_t features = 0;
+  RETURN_IF_ERROR(
+      Ioctl(fd_.get(), VHOST_GET_BACKEND_FEATURES, &features, name_, ": VHOST_GET_BACKEND_FEATURES")
+          .status());
+  return features;
+}
+
+absl::Status VhostDevice::SetBackendFeatures(uint64_t features) {
+  RETURN_IF_ERROR(Ioctl(fd_.get(), VHOST_SET_BACKEND_FEATURES, &features, name_,
+                        ": VHOST_SET_BACKEND_FEATURES 0x", absl::Hex(features))
+                      .status());
+  // The fd's messages are in the form the kernel now expects (it reads the flag per message).
+  v2_ = (features & kBackendIotlbMsgV2) != 0;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::optional<IotlbMessage>> VhostDevice::ReadIotlb() const {
+  std::array<uint8_t, kIotlbWireSize> wire;
+  const ssize_t n = ::read(fd_.get(), wire.data(), wire.size());
+  if (n < 0 && errno == EAGAIN) return std::nullopt;
+  if (n < 0) return ErrnoStatus(errno, name_, ": read an IOTLB message");
+  if (n == 0) return std::nullopt;
+  ASSIGN_OR_RETURN(IotlbMessage m,
+                   DecodeIotlb(absl::MakeConstSpan(wire.data(), static_cast<size_t>(n))));
+  return m;
+}
+
+absl::Status VhostDevice::WriteIotlb(const IotlbMessage& message) const {
+  const std::array<uint8_t, kIotlbWireSize> wire = EncodeIotlb(message, v2_);
+  const ssize_t n = ::write(fd_.get(), wire.data(), wire.size());
+  if (n < 0) {
+    return ErrnoStatus(errno, name_, ": IOTLB message ", int{message.type}, " iova 0x",
+                       absl::Hex(message.iova), " size 0x", absl::Hex(message.size));
+  }
+  if (static_cast<size_t>(n) != wire.size()) {
+    return absl::InternalError(absl::StrCat(name_, ": IOTLB message written short (", n, ")"));
+  }
+  return absl::OkStatus();
+}
+
+static_assert(sizeof(vhost_msg_v2) == kIotlbWireSize && sizeof(vhost_msg) == kIotlbWireSize);
+static_assert(offsetof(vhost_msg_v2, iotlb) == 8 && offsetof(vhost_msg, iotlb) == 8);
+
+std::array<uint8_t, kIotlbWireSize> EncodeIotlb(const IotlbMessage& message, bool v2) {
+  vhost_msg_v2 m = {};
+  m.type = v2 ? VHOST_IOTLB_MSG_V2 : VHOST_IOTLB_MSG;
+  m.iotlb = {.iova = message.iova,
+             .size = message.size,
+             .uaddr = message.uaddr,
+             .perm = message.perm,
+             .type = message.type};
+  std::array<uint8_t, kIotlbWireSize> wire;
+  std::memcpy(wire.data(), &m, sizeof(m));
+  return wire;
+}
+
+absl::StatusOr<IotlbMessage> DecodeIotlb(absl::Span<const uint8_t> wire) {
+  if (wire.size() != kIotlbWireSize) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("vhost: an IOTLB message of ", wire.size(), " bytes"));
+  }
+  vhost_msg_v2 m;
+  std::memcpy(&m, wire.data(), sizeof(m));
+  // The first version's type is an int: its upper half is padding there, the asid in version 2.
+  if (m.type != VHOST_IOTLB_MSG && m.type != VHOST_IOTLB_MSG_V2) {
+    return absl::InvalidArgumentError(absl::StrCat("vhost: message kind ", m.type));
+  }
+  if (m.type == VHOST_IOTLB_MSG_V2 && m.asid != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("vhost: address space ", m.asid));
+  }
+  return IotlbMessage{.type = m.iotlb.type,
+                      .iova = m.iotlb.iova,
+                      .size = m.iotlb.size,
+                      .uaddr = m.iotlb.uaddr,
+                      .perm = m.iotlb.perm};
 }
 
 std::vector<uint32_t> RingIoctls() {
@@ -184,7 +271,8 @@ std::vector<uint32_t> RingIoctls() {
 }
 
 std::vector<uint32_t> SetupIoctls() {
-  return {VHOST_SET_OWNER, VHOST_GET_FEATURES, VHOST_SET_MEM_TABLE, VHOST_VSOCK_SET_GUEST_CID};
+  return {VHOST_SET_OWNER,           VHOST_GET_FEATURES,         VHOST_SET_MEM_TABLE,
+          VHOST_VSOCK_SET_GUEST_CID, VHOST_GET_BACKEND_FEATURES, VHOST_SET_BACKEND_FEATURES};
 }
 
 }  // namespace vmmkit::vhost

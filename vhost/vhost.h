@@ -21,6 +21,7 @@
 #ifndef VMMKIT_VHOST_VHOST_H_
 #define VMMKIT_VHOST_VHOST_H_
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -54,6 +55,32 @@ struct VringAddr {
 // tap that carries the header (IFF_VNET_HDR) leaves both off.
 inline constexpr uint64_t kFeatureLogAll = uint64_t{1} << 26;
 inline constexpr uint64_t kFeatureNetVirtioNetHdr = uint64_t{1} << 27;
+// VIRTIO_F_ACCESS_PLATFORM set with SetFeatures turns on the device's IOTLB: ring and buffer
+// addresses are then I/O virtual addresses, which the kernel asks the VMM to translate (a MISS
+// message on the fd) and the VMM answers (UPDATE), or takes back (INVALIDATE). Once on, it stays
+// on for the fd's life (6.1 has no way back).
+inline constexpr uint64_t kFeatureAccessPlatform = uint64_t{1} << 33;
+// The backend feature (VHOST_SET_BACKEND_FEATURES, a mask of bit numbers) for version 2 messages.
+inline constexpr uint64_t kBackendIotlbMsgV2 = uint64_t{1} << 1;
+
+// One IOTLB message (struct vhost_iotlb_msg). Types as the kernel's: kMiss (the kernel asks; iova
+// is the address it missed, perm the access), kUpdate (iova..iova+size is vmm's uaddr.., with
+// perm), kInvalidate (drop whatever overlaps iova..iova+size).
+struct IotlbMessage {
+  enum Type : uint8_t { kMiss = 1, kUpdate = 2, kInvalidate = 3, kAccessFail = 4 };
+  enum Perm : uint8_t { kRead = 1, kWrite = 2, kReadWrite = 3 };
+  uint8_t type = 0;
+  uint64_t iova = 0, size = 0, uaddr = 0;
+  uint8_t perm = 0;
+  friend bool operator==(const IotlbMessage&, const IotlbMessage&) = default;
+};
+// The wire form: struct vhost_msg_v2 (72 bytes), or the first version's struct vhost_msg (the
+// same size; the payload at the same offset).
+inline constexpr size_t kIotlbWireSize = 72;
+std::array<uint8_t, kIotlbWireSize> EncodeIotlb(const IotlbMessage& message, bool v2);
+// INVALID_ARGUMENT for a buffer of another size, another message kind, or an address space
+// (asid) other than 0.
+absl::StatusOr<IotlbMessage> DecodeIotlb(absl::Span<const uint8_t> wire);
 
 class VhostDevice {
  public:
@@ -81,6 +108,13 @@ class VhostDevice {
   absl::Status SetVringKick(uint32_t index, int fd) const;
   absl::Status SetVringCall(uint32_t index, int fd) const;
   absl::Status SetVringErr(uint32_t index, int fd) const;
+  // VHOST_GET_BACKEND_FEATURES / VHOST_SET_BACKEND_FEATURES (kBackendIotlbMsgV2).
+  absl::StatusOr<uint64_t> GetBackendFeatures() const;
+  absl::Status SetBackendFeatures(uint64_t features);
+  // The fd's IOTLB messages: one read (nullopt when none is queued) and one write, in the
+  // version SetBackendFeatures chose (the first without it).
+  absl::StatusOr<std::optional<IotlbMessage>> ReadIotlb() const;
+  absl::Status WriteIotlb(const IotlbMessage& message) const;
 
  protected:
   // Opens `path` (a vhost device node). NOT_FOUND where the kernel has no such device.
@@ -92,6 +126,7 @@ class VhostDevice {
   absl::Status SetVringFile(unsigned long request, const char* op, uint32_t index, int fd) const;
   ScopedFd fd_;
   const char* name_;
+  bool v2_ = false;  // SetBackendFeatures turned version 2 messages on.
 };
 
 class VhostNet : public VhostDevice {
@@ -119,10 +154,10 @@ class VhostVsock : public VhostDevice {
 };
 
 // Takes `device` for this process (SetOwner), checks that it serves the `needed` features
-// (FAILED_PRECONDITION naming the ones it lacks) and gives it `memory` as its memory table. Returns
-// every feature the device serves.
-absl::StatusOr<uint64_t> SetUp(const VhostDevice& device, const GuestMemory& memory,
-                               uint64_t needed);
+// (FAILED_PRECONDITION naming the ones it lacks), has it speak version 2 IOTLB messages where it
+// can, and gives it `memory` as its memory table (which the kernel wants even when the IOTLB
+// translates). Returns every feature the device serves.
+absl::StatusOr<uint64_t> SetUp(VhostDevice& device, const GuestMemory& memory, uint64_t needed);
 
 // The eventfds the kernel serves a ring with: the guest's notifications come in on `kick`, the
 // device's interrupts go out on `call`, the ring's errors on `err`.
@@ -130,10 +165,12 @@ struct VringFds {
   int kick, call, err;
 };
 
-// Hands `queue` (a virtqueue the driver set up in guest RAM, without ACCESS_PLATFORM: its areas
-// are guest-physical) to `device` as ring `index`: its size, next avail index, areas (as vmm's
-// addresses: each whole area must lie in `memory`, else INVALID_ARGUMENT naming it) and eventfds.
-absl::Status StartVring(const VhostDevice& device, const GuestMemory& memory, uint32_t index,
+// Hands `queue` (a virtqueue the driver set up in guest RAM) to `device` as ring `index`: its size,
+// next avail index, areas and eventfds. Without ACCESS_PLATFORM (`memory`) the areas are
+// guest-physical and go as vmm's addresses (each whole area must lie in `memory`, else
+// INVALID_ARGUMENT naming it); with it (null `memory`: the device's IOTLB is on) they go as the
+// driver wrote them, I/O virtual addresses the kernel translates through the IOTLB.
+absl::Status StartVring(const VhostDevice& device, const GuestMemory* memory, uint32_t index,
                         const virtio::SplitQueue& queue, VringFds fds);
 
 // For seccomp allow-lists: the ioctls that hand rings to the kernel and take them back (a

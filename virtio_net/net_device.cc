@@ -75,6 +75,12 @@ absl::StatusOr<std::shared_ptr<NetDevice>> NetDevice::Create(
       std::move(backend), std::move(dma), std::move(platform_dma), options, std::move(notifiers)));
   if (options.vhost_memory != nullptr) {
     RETURN_IF_ERROR(Prefixed(device->OpenVhost(*options.vhost_memory), "virtio-net: vhost-net"));
+    if (options.vhost_translate && device->platform_dma_ != nullptr &&
+        (device->vhost_features_ & vhost::kFeatureAccessPlatform) != 0) {
+      device->iotlb_ =
+          std::make_unique<vhost::DeviceIotlb>(options.vhost_translate, *options.vhost_memory);
+      for (const vhost::VhostNet& v : device->vhost_) device->iotlb_->Add(&v);
+    }
   }
   // Started here, on the creator's thread (see virtio/workers.h); the destructor joins them.
   RETURN_IF_ERROR(device->workers_.Start(
@@ -99,7 +105,14 @@ NetDevice::NetDevice(std::unique_ptr<NetBackend> backend, std::unique_ptr<DmaSpa
       tx_limiter_{TokenBucket(options.tx_limit.bytes_per_second, absl::Now()),
                   TokenBucket(options.tx_limit.packets_per_second, absl::Now())} {}
 
-NetDevice::~NetDevice() { Reset(); }
+NetDevice::~NetDevice() {
+  Reset();
+  if (iotlb_ != nullptr) {
+    const vhost::DeviceIotlb::Stats s = iotlb_->stats();
+    LogInfo("virtio-net: vhost IOTLB served ", s.misses, " misses with ", s.updates,
+            " updates, sent ", s.invalidations, " invalidations, ", s.faults, " faults");
+  }
+}
 
 absl::Status NetDevice::OpenVhost(const GuestMemory& memory) {
   // The ring features this device offers must be the kernel's too.
@@ -123,7 +136,9 @@ uint64_t NetDevice::device_features() const {
                kFeatureHostTso6 | kFeatureHostEcn | kFeatureMrgRxbuf | kFeatureStatus |
                kFeatureCtrlVq | kFeatureCtrlRx | kFeatureCtrlMacAddr;
   if (pairs_ > 1) f |= kFeatureMq;
-  if (platform_dma_ != nullptr && !vhost()) f |= virtio::kFeatureAccessPlatform;
+  if (platform_dma_ != nullptr && (!vhost() || iotlb_ != nullptr)) {
+    f |= virtio::kFeatureAccessPlatform;
+  }
   return f;
 }
 
@@ -269,16 +284,23 @@ void NetDevice::Serve(uint16_t pair, Work work, const DmaSpace& dma, int stop_fd
 
 absl::Status NetDevice::StartVhost(uint16_t pair, Work& work) {
   const vhost::VhostNet& v = vhost_[pair];
-  // The tap carries the virtio-net header (IFF_VNET_HDR): vhost-net must not add its own.
+  // The tap carries the virtio-net header (IFF_VNET_HDR): vhost-net must not add its own. With
+  // ACCESS_PLATFORM (only offered with an IOTLB service) the kernel's IOTLB translates.
   RETURN_IF_ERROR(v.SetFeatures(features_ & vhost_features_ &
                                 ~(vhost::kFeatureNetVirtioNetHdr | vhost::kFeatureLogAll)));
+  const bool platform = (features_ & virtio::kFeatureAccessPlatform) != 0;
+  if (iotlb_ != nullptr) RETURN_IF_ERROR(iotlb_->Start(v, platform));
   for (uint32_t ring = 0; ring < 2; ++ring) {
     const std::optional<virtio::SplitQueue>& q = ring == 0 ? work.rx : work.tx;
     if (!q) continue;
     const size_t index = 2 * size_t{pair} + ring;
     RETURN_IF_ERROR(vhost::StartVring(
-        v, *options_.vhost_memory, ring, *q,
+        v, platform ? nullptr : options_.vhost_memory, ring, *q,
         {.kick = notifiers_[index].fd(), .call = calls_[index].fd(), .err = errors_[pair].fd()}));
+    // Starting a ring, the kernel writes its used ring's flags: the translation must be there.
+    if (platform) {
+      RETURN_IF_ERROR(iotlb_->Map(v, q->config().used.raw(), vhost::IotlbMessage::kWrite));
+    }
     RETURN_IF_ERROR(v.SetBackend(ring, backend_->fd(pair)));
   }
   return absl::OkStatus();
@@ -292,6 +314,8 @@ void NetDevice::ServeVhost(uint16_t pair, Work& work, const DmaSpace& dma, int s
     LogWarning("virtio-net: cannot start queue pair ", pair, ": ", s.message());
     broken = true;
   }
+  // The kernel's IOTLB misses come in on the device's own fd.
+  const bool iotlb = iotlb_ != nullptr && (features_ & virtio::kFeatureAccessPlatform) != 0;
   while (true) {
     if (work.ctrl && !broken) {
       ServeControl(*work.ctrl, dma, broken);
@@ -303,12 +327,13 @@ void NetDevice::ServeVhost(uint16_t pair, Work& work, const DmaSpace& dma, int s
       needs_reset_();
       reported = true;
     }
-    pollfd fds[5] = {{stop_fd, POLLIN, 0},
+    pollfd fds[6] = {{stop_fd, POLLIN, 0},
                      {calls_[rx_index].fd(), POLLIN, 0},
                      {calls_[tx_index].fd(), POLLIN, 0},
                      {errors_[pair].fd(), POLLIN, 0},
-                     {work.ctrl ? notifiers_[ctrl_index].fd() : -1, POLLIN, 0}};
-    const int n = ::poll(fds, 5, -1);
+                     {work.ctrl ? notifiers_[ctrl_index].fd() : -1, POLLIN, 0},
+                     {iotlb && !broken ? vhost_[pair].fd() : -1, POLLIN, 0}};
+    const int n = ::poll(fds, 6, -1);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 || (fds[0].revents & POLLIN)) break;
     // The kernel decided the guest wants these (it reads used_event itself).
@@ -321,9 +346,16 @@ void NetDevice::ServeVhost(uint16_t pair, Work& work, const DmaSpace& dma, int s
     // A ring the kernel could not go on with (a descriptor outside guest RAM, say).
     if ((fds[3].revents & POLLIN) && errors_[pair].Read().ok()) broken = true;
     if (fds[4].revents & POLLIN) (void)notifiers_[ctrl_index].Read();
+    if (fds[5].revents & POLLIN) {
+      if (absl::Status s = iotlb_->Serve(vhost_[pair]); !s.ok()) {
+        LogWarning("virtio-net: queue pair ", pair, "'s IOTLB: ", s.message());
+        broken = true;  // The ring that missed waits for an answer that will not come.
+      }
+    }
   }
   // Nothing touches the guest's rings once Reset returns.
   for (uint32_t ring = 0; ring < 2; ++ring) (void)vhost_[pair].SetBackend(ring, -1);
+  if (iotlb_ != nullptr) iotlb_->Stop(vhost_[pair]);
   for (size_t q : {rx_index, tx_index}) (void)calls_[q].Read();
 }
 

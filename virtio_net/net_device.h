@@ -46,6 +46,7 @@
 #include "base/token_bucket.h"
 #include "memory/dma_space.h"
 #include "memory/guest_memory.h"
+#include "vhost/device_iotlb.h"
 #include "vhost/vhost.h"
 #include "virtio/queue.h"
 #include "virtio/workers.h"
@@ -68,10 +69,14 @@ struct NetOptions {
   uint16_t queue_size = 256;  // A power of two, 2 to 1024.
   // The data path. Null: vmm's workers move the frames. Otherwise the kernel's vhost-net does,
   // one /dev/vhost-net per queue pair, over this guest RAM (which must outlive the device): the
-  // workers then only hand the rings over at activation, relay the kernel's interrupts and serve
-  // the control queue. ACCESS_PLATFORM is not offered on this path (no vhost IOTLB yet): behind
-  // a guest IOMMU the device reaches guest-physical memory.
+  // workers then only hand the rings over at activation, relay the kernel's interrupts (those a
+  // VMM does not have KVM deliver: interrupt_fd) and serve the control queue.
   const GuestMemory* vhost_memory = nullptr;
+  // vhost-net behind a guest IOMMU (with `platform_dma`): how the device's addresses translate.
+  // The device then offers ACCESS_PLATFORM on the kernel's path too, and serves the kernel's
+  // IOTLB (vhost/device_iotlb.h: the VMM forwards the IOMMU's unmaps for it to iotlb()).
+  // Empty: ACCESS_PLATFORM only on vmm's path.
+  vhost::DeviceIotlb::Translate vhost_translate;
   // What the guest may receive and send (vmm's data path only: the kernel's has no limiter).
   RateLimit rx_limit, tx_limit;
 };
@@ -112,12 +117,22 @@ class NetDevice : public virtio_pci::VirtioDevice {
   // The eventfd that wakes the worker of queue `index` (a VMM registers it as the ioeventfd of
   // the queue's notify address).
   const EventFd& notifier(uint16_t index) const { return notifiers_[index]; }
+  // The eventfd the kernel raises queue `index`'s interrupt on: vhost-net's receive and transmit
+  // rings; null for the control queue and on vmm's own path. A VMM may have KVM deliver it (an
+  // irqfd); whatever it leaves unbound, the pair's worker relays through the transport.
+  const EventFd* interrupt_fd(uint16_t index) const {
+    return vhost() && index < 2 * pairs_ ? &calls_[index] : nullptr;
+  }
   uint16_t queue_pairs() const { return pairs_; }
   const NetOptions& options() const { return options_; }
   // The address the guest uses now (MAC_ADDR_SET may change it).
   MacAddress mac() const;
   // Whether the kernel's vhost-net serves the queues (see NetOptions::vhost_memory).
   bool vhost() const { return !vhost_.empty(); }
+  // The kernel's IOTLB service: the VMM calls its Unmap for whatever the guest IOMMU unmaps for
+  // this device's requester id (from before the guest can use it until the device goes). Null
+  // without NetOptions::vhost_translate.
+  vhost::DeviceIotlb* iotlb() { return iotlb_.get(); }
   Stats stats() const;
 
  private:
@@ -135,7 +150,8 @@ class NetDevice : public virtio_pci::VirtioDevice {
   bool ServeTx(uint16_t pair, virtio::SplitQueue& tx, const DmaSpace& dma, bool& broken,
                absl::Duration& wait);
   void ServeControl(virtio::SplitQueue& ctrl, const DmaSpace& dma, bool& broken);
-  // The vhost-net path's Serve: hands the pair's rings to the kernel, relays its interrupts.
+  // The vhost-net path's Serve: hands the pair's rings to the kernel, relays the interrupts KVM
+  // does not deliver itself, answers the kernel's IOTLB misses.
   void ServeVhost(uint16_t pair, Work& work, const DmaSpace& dma, int stop_fd);
   absl::Status StartVhost(uint16_t pair, Work& work);
   struct RxState;
@@ -160,6 +176,7 @@ class NetDevice : public virtio_pci::VirtioDevice {
   std::vector<vhost::VhostNet> vhost_;
   uint64_t vhost_features_ = 0;
   std::vector<EventFd> calls_, errors_;
+  std::unique_ptr<vhost::DeviceIotlb> iotlb_;  // Set before the workers start.
 
   // Activate and Reset (as virtio_blk::BlockDevice's): what Activate sets before handing the
   // queues over, the workers read without it (QueueWorkers orders the hand-over); Reset clears it

@@ -263,6 +263,21 @@ std::optional<uint64_t> VirtioPciFunction::bar_address() {
   return config_.DecodedBarAddress(0);
 }
 
+std::vector<VirtioPciFunction::QueueInterrupt> VirtioPciFunction::QueueInterrupts() {
+  MutexLock irq(irq_mu_);
+  std::vector<QueueInterrupt> out(queue_vectors_.size());
+  for (size_t q = 0; q < out.size(); ++q) {
+    const uint16_t vector = queue_vectors_[q];
+    if (!msix_enabled_ || vector == kNoVector || vector >= vectors_) continue;
+    const pci::MsixVector v = msix_.vector(vector);
+    out[q] = {.routable = true,
+              .masked = v.masked || function_mask_,
+              .address = v.address,
+              .data = v.data};
+  }
+  return out;
+}
+
 uint8_t VirtioPciFunction::status() {
   MutexLock lock(mu_);
   return status_.status();

@@ -126,6 +126,19 @@ class VirtioPciFunction : public pci::PciFunction,
   // Where BAR 0 decodes now (memory decoding on, placed), for the VMM's MMIO trap.
   std::optional<uint64_t> bar_address();
 
+  // A queue's interrupt as the driver has programmed it now, for a VMM that has the kernel deliver
+  // it straight from an eventfd (a KVM irqfd on an MSI route) instead of through Interrupt.
+  struct QueueInterrupt {
+    bool routable = false;  // MSI-X on and a vector in the table assigned to the queue.
+    bool masked = true;     // Its entry or the whole function is masked.
+    uint64_t address = 0;   // The entry's message (meaningful when routable).
+    uint32_t data = 0;
+    friend bool operator==(const QueueInterrupt&, const QueueInterrupt&) = default;
+  };
+  // Per queue. Takes only the interrupt state's locks (irq_mu_, the table's), never mu_: callable
+  // under a VMM lock that ranks above mu_.
+  std::vector<QueueInterrupt> QueueInterrupts() ABSL_LOCKS_EXCLUDED(irq_mu_);
+
   // The device status byte, as the driver reads it.
   uint8_t status();
 

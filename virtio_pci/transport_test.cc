@@ -273,6 +273,43 @@ TEST_F(VirtioPciTest, AMaskedVectorIsPendingUntilUnmasked) {
   EXPECT_EQ(msis_.size(), 2u);
 }
 
+TEST_F(VirtioPciTest, QueueInterruptsFollowVectorsMasksAndReset) {
+  using QI = VirtioPciFunction::QueueInterrupt;
+  const QI none;
+  EXPECT_THAT(fn_->QueueInterrupts(), ElementsAre(none, none));
+  Negotiate(virtio::kFeatureVersion1);
+  ProgramVector(1, 0xfee01000, 0x41);
+  DriverQueue driver(*memory_, GuestAddress(0x1000), 8);
+  SetUpQueue(0, driver, 8, 1);
+  // MSI-X off: nothing to route.
+  EXPECT_THAT(fn_->QueueInterrupts(), ElementsAre(none, none));
+  EnableMsix();
+  const QI live{.routable = true, .masked = false, .address = 0xfee01000, .data = 0x41};
+  EXPECT_THAT(fn_->QueueInterrupts(), ElementsAre(live, none));
+  // The entry's mask, then the function's.
+  Write(VirtioPciFunction::kMsixTableOffset + 16 + 12, 4, 1);
+  QI masked = live;
+  masked.masked = true;
+  EXPECT_THAT(fn_->QueueInterrupts(), ElementsAre(masked, none));
+  Write(VirtioPciFunction::kMsixTableOffset + 16 + 12, 4, 0);
+  const uint8_t at = Caps().find(0x11)->second;
+  Cfg16(at + 2, 0xc000);
+  EXPECT_THAT(fn_->QueueInterrupts(), ElementsAre(masked, none));
+  Cfg16(at + 2, 0x8000);
+  // Reprogrammed: the new message.
+  ProgramVector(1, 0xfee02000, 0x42);
+  const QI moved{.routable = true, .masked = false, .address = 0xfee02000, .data = 0x42};
+  EXPECT_THAT(fn_->QueueInterrupts(), ElementsAre(moved, none));
+  // A vector outside the table, NO_VECTOR, and a reset: none.
+  Write(0x16, 2, 0);
+  Write(0x1a, 2, 40);
+  EXPECT_THAT(fn_->QueueInterrupts(), ElementsAre(none, none));
+  Write(0x1a, 2, 1);
+  EXPECT_THAT(fn_->QueueInterrupts(), ElementsAre(moved, none));
+  Write(0x14, 1, 0);
+  EXPECT_THAT(fn_->QueueInterrupts(), ElementsAre(none, none));
+}
+
 TEST_F(VirtioPciTest, ABadQueueSetupNeedsResetAndTellsTheDriver) {
   Negotiate(virtio::kFeatureVersion1);
   EnableMsix();

@@ -124,7 +124,7 @@ absl::Status VsockDevice::Start(Queues& queues) {
           absl::StrCat("the driver left queue ", ring, " disabled"));
     }
     RETURN_IF_ERROR(vhost::StartVring(
-        vhost_, memory_, ring, *queues[ring],
+        vhost_, &memory_, ring, *queues[ring],
         {.kick = notifiers_[ring].fd(), .call = calls_[ring].fd(), .err = error_.fd()}));
   }
   return vhost_.SetRunning(true);
