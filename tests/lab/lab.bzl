@@ -13,8 +13,8 @@ def _unique(labels):
 
 def lab_test(name, scenario, binaries = [], files = {}, l2_initramfs = {}, qemu_args = [],
              modules = "kvm,vfio", timeout_s = 300, tags = [], host_binaries = [], host_dirs = [],
-             memory_mib = 2048, kernel_args = [], l2_files = {}, l2_modules = [], l2_kmods = [],
-             **kwargs):
+             memory_mib = 2048, kernel_args = [], l2_files = {}, l2_host_binaries = [], l2_modules = [],
+             l2_kmods = [], **kwargs):
     """Runs `scenario` in L1 with `binaries` in /lab/bin.
 
     Args:
@@ -32,6 +32,8 @@ def lab_test(name, scenario, binaries = [], files = {}, l2_initramfs = {}, qemu_
       memory_mib: L1's memory.
       kernel_args: extra L1 kernel command-line arguments.
       l2_files: {label: "/path/in/L2"}: files every L2 initramfs gets (e.g. static test programs).
+      l2_host_binaries: absolute paths of this machine's executables (from Debian packages) every
+        L2 initramfs gets at the same path, with their shared libraries (e.g. iperf3).
       l2_modules: lab kernel modules (paths under the kernel's modules dir, or lab.py's module
         groups) for L2, in /modules.
       l2_kmods: out-of-tree module sources (one .c each), built against the lab kernel's Debian
@@ -58,6 +60,8 @@ def lab_test(name, scenario, binaries = [], files = {}, l2_initramfs = {}, qemu_
         args.append("--append=" + a)
     for label, dest in l2_files.items():
         args += ["--l2-file", "$(location %s)=%s" % (label, dest)]
+    for b in l2_host_binaries:
+        args += ["--l2-file", "%s=%s" % (b, b)]
     for rel in l2_modules:
         args += ["--l2-module", rel]
     for label in l2_kmods:

@@ -174,6 +174,74 @@ warm_l1_ram() {  # warm_l1_ram MIB: L0 (TCG) backs L1's RAM lazily, so a first t
   dd if=/dev/zero of=/dev/null bs=${1}M count=1 2>/dev/null
   echo "lab: L1 RAM warmed ($1 MiB touched once) in $(( ($(uptime_cs) - t0) * 10 )) ms"
 }
+# Benchmarks that take turns between VMs booted at once (one guest per VMM, each reading jobs
+# from its console):
+vm_start() {  # vm_start VM COMMAND...: runs COMMAND in the background (for at most 3000 s), its
+  # console input a FIFO /tmp/in.VM (held open by a sleep, so that each command's writer closing it
+  # is no end of input), its output /tmp/VM.log, its pid in /tmp/VM.pid.
+  vm=$1; shift
+  mkfifo /tmp/in.$vm
+  timeout 3000 "$@" </tmp/in.$vm >/tmp/$vm.log 2>&1 &
+  echo $! > /tmp/$vm.pid
+  sleep 100000 >/tmp/in.$vm &
+}
+vm_await() {  # vm_await VM PATTERN SECONDS: until the guest's console shows PATTERN; false after,
+  # or as soon as the VMM has exited.
+  local tries=0
+  while ! grep -q "$2" /tmp/$1.log 2>/dev/null; do
+    tries=$((tries + 1))
+    [ $tries -gt $(($3 * 5)) ] && return 1
+    [ -e /proc/$(cat /tmp/$1.pid 2>/dev/null || echo none) ] || return 1
+    usleep 200000
+  done
+}
+vm_threadcpu() {  # vm_threadcpu VM: "TID COMM TICKS" for each of the VMM's threads (user + system
+  # time, 1/100 s). QEMU names its vCPU threads "CPU N/KVM" (debug-threads=on), vmm "vcpuN".
+  for t in /proc/$(cat /tmp/$1.pid)/task/*; do
+    echo "${t##*/} $(tr ' ' '_' < $t/comm) $(sed 's/.*) //' $t/stat | awk '{ print $12 + $13 }')"
+  done
+}
+vm_cpu_split() {  # vm_cpu_split BEFORE AFTER: "OWN VCPU", the ticks the VMM's own threads and its
+  # vCPU threads took between two vm_threadcpu snapshots.
+  awk 'NR == FNR { b[$1] = $3; next }
+    { d = $3 - b[$1]; if ($2 ~ /^vcpu|^CPU_/) c += d; else o += d }
+    END { print o + 0, c + 0 }' "$1" "$2"
+}
+# KVM's own counters for a VMM's VM (debugfs sums its vCPUs), to see where the time goes: exits,
+# of them MMIO and HLT, wake-ups from HLT, interrupts injected, instructions emulated.
+KVM_STATS="exits mmio_exits halt_exits halt_wakeup irq_injections insn_emulation"
+vm_kvmstats() {  # vm_kvmstats VM: the counters, in KVM_STATS's order.
+  [ -d /sys/kernel/debug/kvm ] || mount -t debugfs none /sys/kernel/debug 2>/dev/null
+  d=$(ls -d /sys/kernel/debug/kvm/$(cat /tmp/$1.pid)-* 2>/dev/null | head -n 1)
+  for f in $KVM_STATS; do cat $d/$f 2>/dev/null || echo 0; done | tr '\n' ' '
+}
+vm_take_turns() {  # vm_take_turns DONE SECONDS RECORD: ROUNDS rounds of every job in JOBS, each
+  # run in every VM of VMS in turn (the order rotating every round) while the others idle: the
+  # guest reads "job NAME SEQ" from its console and answers "DONE SEQ" (within SECONDS). Then
+  # RECORD ROUND VM JOB "OWN VCPU" (vm_cpu_split's ticks for the job) is called, and KVM's counters
+  # before and after go to /tmp/kvmstats ("VM JOB BEFORE... AFTER...").
+  local order=$VMS n=0 round j vm tag before
+  for round in $(seq 1 $ROUNDS); do
+    for j in $JOBS; do
+      for vm in $order; do
+        n=$((n + 1)) tag=$(printf %04d $n)
+        vm_threadcpu $vm > /tmp/cpu.before
+        before=$(vm_kvmstats $vm)
+        echo "job $j $tag" > /tmp/in.$vm
+        if vm_await $vm "$1 $tag" $2; then
+          echo "$vm $j $before $(vm_kvmstats $vm)" >> /tmp/kvmstats
+          vm_threadcpu $vm > /tmp/cpu.after
+          $3 $round $vm $j "$(vm_cpu_split /tmp/cpu.before /tmp/cpu.after)"
+        else
+          check "$vm: $j round $round finished" false
+          tail -n 20 /tmp/$vm.log
+        fi
+      done
+    done
+    order="$(echo $order | cut -d' ' -f2-) $(echo $order | cut -d' ' -f1)"  # Rotate.
+  done
+}
+median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 LAB_FAILURES=0
 finish() { echo "lab: $LAB_FAILURES failure(s)"; [ "$LAB_FAILURES" -eq 0 ]; }
 """

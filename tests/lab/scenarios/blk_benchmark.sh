@@ -34,62 +34,33 @@ done
 rm /tmp/data.img
 warm_l1_ram 1536
 
-# start VM: boots the guest in the background, its console input a FIFO (held open by a sleep,
-# so that each command's writer closing it is no end of input), its output /tmp/$vm.log.
+# start VM: boots the guest in the background (lib.sh's vm_start).
 start() {
   vm=$1 root=/tmp/root.$1.img data=/tmp/data.$1.img
-  mkfifo /tmp/in.$vm
   case $vm in
     vmm-*)
-      timeout 3000 vmm --kernel=$K --initrd=$I --memory=512 --cpus=2 --cmdline="$CMD" \
-        --disk path=$root --disk path=$data,queues=2,engine=${vm#vmm-} \
-        </tmp/in.$vm >/tmp/$vm.log 2>&1 & ;;
+      vm_start $vm vmm --kernel=$K --initrd=$I --memory=512 --cpus=2 --cmdline="$CMD" \
+        --disk path=$root --disk path=$data,queues=2,engine=${vm#vmm-} ;;
     qemu-*)
       # QEMU's default cache mode, writeback, is vmm's: the host's page cache, flushes as
       # fdatasync. The topology is vmm's too (one package of two cores; QEMU's default for
       # -smp 2 is two packages).
-      timeout 3000 qemu-system-x86_64 -L /usr/share/qemu -L /usr/share/seabios -M q35 \
+      vm_start $vm qemu-system-x86_64 -L /usr/share/qemu -L /usr/share/seabios -M q35 \
         -accel kvm -cpu host -name bench,debug-threads=on -m 512 -smp 2,sockets=1,cores=2,threads=1 -display none -nodefaults -serial stdio -no-reboot \
         -kernel $K -initrd $I -append "$CMD" \
         -drive file=$root,if=none,id=root,format=raw,aio=${vm#qemu-} \
         -device virtio-blk-pci,drive=root \
         -drive file=$data,if=none,id=data,format=raw,aio=${vm#qemu-} \
-        -device virtio-blk-pci,drive=data,num-queues=2 \
-        </tmp/in.$vm >/tmp/$vm.log 2>&1 & ;;
+        -device virtio-blk-pci,drive=data,num-queues=2 ;;
   esac
-  echo $! > /tmp/$vm.pid
-  sleep 100000 >/tmp/in.$vm &
 }
-# threadcpu VM: "TID COMM TICKS" for each of the VMM's threads (user + system time, 1/100 s).
 # This L1 has one CPU and a job keeps it busy, so a job's figure is in the end the CPU time each
-# I/O costs: the VMM's own threads' and the vCPU threads' (the guest's time and KVM's for its
-# exits). QEMU names its vCPU threads "CPU N/KVM" (debug-threads=on), vmm "vcpuN".
-threadcpu() {
-  for t in /proc/$(cat /tmp/$1.pid)/task/*; do
-    echo "${t##*/} $(tr ' ' '_' < $t/comm) $(sed 's/.*) //' $t/stat | awk '{ print $12 + $13 }')"
-  done
-}
-# KVM's own counters for a VMM's VM (debugfs sums its vCPUs), to see where the time goes: exits,
-# of them MMIO and HLT, wake-ups from HLT, interrupts injected, instructions emulated.
-mount -t debugfs none /sys/kernel/debug 2>/dev/null
-STATS="exits mmio_exits halt_exits halt_wakeup irq_injections insn_emulation"
-kvmstats() {
-  d=$(ls -d /sys/kernel/debug/kvm/$(cat /tmp/$1.pid)-* 2>/dev/null | head -n 1)
-  for f in $STATS; do cat $d/$f 2>/dev/null || echo 0; done | tr '\n' ' '
-}
-# await VM PATTERN SECONDS: until the guest's console shows PATTERN; false after SECONDS.
-await() {
-  n=0
-  while ! grep -q "$2" /tmp/$1.log; do
-    n=$((n + 1))
-    [ $n -gt $(($3 * 5)) ] && return 1
-    usleep 200000
-  done
-}
+# I/O costs (vm_threadcpu): the VMM's own threads' and the vCPU threads' (the guest's time and
+# KVM's for its exits).
 for vm in $VMS; do start $vm; done
 ready=1
 for vm in $VMS; do
-  if ! await $vm "L2: fio ready" 600; then
+  if ! vm_await $vm "L2: fio ready" 600; then
     check "$vm booted to fio" false
     tail -n 30 /tmp/$vm.log
     ready=0
@@ -97,42 +68,20 @@ for vm in $VMS; do
 done
 
 : > /tmp/results
-seq=0
-if [ $ready -eq 1 ]; then
-  order=$VMS
-  for round in $(seq 1 $ROUNDS); do
-    for j in $JOBS; do
-      for vm in $order; do
-        seq=$((seq + 1)) tag=$(printf %04d $seq)
-        threadcpu $vm > /tmp/cpu.before
-        before=$(kvmstats $vm)
-        echo "job $j $tag" > /tmp/in.$vm
-        if await $vm "L2: FIO-DONE $tag" 300; then
-          after=$(kvmstats $vm)
-          threadcpu $vm > /tmp/cpu.after
-          # Ticks by the VMM's own threads, then by its vCPU threads.
-          awk -v v=$vm -v j=$j 'NR == FNR { b[$1] = $3; next }
-            { d = $3 - b[$1]; if ($2 ~ /^vcpu|^CPU_/) c += d; else o += d }
-            END { print v, j, o + 0, c + 0 }' /tmp/cpu.before /tmp/cpu.after >> /tmp/cpu
-          line=$(grep "^L2: FIO $j " /tmp/$vm.log | tail -n 1 | tr -d '\r')
-          echo "$round $vm ${line#L2: FIO }" >> /tmp/results
-          echo "lab: BENCH $round $vm ${line#L2: FIO }"
-          echo "$vm $j $before $after" >> /tmp/kvmstats
-        else
-          check "$vm: $j round $round finished" false
-          tail -n 20 /tmp/$vm.log
-        fi
-      done
-    done
-    order="$(echo $order | cut -d' ' -f2-) $(echo $order | cut -d' ' -f1)"  # Rotate.
-  done
-fi
+# record ROUND VM JOB CPU: the job's figure from the guest's console, and its CPU ticks (the VMM's
+# own threads, then its vCPU threads).
+record() {
+  echo "$2 $3 $4" >> /tmp/cpu
+  line=$(grep "^L2: FIO $3 " /tmp/$2.log | tail -n 1 | tr -d '\r')
+  echo "$1 $2 ${line#L2: FIO }" >> /tmp/results
+  echo "lab: BENCH $1 $2 ${line#L2: FIO }"
+}
+[ $ready -eq 1 ] && vm_take_turns "L2: FIO-DONE" 300 record
 for vm in $VMS; do echo "quit" > /tmp/in.$vm; done
-for vm in $VMS; do await $vm "L2: fio done" 120 || check "$vm powered off" false; done
+for vm in $VMS; do vm_await $vm "L2: fio done" 120 || check "$vm powered off" false; done
 kill $(jobs -p) 2>/dev/null
 wait 2>/dev/null
 
-median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 # fig ROUND VM JOB: one figure (IOPS for 4 KiB jobs, KiB/s for 1 MiB ones).
 fig() {
   case $3 in *-1m) f=7 ;; *) f=5 ;; esac
@@ -180,11 +129,11 @@ for j in $JOBS; do
             printf "lab: BENCH %-17s %-14s %8.0f %8.0f\n", j, v, x, y }' /tmp/cpu
   done
 done
-echo "lab: BENCH KVM events per I/O (all rounds): $STATS"
+echo "lab: BENCH KVM events per I/O (all rounds): $KVM_STATS"
 for j in $JOBS; do
   for vm in $VMS; do
     ios=$(awk -v v=$vm -v j=$j '$2 == v && $3 == j { n += $5 * 6 } END { print n + 0 }' /tmp/results)
-    awk -v v=$vm -v j=$j -v ios=$ios -v k="$(echo $STATS | wc -w)" '$1 == v && $2 == j {
+    awk -v v=$vm -v j=$j -v ios=$ios -v k="$(echo $KVM_STATS | wc -w)" '$1 == v && $2 == j {
         for (i = 1; i <= k; i++) d[i] += $(2 + k + i) - $(2 + i) }
       END { printf "lab: BENCH %-17s %-14s", j, v
             for (i = 1; i <= k; i++) { x = 0; if (ios > 0) x = d[i] / ios; printf " %8.2f", x }
