@@ -48,6 +48,12 @@ absl::Status IommuAddressSpace::RegisterNotifier(IommuNotifier* notifier, Iova s
       return absl::AlreadyExistsError(absl::StrCat(name_, ": this notifier is registered already"));
     }
   }
+  if ((events & kMapEvents) && map_notifier_count() == 0) {
+    // Nothing kept tracked() while no one needed it: it starts from what the tables hold now.
+    tracked_.Clear();
+    model_.Walk(Iova(0), Iova(~uint64_t{0}),
+                [&](const IotlbEntry& e) { (void)tracked_.Insert(e.ToMapping()); });
+  }
   notifiers_.push_back({notifier, start, last, events});
   if (!replay || !(events & kMapEvents)) return absl::OkStatus();
   if (absl::Status s = Replay(notifier); !s.ok()) {
@@ -58,6 +64,7 @@ absl::Status IommuAddressSpace::RegisterNotifier(IommuNotifier* notifier, Iova s
     }
     (void)notifier->Notify(undo);
     notifiers_.pop_back();
+    if (map_notifier_count() == 0) tracked_.Clear();
     return Prefixed(s, name_, ": replay to a new notifier");
   }
   return absl::OkStatus();
@@ -70,7 +77,14 @@ absl::Status IommuAddressSpace::UnregisterNotifier(IommuNotifier* notifier) {
     return absl::NotFoundError(absl::StrCat(name_, ": unregister: notifier not registered"));
   }
   notifiers_.erase(it);
+  if (map_notifier_count() == 0) tracked_.Clear();
   return absl::OkStatus();
+}
+
+size_t IommuAddressSpace::map_notifier_count() const {
+  return static_cast<size_t>(
+      std::count_if(notifiers_.begin(), notifiers_.end(),
+                    [](const Registration& r) { return (r.events & kMapEvents) != 0; }));
 }
 
 absl::Status IommuAddressSpace::Replay(IommuNotifier* notifier) {
@@ -95,14 +109,7 @@ void IommuAddressSpace::InvalidateRange(Iova iova, uint64_t size) {
 
 void IommuAddressSpace::InvalidateAll() { Sync(Iova(0), Iova(~uint64_t{0})); }
 
-void IommuAddressSpace::InvalidateContext() {
-  iotlb_.clear();
-  std::vector<IommuEvent> unmaps;
-  for (const IovaMapping& m : tracked_.mappings()) unmaps.push_back({IommuEventType::kUnmap, m});
-  tracked_.Clear();
-  Deliver(unmaps, {});
-  Sync(Iova(0), Iova(~uint64_t{0}));
-}
+void IommuAddressSpace::InvalidateContext() { Sync(Iova(0), Iova(~uint64_t{0}), /*forget=*/true); }
 
 void IommuAddressSpace::FlushIotlb(Iova first, Iova last) {
   const uint64_t pages = (last.raw() >> kPageShift) - (first.raw() >> kPageShift) + 1;
@@ -117,12 +124,24 @@ void IommuAddressSpace::FlushIotlb(Iova first, Iova last) {
   }
 }
 
-void IommuAddressSpace::Sync(Iova first, Iova last) {
-  FlushIotlb(first, last);
+void IommuAddressSpace::Sync(Iova first, Iova last, bool forget) {
+  if (first.raw() == 0 && last.raw() == ~uint64_t{0}) {
+    iotlb_.clear();
+  } else {
+    FlushIotlb(first, last);
+  }
+  std::vector<IommuEvent> unmaps, maps;
+  if (map_notifier_count() == 0) {
+    Deliver(unmaps, maps, first, last);
+    return;
+  }
+  if (forget) {
+    for (const IovaMapping& m : tracked_.mappings()) unmaps.push_back({IommuEventType::kUnmap, m});
+    tracked_.Clear();
+  }
   // The guest's live translations in the range, and what the notifiers were told.
   std::vector<IovaMapping> live;
   model_.Walk(first, last, [&](const IotlbEntry& e) { live.push_back(e.ToMapping()); });
-  std::vector<IommuEvent> unmaps, maps;
   auto unmap_tracked = [&](const IovaMapping& m) {
     tracked_.Remove(m.iova, m.size);
     unmaps.push_back({IommuEventType::kUnmap, m});
@@ -145,15 +164,19 @@ void IommuAddressSpace::Sync(Iova first, Iova last) {
     return a.mapping.iova < b.mapping.iova;
   };
   std::sort(unmaps.begin(), unmaps.end(), by_iova);
-  Deliver(unmaps, maps);
+  Deliver(unmaps, maps, first, last);
 }
 
 void IommuAddressSpace::Deliver(const std::vector<IommuEvent>& unmaps,
-                                const std::vector<IommuEvent>& maps) {
-  if (unmaps.empty() && maps.empty()) return;
+                                const std::vector<IommuEvent>& maps, Iova first, Iova last) {
   for (const Registration& r : notifiers_) {
     std::vector<IommuEvent> batch;
-    if (r.events & kUnmapEvents) {
+    if (!(r.events & kMapEvents)) {
+      if (first > r.last || last < r.start) continue;
+      const uint64_t a = std::max(first, r.start).raw(), b = std::min(last, r.last).raw();
+      const uint64_t size = b - a == ~uint64_t{0} ? ~uint64_t{0} : b - a + 1;
+      batch.push_back({IommuEventType::kUnmap, {.iova = Iova(a), .size = size}});
+    } else if (r.events & kUnmapEvents) {
       for (const IommuEvent& e : unmaps) {
         if (Overlaps(e.mapping, r.start, r.last)) batch.push_back(e);
       }
@@ -165,8 +188,8 @@ void IommuAddressSpace::Deliver(const std::vector<IommuEvent>& unmaps,
     }
     if (batch.empty()) continue;
     if (absl::Status s = r.notifier->Notify(batch); !s.ok() && faults_.size() < kMaxFaults) {
-      const IovaMapping& first = batch.front().mapping;
-      faults_.push_back({first.iova, first.size, std::string(s.message())});
+      const IovaMapping& head = batch.front().mapping;
+      faults_.push_back({head.iova, head.size, std::string(s.message())});
     }
   }
 }

@@ -20,6 +20,14 @@
 //   as.InvalidateRange(Iova(0x1000), 0x1000);   // -> shadow.Notify({MAP ...})
 //   for (const IommuFault& f : as.TakeFaults()) model.ReportToGuest(f);
 //
+// A notifier registered for UNMAP events alone is a cache of translations (a device IOTLB, such
+// as vhost's): it gets an UNMAP of each invalidated range itself (clamped to its registration),
+// whether or not anything was tracked there, because it may have cached a translation the
+// tracking never saw (without caching mode the guest does not invalidate after a map, and one
+// mapping can come and go between two invalidations). Only MAP notifiers need tracked(): while
+// none is registered an invalidation walks nothing, it flushes the IOTLB and tells the UNMAP-only
+// notifiers, and tracked() is empty; the first MAP notifier's registration walks the tables.
+//
 // A notifier's failure (say the host IOMMU refused a map) never aborts anything: it is recorded
 // as a fault for the model to show the guest.
 // Thread-safety: none; one thread (the VMM's event loop) or the caller's lock.
@@ -55,7 +63,9 @@ class IommuModel {
 enum class IommuEventType { kMap, kUnmap };
 struct IommuEvent {
   IommuEventType type;
-  IovaMapping mapping;  // For kUnmap: the mapping that was there.
+  // For kUnmap: the mapping that was there; to an UNMAP-only notifier, the invalidated range
+  // (translated 0, perm kNone; the whole 64-bit space reads as size 2^64 - 1).
+  IovaMapping mapping;
 };
 inline constexpr uint8_t kMapEvents = 1;
 inline constexpr uint8_t kUnmapEvents = 2;
@@ -88,9 +98,10 @@ class IommuAddressSpace {
   absl::StatusOr<IotlbEntry> Translate(Iova iova, IommuAccess access);
 
   // Adds `notifier` for events in `events` overlapping [start, last] and, with `replay`, sends it
-  // a MAP for each tracked mapping in that range. ALREADY_EXISTS if it is registered already (a
-  // re-plugged device never gets two registrations). If the replay fails, the notifier gets
-  // UNMAPs for what it accepted, is not registered, and the error is returned.
+  // a MAP for each tracked mapping in that range (see the file comment for UNMAP-only ones).
+  // ALREADY_EXISTS if it is registered already (a re-plugged device never gets two registrations).
+  // If the replay fails, the notifier gets UNMAPs for what it accepted, is not registered, and the
+  // error is returned.
   absl::Status RegisterNotifier(IommuNotifier* notifier, Iova start, Iova last, uint8_t events,
                                 bool replay = true);
   // NOT_FOUND if not registered. Sends nothing: the owner tears down its own state.
@@ -105,8 +116,9 @@ class IommuAddressSpace {
   // UNMAP everything tracked, then MAP what the (new) tables hold.
   void InvalidateContext();
 
-  // What the notifiers were last told is mapped.
+  // What the MAP notifiers were last told is mapped (empty while there is none).
   const IovaTree& tracked() const { return tracked_; }
+  size_t map_notifier_count() const;
   // Faults recorded since the last call.
   std::vector<IommuFault> TakeFaults();
 
@@ -116,8 +128,12 @@ class IommuAddressSpace {
     Iova start, last;
     uint8_t events;
   };
-  void Sync(Iova first, Iova last);
-  void Deliver(const std::vector<IommuEvent>& unmaps, const std::vector<IommuEvent>& maps);
+  // Flushes the IOTLB over [first, last] and notifies what changed there (`forget`: everything
+  // tracked is gone first, as when the device's tables change wholesale).
+  void Sync(Iova first, Iova last, bool forget = false);
+  // `unmaps` and `maps` to the MAP notifiers, [first, last] to the UNMAP-only ones.
+  void Deliver(const std::vector<IommuEvent>& unmaps, const std::vector<IommuEvent>& maps,
+               Iova first, Iova last);
   void FlushIotlb(Iova first, Iova last);
 
   std::string name_;

@@ -124,12 +124,71 @@ TEST_F(IommuTest, NotifiersRegisterOnceReplayAndSeeOnlyTheirRangeAndEvents) {
   model_.ClearRange(0, 0x10000);
   as_.InvalidateAll();
   EXPECT_THAT(low.Take(), ElementsAre("UNMAP 0x1000+0x1000->0x80000"));
-  EXPECT_EQ(unmaps_only.Take().size(), 2u);
+  EXPECT_THAT(unmaps_only.Take(), ElementsAre("UNMAP 0x0+0xffffffffffffffff->0x0"))
+      << "an UNMAP-only notifier hears the invalidated range";
   ASSERT_OK(as_.UnregisterNotifier(&low));
   EXPECT_THAT(as_.UnregisterNotifier(&low), StatusIs(absl::StatusCode::kNotFound));
   EXPECT_THAT(as_.Replay(&low), StatusIs(absl::StatusCode::kNotFound));
   EXPECT_THAT(as_.RegisterNotifier(nullptr, Iova(0), Iova(1), kAll),
               StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+// A device IOTLB: it may hold a translation that came and went between two invalidations (a
+// guest without caching mode does not invalidate after a map), so it hears each invalidated
+// range whatever was mapped there; with no MAP notifier nothing is walked or tracked.
+TEST(IommuUnmapOnlyTest, HearsEveryInvalidatedRangeClampedAndNothingIsWalked) {
+  PageTableIommu model;
+  IommuAddressSpace as("dev1", model);
+  Recorder iotlb;
+  ASSERT_OK(as.RegisterNotifier(&iotlb, Iova(0x10000), Iova(0x1ffff), kUnmapEvents));
+  EXPECT_THAT(iotlb.Take(), IsEmpty()) << "nothing to replay";
+  model.SetPage(0x10000, 0x1000, 0x80000, kRw);
+  ASSERT_OK(as.Translate(Iova(0x10000), IommuAccess::kRead).status());  // Cached (the IOTLB).
+  model.ClearRange(0x10000, 0x1000);
+  model.SetPage(0x12000, 0x1000, 0x82000, kRw);  // Mapped after the last invalidation.
+  as.InvalidateRange(Iova(0x1000), 0x1000);      // Outside its range: nothing.
+  EXPECT_THAT(iotlb.Take(), IsEmpty());
+  as.InvalidateRange(Iova(0x10000), 0x4000);
+  EXPECT_THAT(iotlb.Take(), ElementsAre("UNMAP 0x10000+0x4000->0x0"));
+  EXPECT_THAT(as.Translate(Iova(0x10000), IommuAccess::kRead),
+              StatusIs(absl::StatusCode::kNotFound))
+      << "the invalidation flushed the IOTLB";
+  as.InvalidateRange(Iova(0x1f000), 0x2000);
+  EXPECT_THAT(iotlb.Take(), ElementsAre("UNMAP 0x1f000+0x1000->0x0")) << "clamped";
+  as.InvalidateAll();
+  EXPECT_THAT(iotlb.Take(), ElementsAre("UNMAP 0x10000+0x10000->0x0"));
+  as.InvalidateContext();
+  EXPECT_THAT(iotlb.Take(), ElementsAre("UNMAP 0x10000+0x10000->0x0"));
+  EXPECT_EQ(model.walks, 0) << "no MAP notifier: no walk";
+  EXPECT_EQ(as.tracked().size(), 0u);
+  EXPECT_EQ(as.map_notifier_count(), 0u);
+}
+
+TEST(IommuUnmapOnlyTest, TheFirstMapNotifierStartsFromTheTablesAndTheLastForgetsThem) {
+  PageTableIommu model;
+  IommuAddressSpace as("dev1", model);
+  Recorder iotlb, shadow;
+  ASSERT_OK(as.RegisterNotifier(&iotlb, Iova(0), Iova(~0ull), kUnmapEvents));
+  model.SetPage(0x1000, 0x1000, 0x80000, kRw);
+  as.InvalidateRange(Iova(0x1000), 0x1000);
+  model.SetPage(0x5000, 0x1000, 0x85000, kRw);  // Never invalidated.
+  EXPECT_EQ(model.walks, 0);
+  ASSERT_OK(as.RegisterNotifier(&shadow, Iova(0), Iova(~0ull), kAll));
+  EXPECT_THAT(shadow.Take(),
+              ElementsAre("MAP 0x1000+0x1000->0x80000", "MAP 0x5000+0x1000->0x85000"))
+      << "replayed from the tables as they are";
+  EXPECT_EQ(as.tracked().size(), 2u);
+  iotlb.Take();
+  model.ClearRange(0x1000, 0x1000);
+  as.InvalidateRange(Iova(0x1000), 0x1000);
+  EXPECT_THAT(shadow.Take(), ElementsAre("UNMAP 0x1000+0x1000->0x80000"));
+  EXPECT_THAT(iotlb.Take(), ElementsAre("UNMAP 0x1000+0x1000->0x0"));
+  ASSERT_OK(as.UnregisterNotifier(&shadow));
+  EXPECT_EQ(as.tracked().size(), 0u) << "no MAP notifier left: nothing tracked";
+  const int walks = model.walks;
+  as.InvalidateAll();
+  EXPECT_EQ(model.walks, walks);
+  EXPECT_THAT(iotlb.Take(), ElementsAre("UNMAP 0x0+0xffffffffffffffff->0x0"));
 }
 
 TEST_F(IommuTest, AFailedReplayLeavesTheNotifierUnregisteredAndUndone) {

@@ -323,6 +323,7 @@ absl::StatusOr<VmmConfig> ValidateConfig(const RawConfig& raw) {
   c.prefault = raw.prefault;
   c.boot_timer = raw.boot_timer;
   c.iommu = raw.iommu;
+  c.iommu_caching_mode = raw.iommu_caching_mode;
   if (raw.irqchip != "kernel" && raw.irqchip != "split") {
     return absl::InvalidArgumentError(
         absl::StrCat("--irqchip=", raw.irqchip, ": expected kernel or split"));
@@ -361,6 +362,11 @@ absl::StatusOr<VmmConfig> ValidateConfig(const RawConfig& raw) {
       }
     }
     c.devices.push_back(*std::move(d));
+  }
+  if (c.iommu && !c.iommu_caching_mode && !c.devices.empty()) {
+    return absl::InvalidArgumentError(
+        "--device behind --iommu needs --iommu_caching_mode: the host IOMMU follows the guest's "
+        "mappings, which the guest reports only in caching mode");
   }
   if (raw.disks.size() > kMaxDisks) {
     return absl::InvalidArgumentError(

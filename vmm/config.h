@@ -37,6 +37,7 @@ struct RawConfig {
   bool prefault = false;
   bool boot_timer = false;
   bool iommu = false;
+  bool iommu_caching_mode = true;
   std::string irqchip = "kernel";
   std::string api_socket;
   std::string seccomp = "on";
@@ -99,7 +100,9 @@ struct VmmConfig {
   SerialMode serial;
   std::string serial_path;  // kFile only.
   bool boot_timer;
-  bool iommu;          // A guest-visible VT-d unit in front of every PCI function.
+  bool iommu;  // A guest-visible VT-d unit in front of every PCI function.
+  // The unit advertises caching mode (what passthrough needs; iommu/vtd/unit.h).
+  bool iommu_caching_mode;
   bool split_irqchip;  // The IOAPIC in vmm (KVM_CAP_SPLIT_IRQCHIP), no PIT, no PIC.
   // The control plane's Unix socket path; empty: no API.
   std::string api_socket;

@@ -91,6 +91,12 @@ TEST_F(ConfigTest, EachBadValueNamesItsFlag) {
        },
        "id x is already used"},
       {[](RawConfig& r) { r.devices.assign(17, "vfio-pci,host=00:03.0"); }, "at most 16 devices"},
+      {[](RawConfig& r) {
+         r.devices = {"vfio-pci,host=00:03.0"};
+         r.iommu = true;
+         r.iommu_caching_mode = false;
+       },
+       "--device behind --iommu needs --iommu_caching_mode"},
   };
   for (const Case& c : cases) {
     RawConfig r = Valid();
@@ -109,6 +115,9 @@ TEST_F(ConfigTest, PassthroughDevicesAreParsedAndNamed) {
   EXPECT_EQ(c.devices[0].host_bdf, "0000:00:03.0");
   EXPECT_EQ(c.devices[1].id, "gpu");
   EXPECT_EQ(c.devices[1].host_bdf, "0000:0a:1f.7");
+  r.iommu = true;
+  ASSERT_OK_AND_ASSIGN(c, ValidateConfig(r));
+  EXPECT_TRUE(c.iommu_caching_mode) << "on by default: what passthrough needs";
 }
 
 TEST_F(ConfigTest, DisksAreParsedNamedAndCheckedOnce) {

@@ -38,7 +38,9 @@ class DeviceManagerTest : public ::testing::Test {
  protected:
   void SetUp() override {
     if (::access("/dev/kvm", R_OK | W_OK) != 0) GTEST_SKIP() << "no usable /dev/kvm";
-    ASSERT_OK_AND_ASSIGN(machine_, Machine::Create({.memory_bytes = 64 << 20, .iommu = iommu_}));
+    ASSERT_OK_AND_ASSIGN(machine_, Machine::Create({.memory_bytes = 64 << 20,
+                                                    .iommu = iommu_,
+                                                    .iommu_caching_mode = caching_mode_}));
     sysfs_ = fs::path(::testing::TempDir()) /
              ("sys-" + std::to_string(::getpid()) + "-" +
               ::testing::UnitTest::GetInstance()->current_test_info()->name());
@@ -130,7 +132,8 @@ class DeviceManagerTest : public ::testing::Test {
     EXPECT_OK(machine_->mmio64_space().Free(mmio64));
   }
 
-  bool iommu_ = false;  // Set before SetUp: a machine with the guest-visible VT-d unit.
+  bool iommu_ = false;        // Set before SetUp: a machine with the guest-visible VT-d unit.
+  bool caching_mode_ = true;  // Its caching mode.
   std::unique_ptr<Machine> machine_;
   fs::path sysfs_;
   FakeVfioKernel kernel_;
@@ -579,6 +582,20 @@ TEST_F(IommuDeviceManagerTest, EachFunctionGetsExactlyWhatTheGuestMapsForIt) {
   EXPECT_EQ(kernel_.container().mappings.begin()->first, 0x10000u);
   dm_->RemoveAll();
   RunPosted();
+  ExpectNothingLeft();
+}
+
+// Without caching mode the guest does not report its maps: a passthrough device could not follow
+// them, so adding one fails before the guest sees anything, and leaves nothing behind.
+class NoCachingModeDeviceManagerTest : public IommuDeviceManagerTest {
+ protected:
+  NoCachingModeDeviceManagerTest() { caching_mode_ = false; }
+};
+
+TEST_F(NoCachingModeDeviceManagerTest, PassthroughIsRefused) {
+  ASSERT_FALSE(machine_->iommu()->caching_mode());
+  EXPECT_THAT(dm_->Add({.id = "a", .host_bdf = kBdf, .slot = 3}, true),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("caching mode")));
   ExpectNothingLeft();
 }
 

@@ -77,6 +77,7 @@ absl::StatusOr<std::unique_ptr<Machine>> Machine::Create(const MachineConfig& co
     m->iommu_ = std::make_shared<iommu::vtd::RemappingUnit>(
         *m->memory_,
         iommu::vtd::UnitOptions{
+            .caching_mode = config.iommu_caching_mode,
             .send_msi = [vm = m->vm_.get()](uint64_t a, uint32_t d) { (void)vm->SignalMsi(a, d); },
             .interrupt_remapping = remapping,
             .on_interrupt_entries_changed =

@@ -48,6 +48,9 @@ struct MachineConfig {
   // A guest-visible Intel VT-d unit (caching mode) at kVtdBase in front of every PCI function;
   // with a split irqchip it remaps interrupts too (MSIs and the IOAPIC's).
   bool iommu = false;
+  // The unit's caching mode (iommu::vtd::UnitOptions::caching_mode): off, passthrough devices
+  // cannot follow the guest's mappings, and the guest batches its invalidations.
+  bool iommu_caching_mode = true;
   // kSplit: the IOAPIC is the machine's (irq::Ioapic at kIoapicAddress), with no PIT and no PIC.
   irq::IrqchipMode irqchip = irq::IrqchipMode::kInKernel;
   uint8_t ioapic_id = 0;  // The split irqchip's IOAPIC ID (the MADT's).

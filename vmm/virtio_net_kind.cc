@@ -24,8 +24,8 @@
 namespace vmmkit::vmm {
 namespace {
 
-// Forwards what the VT-d unit unmaps for a vhost-net NIC to its kernel IOTLB (vhost/ knows no
-// IOMMU; the unit's MAPs are not needed: the kernel asks).
+// Forwards each range the guest invalidates for a vhost-net NIC to its kernel IOTLB (vhost/
+// knows no IOMMU; no MAPs are needed: the kernel asks on a miss).
 class IotlbUnmaps : public iommu::IommuNotifier {
  public:
   explicit IotlbUnmaps(vhost::DeviceIotlb* iotlb) : iotlb_(iotlb) {}
@@ -119,8 +119,9 @@ PciFunctionKind VirtioNetKind(Machine& machine) {
         std::move(platform));
     RETURN_IF_ERROR(Prefixed(device.status(), "create the device"));
     std::shared_ptr<virtio_net::NetDevice> net = *device;
-    // vhost-net behind the vIOMMU: the kernel's IOTLB hears of every unmap for this requester
-    // from the unit (registered before the guest can reach the device, gone before it is).
+    // vhost-net behind the vIOMMU: the kernel's IOTLB hears of every range the guest invalidates
+    // for this requester (an UNMAP-only notifier: it needs no tracking, and works without caching
+    // mode), registered before the guest can reach the device, gone before it is.
     // (The notifier holds the IOTLB by a plain pointer: the destroy hook must not keep the device
     // alive.)
     std::shared_ptr<IotlbUnmaps> unmaps;
@@ -132,8 +133,9 @@ PciFunctionKind VirtioNetKind(Machine& machine) {
     };
     if (unmaps != nullptr) {
       MutexLock lock(machine.lock());
-      RETURN_IF_ERROR(Prefixed(machine.iommu()->RegisterNotifier(slot.requester_id, unmaps.get()),
-                               "register the vhost IOTLB with the vIOMMU"));
+      RETURN_IF_ERROR(Prefixed(
+          machine.iommu()->RegisterNotifier(slot.requester_id, unmaps.get(), iommu::kUnmapEvents),
+          "register the vhost IOTLB with the vIOMMU"));
     }
     absl::StatusOr<std::shared_ptr<virtio_pci::VirtioPciFunction>> transport =
         virtio_pci::VirtioPciFunction::Create(

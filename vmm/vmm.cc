@@ -142,6 +142,7 @@ absl::Status Vmm::Build() {
                                     .backing = config_.memory_backing,
                                     .prefault = config_.prefault,
                                     .iommu = config_.iommu,
+                                    .iommu_caching_mode = config_.iommu_caching_mode,
                                     .irqchip = config_.split_irqchip ? irq::IrqchipMode::kSplit
                                                                      : irq::IrqchipMode::kInKernel,
                                     .ioapic_id = static_cast<uint8_t>(config_.cpus)}));
@@ -601,9 +602,10 @@ std::vector<DeviceSummary> Vmm::PlatformDevices() const {
   }
   if (config_.iommu) {
     devices.push_back(platform(
-        "iommu", config_.split_irqchip
-                     ? "Intel VT-d DMA and interrupt remapping (caching mode) at 0xfed90000"
-                     : "Intel VT-d DMA remapping (caching mode) at 0xfed90000"));
+        "iommu",
+        absl::StrCat("Intel VT-d DMA ",
+                     config_.split_irqchip ? "and interrupt remapping" : "remapping",
+                     config_.iommu_caching_mode ? " (caching mode)" : "", " at 0xfed90000")));
   }
   return devices;
 }

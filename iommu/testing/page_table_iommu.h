@@ -31,7 +31,7 @@ class PageTableIommu : public IommuModel {
     }
   }
   const std::map<uint64_t, IotlbEntry>& pages() const { return pages_; }
-  int translations = 0;
+  int translations = 0, walks = 0;
 
   absl::StatusOr<IotlbEntry> Translate(Iova iova, IommuAccess access) override {
     ++translations;
@@ -45,6 +45,7 @@ class PageTableIommu : public IommuModel {
     return e;
   }
   void Walk(Iova start, Iova last, const std::function<void(const IotlbEntry&)>& visit) override {
+    ++walks;
     auto it = pages_.upper_bound(start.raw());
     if (it != pages_.begin() &&
         std::prev(it)->first + std::prev(it)->second.addr_mask >= start.raw()) {

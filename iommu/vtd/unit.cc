@@ -149,14 +149,16 @@ std::optional<DeviceContext> RemappingUnit::Resolve(uint16_t source_id, bool rec
   return c.context;
 }
 
-absl::Status RemappingUnit::RegisterNotifier(uint16_t source_id, IommuNotifier* notifier) {
+absl::Status RemappingUnit::RegisterNotifier(uint16_t source_id, IommuNotifier* notifier,
+                                             uint8_t events) {
+  if ((events & kMapEvents) && !options_.caching_mode) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "follow the mappings of ", Hex(source_id),
+        ": the unit has no caching mode, so the guest does not invalidate after a map"));
+  }
   MutexLock lock(mu_);
-  Device& d = DeviceFor(source_id);
-  // With no notifier, nothing kept what the tables hold current: sync it (telling no one), so
-  // the registration replays what the domain maps now.
-  if (d.space->notifier_count() == 0) d.space->InvalidateContext();
-  return d.space->RegisterNotifier(notifier, Iova(0), Iova(~uint64_t{0}),
-                                   kMapEvents | kUnmapEvents);
+  return DeviceFor(source_id).space->RegisterNotifier(notifier, Iova(0), Iova(~uint64_t{0}),
+                                                      events);
 }
 
 absl::Status RemappingUnit::UnregisterNotifier(uint16_t source_id, IommuNotifier* notifier) {

@@ -9,11 +9,16 @@
 // are read by iommu/vtd/tables.h.
 //
 // Each device (requester id) behind the unit has an IommuAddressSpace whose model resolves the
-// device's context and walks its page table. Because the unit advertises caching mode, the guest
-// invalidates after every map as well as every unmap, and each invalidation becomes exactly the
-// corresponding IommuAddressSpace call (page -> InvalidateRange, domain -> InvalidateAll on the
-// domain's spaces, global -> all, a context change -> InvalidateContext), whose notifiers (a
-// VfioShadow) then map and unmap on the host.
+// device's context and walks its page table. Each invalidation becomes exactly the corresponding
+// IommuAddressSpace call (page -> InvalidateRange, domain -> InvalidateAll on the domain's spaces,
+// global -> all, a context change -> InvalidateContext), whose notifiers then act on the host: a
+// VfioShadow maps and unmaps (MAP notifiers), a device IOTLB drops what it cached (UNMAP-only).
+//
+// Caching mode (CAP.CM, the default) is what MAP notifiers need: the guest then invalidates after
+// every map as well as every unmap, and Linux flushes each unmap at once (strict), so every DMA
+// map and unmap of the guest is a trapped invalidation. Without it the guest invalidates only
+// what it removes, in batches (Linux's lazy flush queue: one domain invalidation per 256 unmaps
+// or 10 ms), which serves emulated devices and device IOTLBs; MAP notifiers are refused.
 //
 //   RemappingUnit unit(ram, {.send_msi = [&](uint64_t a, uint32_t d) { vm.SignalMsi(a, d); }});
 //   RETURN_IF_ERROR(mmio.Insert(unit_device, kVtdBase, RemappingUnit::kSize));
@@ -95,12 +100,15 @@ class RemappingUnit : public devices::BusDevice, public irq::MsiTranslator {
   void Write(uint64_t offset, absl::Span<const uint8_t> data) override;
 
   // Notifiers of requester `source_id`'s (bus << 8 | devfn) address space, which is created on
-  // first use and kept for the unit's life. Registering replays what the device's domain maps
-  // now; ALREADY_EXISTS if `notifier` is registered already (a re-plugged device never gets two).
-  absl::Status RegisterNotifier(uint16_t source_id, IommuNotifier* notifier);
+  // first use and kept for the unit's life. Registering a MAP notifier replays what the device's
+  // domain maps now; FAILED_PRECONDITION for one without caching mode (the guest would not say
+  // what it maps); ALREADY_EXISTS if `notifier` is registered already (a re-plugged device never
+  // gets two). `events` kUnmapEvents alone: a device IOTLB (iommu.h), told every invalidated range.
+  absl::Status RegisterNotifier(uint16_t source_id, IommuNotifier* notifier,
+                                uint8_t events = kMapEvents | kUnmapEvents);
   absl::Status UnregisterNotifier(uint16_t source_id, IommuNotifier* notifier);
   size_t NotifierCount(uint16_t source_id);
-  // Mappings the device's notifiers were last told of.
+  // Mappings the device's MAP notifiers were last told of (0 while it has none).
   uint64_t TrackedMappings(uint16_t source_id);
   // The device's current guest domain (nullopt: translation off, pass-through or no context).
   std::optional<uint16_t> Domain(uint16_t source_id);
@@ -122,6 +130,7 @@ class RemappingUnit : public devices::BusDevice, public irq::MsiTranslator {
   // fault counts stay zero).
   UnitCounters DeviceCounters(uint16_t source_id);
   bool translation_enabled();
+  bool caching_mode() const { return options_.caching_mode; }
   uint64_t capability() const { return cap_; }
   uint64_t extended_capability() const { return ecap_; }
 

@@ -359,6 +359,44 @@ TEST_F(UnitTest, AnAttachReplaysTheDomainAndDomainsAreIsolated) {
   EXPECT_THAT(other.Take(), IsEmpty()) << "domain 2 is not domain 1";
 }
 
+// Without caching mode a guest invalidates only what it removes (Linux: batched, one domain
+// invalidation per flush): an emulated device's DMA still translates by the live tables, a device
+// IOTLB hears every invalidated range, and a shadow (which must see every map) is refused.
+TEST_F(UnitTest, WithoutCachingModeDmaTranslatesIotlbsHearUnmapsAndShadowsAreRefused) {
+  unit_ = std::make_unique<RemappingUnit>(*ram_, UnitOptions{.caching_mode = false});
+  EXPECT_FALSE(Read64(kRegCap) & (1u << 7)) << "no caching mode";
+  EXPECT_FALSE(unit_->caching_mode());
+  Boot();
+  const uint64_t pt = tables_->NewTable();
+  Attach(kEdu, 1, pt);
+  Recorder shadow, iotlb;
+  EXPECT_THAT(
+      unit_->RegisterNotifier(kEdu, &shadow),
+      StatusIs(absl::StatusCode::kFailedPrecondition, ::testing::HasSubstr("caching mode")));
+  EXPECT_EQ(unit_->NotifierCount(kEdu), 0u);
+  ASSERT_OK(unit_->RegisterNotifier(kEdu, &iotlb, kUnmapEvents));
+  // Mapped with no invalidation: the DMA reads the tables (nothing negative is cached).
+  tables_->MapPage(pt, 0x4000, 0x1000, 0x804000, kRw);
+  tables_->MapPage(pt, 0x5000, 0x1000, 0x805000, kRw);
+  ASSERT_OK_AND_ASSIGN(IotlbEntry e, unit_->TranslateDma(kEdu, Iova(0x4010), IommuAccess::kWrite));
+  EXPECT_EQ(e.translated, 0x804000u);
+  EXPECT_THAT(iotlb.Take(), IsEmpty());
+  // Both unmapped, then one domain-selective flush (the flush queue).
+  tables_->UnmapPage(pt, 0x4000, 0x1000);
+  tables_->UnmapPage(pt, 0x5000, 0x1000);
+  ASSERT_TRUE(Submit({{(1 << 16) | 0x22, 0}}));
+  EXPECT_THAT(iotlb.Take(), ElementsAre("UNMAP [0x0, 0xfffffffffffffffe] -> 0x0 none"));
+  EXPECT_THAT(unit_->TranslateDma(kEdu, Iova(0x4010), IommuAccess::kWrite),
+              StatusIs(absl::StatusCode::kNotFound))
+      << "the flush emptied the IOTLB";
+  Psi(1, 0x6000, 1);
+  EXPECT_THAT(iotlb.Take(), ElementsAre("UNMAP [0x6000, 0x7fff] -> 0x0 none"));
+  Psi(2, 0x6000, 0);  // Another domain's: not this device's.
+  EXPECT_THAT(iotlb.Take(), IsEmpty());
+  EXPECT_EQ(unit_->TrackedMappings(kEdu), 0u);
+  ASSERT_OK(unit_->UnregisterNotifier(kEdu, &iotlb));
+}
+
 TEST_F(UnitTest, HotplugUnplugHotplugKeepsOneNotifierAndReplays) {
   Boot();
   const uint64_t pt = tables_->NewTable();
