@@ -6,7 +6,8 @@
 #   tx  iperf3 L2 -> L1, one TCP stream    answers "L2: NET tx mbits N"
 #   rx  iperf3 L1 -> L2 (-R)               answers "L2: NET rx mbits N"
 #   rr  64-byte TCP round trips (ping_pong) answers "L2: NET rr p50 N p99 N" (microseconds)
-# then "L2: NET-DONE SEQ". Seconds per iperf3 job: netsecs= (5 by default).
+# then "L2: NET-DONE SEQ". Seconds per iperf3 job: netsecs= (5 by default); round trips per rr
+# job: netrr= (2000 by default).
 /bin/busybox --install -s /bin
 export PATH=/bin:/sbin:/usr/bin
 mount -t proc proc /proc
@@ -20,6 +21,7 @@ done
 addr=$(sed -n 's/.*netaddr=\([0-9.]*\).*/\1/p' /proc/cmdline)
 secs=$(sed -n 's/.*netsecs=\([0-9]*\).*/\1/p' /proc/cmdline)
 secs=${secs:-5}
+rr=$(sed -n 's/.*netrr=\([0-9]*\).*/\1/p' /proc/cmdline)
 peer=${addr%.*}.1
 for i in $(seq 1 600); do [ -e /sys/class/net/eth0 ] && break; usleep 100000; done
 if ! ip addr add $addr/24 dev eth0 || ! ip link set eth0 up; then
@@ -48,7 +50,7 @@ while read -r cmd name seq; do
     "job tx") iperf tx ;;
     "job rx") iperf rx -R ;;
     "job rr")
-      out=$(ping_pong connect $peer 7000 ${NETRR:-2000} 2>&1)
+      out=$(ping_pong connect $peer 7000 ${rr:-2000} 2>&1)
       echo "$out" | sed -n 's/.*p50 \([0-9]*\) us, p99 \([0-9]*\) us.*/L2: NET rr p50 \1 p99 \2/p'
       echo "$out" | grep -q p50 || echo "L2: FAIL rr: $out" ;;
     quit*) break ;;
