@@ -185,4 +185,13 @@ void BootTimer::Write(uint64_t offset, absl::Span<const uint8_t> data) {
   if (!reported_.exchange(true)) on_boot_(absl::Now() - start_);
 }
 
+void DebugExit::Read(uint64_t, absl::Span<uint8_t> data) { std::fill(data.begin(), data.end(), 0); }
+
+void DebugExit::Write(uint64_t offset, absl::Span<const uint8_t> data) {
+  if (offset != 0 || (data.size() != 1 && data.size() != 2 && data.size() != 4)) return;
+  uint32_t value = 0;
+  for (size_t i = 0; i < data.size(); ++i) value |= uint32_t{data[i]} << (8 * i);
+  on_exit_(value);
+}
+
 }  // namespace vmmkit::devices

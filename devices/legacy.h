@@ -97,6 +97,20 @@ class BootTimer : public BusDevice {
   std::atomic<bool> reported_ = false;
 };
 
+// The debug-exit port, as QEMU's isa-debug-exit (what x86 unit-test kernels and small OSes use to
+// end their VMM with a verdict): a write of 1, 2 or 4 bytes at offset 0 reports the value written
+// (little-endian), on which the VMM ends with exit status (value << 1) | 1. Reads return 0.
+class DebugExit : public BusDevice {
+ public:
+  static constexpr uint64_t kSize = 4;
+  explicit DebugExit(std::function<void(uint32_t value)> on_exit) : on_exit_(std::move(on_exit)) {}
+  void Read(uint64_t offset, absl::Span<uint8_t> data) override;
+  void Write(uint64_t offset, absl::Span<const uint8_t> data) override;
+
+ private:
+  const std::function<void(uint32_t)> on_exit_;
+};
+
 }  // namespace vmmkit::devices
 
 #endif  // VMMKIT_DEVICES_LEGACY_H_

@@ -140,5 +140,21 @@ TEST(BootTimerTest, ReportsOncePerBoot) {
   EXPECT_EQ(reports, 1);
 }
 
+TEST(DebugExitTest, ReportsEachByteWordOrDwordWrittenAtItsPort) {
+  std::vector<uint32_t> seen;
+  DebugExit port([&](uint32_t v) { seen.push_back(v); });
+  Out(port, 0, 0x21);
+  const uint8_t word[] = {0x34, 0x12}, dword[] = {0x78, 0x56, 0x34, 0x12};
+  port.Write(0, word);
+  port.Write(0, dword);
+  EXPECT_EQ(seen, (std::vector<uint32_t>{0x21, 0x1234, 0x12345678}));
+  const uint8_t three[] = {1, 2, 3}, eight[8] = {1};
+  port.Write(0, three);  // Not a width an OUT instruction has.
+  port.Write(0, eight);
+  Out(port, 2, 0x21);  // Not the register.
+  EXPECT_EQ(seen.size(), 3u);
+  EXPECT_EQ(In(port, 0), 0);
+}
+
 }  // namespace
 }  // namespace vmmkit::devices

@@ -7,22 +7,26 @@ namespace vmmkit::kvm {
 namespace {
 
 constexpr uint64_t kPtePresent = 1, kPteWrite = 2, kPteLarge = 0x80;
-constexpr uint64_t kCr0Pe = 1, kCr0Mp = 1 << 1, kCr0Ne = 1 << 5, kCr0Pg = 1ull << 31;
+constexpr uint64_t kCr0Pe = 1, kCr0Mp = 1 << 1, kCr0Et = 1 << 4, kCr0Ne = 1 << 5,
+                   kCr0Pg = 1ull << 31;
 constexpr uint64_t kCr4Pae = 1 << 5;
 constexpr uint64_t kEferLme = 1 << 8, kEferLma = 1 << 10;
 
 // Flat descriptors: 64-bit code (L=1), and 4 GiB read/write data.
 constexpr uint64_t kGdt[] = {0, 0x00af9a000000ffff, 0x00cf92000000ffff};
+// Flat descriptors: 32-bit code (D=1), and 4 GiB read/write data.
+constexpr uint64_t kGdt32[] = {0, 0x00cf9a000000ffff, 0x00cf92000000ffff};
 
-kvm_segment FlatSegment(uint16_t selector, bool code) {
+// A flat segment as its descriptor in kGdt (long) or kGdt32 describes it.
+kvm_segment FlatSegment(uint16_t selector, bool code, bool long_mode = true) {
   kvm_segment s{};
   s.limit = 0xffffffff;
   s.selector = selector;
   s.type = code ? 0xb : 0x3;  // Execute/read accessed : read/write accessed.
   s.present = 1;
   s.s = 1;
-  s.l = code ? 1 : 0;
-  s.db = code ? 0 : 1;
+  s.l = code && long_mode ? 1 : 0;
+  s.db = code && long_mode ? 0 : 1;
   s.g = 1;
   return s;
 }
@@ -58,6 +62,21 @@ absl::Status EnterLongMode(const GuestMemory& memory, Vcpu& vcpu, const LongMode
   sregs.cr4 |= kCr4Pae;
   sregs.cr0 |= kCr0Pe | kCr0Mp | kCr0Ne | kCr0Pg;
   sregs.efer |= kEferLme | kEferLma;
+  return vcpu.SetSregs(sregs);
+}
+
+absl::Status EnterProtectedMode(const GuestMemory& memory, Vcpu& vcpu, GuestAddress gdt) {
+  RETURN_IF_ERROR(memory.WriteObj(gdt, kGdt32));
+  ASSIGN_OR_RETURN(kvm_sregs sregs, vcpu.GetSregs());
+  sregs.gdt.base = gdt.raw();
+  sregs.gdt.limit = sizeof(kGdt32) - 1;
+  sregs.cs = FlatSegment(kLongModeCodeSelector, /*code=*/true, /*long_mode=*/false);
+  sregs.ds = sregs.es = sregs.fs = sregs.gs = sregs.ss =
+      FlatSegment(kLongModeDataSelector, /*code=*/false, /*long_mode=*/false);
+  sregs.cr0 = kCr0Pe | kCr0Et;
+  sregs.cr3 = 0;
+  sregs.cr4 = 0;
+  sregs.efer = 0;
   return vcpu.SetSregs(sregs);
 }
 

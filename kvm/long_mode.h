@@ -1,8 +1,9 @@
 // File: kvm/long_mode.h
 // -----------------------------------------------------------------------------
-// Puts a vCPU directly into 64-bit long mode, the state the Linux 64-bit boot protocol and small
-// test guests expect: a flat GDT (code selector 0x8, data 0x10), identity-mapped page tables with
-// 2 MiB pages, and CR0/CR4/EFER set through KVM_SET_SREGS. No real-mode trampoline is needed.
+// Puts a vCPU directly into the state a boot protocol hands a kernel, through KVM_SET_SREGS, with
+// no real-mode trampoline: 64-bit long mode (the Linux 64-bit boot protocol, small test guests: a
+// flat GDT with code selector 0x8 and data 0x10, identity-mapped page tables with 2 MiB pages) or
+// 32-bit protected mode without paging (Multiboot: flat 4 GiB code and data segments, CR0.PE only).
 //
 //   RETURN_IF_ERROR(EnterLongMode(memory, *vcpu));          // defaults: GDT 0x500, PML4 0x9000
 //   kvm_regs regs{.rip = entry, .rflags = 0x2};
@@ -34,6 +35,13 @@ inline constexpr uint16_t kLongModeDataSelector = 0x10;
 // to the caller.
 absl::Status EnterLongMode(const GuestMemory& memory, Vcpu& vcpu,
                            const LongModeLayout& layout = {});
+
+// Writes a flat GDT (null, 32-bit code 0x8, data 0x10) at `gdt` and loads it, with CS a 32-bit
+// execute/read segment and DS, ES, FS, GS, SS read/write data segments, all base 0 and limit
+// 4 GiB; CR0 = PE | ET (paging and caching-disable clear, as firmware leaves them), CR4 = 0,
+// EFER = 0. General registers are left to the caller.
+absl::Status EnterProtectedMode(const GuestMemory& memory, Vcpu& vcpu,
+                                GuestAddress gdt = GuestAddress(0x500));
 
 }  // namespace vmmkit::kvm
 

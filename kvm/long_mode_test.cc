@@ -50,6 +50,34 @@ TEST_F(LongModeTest, FourGibIdentityMapReachesHighAddresses) {
   EXPECT_EQ(std::get<exit::MmioRead>(e).address, 0xc0001000u);
 }
 
+// Multiboot's entry state: 32-bit code (an imm32 operand is 4 bytes), paging off, PE on.
+TEST_F(LongModeTest, ProtectedModeRuns32BitCodeWithoutPaging) {
+  const std::vector<uint8_t> code = {
+      0xb8, 0x44, 0x33, 0x22, 0x11,  // mov eax, 0x11223344
+      0x66, 0xba, 0x10, 0x00,        // mov dx, 0x10
+      0xef,                          // out dx, eax
+      0x0f, 0x20, 0xc0,              // mov eax, cr0
+      0xef,                          // out dx, eax
+      0xf4,                          // hlt
+  };
+  ASSERT_OK_AND_ASSIGN(auto g, testing::MakeTinyGuest(kvm(), testing::CpuMode::kReal, code));
+  ASSERT_OK(EnterProtectedMode(g.memory, *g.vcpu));
+  EXPECT_THAT(g.memory.ReadObj<uint64_t>(GuestAddress(0x508)), IsOkAndHolds(0x00cf9a000000ffffu));
+  ASSERT_OK_AND_ASSIGN(VcpuExit e, g.vcpu->Run());
+  ASSERT_TRUE(std::holds_alternative<exit::IoOut>(e)) << DescribeExit(e);
+  EXPECT_EQ(std::get<exit::IoOut>(e).size, 4);
+  EXPECT_EQ(std::get<exit::IoOut>(e).value(), 0x11223344u) << "32-bit operands";
+  ASSERT_OK_AND_ASSIGN(e, g.vcpu->Run());
+  ASSERT_TRUE(std::holds_alternative<exit::IoOut>(e)) << DescribeExit(e);
+  const uint64_t cr0 = std::get<exit::IoOut>(e).value();
+  EXPECT_EQ(cr0 & 1, 1u) << "PE";
+  EXPECT_EQ(cr0 & (1u << 31), 0u) << "no paging";
+  EXPECT_EQ(cr0 & (3u << 29), 0u) << "caches on (CD, NW clear)";
+  ASSERT_OK_AND_ASSIGN(kvm_sregs sregs, g.vcpu->GetSregs());
+  EXPECT_EQ(sregs.efer & (1 << 10), 0u) << "not long mode";
+  EXPECT_EQ(sregs.cs.db, 1);
+}
+
 TEST_F(LongModeTest, RejectsBadLayouts) {
   ASSERT_OK_AND_ASSIGN(auto vm, kvm().CreateVm());
   ASSERT_OK_AND_ASSIGN(auto vcpu, vm->CreateVcpu(0));

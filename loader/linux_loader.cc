@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "base/status.h"
 #include "base/status_macros.h"
+#include "loader/image.h"
 
 namespace vmmkit::loader {
 namespace {
@@ -49,21 +50,7 @@ absl::Status Invalid(const std::string& what) {
   return absl::InvalidArgumentError(absl::StrCat("kernel image: ", what));
 }
 
-template <typename T>
-T Field(absl::Span<const uint8_t> data, size_t offset) {  // Caller checked the bounds.
-  T v;
-  std::memcpy(&v, data.data() + offset, sizeof(T));
-  return v;
-}
-
-// What to write where; computed completely before anything is written, so that a rejected
-// image leaves guest memory untouched.
-struct Chunk {
-  GuestAddress address;
-  absl::Span<const uint8_t> bytes;
-  uint64_t zero_fill = 0;  // Bytes of zeroes after `bytes` (ELF .bss).
-};
-
+// What to write where; computed completely before anything is written.
 struct Plan {
   KernelFormat format;
   std::vector<Chunk> chunks;
@@ -75,18 +62,6 @@ struct Plan {
   uint64_t initrd_addr_max = 0xffffffff;
   uint16_t version = 0;
 };
-
-absl::Status RequireRam(const GuestMemory& memory, GuestAddress start, uint64_t size,
-                        const std::string& what) {
-  if (size == 0) return absl::OkStatus();
-  absl::StatusOr<uint8_t*> host = memory.Translate(start, size);
-  if (!host.ok()) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat(what, " [", start.ToString(), ", +", Hex(size),
-                     ") does not fit in guest RAM: ", host.status().message()));
-  }
-  return absl::OkStatus();
-}
 
 absl::StatusOr<Plan> PlanBzImage(absl::Span<const uint8_t> data) {
   Plan plan{.format = KernelFormat::kBzImage};
@@ -249,15 +224,7 @@ absl::StatusOr<LinuxBootInfo> LoadLinux(const GuestMemory& memory, const LinuxBo
   }
 
   // Write.
-  for (const Chunk& c : plan.chunks) {
-    RETURN_IF_ERROR(memory.Write(c.address, c.bytes));
-    if (c.zero_fill > 0) {
-      ASSIGN_OR_RETURN(
-          uint8_t * bss,
-          memory.Translate(GuestAddress(c.address.raw() + c.bytes.size()), c.zero_fill));
-      std::memset(bss, 0, c.zero_fill);
-    }
-  }
+  RETURN_IF_ERROR(WriteChunks(memory, plan.chunks));
   if (initrd) RETURN_IF_ERROR(memory.Write(*initrd, config.initrd));
   std::vector<uint8_t> cmdline(config.cmdline.begin(), config.cmdline.end());
   cmdline.push_back(0);

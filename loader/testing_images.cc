@@ -2,6 +2,7 @@
 
 #include <elf.h>
 
+#include <algorithm>
 #include <cstring>
 
 namespace vmmkit::loader::testing {
@@ -60,6 +61,59 @@ std::vector<uint8_t> MakeElf(uint64_t paddr, uint32_t file_size, uint32_t bss_si
   std::memcpy(v.data(), &eh, sizeof(eh));
   std::memcpy(v.data() + sizeof(eh), &ph, sizeof(ph));
   std::memset(v.data() + ph.p_offset, 0x90, file_size);
+  return v;
+}
+
+std::vector<uint8_t> MakeMultibootElf(uint32_t paddr, uint32_t vaddr, uint32_t flags,
+                                      std::vector<uint8_t> code, uint32_t file_size,
+                                      uint32_t bss_size) {
+  constexpr uint32_t kSegment = 0x60;  // File offset of the segment: after both headers.
+  std::vector<uint8_t> v(kSegment + file_size, 0x90);
+  std::fill(v.begin(), v.begin() + kSegment, 0);
+  Elf32_Ehdr eh{};
+  std::memcpy(eh.e_ident, ELFMAG, SELFMAG);
+  eh.e_ident[EI_CLASS] = ELFCLASS32;
+  eh.e_ident[EI_DATA] = ELFDATA2LSB;
+  eh.e_ident[EI_VERSION] = EV_CURRENT;
+  eh.e_type = ET_EXEC;
+  eh.e_machine = EM_386;
+  eh.e_version = EV_CURRENT;
+  eh.e_entry = vaddr + 12;
+  eh.e_phoff = sizeof(Elf32_Ehdr);
+  eh.e_ehsize = sizeof(Elf32_Ehdr);
+  eh.e_phentsize = sizeof(Elf32_Phdr);
+  eh.e_phnum = 1;
+  Put(v, 0, eh);
+  Elf32_Phdr ph{};
+  ph.p_type = PT_LOAD;
+  ph.p_offset = kSegment;
+  ph.p_vaddr = vaddr;
+  ph.p_paddr = paddr;
+  ph.p_filesz = file_size;
+  ph.p_memsz = file_size + bss_size;
+  ph.p_flags = PF_R | PF_W | PF_X;
+  ph.p_align = 0x1000;
+  Put(v, sizeof(Elf32_Ehdr), ph);
+  Put<uint32_t>(v, kSegment, 0x1badb002);
+  Put<uint32_t>(v, kSegment + 4, flags);
+  Put<uint32_t>(v, kSegment + 8, 0u - 0x1badb002u - flags);
+  std::copy(code.begin(), code.end(), v.begin() + kSegment + 12);
+  return v;
+}
+
+std::vector<uint8_t> MakeMultibootAout(uint32_t load_addr, uint32_t file_size, uint32_t bss_end) {
+  constexpr uint32_t kHeader = 0x40;
+  constexpr uint32_t kFlags = (1u << 16) | 0x2;
+  std::vector<uint8_t> v(file_size, 0x90);
+  std::fill(v.begin(), v.begin() + kHeader, 0);
+  Put<uint32_t>(v, kHeader, 0x1badb002);
+  Put<uint32_t>(v, kHeader + 4, kFlags);
+  Put<uint32_t>(v, kHeader + 8, 0u - 0x1badb002u - kFlags);
+  Put<uint32_t>(v, kHeader + 12, load_addr + kHeader);  // header_addr
+  Put<uint32_t>(v, kHeader + 16, load_addr);            // load_addr
+  Put<uint32_t>(v, kHeader + 20, 0);                    // load_end_addr: to the file's end
+  Put<uint32_t>(v, kHeader + 24, bss_end);              // bss_end_addr
+  Put<uint32_t>(v, kHeader + 28, load_addr + 0x60);     // entry_addr
   return v;
 }
 

@@ -19,6 +19,20 @@ std::vector<uint8_t> MakeBzImage(uint32_t kernel_size = 0x2000, uint32_t init_si
 std::vector<uint8_t> MakeElf(uint64_t paddr = 0x1000000, uint32_t file_size = 0x1000,
                              uint32_t bss_size = 0x1000);
 
+// A Multiboot ELF32 (i386) kernel: one PT_LOAD at `paddr` (linked at `vaddr`), its first bytes a
+// Multiboot header with `flags`, then `code`, padded to `file_size` bytes with 0x90, then
+// `bss_size` bytes of .bss; the entry (a virtual address) is the code's first byte.
+std::vector<uint8_t> MakeMultibootElf(uint32_t paddr = 0x100000, uint32_t vaddr = 0x100000,
+                                      uint32_t flags = 0x3, std::vector<uint8_t> code = {0xf4},
+                                      uint32_t file_size = 0x1000, uint32_t bss_size = 0x1000);
+
+// A Multiboot kernel described by its header's address fields (flags bit 16): a 0x40-byte
+// preamble, the header at file offset 0x40 naming header_addr `load_addr` + 0x40, then 0x90
+// bytes up to `file_size`; entry `load_addr` + 0x60, load_end_addr 0 (to the file's end),
+// bss_end_addr `bss_end` (0: none).
+std::vector<uint8_t> MakeMultibootAout(uint32_t load_addr = 0x200000, uint32_t file_size = 0x1000,
+                                       uint32_t bss_end = 0);
+
 }  // namespace vmmkit::loader::testing
 
 #endif  // VMMKIT_LOADER_TESTING_IMAGES_H_

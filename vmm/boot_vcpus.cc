@@ -6,6 +6,7 @@
 #include "base/status_macros.h"
 #include "kvm/cpuid.h"
 #include "kvm/long_mode.h"
+#include "loader/multiboot.h"
 #include "vmm/layout.h"
 
 namespace vmmkit::vmm {
@@ -39,8 +40,7 @@ void SetLapicLvt(kvm_lapic_state& lapic, size_t reg, uint32_t value) {
 
 absl::StatusOr<std::vector<std::unique_ptr<kvm::Vcpu>>> CreateBootVcpus(Machine& machine,
                                                                         uint32_t count,
-                                                                        GuestAddress entry,
-                                                                        GuestAddress boot_params) {
+                                                                        const BootEntry& boot) {
   kvm::Kvm& kvm = machine.kvm();
   ASSIGN_OR_RETURN(kvm::Cpuid supported, kvm.GetSupportedCpuid());
   // The in-kernel LAPIC emulates the TSC-deadline timer where KVM says so.
@@ -70,13 +70,19 @@ absl::StatusOr<std::vector<std::unique_ptr<kvm::Vcpu>>> CreateBootVcpus(Machine&
     fpu.mxcsr = 0x1f80;
     RETURN_IF_ERROR(vcpu->SetFpu(fpu));
     if (id == 0) {
-      RETURN_IF_ERROR(
-          kvm::EnterLongMode(machine.memory(), *vcpu,
-                             {.gdt = kGdt, .page_tables = kPageTables, .identity_map_gib = 4}));
       kvm_regs regs{};
-      regs.rip = entry.raw();
-      regs.rsi = boot_params.raw();
-      regs.rflags = 0x2;
+      regs.rip = boot.entry.raw();
+      regs.rflags = 0x2;  // IF clear.
+      if (boot.protocol == BootEntry::Protocol::kMultiboot) {
+        RETURN_IF_ERROR(kvm::EnterProtectedMode(machine.memory(), *vcpu, kGdt));
+        regs.rax = loader::kMultibootBootMagic;
+        regs.rbx = boot.boot_info.raw();
+      } else {
+        RETURN_IF_ERROR(
+            kvm::EnterLongMode(machine.memory(), *vcpu,
+                               {.gdt = kGdt, .page_tables = kPageTables, .identity_map_gib = 4}));
+        regs.rsi = boot.boot_info.raw();
+      }
       RETURN_IF_ERROR(vcpu->SetRegs(regs));
     }
     vcpus.push_back(std::move(vcpu));

@@ -1,13 +1,16 @@
 // File: vmm/boot_vcpus.h
 // -----------------------------------------------------------------------------
-// CreateBootVcpus creates a VM's vCPUs in the state a Linux kernel's 64-bit entry expects from
-// its boot loader: CPUID with the SMP topology and KVM's leaves (kvm/cpuid.h), the MSRs a
-// firmware would have initialized, the LAPIC's LINT0/LINT1 wired as a PC's (ExtINT, NMI), the
-// FPU at its reset state, and the bootstrap processor in 64-bit mode at `entry` with the zero page
-// in RSI. The application processors wait for INIT/SIPI in the in-kernel LAPIC.
+// CreateBootVcpus creates a VM's vCPUs in the state a kernel's entry expects from its boot
+// loader: CPUID with the SMP topology and KVM's leaves (kvm/cpuid.h), the MSRs a firmware would
+// have initialized, the LAPIC's LINT0/LINT1 wired as a PC's (ExtINT, NMI), the FPU at its reset
+// state, and the bootstrap processor at the entry of its boot protocol: a Linux kernel's 64-bit
+// entry (long mode, the zero page in RSI) or a Multiboot kernel's (32-bit protected mode without
+// paging, EAX the Multiboot magic, EBX the information structure). The application processors
+// wait for INIT/SIPI in the in-kernel LAPIC.
 //
 //   ASSIGN_OR_RETURN(std::vector<std::unique_ptr<kvm::Vcpu>> vcpus,
-//                    CreateBootVcpus(machine, /*count=*/2, info.entry, info.boot_params));
+//                    CreateBootVcpus(machine, /*count=*/2, {.entry = info.entry,
+//                                                           .boot_info = info.boot_params}));
 
 #ifndef VMMKIT_VMM_BOOT_VCPUS_H_
 #define VMMKIT_VMM_BOOT_VCPUS_H_
@@ -22,11 +25,17 @@
 
 namespace vmmkit::vmm {
 
+struct BootEntry {
+  enum class Protocol { kLinux64, kMultiboot };
+  Protocol protocol = Protocol::kLinux64;
+  GuestAddress entry;
+  GuestAddress boot_info;  // Linux: the zero page (RSI). Multiboot: the information (EBX).
+};
+
 // The BSP's page tables and GDT go where layout.h puts them (kPageTables, kGdt).
 absl::StatusOr<std::vector<std::unique_ptr<kvm::Vcpu>>> CreateBootVcpus(Machine& machine,
                                                                         uint32_t count,
-                                                                        GuestAddress entry,
-                                                                        GuestAddress boot_params);
+                                                                        const BootEntry& boot);
 
 }  // namespace vmmkit::vmm
 

@@ -22,8 +22,9 @@ class BootVcpusTest : public ::testing::Test {
 };
 
 TEST_F(BootVcpusTest, TheBspEntersTheKernelIn64BitModeWithTheZeroPage) {
-  ASSERT_OK_AND_ASSIGN(
-      auto vcpus, CreateBootVcpus(*machine_, 2, GuestAddress(0x1000000), GuestAddress(0x7000)));
+  ASSERT_OK_AND_ASSIGN(auto vcpus, CreateBootVcpus(*machine_, 2,
+                                                   {.entry = GuestAddress(0x1000000),
+                                                    .boot_info = GuestAddress(0x7000)}));
   ASSERT_EQ(vcpus.size(), 2u);
   ASSERT_OK_AND_ASSIGN(kvm_regs bsp, vcpus[0]->GetRegs());
   EXPECT_EQ(bsp.rip, 0x1000000u);
@@ -36,9 +37,27 @@ TEST_F(BootVcpusTest, TheBspEntersTheKernelIn64BitModeWithTheZeroPage) {
   EXPECT_EQ(ap.efer & (1u << 10), 0u);
 }
 
+TEST_F(BootVcpusTest, AMultibootBspStartsIn32BitProtectedModeWithTheMagicAndInformation) {
+  ASSERT_OK_AND_ASSIGN(auto vcpus, CreateBootVcpus(*machine_, 1,
+                                                   {.protocol = BootEntry::Protocol::kMultiboot,
+                                                    .entry = GuestAddress(0x10000c),
+                                                    .boot_info = GuestAddress(0x7000)}));
+  ASSERT_OK_AND_ASSIGN(kvm_regs bsp, vcpus[0]->GetRegs());
+  EXPECT_EQ(bsp.rip, 0x10000cu);
+  EXPECT_EQ(bsp.rax, 0x2badb002u);
+  EXPECT_EQ(bsp.rbx, 0x7000u);
+  EXPECT_EQ(bsp.rflags & (1u << 9), 0u) << "IF clear";
+  ASSERT_OK_AND_ASSIGN(kvm_sregs sregs, vcpus[0]->GetSregs());
+  EXPECT_EQ(sregs.cr0 & 0x80000001u, 1u) << "PE, no paging";
+  EXPECT_EQ(sregs.efer & (1u << 10), 0u);
+  EXPECT_EQ(sregs.cs.db, 1) << "32-bit code";
+  EXPECT_EQ(sregs.cs.limit, 0xffffffffu);
+}
+
 TEST_F(BootVcpusTest, EveryVcpuHasThePcLintWiring) {
-  ASSERT_OK_AND_ASSIGN(
-      auto vcpus, CreateBootVcpus(*machine_, 2, GuestAddress(0x1000000), GuestAddress(0x7000)));
+  ASSERT_OK_AND_ASSIGN(auto vcpus, CreateBootVcpus(*machine_, 2,
+                                                   {.entry = GuestAddress(0x1000000),
+                                                    .boot_info = GuestAddress(0x7000)}));
   for (auto& v : vcpus) {
     ASSERT_OK_AND_ASSIGN(kvm_lapic_state lapic, v->GetLapic());
     uint32_t lint0 = 0, lint1 = 0;

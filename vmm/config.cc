@@ -322,6 +322,7 @@ absl::StatusOr<VmmConfig> ValidateConfig(const RawConfig& raw) {
   }
   c.prefault = raw.prefault;
   c.boot_timer = raw.boot_timer;
+  c.debug_exit = raw.debug_exit;
   c.iommu = raw.iommu;
   c.iommu_caching_mode = raw.iommu_caching_mode;
   if (raw.irqchip != "kernel" && raw.irqchip != "split") {

@@ -36,6 +36,7 @@ struct RawConfig {
   std::string memory_backing = "anonymous";
   bool prefault = false;
   bool boot_timer = false;
+  bool debug_exit = false;
   bool iommu = false;
   bool iommu_caching_mode = true;
   std::string irqchip = "kernel";
@@ -100,7 +101,8 @@ struct VmmConfig {
   SerialMode serial;
   std::string serial_path;  // kFile only.
   bool boot_timer;
-  bool iommu;  // A guest-visible VT-d unit in front of every PCI function.
+  bool debug_exit;  // The debug-exit port 0xf4 (devices::DebugExit).
+  bool iommu;       // A guest-visible VT-d unit in front of every PCI function.
   // The unit advertises caching mode (what passthrough needs; iommu/vtd/unit.h).
   bool iommu_caching_mode;
   bool split_irqchip;  // The IOAPIC in vmm (KVM_CAP_SPLIT_IRQCHIP), no PIT, no PIC.

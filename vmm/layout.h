@@ -16,7 +16,8 @@
 //   then, from the next 1 GiB boundary: the 64-bit PCI MMIO window (32 GiB), for 64-bit BARs
 //
 // Port I/O: 0x60-0x64 i8042, 0x70-0x71 CMOS RTC, 0x3b0-0x3b1 ACPI sleep control/status,
-// 0x3f8-0x3ff COM1 (IRQ 4), 0x440 boot timer, 0xcf8-0xcff PCI configuration.
+// 0x3f8-0x3ff COM1 (IRQ 4), 0x440 boot timer, 0xcf8-0xcff PCI configuration, 0xf4-0xf7 the
+// debug-exit port (--debug_exit).
 
 #ifndef VMMKIT_VMM_LAYOUT_H_
 #define VMMKIT_VMM_LAYOUT_H_
@@ -70,6 +71,7 @@ inline constexpr uint32_t kRtcIrq = 8;
 inline constexpr uint16_t kPortAcpiEvents = 0x0a00;
 inline constexpr uint16_t kPortPciHotplug = kPortAcpiEvents + 4;
 inline constexpr uint16_t kPortBootTimer = 0x440;
+inline constexpr uint16_t kPortDebugExit = 0xf4;
 inline constexpr uint16_t kPortPciConfig = 0xcf8;
 inline constexpr uint16_t kPciIoStart = 0xc000;  // I/O BARs of passed-through devices: to 0xffff.
 // Interrupts: INTx of PCI slots on IOAPIC inputs 16-23; MSI routes above the IOAPIC's 24.

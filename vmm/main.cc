@@ -1,10 +1,12 @@
 // vmm: a minimal x86-64 virtual machine monitor built from vmmkit's libraries. It boots a Linux
-// kernel (bzImage or ELF vmlinux) with an optional initrd, a serial console and ACPI.
+// kernel (bzImage or ELF vmlinux) or a Multiboot kernel with an optional initrd (a Multiboot
+// module), a serial console and ACPI.
 //
 //   vmm --kernel=vmlinuz --initrd=initrd.cpio --cmdline="console=ttyS0" --memory=512 --cpus=2
 //
 // Exit status: 0 when the guest reboots or powers off or on SIGINT/SIGTERM, 1 on a VMM or KVM
-// failure, 2 for a bad flag or input file (nothing has started), 3 on a guest triple fault.
+// failure, 2 for a bad flag or input file (nothing has started), 3 on a guest triple fault, and
+// (V << 1) | 1 (modulo 256) when the guest writes V to the debug-exit port (--debug_exit).
 #include <sys/resource.h>
 
 #include <csignal>
@@ -22,8 +24,11 @@
 #include "vmm/confinement.h"
 #include "vmm/vmm.h"
 
-ABSL_FLAG(std::string, kernel, "", "Linux kernel: a bzImage or an ELF vmlinux (required).");
-ABSL_FLAG(std::string, initrd, "", "Initial ramdisk (optional).");
+ABSL_FLAG(std::string, kernel, "",
+          "Kernel (required): a Linux bzImage or ELF vmlinux, or a Multiboot kernel (an ELF32, "
+          "or an image whose Multiboot header gives its load addresses).");
+ABSL_FLAG(std::string, initrd, "",
+          "Initial ramdisk (optional); a Multiboot kernel gets it as its module.");
 ABSL_FLAG(std::string, cmdline, "console=ttyS0 panic=1", "Kernel command line.");
 ABSL_FLAG(std::string, memory, "512", "Guest memory in MiB (64 to 1048576).");
 ABSL_FLAG(std::string, memory_backing, "anonymous",
@@ -53,6 +58,11 @@ ABSL_FLAG(std::string, irqchip, "kernel",
           "Interrupt controllers: kernel (KVM's IOAPIC, PIC and PIT) or split (KVM keeps the "
           "local APICs; vmm emulates the IOAPIC; no PIT and no PIC, so the guest times with its "
           "local APIC's TSC-deadline timer). Split is what interrupt remapping needs.");
+ABSL_FLAG(bool, debug_exit, false,
+          "The debug-exit port 0xf4 (QEMU's isa-debug-exit convention, used by x86 unit-test "
+          "kernels): a guest's write of V (1, 2 or 4 bytes) ends vmm with exit status "
+          "(V << 1) | 1, modulo 256 (V = 0 and 1 read as 1 and 3, the statuses of a VMM failure "
+          "and a triple fault).");
 ABSL_FLAG(bool, boot_timer, false,
           "Log the time from vmm's start until the guest writes 123 to I/O port 0x440.");
 ABSL_FLAG(std::string, api_socket, "",
@@ -113,7 +123,7 @@ int main(int argc, char** argv) {
       "boots a Linux guest on KVM.\n"
       "  vmm --kernel=bzImage [--initrd=FILE] [--cmdline=...] [--memory=MiB] [--cpus=N]\n"
       "      [--memory_backing=memfd|anonymous|hugetlb] [--prefault]\n"
-      "      [--serial=stdio|file:PATH|none] [--boot_timer] [--iommu]\n"
+      "      [--serial=stdio|file:PATH|none] [--boot_timer] [--debug_exit] [--iommu]\n"
       "      [--irqchip=kernel|split]\n"
       "      [--api_socket=PATH] [--seccomp=on|log|off] [--landlock=on|off]\n"
       "      [--device vfio-pci,host=DDDD:BB:DD.F[,id=NAME]]...  (a host PCI function bound to\n"
@@ -125,7 +135,8 @@ int main(int argc, char** argv) {
       "       tap as a virtio-net interface; repeatable)\n"
       "      [--vsock cid=N[,id=NAME]]  (a virtio-vsock device; host side: AF_VSOCK)\n"
       "Exit status: 0 guest reboot/poweroff or SIGINT/SIGTERM; 1 VMM or KVM failure;\n"
-      "2 bad flag or input file; 3 guest triple fault.");
+      "2 bad flag or input file; 3 guest triple fault; (V << 1) | 1 the guest wrote V to the\n"
+      "debug-exit port (--debug_exit).");
   std::vector<std::string> devices = TakeRepeatedFlag(argc, argv, "device");
   std::vector<std::string> disks = TakeRepeatedFlag(argc, argv, "disk");
   std::vector<std::string> disk_dirs = TakeRepeatedFlag(argc, argv, "disk-dir");
@@ -140,6 +151,7 @@ int main(int argc, char** argv) {
                                    .memory_backing = absl::GetFlag(FLAGS_memory_backing),
                                    .prefault = absl::GetFlag(FLAGS_prefault),
                                    .boot_timer = absl::GetFlag(FLAGS_boot_timer),
+                                   .debug_exit = absl::GetFlag(FLAGS_debug_exit),
                                    .iommu = absl::GetFlag(FLAGS_iommu),
                                    .iommu_caching_mode = absl::GetFlag(FLAGS_iommu_caching_mode),
                                    .irqchip = absl::GetFlag(FLAGS_irqchip),

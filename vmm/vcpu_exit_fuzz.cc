@@ -61,6 +61,8 @@ struct Platform {
          kPortPciHotplug, pci::HotplugSlots::kSize},
         {std::make_shared<devices::BootTimer>(absl::Now(), [](absl::Duration) {}), kPortBootTimer,
          1},
+        {std::make_shared<devices::DebugExit>([this](uint32_t) { ++debug_exits; }), kPortDebugExit,
+         devices::DebugExit::kSize},
     };
     for (const Port& p : ports) {
       Require(pio.Insert(p.device, p.base, p.size).ok(), "platform setup failed");
@@ -80,15 +82,15 @@ struct Platform {
       [] {}, [this](absl::Span<const uint8_t> bytes) { output += bytes.size(); });
   std::shared_ptr<irq::Ioapic> ioapic = std::make_shared<irq::Ioapic>(sink);
   std::vector<Port> ports;
-  uint64_t resets = 0, power_offs = 0, sci = 0, ejects = 0, output = 0;
+  uint64_t resets = 0, power_offs = 0, sci = 0, ejects = 0, output = 0, debug_exits = 0;
 };
 
 // Ports and addresses worth hitting: the devices' own, their edges, and anything.
 uint16_t TakePort(fuzzing::FuzzInput& in) {
-  static constexpr uint16_t kPorts[] = {kPortCom1,      kPortCom1 + 5,   kPortI8042,
-                                        kPortI8042 + 4, kPortCmos,       kPortCmos + 1,
-                                        kPortAcpiSleep, kPortAcpiEvents, kPortAcpiEvents + 3,
-                                        kPortBootTimer, kPortCom1 + 7,   0xffff};
+  static constexpr uint16_t kPorts[] = {
+      kPortCom1,     kPortCom1 + 5,  kPortI8042,      kPortI8042 + 4,      kPortCmos,
+      kPortCmos + 1, kPortAcpiSleep, kPortAcpiEvents, kPortAcpiEvents + 3, kPortBootTimer,
+      kPortCom1 + 7, kPortDebugExit, 0xffff};
   const uint8_t pick = in.Take<uint8_t>();
   if (pick < 0xc0) return static_cast<uint16_t>(kPorts[pick % std::size(kPorts)] + (pick >> 6));
   return in.Take<uint16_t>();

@@ -23,6 +23,7 @@
 #include "base/thread_start.h"
 #include "devices/legacy.h"
 #include "loader/linux_loader.h"
+#include "loader/multiboot.h"
 #include "vmm/boot_vcpus.h"
 #include "vmm/exit_dispatch.h"
 #include "vmm/layout.h"
@@ -176,18 +177,39 @@ absl::Status Vmm::Build() {
   ASSIGN_OR_RETURN(GuestAddress rsdp,
                    acpi::WriteAcpiTables(memory, kAcpiTables, kAcpiTablesSize, tables));
 
-  loader::LinuxBootConfig boot{.kernel = kernel,
-                               .initrd = initrd,
-                               .cmdline = config_.cmdline,
-                               .e820 = E820Map(config_.memory_bytes),
-                               .rsdp = rsdp,
-                               .boot_params_address = kBootParams,
-                               .cmdline_address = kCmdline};
-  ASSIGN_OR_RETURN(loader::LinuxBootInfo info, loader::LoadLinux(memory, boot));
+  BootEntry entry;
+  if (loader::IsMultiboot(kernel)) {
+    // As GRUB and QEMU, the kernel's path leads its command line (some kernels take it as argv[0]).
+    loader::MultibootConfig boot{
+        .kernel = kernel,
+        .cmdline = config_.cmdline.empty()
+                       ? config_.kernel_path
+                       : absl::StrCat(config_.kernel_path, " ", config_.cmdline),
+        .e820 = E820Map(config_.memory_bytes),
+        .info_address = kBootParams,
+        .strings_address = kCmdline};
+    if (!config_.initrd_path.empty()) {
+      boot.module = initrd;
+      boot.module_string = config_.initrd_path;
+    }
+    ASSIGN_OR_RETURN(loader::MultibootBootInfo info, loader::LoadMultiboot(memory, boot));
+    entry = {
+        .protocol = BootEntry::Protocol::kMultiboot, .entry = info.entry, .boot_info = info.info};
+  } else {
+    loader::LinuxBootConfig boot{.kernel = kernel,
+                                 .initrd = initrd,
+                                 .cmdline = config_.cmdline,
+                                 .e820 = E820Map(config_.memory_bytes),
+                                 .rsdp = rsdp,
+                                 .boot_params_address = kBootParams,
+                                 .cmdline_address = kCmdline};
+    ASSIGN_OR_RETURN(loader::LinuxBootInfo info, loader::LoadLinux(memory, boot));
+    entry = {.entry = info.entry, .boot_info = info.boot_params};
+  }
   RETURN_IF_ERROR(WriteResetStub(memory));
   RETURN_IF_ERROR(SetUpDevices());
   RETURN_IF_ERROR(SetUpPassthrough());
-  return SetUpVcpus(info.entry, info.boot_params);
+  return SetUpVcpus(entry);
 }
 
 absl::Status Vmm::OpenConsole() {
@@ -273,6 +295,14 @@ absl::Status Vmm::SetUpDevices() {
                                            RequestExit(ExitReason::kPowerOff, "guest powered off");
                                          }),
                                          kPortAcpiSleep, 2));
+  if (config_.debug_exit) {
+    RETURN_IF_ERROR(machine_->pio().Insert(
+        std::make_shared<devices::DebugExit>([this](uint32_t v) {
+          RequestExit(ExitReason::kDebugExit,
+                      absl::StrCat("the guest wrote ", Hex(v), " to the debug-exit port"), v);
+        }),
+        kPortDebugExit, devices::DebugExit::kSize));
+  }
   // The boot timer also feeds the control plane's boot time and guest-boot-complete event.
   if (config_.boot_timer || controller_ != nullptr) {
     RETURN_IF_ERROR(machine_->pio().Insert(
@@ -356,9 +386,9 @@ absl::Status Vmm::SetUpPassthrough() {
   return absl::OkStatus();
 }
 
-absl::Status Vmm::SetUpVcpus(GuestAddress entry, GuestAddress boot_params) {
+absl::Status Vmm::SetUpVcpus(const BootEntry& boot) {
   ASSIGN_OR_RETURN(std::vector<std::unique_ptr<kvm::Vcpu>> created,
-                   CreateBootVcpus(*machine_, config_.cpus, entry, boot_params));
+                   CreateBootVcpus(*machine_, config_.cpus, boot));
   vcpus_ = std::make_unique<VcpuSet>(
       std::move(created),
       [this](kvm::Vcpu& vcpu, const kvm::VcpuExit& exit) { HandleExit(vcpu, exit); },
@@ -368,12 +398,13 @@ absl::Status Vmm::SetUpVcpus(GuestAddress entry, GuestAddress boot_params) {
   return absl::OkStatus();
 }
 
-void Vmm::RequestExit(ExitReason reason, const std::string& detail) {
+void Vmm::RequestExit(ExitReason reason, const std::string& detail, uint32_t debug_exit_value) {
   {
     MutexLock lock(exit_mu_);
     if (exit_reason_ != ExitReason::kNone) return;
     exit_reason_ = reason;
     exit_detail_ = detail;
+    debug_exit_value_ = debug_exit_value;
   }
   (void)exit_event_->Write(1);
 }
@@ -536,6 +567,9 @@ int Vmm::Run() {
     case ExitReason::kTripleFault:
       LogError("vmm: ", exit_detail_);
       return 3;
+    case ExitReason::kDebugExit:
+      LogInfo("vmm: ", exit_detail_);
+      return static_cast<int>(((debug_exit_value_ << 1) | 1) & 0xff);
     case ExitReason::kError:
     case ExitReason::kNone:
       LogError("vmm: ", exit_detail_);
@@ -599,6 +633,9 @@ std::vector<DeviceSummary> Vmm::PlatformDevices() const {
   };
   if (config_.boot_timer || controller_ != nullptr) {
     devices.push_back(platform("boot-timer", "boot-complete port 0x440"));
+  }
+  if (config_.debug_exit) {
+    devices.push_back(platform("debug-exit", "debug-exit port 0xf4 (ends vmm with (V << 1) | 1)"));
   }
   if (config_.iommu) {
     devices.push_back(platform(

@@ -49,6 +49,7 @@
 #include "irq/irqfd.h"
 #include "kvm/vcpu.h"
 #include "pci/hotplug_slots.h"
+#include "vmm/boot_vcpus.h"
 #include "vmm/config.h"
 #include "vmm/console_output.h"
 #include "vmm/controller.h"
@@ -67,6 +68,7 @@ enum class ExitReason {
   kTripleFault,  // 3, with the vCPU's registers on stderr.
   kError,        // 1: KVM or the VMM failed.
   kApiShutdown,  // 0: a Shutdown request on the control plane.
+  kDebugExit,    // (V << 1) | 1: the guest wrote V to the debug-exit port.
 };
 
 class Vmm : private VmOperations {
@@ -88,7 +90,9 @@ class Vmm : private VmOperations {
   // Starts the vCPUs and runs the event loop until the VM stops; returns the exit status.
   int Run();
   // Thread-safe: asks the VM to stop. The first reason wins.
-  void RequestExit(ExitReason reason, const std::string& detail = "");
+  // `debug_exit_value`: kDebugExit's V.
+  void RequestExit(ExitReason reason, const std::string& detail = "",
+                   uint32_t debug_exit_value = 0);
 
  private:
   explicit Vmm(const VmmConfig& config, absl::Time start) : config_(config), start_(start) {}
@@ -108,7 +112,7 @@ class Vmm : private VmOperations {
   absl::Status SetUpPassthrough();
   std::vector<DeviceSummary> PlatformDevices() const;  // Their ids are reserved.
   Resources CountResources() const;
-  absl::Status SetUpVcpus(GuestAddress entry, GuestAddress boot_params);
+  absl::Status SetUpVcpus(const BootEntry& boot);
   void HandleExit(kvm::Vcpu& vcpu, const kvm::VcpuExit& exit);  // On its vCPU's thread.
   // The loop's host inputs: signals, exit requests, the console's output and input.
   absl::Status WatchHost();
@@ -153,6 +157,7 @@ class Vmm : private VmOperations {
   Mutex exit_mu_;  // The first exit request wins.
   ExitReason exit_reason_ ABSL_GUARDED_BY(exit_mu_) = ExitReason::kNone;
   std::string exit_detail_ ABSL_GUARDED_BY(exit_mu_);
+  uint32_t debug_exit_value_ ABSL_GUARDED_BY(exit_mu_) = 0;
 };
 
 }  // namespace vmmkit::vmm

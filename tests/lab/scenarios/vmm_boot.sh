@@ -1,5 +1,7 @@
 # vmm boots Debian's cloud kernel as an L2 guest on L1's KVM: 1 and 2 vCPUs, reboot and power
-# off make vmm exit 0, the serial console takes input, and a truncated kernel is rejected. The
+# off make vmm exit 0, the serial console takes input, and a truncated kernel is rejected; and a
+# Multiboot kernel made by the project (tests/vmm/multiboot_hello.S), which checks its entry state
+# and information and ends vmm through the debug-exit port with a status of its choosing. The
 # last boot has a stock command line, no reboot=k: Linux then reboots through the BIOS reset
 # entry (real mode, f000:fff0), which vmm's reset stub answers. It runs last, so that no other
 # nested guest starts in this L1 after a guest has gone through real mode.
@@ -56,6 +58,25 @@ cat /tmp/trunc.log
 check "truncated kernel: exit status 2 (rc=$rc)" test "$rc" -eq 2
 check "truncated kernel: the error says so" grep -q "truncated" /tmp/trunc.log
 check "truncated kernel: one line" test "$(wc -l < /tmp/trunc.log)" -eq 1
+
+# Multiboot: 32-bit protected mode, EAX/EBX, the information structure, the module; the verdict
+# through the debug-exit port (0x21 -> status 67), or, without --debug_exit, an ACPI power-off.
+MB=/lab/multiboot_hello.elf
+echo "a module, loaded by vmm" >/tmp/module.txt
+timeout 60 vmm --kernel=$MB --initrd=/tmp/module.txt --memory=64 --cmdline="hello multiboot" \
+  --debug_exit </dev/null >/tmp/mb.log 2>&1
+rc=$?
+sed 's/^/  multiboot| /' /tmp/mb.log
+check "multiboot: the kernel's checks passed" grep -q "^multiboot: ok, command line: $MB hello multiboot" /tmp/mb.log
+check "multiboot: it printed its module" grep -q "^a module, loaded by vmm" /tmp/mb.log
+check "multiboot: debug-exit 0x21 ended vmm with status 67 (rc=$rc)" test "$rc" -eq 67
+check "multiboot: vmm says why it ended" grep -q "wrote 0x21 to the debug-exit port" /tmp/mb.log
+timeout 60 vmm --kernel=$MB --memory=64 </dev/null >/tmp/mb2.log 2>&1
+rc=$?
+sed 's/^/  multiboot2| /' /tmp/mb2.log
+check "multiboot without --debug_exit: the port is absent, the guest powers off (rc=$rc)" \
+  test "$rc" -eq 0
+check "multiboot without a module: still ok" grep -q "^multiboot: ok" /tmp/mb2.log
 
 # A stock command line: the reboot goes through the BIOS reset entry.
 run_vmm /tmp/stock.log --cpus=1 --cmdline="console=ttyS0 quiet l2mode=reboot"
