@@ -8,15 +8,21 @@
 // failure, 2 for a bad flag or input file (nothing has started), 3 on a guest triple fault, and
 // (V << 1) | 1 (modulo 256) when the guest writes V to the debug-exit port (--debug_exit).
 #include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <csignal>
 #include <cstdio>
+#include <fstream>
+#include <optional>
+#include <sstream>
 #include <string>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "vmm/api_server.h"
@@ -106,6 +112,30 @@ std::vector<std::string> TakeRepeatedFlag(int& argc, char** argv, absl::string_v
   return values;
 }
 
+// Milliseconds from the process's start, as the kernel records it (/proc/self/stat's starttime,
+// in clock ticks since boot), to now: what exec, the dynamic loader and static initializers took
+// before main. nullopt if /proc says nothing readable.
+std::optional<double> MsSinceProcessStart() {
+  std::ifstream stat("/proc/self/stat");
+  std::string line;
+  if (!std::getline(stat, line)) return std::nullopt;
+  const size_t name_end = line.rfind(')');  // Field 2, the name, may hold spaces.
+  if (name_end == std::string::npos) return std::nullopt;
+  std::istringstream fields(line.substr(name_end + 1));
+  std::string field;
+  for (int i = 3; i <= 22 && fields >> field; ++i) {
+    if (i != 22) continue;
+    double ticks;
+    if (!absl::SimpleAtod(field, &ticks)) return std::nullopt;
+    timespec now{};
+    ::clock_gettime(CLOCK_BOOTTIME, &now);
+    const double start_s = ticks / static_cast<double>(::sysconf(_SC_CLK_TCK));
+    return (static_cast<double>(now.tv_sec) + static_cast<double>(now.tv_nsec) * 1e-9 - start_s) *
+           1e3;
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -167,6 +197,13 @@ int main(int argc, char** argv) {
   if (!config.ok()) {
     std::fprintf(stderr, "vmm: %s\n", std::string(config.status().message()).c_str());
     return 2;
+  }
+  if (config->boot_timer) {
+    if (std::optional<double> ms = MsSinceProcessStart()) {
+      std::fprintf(stderr, "vmm: process start to main: %.0f ms (clock ticks of %ld ms)\n",
+                   *ms - absl::ToDoubleMilliseconds(absl::Now() - start),
+                   1000 / ::sysconf(_SC_CLK_TCK));
+    }
   }
   // Before any thread exists: each thread confines itself as it starts (vmm/confinement.h).
   if (absl::Status s = vmmkit::vmm::SetUpConfinement(*config); !s.ok()) {

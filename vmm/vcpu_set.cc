@@ -9,10 +9,11 @@
 namespace vmmkit::vmm {
 
 VcpuSet::VcpuSet(std::vector<std::unique_ptr<kvm::Vcpu>> vcpus, ExitHandler on_exit,
-                 ErrorHandler on_error)
+                 ErrorHandler on_error, EntryHandler on_first_entry)
     : vcpus_(std::move(vcpus)),
       on_exit_(std::move(on_exit)),
       on_error_(std::move(on_error)),
+      on_first_entry_(std::move(on_first_entry)),
       tids_(vcpus_.size()) {}
 
 VcpuSet::~VcpuSet() { Stop(); }
@@ -31,6 +32,7 @@ void VcpuSet::Start() {
 
 void VcpuSet::Loop(kvm::Vcpu& vcpu) {
   tids_[vcpu.id()].store(::gettid(), std::memory_order_relaxed);
+  bool entered = false;
   while (!stopping_.load(std::memory_order_acquire)) {
     {
       MutexLock lock(mu_);
@@ -42,6 +44,10 @@ void VcpuSet::Loop(kvm::Vcpu& vcpu) {
         --parked_;
         continue;  // Look at stopping_ again before running.
       }
+    }
+    if (!entered) {
+      entered = true;
+      if (on_first_entry_) on_first_entry_(vcpu);
     }
     absl::StatusOr<kvm::VcpuExit> exit = vcpu.Run();
     if (!exit.ok()) {

@@ -36,9 +36,11 @@ class VcpuSet {
   using ExitHandler = std::function<void(kvm::Vcpu&, const kvm::VcpuExit&)>;
   // KVM_RUN failed: the vCPU's thread ends after calling this.
   using ErrorHandler = std::function<void(kvm::Vcpu&, const absl::Status&)>;
+  // Called on each vCPU's thread just before its first KVM_RUN (a boot-time milestone).
+  using EntryHandler = std::function<void(kvm::Vcpu&)>;
 
-  VcpuSet(std::vector<std::unique_ptr<kvm::Vcpu>> vcpus, ExitHandler on_exit,
-          ErrorHandler on_error);
+  VcpuSet(std::vector<std::unique_ptr<kvm::Vcpu>> vcpus, ExitHandler on_exit, ErrorHandler on_error,
+          EntryHandler on_first_entry = nullptr);
   ~VcpuSet();  // Stop().
   VcpuSet(const VcpuSet&) = delete;
   VcpuSet& operator=(const VcpuSet&) = delete;
@@ -63,6 +65,7 @@ class VcpuSet {
   const std::vector<std::unique_ptr<kvm::Vcpu>> vcpus_;
   const ExitHandler on_exit_;
   const ErrorHandler on_error_;
+  const EntryHandler on_first_entry_;
   std::vector<std::thread> threads_;  // Control thread only.
   std::vector<std::atomic<int64_t>> tids_;
   std::atomic<bool> stopping_{false};

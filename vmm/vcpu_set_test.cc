@@ -30,7 +30,11 @@ class VcpuSetTest : public KvmFixture {
         [this](kvm::Vcpu&, const kvm::VcpuExit& exit) {
           if (std::holds_alternative<kvm::exit::IoOut>(exit)) ++io_exits_;
         },
-        [this](kvm::Vcpu&, const absl::Status&) { ++errors_; });
+        [this](kvm::Vcpu&, const absl::Status&) { ++errors_; },
+        [this](kvm::Vcpu&) {
+          if (io_exits_.load() == 0) ++entries_before_exits_;
+          ++entries_;
+        });
     set_->Start();
   }
   int64_t ExitsOver(absl::Duration d) {
@@ -43,6 +47,7 @@ class VcpuSetTest : public KvmFixture {
   std::unique_ptr<VcpuSet> set_;
   std::atomic<int64_t> io_exits_ = 0;
   std::atomic<int> errors_ = 0;
+  std::atomic<int> entries_ = 0, entries_before_exits_ = 0;
 };
 
 // out 0x80, al; jmp back.
@@ -54,6 +59,8 @@ TEST_F(VcpuSetTest, RunsTheGuestAndPausesAndResumesIt) {
   StartGuest(kOutLoop, false);
   while (io_exits_.load() == 0) absl::SleepFor(absl::Milliseconds(1));
   EXPECT_NE(set_->tids()[0], 0);
+  EXPECT_EQ(entries_.load(), 1) << "the first-entry handler, before the first exit";
+  EXPECT_EQ(entries_before_exits_.load(), 1);
   ASSERT_OK(set_->Pause(absl::Seconds(5)));
   EXPECT_EQ(ExitsOver(absl::Milliseconds(50)), 0) << "a paused vCPU ran";
   set_->Resume();
@@ -61,6 +68,7 @@ TEST_F(VcpuSetTest, RunsTheGuestAndPausesAndResumesIt) {
   }
   set_->Stop();
   EXPECT_EQ(ExitsOver(absl::Milliseconds(20)), 0) << "a stopped vCPU ran";
+  EXPECT_EQ(entries_.load(), 1) << "once, not again after a pause";
   EXPECT_EQ(errors_.load(), 0);
 }
 

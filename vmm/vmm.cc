@@ -148,6 +148,7 @@ absl::Status Vmm::Build() {
                                                                      : irq::IrqchipMode::kInKernel,
                                     .ioapic_id = static_cast<uint8_t>(config_.cpus)}));
   GuestMemory& memory = machine_->memory();
+  phases_.machine = absl::Now();
 
   // ACPI first: the loader passes the RSDP's address in the zero page.
   acpi::AcpiTables tables{
@@ -206,6 +207,7 @@ absl::Status Vmm::Build() {
     ASSIGN_OR_RETURN(loader::LinuxBootInfo info, loader::LoadLinux(memory, boot));
     entry = {.entry = info.entry, .boot_info = info.boot_params};
   }
+  phases_.loaded = absl::Now();
   RETURN_IF_ERROR(WriteResetStub(memory));
   RETURN_IF_ERROR(SetUpDevices());
   RETURN_IF_ERROR(SetUpPassthrough());
@@ -394,8 +396,22 @@ absl::Status Vmm::SetUpVcpus(const BootEntry& boot) {
       [this](kvm::Vcpu& vcpu, const kvm::VcpuExit& exit) { HandleExit(vcpu, exit); },
       [this](kvm::Vcpu&, const absl::Status& s) {
         RequestExit(ExitReason::kError, std::string(s.message()));
+      },
+      [this](kvm::Vcpu& vcpu) {
+        if (!config_.boot_timer || vcpu.id() != 0) return;
+        const absl::Time now = absl::Now();
+        loop_->Post([this, now] { LogBootPhases(now); });
       });
   return absl::OkStatus();
+}
+
+void Vmm::LogBootPhases(absl::Time first_entry) {
+  auto ms = [this](absl::Time t) {
+    return absl::StrFormat("%.1f", absl::ToDoubleMilliseconds(t - start_));
+  };
+  LogInfo("boot phases, ms since main: KVM and RAM ", ms(phases_.machine), ", kernel loaded ",
+          ms(phases_.loaded), ", devices and vCPUs ", ms(phases_.built), ", first vCPU entry ",
+          ms(first_entry));
 }
 
 void Vmm::RequestExit(ExitReason reason, const std::string& detail, uint32_t debug_exit_value) {
@@ -529,10 +545,7 @@ int Vmm::Run() {
     ::tcsetattr(STDIN_FILENO, TCSANOW, &raw);
   }
 
-  if (config_.boot_timer) {
-    LogInfo("vm built in ", absl::ToInt64Milliseconds(absl::Now() - start_), " ms; starting ",
-            vcpus_->size(), " vCPU(s)");
-  }
+  phases_.built = absl::Now();
   vcpus_->Start();
   if (absl::Status s = WatchHost(); !s.ok()) {
     RequestExit(ExitReason::kError, absl::StrCat("event loop setup: ", s.message()));

@@ -158,6 +158,12 @@ class Vmm : private VmOperations {
   ExitReason exit_reason_ ABSL_GUARDED_BY(exit_mu_) = ExitReason::kNone;
   std::string exit_detail_ ABSL_GUARDED_BY(exit_mu_);
   uint32_t debug_exit_value_ ABSL_GUARDED_BY(exit_mu_) = 0;
+  // When each boot phase ended (--boot_timer): written by Build and Run before the vCPUs start,
+  // read on the event loop after the boot processor's first entry.
+  struct BootPhases {
+    absl::Time machine, loaded, built;
+  } phases_;
+  void LogBootPhases(absl::Time first_entry);
 };
 
 }  // namespace vmmkit::vmm

@@ -6,7 +6,7 @@ mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 outb 0x440 123 2>/dev/null  # vmm's boot timer (--boot_timer)
-echo "L2: booted, cpus=$(grep -c ^processor /proc/cpuinfo)"
+echo "L2: booted, cpus=$(grep -c ^processor /proc/cpuinfo), uptime $(cut -d' ' -f1 /proc/uptime)"
 # Which local APIC timer the kernel uses: vmm offers TSC-deadline where KVM emulates it.
 grep -q "^flags.* tsc_deadline_timer" /proc/cpuinfo && echo "L2: tsc_deadline_timer"
 mode=$(sed -n 's/.*l2mode=\([a-z]*\).*/\1/p' /proc/cmdline)
