@@ -14,8 +14,11 @@ constexpr uint64_t kEferLme = 1 << 8, kEferLma = 1 << 10;
 
 // Flat descriptors: 64-bit code (L=1), and 4 GiB read/write data.
 constexpr uint64_t kGdt[] = {0, 0x00af9a000000ffff, 0x00cf92000000ffff};
-// Flat descriptors: 32-bit code (D=1), and 4 GiB read/write data.
-constexpr uint64_t kGdt32[] = {0, 0x00cf9a000000ffff, 0x00cf92000000ffff};
+// Flat descriptors: 32-bit code (D=1), 4 GiB read/write data, and a busy 32-bit TSS (base 0,
+// limit 0x67) for TR, which PVH requires and VMX's guest-state checks need (KVM's reset TR
+// differs between VMX and SVM).
+constexpr uint64_t kGdt32[] = {0, 0x00cf9a000000ffff, 0x00cf92000000ffff, 0x0000008b00000067};
+constexpr uint16_t kTssSelector = 0x18;
 
 // A flat segment as its descriptor in kGdt (long) or kGdt32 describes it.
 kvm_segment FlatSegment(uint16_t selector, bool code, bool long_mode = true) {
@@ -73,6 +76,8 @@ absl::Status EnterProtectedMode(const GuestMemory& memory, Vcpu& vcpu, GuestAddr
   sregs.cs = FlatSegment(kLongModeCodeSelector, /*code=*/true, /*long_mode=*/false);
   sregs.ds = sregs.es = sregs.fs = sregs.gs = sregs.ss =
       FlatSegment(kLongModeDataSelector, /*code=*/false, /*long_mode=*/false);
+  sregs.tr =
+      kvm_segment{.base = 0, .limit = 0x67, .selector = kTssSelector, .type = 0xb, .present = 1};
   sregs.cr0 = kCr0Pe | kCr0Et;
   sregs.cr3 = 0;
   sregs.cr4 = 0;

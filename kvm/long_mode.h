@@ -36,10 +36,11 @@ inline constexpr uint16_t kLongModeDataSelector = 0x10;
 absl::Status EnterLongMode(const GuestMemory& memory, Vcpu& vcpu,
                            const LongModeLayout& layout = {});
 
-// Writes a flat GDT (null, 32-bit code 0x8, data 0x10) at `gdt` and loads it, with CS a 32-bit
-// execute/read segment and DS, ES, FS, GS, SS read/write data segments, all base 0 and limit
-// 4 GiB; CR0 = PE | ET (paging and caching-disable clear, as firmware leaves them), CR4 = 0,
-// EFER = 0. General registers are left to the caller.
+// Writes a flat GDT (null, 32-bit code 0x8, data 0x10, a 32-bit TSS 0x18) at `gdt` and loads it,
+// with CS a 32-bit execute/read segment and DS, ES, FS, GS, SS read/write data segments, all base
+// 0 and limit 4 GiB, TR the busy TSS (base 0, limit 0x67: what PVH asks); CR0 = PE | ET (paging
+// and caching-disable clear, as firmware leaves them), CR4 = 0, EFER = 0. General registers are
+// left to the caller.
 absl::Status EnterProtectedMode(const GuestMemory& memory, Vcpu& vcpu,
                                 GuestAddress gdt = GuestAddress(0x500));
 

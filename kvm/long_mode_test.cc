@@ -76,6 +76,8 @@ TEST_F(LongModeTest, ProtectedModeRuns32BitCodeWithoutPaging) {
   ASSERT_OK_AND_ASSIGN(kvm_sregs sregs, g.vcpu->GetSregs());
   EXPECT_EQ(sregs.efer & (1 << 10), 0u) << "not long mode";
   EXPECT_EQ(sregs.cs.db, 1);
+  EXPECT_EQ(sregs.tr.type, 11) << "a busy 32-bit TSS";
+  EXPECT_EQ(sregs.tr.limit, 0x67u);
 }
 
 TEST_F(LongModeTest, RejectsBadLayouts) {

@@ -61,7 +61,30 @@ struct Plan {
   size_t cmdline_max;
   uint64_t initrd_addr_max = 0xffffffff;
   uint16_t version = 0;
+  std::optional<uint64_t> pvh_entry;
 };
+
+constexpr uint32_t kXenElfNotePhys32Entry = 18;
+
+// The PVH entry in an ELF's notes: a note named "Xen" of type 18 whose descriptor's low 32 bits
+// are the entry's physical address (the kernel writes a quad on x86-64). Notes are 4-byte aligned
+// whatever the segment's alignment.
+std::optional<uint64_t> FindPvhEntry(absl::Span<const uint8_t> notes) {
+  auto align4 = [](uint64_t n) { return (n + 3) & ~uint64_t{3}; };
+  uint64_t at = 0;
+  while (notes.size() - at >= 12) {
+    const uint64_t namesz = Field<uint32_t>(notes, at), descsz = Field<uint32_t>(notes, at + 4);
+    const uint32_t type = Field<uint32_t>(notes, at + 8);
+    const uint64_t name = at + 12, desc = name + align4(namesz);
+    if (desc > notes.size() || align4(descsz) > notes.size() - desc) return std::nullopt;
+    if (type == kXenElfNotePhys32Entry && namesz == 4 &&
+        std::memcmp(notes.data() + name, "Xen", 4) == 0 && descsz >= 4) {
+      return Field<uint32_t>(notes, desc);
+    }
+    at = desc + align4(descsz);
+  }
+  return std::nullopt;
+}
 
 absl::StatusOr<Plan> PlanBzImage(absl::Span<const uint8_t> data) {
   Plan plan{.format = KernelFormat::kBzImage};
@@ -131,6 +154,12 @@ absl::StatusOr<Plan> PlanElf(absl::Span<const uint8_t> data) {
   bool entry_loaded = false;
   for (uint16_t i = 0; i < eh.e_phnum; ++i) {
     const auto ph = Field<Elf64_Phdr>(data, eh.e_phoff + i * sizeof(Elf64_Phdr));
+    if (ph.p_type == PT_NOTE && ph.p_offset <= data.size() &&
+        ph.p_filesz <= data.size() - ph.p_offset) {
+      if (std::optional<uint64_t> e = FindPvhEntry(data.subspan(ph.p_offset, ph.p_filesz))) {
+        plan.pvh_entry = e;
+      }
+    }
     if (ph.p_type != PT_LOAD || ph.p_memsz == 0) continue;
     if (ph.p_offset > data.size() || ph.p_filesz > data.size() - ph.p_offset) {
       return Invalid(absl::StrCat("truncated: ELF segment ", i, " lies outside the file"));
@@ -148,6 +177,10 @@ absl::StatusOr<Plan> PlanElf(absl::Span<const uint8_t> data) {
   if (!entry_loaded) {
     return Invalid(
         absl::StrCat("ELF entry point ", Hex(eh.e_entry), " is not in a loaded segment"));
+  }
+  if (plan.pvh_entry && (*plan.pvh_entry < lowest || *plan.pvh_entry >= highest)) {
+    return Invalid(absl::StrCat("PVH entry ", Hex(*plan.pvh_entry), " lies outside the kernel [",
+                                Hex(lowest), ", ", Hex(highest), ")"));
   }
   plan.kernel_start = GuestAddress(lowest);
   plan.kernel_end = highest;
@@ -182,6 +215,19 @@ absl::StatusOr<LinuxBootInfo> LoadLinux(const GuestMemory& memory, const LinuxBo
   absl::StatusOr<Plan> planned;
   if (data.size() >= 4 && std::memcmp(data.data(), ELFMAG, SELFMAG) == 0) {
     planned = PlanElf(data);
+    if (planned.ok() && !config.setup_header_from.empty()) {
+      // Decompressed from a bzImage: the zero page as that bzImage's would be.
+      const absl::Span<const uint8_t> bz = config.setup_header_from;
+      if (bz.size() < kHeaderMagic + 4 || Field<uint32_t>(bz, kHeaderMagic) != kHdrS) {
+        return Invalid("the setup header's source is not a bzImage");
+      }
+      ASSIGN_OR_RETURN(Plan header, PlanBzImage(bz));
+      planned->params = header.params;
+      planned->params.hdr.code32_start = 0;
+      planned->cmdline_max = header.cmdline_max;
+      planned->initrd_addr_max = header.initrd_addr_max;
+      planned->version = header.version;
+    }
   } else if (data.size() >= kHeaderMagic + 4 && Field<uint32_t>(data, kHeaderMagic) == kHdrS) {
     planned = PlanBzImage(data);
   } else {
@@ -246,12 +292,14 @@ absl::StatusOr<LinuxBootInfo> LoadLinux(const GuestMemory& memory, const LinuxBo
     bp.e820_table[i].type = static_cast<uint32_t>(config.e820[i].type);
   }
   RETURN_IF_ERROR(memory.WriteObj(config.boot_params_address, bp));
-  return LinuxBootInfo{.format = plan.format,
-                       .entry = plan.entry,
-                       .boot_params = config.boot_params_address,
-                       .kernel_start = plan.kernel_start,
-                       .kernel_end = plan.kernel_end,
-                       .initrd = initrd};
+  return LinuxBootInfo{
+      .format = plan.format,
+      .entry = plan.entry,
+      .boot_params = config.boot_params_address,
+      .kernel_start = plan.kernel_start,
+      .kernel_end = plan.kernel_end,
+      .initrd = initrd,
+      .pvh_entry = plan.pvh_entry ? std::optional(GuestAddress(*plan.pvh_entry)) : std::nullopt};
 }
 
 }  // namespace vmmkit::loader

@@ -51,6 +51,9 @@ struct LinuxBootConfig {
   // the caller writes (GDT, page tables, ACPI).
   GuestAddress boot_params_address = GuestAddress(0x7000);
   GuestAddress cmdline_address = GuestAddress(0x20000);
+  // With an ELF `kernel` decompressed from a bzImage (loader/decompress.h): that bzImage, whose
+  // setup header (checked as for booting it) seeds the zero page, as its decompressor would have.
+  absl::Span<const uint8_t> setup_header_from;
 };
 
 struct LinuxBootInfo {
@@ -60,6 +63,8 @@ struct LinuxBootInfo {
   GuestAddress kernel_start;
   uint64_t kernel_end;  // Exclusive; includes the memory the kernel needs to decompress.
   std::optional<GuestAddress> initrd;
+  // An ELF kernel's 32-bit PVH entry (its "Xen" note of type XEN_ELFNOTE_PHYS32_ENTRY), if any.
+  std::optional<GuestAddress> pvh_entry;
 };
 
 // Where a bzImage's protected-mode kernel is loaded (the traditional 1 MiB).

@@ -10,12 +10,6 @@
 #include "loader/testing_images.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  static vmmkit::GuestMemory* memory = [] {
-    auto m = vmmkit::GuestMemory::CreateRam({{vmmkit::GuestAddress(0), 32 << 20}},
-                                            {.backing = vmmkit::GuestRegionBacking::kAnonymous});
-    if (!m.ok()) std::abort();  // Cannot fuzz without memory.
-    return new vmmkit::GuestMemory(std::move(m).value());
-  }();
   if (size < 2) return 0;
   std::vector<uint8_t> image;
   switch (data[0] % 3) {
@@ -29,17 +23,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       image.assign(data + 2, data + size);
       break;
   }
-  if (data[0] % 3 != 2) {
-    // Patch the rest of the input over the header area, at an offset chosen by byte 1.
-    const size_t at = (data[1] * 4u) % 0x300;
-    for (size_t i = 2; i < size && at + i - 2 < image.size(); ++i) image[at + i - 2] = data[i];
-    if (data[1] & 1) image.resize(image.size() / (1 + data[1] % 7));
-  }
+  // Patch the rest of the input over the header area.
+  if (data[0] % 3 != 2) vmmkit::loader::testing::PatchImage(image, data, size, 0x300);
   std::vector<uint8_t> initrd(data[1] * 4096u, 0x11);
   vmmkit::loader::LinuxBootConfig config{.kernel = image,
                                          .initrd = initrd,
                                          .cmdline = "console=ttyS0",
                                          .e820 = {{0, 32 << 20, vmmkit::loader::E820Type::kRam}}};
-  (void)vmmkit::loader::LoadLinux(*memory, config);
+  (void)vmmkit::loader::LoadLinux(vmmkit::loader::testing::FuzzRam(), config);
   return 0;
 }

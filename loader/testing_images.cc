@@ -3,6 +3,7 @@
 #include <elf.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 
 namespace vmmkit::loader::testing {
@@ -115,6 +116,23 @@ std::vector<uint8_t> MakeMultibootAout(uint32_t load_addr, uint32_t file_size, u
   Put<uint32_t>(v, kHeader + 24, bss_end);              // bss_end_addr
   Put<uint32_t>(v, kHeader + 28, load_addr + 0x60);     // entry_addr
   return v;
+}
+
+const GuestMemory& FuzzRam() {
+  static const GuestMemory* memory = [] {
+    auto m = GuestMemory::CreateRam({{GuestAddress(0), 32 << 20}},
+                                    {.backing = GuestRegionBacking::kAnonymous});
+    if (!m.ok()) std::abort();  // Cannot fuzz without memory.
+    return new GuestMemory(std::move(m).value());
+  }();
+  return *memory;
+}
+
+void PatchImage(std::vector<uint8_t>& image, const uint8_t* data, size_t size, size_t window) {
+  if (size < 2) return;
+  const size_t at = (data[1] * 4u) % window;
+  for (size_t i = 2; i < size && at + i - 2 < image.size(); ++i) image[at + i - 2] = data[i];
+  if (data[1] & 1) image.resize(image.size() / (1 + data[1] % 7));
 }
 
 }  // namespace vmmkit::loader::testing

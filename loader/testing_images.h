@@ -1,12 +1,15 @@
 // File: loader/testing_images.h
 // -----------------------------------------------------------------------------
-// Testonly: minimal but well-formed kernel images for loader tests and the fuzz seed corpus.
+// Testonly: minimal but well-formed kernel images for loader tests, fuzz targets and seed corpora.
 
 #ifndef VMMKIT_LOADER_TESTING_IMAGES_H_
 #define VMMKIT_LOADER_TESTING_IMAGES_H_
 
+#include <cstddef>
 #include <cstdint>
 #include <vector>
+
+#include "memory/guest_memory.h"
 
 namespace vmmkit::loader::testing {
 
@@ -32,6 +35,12 @@ std::vector<uint8_t> MakeMultibootElf(uint32_t paddr = 0x100000, uint32_t vaddr 
 // bss_end_addr `bss_end` (0: none).
 std::vector<uint8_t> MakeMultibootAout(uint32_t load_addr = 0x200000, uint32_t file_size = 0x1000,
                                        uint32_t bss_end = 0);
+
+// For fuzz targets: 32 MiB of guest RAM made once, and a well-formed image spoiled by fuzzer bytes:
+// data[2..] patched over its first `window` bytes at an offset chosen by data[1] (which, when odd,
+// also truncates the image).
+const GuestMemory& FuzzRam();
+void PatchImage(std::vector<uint8_t>& image, const uint8_t* data, size_t size, size_t window);
 
 }  // namespace vmmkit::loader::testing
 

@@ -6,7 +6,7 @@ pkg-config runs once, at fetch time, so the link lines always match the installe
 alone pulls in about 40 Abseil libraries; a hand-written list goes stale and fails to link).
 
 Targets in @system_libs: absl, protobuf, grpc, grpc_reflection, gtest, gtest_main, benchmark,
-seccomp, uring.
+seccomp, uring, decompress.
 """
 
 # Libraries that stay shared even in a static build (the C runtime's).
@@ -15,7 +15,7 @@ _ALWAYS_SHARED = ["-ldl", "-pthread", "-lrt", "-latomic", "-lm"]
 # Targets that can be linked statically (Debian ships their .a archives): with
 # --define=vmmkit_static_system_libs=1 they link against the archives, so a binary does not
 # resolve symbols across ~70 shared libraries at start (see //tests/vmm:api_start_benchmark).
-_STATIC_OK = ["absl", "protobuf", "grpc", "grpc_reflection", "seccomp", "uring"]
+_STATIC_OK = ["absl", "protobuf", "grpc", "grpc_reflection", "seccomp", "uring", "decompress"]
 
 # vmmkit's setting, named relative to this file: in a workspace that depends on vmmkit, a plain
 # "//tools:..." or "@//tools:..." would name the user's own (absent) package.
@@ -48,6 +48,8 @@ _LIBS = {
     "benchmark": (["benchmark"], []),
     "seccomp": (["libseccomp"], []),
     "uring": (["liburing"], []),
+    # The codecs a bzImage's payload may use (loader/decompress.h).
+    "decompress": (["liblz4", "libzstd", "liblzma", "zlib"], []),
 }
 
 def _pkg_config(ctx, flag, modules):

@@ -73,9 +73,11 @@ absl::StatusOr<std::vector<std::unique_ptr<kvm::Vcpu>>> CreateBootVcpus(Machine&
       kvm_regs regs{};
       regs.rip = boot.entry.raw();
       regs.rflags = 0x2;  // IF clear.
-      if (boot.protocol == BootEntry::Protocol::kMultiboot) {
+      if (boot.protocol != BootEntry::Protocol::kLinux64) {
         RETURN_IF_ERROR(kvm::EnterProtectedMode(machine.memory(), *vcpu, kGdt));
-        regs.rax = loader::kMultibootBootMagic;
+        if (boot.protocol == BootEntry::Protocol::kMultiboot) {
+          regs.rax = loader::kMultibootBootMagic;
+        }
         regs.rbx = boot.boot_info.raw();
       } else {
         RETURN_IF_ERROR(

@@ -4,8 +4,10 @@
 // loader: CPUID with the SMP topology and KVM's leaves (kvm/cpuid.h), the MSRs a firmware would
 // have initialized, the LAPIC's LINT0/LINT1 wired as a PC's (ExtINT, NMI), the FPU at its reset
 // state, and the bootstrap processor at the entry of its boot protocol: a Linux kernel's 64-bit
-// entry (long mode, the zero page in RSI) or a Multiboot kernel's (32-bit protected mode without
-// paging, EAX the Multiboot magic, EBX the information structure). The application processors
+// entry (long mode, the zero page in RSI), a Multiboot kernel's (32-bit protected mode without
+// paging, EAX the Multiboot magic, EBX the information structure) or a kernel's PVH entry (the
+// same mode, EBX the hvm_start_info; TR a busy 32-bit TSS, as the PVH specification asks). The
+// application processors
 // wait for INIT/SIPI in the in-kernel LAPIC.
 //
 //   ASSIGN_OR_RETURN(std::vector<std::unique_ptr<kvm::Vcpu>> vcpus,
@@ -26,10 +28,11 @@
 namespace vmmkit::vmm {
 
 struct BootEntry {
-  enum class Protocol { kLinux64, kMultiboot };
+  enum class Protocol { kLinux64, kMultiboot, kPvh };
   Protocol protocol = Protocol::kLinux64;
   GuestAddress entry;
-  GuestAddress boot_info;  // Linux: the zero page (RSI). Multiboot: the information (EBX).
+  // Linux: the zero page (RSI). Multiboot: the information (EBX). PVH: the start info (EBX).
+  GuestAddress boot_info;
 };
 
 // The BSP's page tables and GDT go where layout.h puts them (kPageTables, kGdt).

@@ -54,6 +54,21 @@ TEST_F(BootVcpusTest, AMultibootBspStartsIn32BitProtectedModeWithTheMagicAndInfo
   EXPECT_EQ(sregs.cs.limit, 0xffffffffu);
 }
 
+TEST_F(BootVcpusTest, APvhBspStartsIn32BitProtectedModeWithTheStartInfo) {
+  ASSERT_OK_AND_ASSIGN(auto vcpus, CreateBootVcpus(*machine_, 1,
+                                                   {.protocol = BootEntry::Protocol::kPvh,
+                                                    .entry = GuestAddress(0x1000040),
+                                                    .boot_info = GuestAddress(0x6000)}));
+  ASSERT_OK_AND_ASSIGN(kvm_regs bsp, vcpus[0]->GetRegs());
+  EXPECT_EQ(bsp.rip, 0x1000040u);
+  EXPECT_EQ(bsp.rbx, 0x6000u);
+  EXPECT_EQ(bsp.rax, 0u) << "no Multiboot magic";
+  ASSERT_OK_AND_ASSIGN(kvm_sregs sregs, vcpus[0]->GetSregs());
+  EXPECT_EQ(sregs.cr0 & 0x80000001u, 1u);
+  EXPECT_EQ(sregs.tr.type, 11) << "a busy 32-bit TSS, as PVH asks";
+  EXPECT_EQ(sregs.tr.present, 1);
+}
+
 TEST_F(BootVcpusTest, EveryVcpuHasThePcLintWiring) {
   ASSERT_OK_AND_ASSIGN(auto vcpus, CreateBootVcpus(*machine_, 2,
                                                    {.entry = GuestAddress(0x1000000),

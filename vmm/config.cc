@@ -285,6 +285,16 @@ absl::StatusOr<VmmConfig> ValidateConfig(const RawConfig& raw) {
   if (raw.kernel.empty()) return absl::InvalidArgumentError("--kernel is required");
   if (absl::Status s = CheckReadableFile("kernel", raw.kernel); !s.ok()) return s;
   c.kernel_path = raw.kernel;
+  if (raw.kernel_entry == "as-is") {
+    c.kernel_entry = KernelEntry::kAsIs;
+  } else if (raw.kernel_entry == "64bit") {
+    c.kernel_entry = KernelEntry::k64Bit;
+  } else if (raw.kernel_entry == "pvh") {
+    c.kernel_entry = KernelEntry::kPvh;
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--kernel_entry=", EchoForError(raw.kernel_entry), ": expected as-is, 64bit or pvh"));
+  }
   if (!raw.initrd.empty()) {
     if (absl::Status s = CheckReadableFile("initrd", raw.initrd); !s.ok()) return s;
   }

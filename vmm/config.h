@@ -37,6 +37,7 @@ struct RawConfig {
   bool prefault = false;
   bool boot_timer = false;
   bool debug_exit = false;
+  std::string kernel_entry = "as-is";
   bool iommu = false;
   bool iommu_caching_mode = true;
   std::string irqchip = "kernel";
@@ -90,8 +91,16 @@ struct VsockConfig {
   uint64_t cid = 0;
 };
 
+// How the kernel is entered (--kernel_entry).
+enum class KernelEntry {
+  kAsIs,   // The file's own entry: a bzImage's decompressor, an ELF's 64-bit entry.
+  k64Bit,  // A bzImage decompressed by vmm; the vmlinux's 64-bit entry (startup_64).
+  kPvh,    // A bzImage decompressed by vmm, or an ELF vmlinux; its PVH entry (32-bit).
+};
+
 struct VmmConfig {
   std::string kernel_path;
+  KernelEntry kernel_entry = KernelEntry::kAsIs;
   std::string initrd_path;  // Empty: no initrd.
   std::string cmdline;
   uint64_t memory_bytes;

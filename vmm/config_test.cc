@@ -91,6 +91,7 @@ TEST_F(ConfigTest, EachBadValueNamesItsFlag) {
        },
        "id x is already used"},
       {[](RawConfig& r) { r.devices.assign(17, "vfio-pci,host=00:03.0"); }, "at most 16 devices"},
+      {[](RawConfig& r) { r.kernel_entry = "32bit"; }, "--kernel_entry=32bit: expected as-is"},
       {[](RawConfig& r) {
          r.devices = {"vfio-pci,host=00:03.0"};
          r.iommu = true;
@@ -118,6 +119,13 @@ TEST_F(ConfigTest, PassthroughDevicesAreParsedAndNamed) {
   r.iommu = true;
   ASSERT_OK_AND_ASSIGN(c, ValidateConfig(r));
   EXPECT_TRUE(c.iommu_caching_mode) << "on by default: what passthrough needs";
+  EXPECT_EQ(c.kernel_entry, KernelEntry::kAsIs);
+  r.kernel_entry = "pvh";
+  ASSERT_OK_AND_ASSIGN(c, ValidateConfig(r));
+  EXPECT_EQ(c.kernel_entry, KernelEntry::kPvh);
+  r.kernel_entry = "64bit";
+  ASSERT_OK_AND_ASSIGN(c, ValidateConfig(r));
+  EXPECT_EQ(c.kernel_entry, KernelEntry::k64Bit);
 }
 
 TEST_F(ConfigTest, DisksAreParsedNamedAndCheckedOnce) {

@@ -2,7 +2,8 @@
 // -----------------------------------------------------------------------------
 // The guest-physical memory map of a vmm x86-64 guest, in one place:
 //
-//   0x0000_0500  GDT                  0x0000_7000  boot_params (zero page)
+//   0x0000_0500  GDT                  0x0000_6000  PVH start info, module list, memory map
+//   0x0000_7000  boot_params (zero page), or the Multiboot information
 //   0x0000_9000  page tables (4 GiB identity map: PML4, PDPT, 4 PDs)
 //   0x0002_0000  kernel command line  0x0009_fc00  EBDA (reserved)
 //   0x000e_0000  ACPI tables (RSDP first; 64 KiB, reserved)
@@ -34,6 +35,7 @@
 namespace vmmkit::vmm {
 
 inline constexpr GuestAddress kGdt(0x500);
+inline constexpr GuestAddress kPvhStartInfo(0x6000);
 inline constexpr GuestAddress kBootParams(0x7000);
 inline constexpr GuestAddress kPageTables(0x9000);
 inline constexpr GuestAddress kCmdline(0x20000);

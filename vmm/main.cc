@@ -33,6 +33,12 @@
 ABSL_FLAG(std::string, kernel, "",
           "Kernel (required): a Linux bzImage or ELF vmlinux, or a Multiboot kernel (an ELF32, "
           "or an image whose Multiboot header gives its load addresses).");
+ABSL_FLAG(std::string, kernel_entry, "as-is",
+          "How a Linux kernel is entered: as-is (a bzImage through its own decompressor, in the "
+          "guest; an ELF vmlinux through its 64-bit entry), 64bit (vmm decompresses a bzImage's "
+          "kernel on the host and enters its 64-bit entry: no decompressor in the guest) or pvh "
+          "(the same, or an ELF vmlinux, entered through its PVH entry; needs CONFIG_PVH). "
+          "Multiboot kernels always enter through Multiboot.");
 ABSL_FLAG(std::string, initrd, "",
           "Initial ramdisk (optional); a Multiboot kernel gets it as its module.");
 ABSL_FLAG(std::string, cmdline, "console=ttyS0 panic=1", "Kernel command line.");
@@ -153,6 +159,7 @@ int main(int argc, char** argv) {
       "boots a Linux guest on KVM.\n"
       "  vmm --kernel=bzImage [--initrd=FILE] [--cmdline=...] [--memory=MiB] [--cpus=N]\n"
       "      [--memory_backing=memfd|anonymous|hugetlb] [--prefault]\n"
+      "      [--kernel_entry=as-is|64bit|pvh]\n"
       "      [--serial=stdio|file:PATH|none] [--boot_timer] [--debug_exit] [--iommu]\n"
       "      [--irqchip=kernel|split]\n"
       "      [--api_socket=PATH] [--seccomp=on|log|off] [--landlock=on|off]\n"
@@ -182,6 +189,7 @@ int main(int argc, char** argv) {
                                    .prefault = absl::GetFlag(FLAGS_prefault),
                                    .boot_timer = absl::GetFlag(FLAGS_boot_timer),
                                    .debug_exit = absl::GetFlag(FLAGS_debug_exit),
+                                   .kernel_entry = absl::GetFlag(FLAGS_kernel_entry),
                                    .iommu = absl::GetFlag(FLAGS_iommu),
                                    .iommu_caching_mode = absl::GetFlag(FLAGS_iommu_caching_mode),
                                    .irqchip = absl::GetFlag(FLAGS_irqchip),

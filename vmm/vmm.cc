@@ -22,8 +22,10 @@
 #include "base/status_macros.h"
 #include "base/thread_start.h"
 #include "devices/legacy.h"
+#include "loader/decompress.h"
 #include "loader/linux_loader.h"
 #include "loader/multiboot.h"
+#include "loader/pvh.h"
 #include "vmm/boot_vcpus.h"
 #include "vmm/exit_dispatch.h"
 #include "vmm/layout.h"
@@ -197,15 +199,7 @@ absl::Status Vmm::Build() {
     entry = {
         .protocol = BootEntry::Protocol::kMultiboot, .entry = info.entry, .boot_info = info.info};
   } else {
-    loader::LinuxBootConfig boot{.kernel = kernel,
-                                 .initrd = initrd,
-                                 .cmdline = config_.cmdline,
-                                 .e820 = E820Map(config_.memory_bytes),
-                                 .rsdp = rsdp,
-                                 .boot_params_address = kBootParams,
-                                 .cmdline_address = kCmdline};
-    ASSIGN_OR_RETURN(loader::LinuxBootInfo info, loader::LoadLinux(memory, boot));
-    entry = {.entry = info.entry, .boot_info = info.boot_params};
+    ASSIGN_OR_RETURN(entry, LoadLinuxKernel(kernel, initrd, rsdp));
   }
   phases_.loaded = absl::Now();
   RETURN_IF_ERROR(WriteResetStub(memory));
@@ -386,6 +380,48 @@ absl::Status Vmm::SetUpPassthrough() {
     }
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<BootEntry> Vmm::LoadLinuxKernel(absl::Span<const uint8_t> kernel,
+                                               absl::Span<const uint8_t> initrd,
+                                               GuestAddress rsdp) {
+  GuestMemory& memory = machine_->memory();
+  // 64bit and pvh take a bzImage's kernel out of it here, so the guest runs no decompressor.
+  std::vector<uint8_t> vmlinux;
+  loader::LinuxBootConfig boot{.kernel = kernel,
+                               .initrd = initrd,
+                               .cmdline = config_.cmdline,
+                               .e820 = E820Map(config_.memory_bytes),
+                               .rsdp = rsdp,
+                               .boot_params_address = kBootParams,
+                               .cmdline_address = kCmdline};
+  const bool bzimage = loader::BzImagePayload(kernel).ok();
+  if (config_.kernel_entry != KernelEntry::kAsIs && bzimage) {
+    ASSIGN_OR_RETURN(vmlinux, loader::DecompressBzImage(kernel, config_.memory_bytes));
+    boot.kernel = vmlinux;
+    boot.setup_header_from = kernel;
+  } else if (config_.kernel_entry == KernelEntry::k64Bit) {
+    return absl::InvalidArgumentError(
+        "--kernel_entry=64bit: the kernel is not a bzImage (an ELF vmlinux boots as-is through "
+        "its 64-bit entry)");
+  }
+  ASSIGN_OR_RETURN(loader::LinuxBootInfo info, loader::LoadLinux(memory, boot));
+  if (config_.kernel_entry != KernelEntry::kPvh) {
+    return BootEntry{.entry = info.entry, .boot_info = info.boot_params};
+  }
+  if (!info.pvh_entry) {
+    return absl::InvalidArgumentError(
+        "--kernel_entry=pvh: the kernel has no PVH entry (an ELF note built with CONFIG_PVH)");
+  }
+  loader::PvhConfig pvh{.start_info = kPvhStartInfo,
+                        .cmdline = kCmdline,
+                        .initrd = info.initrd,
+                        .initrd_size = initrd.size(),
+                        .rsdp = rsdp,
+                        .e820 = E820Map(config_.memory_bytes)};
+  RETURN_IF_ERROR(loader::WritePvhStartInfo(memory, pvh));
+  return BootEntry{
+      .protocol = BootEntry::Protocol::kPvh, .entry = *info.pvh_entry, .boot_info = kPvhStartInfo};
 }
 
 absl::Status Vmm::SetUpVcpus(const BootEntry& boot) {

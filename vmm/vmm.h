@@ -113,6 +113,10 @@ class Vmm : private VmOperations {
   std::vector<DeviceSummary> PlatformDevices() const;  // Their ids are reserved.
   Resources CountResources() const;
   absl::Status SetUpVcpus(const BootEntry& boot);
+  // Loads a Linux kernel as config_.kernel_entry says (decompressing a bzImage on the host for
+  // 64bit and pvh); the entry to start the boot processor at.
+  absl::StatusOr<BootEntry> LoadLinuxKernel(absl::Span<const uint8_t> kernel,
+                                            absl::Span<const uint8_t> initrd, GuestAddress rsdp);
   void HandleExit(kvm::Vcpu& vcpu, const kvm::VcpuExit& exit);  // On its vCPU's thread.
   // The loop's host inputs: signals, exit requests, the console's output and input.
   absl::Status WatchHost();

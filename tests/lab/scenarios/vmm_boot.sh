@@ -1,7 +1,8 @@
 # vmm boots Debian's cloud kernel as an L2 guest on L1's KVM: 1 and 2 vCPUs, reboot and power
 # off make vmm exit 0, the serial console takes input, and a truncated kernel is rejected; and a
 # Multiboot kernel made by the project (tests/vmm/multiboot_hello.S), which checks its entry state
-# and information and ends vmm through the debug-exit port with a status of its choosing. The
+# and information and ends vmm through the debug-exit port with a status of its choosing; the same
+# Linux entered without its decompressor (--kernel_entry=64bit and pvh). The
 # last boot has a stock command line, no reboot=k: Linux then reboots through the BIOS reset
 # entry (real mode, f000:fff0), which vmm's reset stub answers. It runs last, so that no other
 # nested guest starts in this L1 after a guest has gone through real mode.
@@ -58,6 +59,16 @@ cat /tmp/trunc.log
 check "truncated kernel: exit status 2 (rc=$rc)" test "$rc" -eq 2
 check "truncated kernel: the error says so" grep -q "truncated" /tmp/trunc.log
 check "truncated kernel: one line" test "$(wc -l < /tmp/trunc.log)" -eq 1
+
+# No decompressor in the guest: vmm decompresses the bzImage's LZ4 payload and enters the vmlinux
+# through its 64-bit entry, or through its PVH entry (two vCPUs: the AP comes up after PVH too).
+for e in 64bit pvh; do
+  run_vmm /tmp/entry-$e.log --cpus=2 --kernel_entry=$e --cmdline="$CMD l2mode=poweroff"
+  rc=$?
+  sed 's/^/  '$e'| /' /tmp/entry-$e.log | tail -n 6
+  check "--kernel_entry=$e: the guest booted with 2 CPUs and powered off (rc=$rc)" \
+    sh -c "[ $rc -eq 0 ] && grep -q 'L2: booted, cpus=2' /tmp/entry-$e.log"
+done
 
 # Multiboot: 32-bit protected mode, EAX/EBX, the information structure, the module; the verdict
 # through the debug-exit port (0x21 -> status 67), or, without --debug_exit, an ACPI power-off.
