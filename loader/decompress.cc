@@ -27,6 +27,9 @@ constexpr uint32_t kHdrS = 0x53726448;
 constexpr uint16_t kPayloadVersion = 0x0208;
 
 constexpr uint32_t kLz4LegacyMagic = 0x184c2102;
+// liblzma's memory limit: the stream's header names the dictionary it needs (up to 4 GiB in the
+// lzma "alone" format); the kernel's (lzma -9, xz's 32 MiB dictionaries) need far less.
+constexpr uint64_t kLzmaMemoryLimit = 256 << 20;
 constexpr uint64_t kLz4LegacyBlock = 8 << 20;  // Every block but the last decompresses to this.
 
 absl::Status Corrupt(PayloadFormat f, const std::string& what) {
@@ -74,8 +77,8 @@ absl::Status Zstd(absl::Span<const uint8_t> in, std::vector<uint8_t>& out) {
 // xz (a stream) or lzma (the legacy "alone" format), with liblzma.
 absl::Status Lzma(PayloadFormat f, absl::Span<const uint8_t> in, std::vector<uint8_t>& out) {
   lzma_stream s = LZMA_STREAM_INIT;
-  const lzma_ret init = f == PayloadFormat::kXz ? lzma_stream_decoder(&s, UINT64_MAX, 0)
-                                                : lzma_alone_decoder(&s, UINT64_MAX);
+  const lzma_ret init = f == PayloadFormat::kXz ? lzma_stream_decoder(&s, kLzmaMemoryLimit, 0)
+                                                : lzma_alone_decoder(&s, kLzmaMemoryLimit);
   if (init != LZMA_OK) return Corrupt(f, absl::StrCat("decoder setup failed (", init, ")"));
   s.next_in = in.data();
   s.avail_in = in.size();

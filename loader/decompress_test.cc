@@ -155,6 +155,11 @@ TEST(DecompressTest, RefusesWhatIsNotAValidPayload) {
   std::vector<uint8_t> huge_block = {0x02, 0x21, 0x4c, 0x18, 0xff, 0xff, 0xff, 0x00, 1, 2, 3, 4};
   EXPECT_THAT(DecompressPayload(huge_block, 1 << 30),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("a block of")));
+  // An lzma header asking for a 4 GiB dictionary: refused by the decoder's memory limit, not
+  // allocated.
+  std::vector<uint8_t> greedy = {0x5d, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+                                 0xff, 0xff, 0xff, 0xff, 0xff, 0x00, 0x10, 0x00, 0x00};
+  EXPECT_THAT(DecompressPayload(greedy, 1 << 30), StatusIs(absl::StatusCode::kInvalidArgument));
   std::vector<uint8_t> bzip2 = {'B', 'Z', 'h', '9', 0, 0, 0, 0, 0x10, 0, 0, 0};
   EXPECT_THAT(DecompressPayload(bzip2, 1 << 30),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("bzip2 is not decompressed")));
