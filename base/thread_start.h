@@ -1,6 +1,6 @@
 // File: base/thread_start.h
 // -----------------------------------------------------------------------------
-// A process-wide hook for the threads vmmkit's libraries start: each such thread calls
+// Process-wide settings for threads. A hook for the threads vmmkit's libraries start: each calls
 // ThreadStarted(kind) first, before it handles any input, so that the program embedding the
 // library can confine it (a seccomp filter and Landlock per thread kind: see vmm/confinement.h).
 // Without a hook set, ThreadStarted does nothing. Helper threads (Alongside) do not call it:
@@ -12,6 +12,9 @@
 #ifndef VMMKIT_BASE_THREAD_START_H_
 #define VMMKIT_BASE_THREAD_START_H_
 
+#include <cstddef>
+
+#include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 
 namespace vmmkit {
@@ -22,6 +25,15 @@ using ThreadStartHook = void (*)(absl::string_view kind);
 
 void SetThreadStartHook(ThreadStartHook hook);
 void ThreadStarted(absl::string_view kind);
+
+// Makes `bytes` the stack size of every thread started afterwards without an explicit one
+// (std::thread, and the pools of libraries such as gRPC), instead of RLIMIT_STACK's. Call it
+// before any thread starts. INVALID_ARGUMENT below PTHREAD_STACK_MIN.
+//
+// Why a program wants it: with transparent huge pages "always", a stack of 2 MiB or more whose
+// top lands on a 2 MiB boundary is backed by a huge page at its first touch (2 MiB of RSS for a
+// few KiB of stack); a stack under 2 MiB holds no aligned 2 MiB range.
+absl::Status SetDefaultThreadStackSize(size_t bytes);
 
 }  // namespace vmmkit
 
