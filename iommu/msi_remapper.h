@@ -94,8 +94,10 @@ class InterruptRemappingTable : public irq::MsiTranslator {
   // or not remappable; OUT_OF_RANGE for an index past the table; NOT_FOUND for an entry that is
   // not present; PERMISSION_DENIED if the source-id does not match.
   absl::StatusOr<MsiMessage> Remap(const MsiMessage& msg, uint16_t source_id) const;
-  // irq::MsiTranslator: Remap.
+  // irq::MsiTranslator: Remap for a remappable-format message; a compatibility-format one passes
+  // unchanged (this table has no switch that blocks that format: VT-d's CFI is the unit's).
   absl::StatusOr<MsiMessage> Translate(const MsiMessage& msg, uint16_t source_id) override {
+    if (!irq::IsRemappableFormat(msg)) return msg;
     return Remap(msg, source_id);
   }
 

@@ -96,6 +96,9 @@ TEST(InterruptRemappingTest, IsTheTranslatorIrqRoutesUse) {
               IsOkAndHolds(MsiMessage{0xfee00000, 0x71}));
   EXPECT_THAT(translator.Translate({RemappableAddress(5, false), 0}, 0x20),
               StatusIs(absl::StatusCode::kPermissionDenied));
+  // MsiRoutes asks about every message: a compatibility-format one passes as it is.
+  EXPECT_THAT(translator.Translate({0xfee00000, 0x41}, 0x20),
+              IsOkAndHolds(MsiMessage{0xfee00000, 0x41}));
 }
 
 TEST(InterruptRemappingTest, RejectsTheWrongRequesterAndBadMessages) {

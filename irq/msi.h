@@ -1,13 +1,15 @@
 // File: irq/msi.h
 // -----------------------------------------------------------------------------
 // MsiMessage: the address/data pair a PCI function writes to raise a message-signalled interrupt,
-// and MsiTranslator, what turns a message in remappable format (x86 interrupt remapping: the
-// message carries a handle into the IOMMU's interrupt remapping table instead of a vector and
-// destination) into the compatibility-format message KVM delivers. irq/ routes messages; the
-// translation is the IOMMU's (iommu/'s InterruptRemappingTable implements MsiTranslator).
+// and MsiTranslator, what decides the message KVM delivers for one a device raised: a message in
+// remappable format (x86 interrupt remapping: it carries a handle into the IOMMU's interrupt
+// remapping table instead of a vector and destination) becomes a compatibility-format one, and
+// a compatibility-format one passes or is blocked, as the remapping hardware's state says. irq/
+// routes messages; the translation is the IOMMU's (iommu/'s InterruptRemappingTable and
+// iommu/vtd's RemappingUnit implement MsiTranslator).
 //
 //   irq::MsiMessage msg{.address = 0xfee00000, .data = 0x41};   // vector 0x41 to APIC 0
-//   if (irq::IsRemappableFormat(msg)) ASSIGN_OR_RETURN(msg, translator.Translate(msg, rid));
+//   ASSIGN_OR_RETURN(msg, translator.Translate(msg, rid));
 
 #ifndef VMMKIT_IRQ_MSI_H_
 #define VMMKIT_IRQ_MSI_H_
@@ -32,8 +34,10 @@ inline bool IsRemappableFormat(const MsiMessage& msg) {
 class MsiTranslator {
  public:
   virtual ~MsiTranslator() = default;
-  // The compatibility-format message for a remappable-format `msg` from requester `source_id`
-  // (bus << 8 | devfn); an error if the requester may not raise it (a translator may record the
+  // The compatibility-format message to deliver for `msg`, in either format, from requester
+  // `source_id` (bus << 8 | devfn): a remappable one translated, a compatibility-format one
+  // passed unchanged unless the remapping hardware blocks that format (VT-d with remapping on
+  // and CFI clear); an error if the requester may not raise it (a translator may record the
   // rejection where the guest sees it, as an IOMMU's fault log).
   virtual absl::StatusOr<MsiMessage> Translate(const MsiMessage& msg, uint16_t source_id) = 0;
 };

@@ -38,12 +38,12 @@ absl::StatusOr<MsiRoutes::Route*> MsiRoutes::Find(MsiVector v, const char* op) {
 }
 
 absl::StatusOr<MsiMessage> MsiRoutes::Resolve(const MsiMessage& msg, uint16_t source_id) const {
+  // Both formats ask the translator: with remapping on, the guest may have blocked the
+  // compatibility format, and a device must not get around its remapping table with it.
+  if (translator_ != nullptr) return translator_->Translate(msg, source_id);
   if (!IsRemappableFormat(msg)) return msg;
-  if (translator_ == nullptr) {
-    return absl::InvalidArgumentError(
-        "a remappable-format MSI, but interrupt remapping is not enabled");
-  }
-  return translator_->Translate(msg, source_id);
+  return absl::InvalidArgumentError(
+      "a remappable-format MSI, but interrupt remapping is not enabled");
 }
 
 absl::Status MsiRoutes::Push() {

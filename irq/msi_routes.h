@@ -8,9 +8,11 @@
 // KVM_SET_GSI_ROUTING replaces the whole table, so this class owns it: `base` (the irqchip pin
 // routes) plus one route per vector, pushed whole on every change. Masking a vector detaches its
 // irqfd (VFIO's eventfd then just counts, and the VMM can set the pending bit); unmasking attaches
-// it again. Remappable-format messages (x86 interrupt remapping) go through an MsiTranslator (the
-// IOMMU's remapping table: iommu/msi_remapper.h) first; a message it rejects is an error, never a
-// route. GSIs come from the range given, lowest free first (GsiAllocator).
+// it again. With an MsiTranslator (the IOMMU's interrupt remapping: iommu/msi_remapper.h,
+// iommu/vtd/unit.h) every message goes through it first, in either format (a guest that enabled
+// remapping may block the compatibility format); a message it rejects is an error, never a route.
+// Without one, compatibility-format messages are delivered as they are and remappable ones are
+// refused. GSIs come from the range given, lowest free first (GsiAllocator).
 //
 //   MsiRoutes routes(vm, /*first_gsi=*/24, /*count=*/1000, kvm::DefaultIrqchipRoutes());
 //   ASSIGN_OR_RETURN(uint32_t gsi, routes.Enable({dev, 0}, msg, source_id, vfio_eventfd));

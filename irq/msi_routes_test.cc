@@ -51,11 +51,16 @@ TEST_F(MsiRoutesTest, MaskedVectorsDoNotDeliver) {
 }
 
 // An interrupt remapping table in miniature: handle 5 belongs to requester 0x18 and means vector
-// 0x71 on APIC 0 (iommu/'s InterruptRemappingTable is the real one).
+// 0x71 on APIC 0 (iommu/'s InterruptRemappingTable is the real one); compatibility-format
+// messages pass unless `block_compatibility` (VT-d's CFI clear).
 class OneEntryTranslator : public MsiTranslator {
  public:
   absl::StatusOr<MsiMessage> Translate(const MsiMessage& msg, uint16_t source_id) override {
     ++calls;
+    if (!IsRemappableFormat(msg)) {
+      if (block_compatibility) return absl::PermissionDeniedError("compatibility format blocked");
+      return msg;
+    }
     if (((msg.address >> 5) & 0x7fff) != 5) return absl::NotFoundError("no such handle");
     if (source_id != 0x18) return absl::PermissionDeniedError("not this requester's handle");
     if (!present) return absl::NotFoundError("entry 5 is not present");
@@ -63,6 +68,7 @@ class OneEntryTranslator : public MsiTranslator {
   }
   uint32_t vector = 0x71;
   bool present = true;
+  bool block_compatibility = false;
   int calls = 0;
 };
 
@@ -109,6 +115,37 @@ TEST_F(MsiRoutesTest, RetranslationFollowsTheRemappingTable) {
   ASSERT_OK(trigger.Write(1));
   EXPECT_TRUE(Pending(0x73));
   EXPECT_EQ(routes.size(), 1u);
+}
+
+// With remapping on, a compatibility-format message is the translator's to pass or block too: a
+// guest that cleared VT-d's CFI must not see a device get around its remapping table with one.
+TEST_F(MsiRoutesTest, CompatibilityFormatMessagesAskTheTranslatorToo) {
+  OneEntryTranslator irt;
+  MsiRoutes routes(vm(), 24, 8, kvm::DefaultIrqchipRoutes(), &irt);
+  ASSERT_OK_AND_ASSIGN(EventFd trigger, EventFd::Create());
+  const MsiMessage compat{0xfee00000, 0x61};
+  ASSERT_OK(routes.Enable({2, 0}, compat, 0x18, trigger).status());
+  EXPECT_EQ(irt.calls, 1);
+  EXPECT_EQ(routes.delivered({2, 0}), compat);
+  // The guest blocks the format: the route goes at the next retranslation...
+  irt.block_compatibility = true;
+  ASSERT_OK(routes.Retranslate());
+  EXPECT_EQ(routes.delivered({2, 0}), std::nullopt);
+  ASSERT_OK(trigger.Write(1));
+  EXPECT_FALSE(PendingAfterSettling(0x61));
+  // ...no new one is made, and a pin route gets none.
+  ASSERT_OK_AND_ASSIGN(EventFd other, EventFd::Create());
+  EXPECT_THAT(routes.Enable({3, 0}, {0xfee00000, 0x62}, 0x18, other),
+              StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("compatibility format")));
+  EXPECT_THAT(routes.SetPinRoute(40, MsiMessage{0xfee00000, 0x63}, 0xf0),
+              StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("route of GSI 40")));
+  EXPECT_EQ(routes.size(), 1u);
+  // Let through again, the blocked route comes back.
+  irt.block_compatibility = false;
+  ASSERT_OK(routes.Retranslate());
+  EXPECT_EQ(routes.delivered({2, 0}), compat);
+  ASSERT_OK(trigger.Write(1));
+  EXPECT_TRUE(Pending(0x61));
 }
 
 TEST_F(MsiRoutesTest, DisableDeviceTakesAllItsVectorsAndNothingElse) {
