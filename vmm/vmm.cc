@@ -162,8 +162,8 @@ absl::Status Vmm::Build() {
                // No kIapc8042: vmm's i8042 is only the reset line (port 0x64, command 0xfe,
                // which the reset register, reboot=k and the reset stub use without a driver).
                // Claiming a keyboard controller made Linux probe it directly (no PNP0303 in the
-               // DSDT) and wait out every AUX command the device does not answer: 2.4 s of each
-               // boot (docs/boot.md).
+               // DSDT) and wait out every AUX command the device does not answer, seconds of
+               // every boot (docs/boot.md).
                .iapc_boot_arch = acpi::kIapcVgaNotPresent},
       .madt = {.ioapic_id = static_cast<uint8_t>(config_.cpus),
                .ioapic_address = kIoapicAddress,
