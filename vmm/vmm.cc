@@ -423,7 +423,7 @@ absl::StatusOr<BootEntry> Vmm::LoadLinuxKernel(absl::Span<const uint8_t> kernel,
                         .initrd = info.initrd,
                         .initrd_size = initrd.size(),
                         .rsdp = rsdp,
-                        .e820 = E820Map(config_.memory_bytes)};
+                        .e820 = std::move(boot.e820)};  // LoadLinux is done with it.
   RETURN_IF_ERROR(loader::WritePvhStartInfo(memory, pvh));
   return BootEntry{
       .protocol = BootEntry::Protocol::kPvh, .entry = *info.pvh_entry, .boot_info = kPvhStartInfo};
