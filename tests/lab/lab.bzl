@@ -28,7 +28,9 @@ def lab_test(name, scenario, binaries = [], files = {}, l2_initramfs = {}, qemu_
       host_binaries: absolute paths of this machine's executables (from Debian packages) to copy
         into /lab/bin with their libraries, e.g. QEMU as a peer to measure against.
       host_dirs: absolute paths of this machine's directories to copy to the same place in L1.
-      timeout_s: seconds before QEMU is killed.
+      timeout_s: seconds before QEMU is killed. The runner boots L1 a second time when the first
+        froze, so the test's own (Bazel) timeout is set to outlast two boots: "long" (900 s) when
+        that fits, else "eternal".
       memory_mib: L1's memory.
       kernel_args: extra L1 kernel command-line arguments.
       l2_files: {label: "/path/in/L2"}: files every L2 initramfs gets (e.g. static test programs).
@@ -66,9 +68,13 @@ def lab_test(name, scenario, binaries = [], files = {}, l2_initramfs = {}, qemu_
         args += ["--l2-module", rel]
     for label in l2_kmods:
         args += ["--l2-kmod", "$(location %s)" % label]
+    # Two boots of up to timeout_s each, and building L1's initramfs while the other lab test of
+    # tools/test's pair runs.
+    timeout = "long" if 2 * timeout_s + 300 <= 900 else "eternal"
     native.sh_test(
         name = name,
         srcs = ["//tests/lab:run_lab.sh"],
+        timeout = timeout,
         args = args,
         data = _unique(["//tests/lab:lab.py", "//tests/lab:outb", scenario] + binaries +
                        list(files.keys()) + list(l2_initramfs.keys()) + list(l2_files.keys()) +

@@ -14,6 +14,14 @@ check() { if "${@:2}"; then echo "PASS $1"; else echo "FAIL $1"; failures=$((fai
 
 [ -w /dev/kvm ] || skip_test "/dev/kvm is not usable here"
 
+# Sanitized builds (tools/test's asan and tsan passes). LeakSanitizer's check at exit starts a
+# tracer (clone, then ptrace of every thread), which a confined vmm may not do: its seccomp
+# filters refuse both, and it holds no CAP_SYS_PTRACE. vmm's code is leak-checked by its unit
+# tests, which run unconfined; here the exit check is off (the last setting wins).
+if [ -n "${ASAN_OPTIONS:-}" ]; then
+  export ASAN_OPTIONS="$ASAN_OPTIONS:detect_leaks=0"
+fi
+
 # Prints "hi\n" on COM1, then writes S5 | SLP_EN to the sleep control register (port 0x3b0).
 #   mov dx,0x3f8; mov al,'h'; out; mov al,'i'; out; mov al,'\n'; out;
 #   mov dx,0x3b0; mov al,0x34; out; hlt; jmp $
@@ -158,8 +166,16 @@ threads=$(for t in /proc/$vmm_pid/task/*; do
     "$(awk '/^NoNewPrivs:/ {print $2}' $t/status)" "$(awk '/^CapEff:/ {print $2}' $t/status)"
 done)
 echo "$threads"
+confined=$threads
+if [ -n "${TSAN_OPTIONS:-}" ]; then
+  # ThreadSanitizer's runtime starts a thread of its own (named as the process) with a raw clone
+  # from the first thread that calls pthread_create: vmm's main thread, before it confines
+  # itself as the event loop. No vmm code runs on it, and vmm cannot reach it; in a TSan build
+  # one unconfined thread of that name is expected.
+  confined=$(echo "$threads" | awk '$1 == "vmm" && $2 == 0 && !seen { seen = 1; next } { print }')
+fi
 check "every thread is confined: seccomp 2, no_new_privs, at most CAP_IPC_LOCK" \
-  sh -c "echo '$threads' | awk '\$2 != 2 || \$3 != 1 || (\$4 != \"0000000000004000\" && \$4 != \"0000000000000000\") { bad = 1 } END { exit bad }'"
+  sh -c "echo '$confined' | awk '\$2 != 2 || \$3 != 1 || (\$4 != \"0000000000004000\" && \$4 != \"0000000000000000\") { bad = 1 } END { exit bad }'"
 check "threads of each kind: vcpu0, the event loop (vmm), api-accept" \
   sh -c "echo '$threads' | grep -q '^vcpu0 ' && echo '$threads' | grep -q '^vmm ' && echo '$threads' | grep -q '^api-accept '"
 check "get: RUNNING, 64 MiB" sh -c "\"$vmmctl\" --socket=$sock get | grep -q 'state     RUNNING' &&
