@@ -13,8 +13,8 @@
 #include <cstring>
 #include <mutex>
 #include <optional>
+#include <utility>
 
-#include "absl/cleanup/cleanup.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "base/log.h"
@@ -22,12 +22,10 @@
 #include "base/scoped_fd.h"
 #include "base/status.h"
 #include "base/status_macros.h"
-#include "grpcpp/ext/proto_server_reflection_plugin.h"
-#include "grpcpp/health_check_service_interface.h"
-#include "grpcpp/resource_quota.h"
 #include "grpcpp/server_posix.h"
 #include "proto/grpc/health/v1/health.grpc.pb.h"
 #include "proto/vmm/v1/vmm.grpc.pb.h"
+#include "vmm/api_server_settings.h"
 #include "vmm/api_service.h"
 
 namespace vmmkit::vmm {
@@ -152,17 +150,12 @@ absl::StatusOr<std::unique_ptr<ApiServer>> ApiServer::Start(VmController& contro
   std::unique_ptr<ApiServer> s(new ApiServer());
   s->service_ = std::make_unique<VmServiceImpl>(controller);
   s->health_ = std::make_unique<HealthService>();
-  grpc::EnableDefaultHealthCheckService(false);  // HealthService instead (see there).
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   // No listening port: connections come from AcceptLoop, after their peer is checked.
   // Limits a client cannot push past: request size, threads serving calls, concurrent calls on
-  // one connection (open event streams have their own limit in the controller).
-  builder.SetMaxReceiveMessageSize(kMaxRequestBytes);
-  grpc::ResourceQuota quota("vmm-api");
-  quota.SetMaxThreads(kMaxThreads);
-  builder.SetResourceQuota(quota);
-  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, kMaxConcurrentStreams);
+  // one connection (open event streams have their own limit in the controller). No default
+  // health service: HealthService instead (see there).
+  ApplyApiServerSettings(builder);
   builder.RegisterService(s->service_.get());
   builder.RegisterService(s->health_.get());
   s->server_ = builder.BuildAndStart();
@@ -170,8 +163,7 @@ absl::StatusOr<std::unique_ptr<ApiServer>> ApiServer::Start(VmController& contro
   return s;
 }
 
-absl::StatusOr<std::unique_ptr<ApiServer>> ApiServer::StartUnix(VmController& controller,
-                                                                const std::string& path) {
+absl::StatusOr<ApiSocket> ApiSocket::Listen(const std::string& path) {
   RETURN_IF_ERROR(ClaimSocketPath(path));
   ScopedFd listener(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   if (!listener.valid()) return ErrnoStatus(errno, "API socket ", path, ": socket");
@@ -185,16 +177,43 @@ absl::StatusOr<std::unique_ptr<ApiServer>> ApiServer::StartUnix(VmController& co
   const int bind_errno = errno;
   ::umask(old_umask);
   if (bound != 0) return ErrnoStatus(bind_errno, "API socket ", path, ": bind");
-  auto remove_socket = absl::MakeCleanup([&] { ::unlink(path.c_str()); });
+  ApiSocket socket(path, std::move(listener));  // Removes the file if anything below fails.
   if (::chmod(path.c_str(), 0600) != 0) return ErrnoStatus(errno, "API socket ", path, ": chmod");
-  if (::listen(listener.get(), SOMAXCONN) != 0) {
+  if (::listen(socket.fd_.get(), SOMAXCONN) != 0) {
     return ErrnoStatus(errno, "API socket ", path, ": listen");
   }
+  return socket;
+}
+
+ApiSocket::ApiSocket(ApiSocket&& other) noexcept
+    : path_(std::exchange(other.path_, std::string())), fd_(std::move(other.fd_)) {}
+
+ApiSocket& ApiSocket::operator=(ApiSocket&& other) noexcept {
+  if (this != &other) {
+    if (!path_.empty()) ::unlink(path_.c_str());
+    path_ = std::exchange(other.path_, std::string());
+    fd_ = std::move(other.fd_);
+  }
+  return *this;
+}
+
+ApiSocket::~ApiSocket() {
+  if (!path_.empty()) ::unlink(path_.c_str());
+}
+
+absl::StatusOr<std::unique_ptr<ApiServer>> ApiServer::StartUnix(VmController& controller,
+                                                                const std::string& path) {
+  ASSIGN_OR_RETURN(ApiSocket socket, ApiSocket::Listen(path));
+  return Serve(controller, std::move(socket));
+}
+
+absl::StatusOr<std::unique_ptr<ApiServer>> ApiServer::Serve(VmController& controller,
+                                                            ApiSocket socket) {
   ASSIGN_OR_RETURN(EventFd stop, EventFd::Create());
   ASSIGN_OR_RETURN(std::unique_ptr<ApiServer> server, Start(controller));
-  std::move(remove_socket).Cancel();
-  server->socket_path_ = path;
-  server->listener_ = std::move(listener);
+  // The server removes the file from here on (Shutdown).
+  server->socket_path_ = std::exchange(socket.path_, std::string());
+  server->listener_ = std::move(socket.fd_);
   server->stop_accepting_ = std::make_unique<EventFd>(std::move(stop));
   server->acceptor_ = std::thread([s = server.get()] { s->AcceptLoop(); });
   return server;

@@ -27,19 +27,38 @@
 #include "base/log.h"
 #include "base/scoped_fd.h"
 #include "grpcpp/grpcpp.h"
+#include "vmm/api_server_settings.h"
 #include "vmm/api_service.h"
 #include "vmm/controller.h"
 
 namespace vmmkit::vmm {
 
+// The API's Unix socket, bound (mode 0600) and listening but not served yet: the kernel queues
+// connections until an ApiServer serves it, so a program can listen first, before the rest of
+// its start, and clients connect as early as possible. A stale socket file at the path is
+// replaced; a live server there or a path that is not a socket is refused (see above). The
+// file is removed when the socket is destroyed unserved.
+class ApiSocket {
+ public:
+  static absl::StatusOr<ApiSocket> Listen(const std::string& path);
+  ApiSocket(ApiSocket&& other) noexcept;
+  ApiSocket& operator=(ApiSocket&& other) noexcept;
+  ~ApiSocket();
+
+  const std::string& path() const { return path_; }
+
+ private:
+  friend class ApiServer;
+  ApiSocket(std::string path, ScopedFd fd) : path_(std::move(path)), fd_(std::move(fd)) {}
+
+  std::string path_;  // Empty once moved from or served: nothing to remove.
+  ScopedFd fd_;
+};
+
 class ApiServer {
  public:
-  // A request larger than this is refused with RESOURCE_EXHAUSTED before it reaches a handler
-  // (the largest real one, an AddDevice with a sysfs path, is well under 1 KiB).
-  static constexpr int kMaxRequestBytes = 64 << 10;
-  // Threads gRPC may use to serve calls, and calls one connection may have open at once.
-  static constexpr int kMaxThreads = 64;
-  static constexpr int kMaxConcurrentStreams = 32;
+  // A request larger than this is refused with RESOURCE_EXHAUSTED (vmm/api_server_settings.h).
+  static constexpr int kMaxRequestBytes = kApiMaxRequestBytes;
 
   // Serves on a Unix socket at `path`, created with mode 0600; a stale socket file there is
   // replaced. Each connection's peer credentials (SO_PEERCRED) are checked as it is accepted:
@@ -47,6 +66,9 @@ class ApiServer {
   // (There is no TCP listener: a TCP peer has no identity the kernel vouches for.)
   static absl::StatusOr<std::unique_ptr<ApiServer>> StartUnix(VmController& controller,
                                                               const std::string& path);
+  // The same on a socket already listening (ApiSocket::Listen); the server owns it from here.
+  static absl::StatusOr<std::unique_ptr<ApiServer>> Serve(VmController& controller,
+                                                          ApiSocket socket);
   ~ApiServer();
   ApiServer(const ApiServer&) = delete;
   ApiServer& operator=(const ApiServer&) = delete;

@@ -575,6 +575,53 @@ TEST_F(ApiServerTest, SocketPathRules) {
               StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
+// Listening first: a client connects (and sends its request) before the server exists; the
+// request is answered once the socket is served. A socket never served removes its file.
+TEST(ApiSocketTest, AcceptsBeforeItIsServedAndCleansUpUnserved) {
+  FakeVm vm;
+  ThreadLoop loop;
+  VmController controller(vm, loop);
+  ASSERT_OK(loop.RunOnLoop([&] { controller.OnStarted(); }));
+  const std::string path = testing::ShortTempPath("early.sock");
+  ::unlink(path.c_str());
+  ASSERT_OK_AND_ASSIGN(ApiSocket socket, ApiSocket::Listen(path));
+  EXPECT_EQ(socket.path(), path);
+  struct stat st;
+  ASSERT_EQ(::stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  // The path is taken while the socket listens, served or not.
+  EXPECT_THAT(ApiSocket::Listen(path), StatusIs(absl::StatusCode::kFailedPrecondition));
+
+  auto channel = grpc::CreateChannel("unix:" + path, grpc::InsecureChannelCredentials());
+  auto stub = pb::VmService::NewStub(channel);
+  pb::Vm got;
+  grpc::Status status;
+  std::thread client([&] {
+    grpc::ClientContext ctx;
+    ctx.set_wait_for_ready(true);
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    status = stub->GetVm(&ctx, pb::GetVmRequest(), &got);
+  });
+  // The client's connection waits in the backlog until the server takes the socket.
+  for (int i = 0; i < 100 && channel->GetState(false) != GRPC_CHANNEL_READY; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_OK_AND_ASSIGN(auto server, ApiServer::Serve(controller, std::move(socket)));
+  client.join();
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(got.state(), pb::VM_STATE_RUNNING);
+  server->Shutdown();
+  EXPECT_NE(::stat(path.c_str(), &st), 0) << "Shutdown removes the socket file";
+
+  // Never served: destroying the socket removes the file, and the path is free again.
+  { ASSERT_OK_AND_ASSIGN(ApiSocket unserved, ApiSocket::Listen(path)); }
+  EXPECT_NE(::stat(path.c_str(), &st), 0);
+  ASSERT_OK_AND_ASSIGN(ApiSocket again, ApiSocket::Listen(path));
+  // Moved from: only the new owner removes the file.
+  ApiSocket moved = std::move(again);
+  EXPECT_EQ(::stat(path.c_str(), &st), 0);
+}
+
 // Only vmm's own uid and root are served: a connection from another uid is closed at accept.
 TEST(ApiServerPeerTest, AnotherUidIsRefused) {
   if (::geteuid() != 0) GTEST_SKIP() << "needs root to connect as another uid";

@@ -230,6 +230,19 @@ int main(int argc, char** argv) {
                    1000 / ::sysconf(_SC_CLK_TCK));
     }
   }
+  // The API socket listens before anything else starts, so that a client can connect as early
+  // as possible (its requests wait until the server and then the event loop are up); the server
+  // takes it over below. Removed again if vmm ends before serving it.
+  std::optional<vmmkit::vmm::ApiSocket> api_socket;
+  if (!config->api_socket.empty()) {
+    absl::StatusOr<vmmkit::vmm::ApiSocket> listening =
+        vmmkit::vmm::ApiSocket::Listen(config->api_socket);
+    if (!listening.ok()) {
+      std::fprintf(stderr, "vmm: %s\n", std::string(listening.status().message()).c_str());
+      return 1;
+    }
+    api_socket.emplace(std::move(*listening));
+  }
   if (absl::Status s = LimitThreadStacks(); !s.ok()) {
     std::fprintf(stderr, "vmm: %s\n", std::string(s.message()).c_str());
     return 1;
@@ -241,11 +254,11 @@ int main(int argc, char** argv) {
   }
   // The gRPC control plane, if asked for: created here, so that the VMM library has no gRPC in it.
   vmmkit::vmm::Vmm::ApiStarter start_api;
-  if (!config->api_socket.empty()) {
+  if (api_socket.has_value()) {
     start_api =
         [&](vmmkit::vmm::VmController& controller) -> absl::StatusOr<std::shared_ptr<void>> {
       absl::StatusOr<std::unique_ptr<vmmkit::vmm::ApiServer>> server =
-          vmmkit::vmm::ApiServer::StartUnix(controller, config->api_socket);
+          vmmkit::vmm::ApiServer::Serve(controller, std::move(*api_socket));
       if (!server.ok()) return server.status();
       return std::shared_ptr<void>(std::move(*server));
     };

@@ -5,7 +5,8 @@
 # its RTC) on the same L2 kernel, initramfs, memory and command line, in this one L1 boot, taking
 # turns, median of 3 runs each, and the ratios; where vmm's time goes (its own phases, from
 # --boot_timer, against the guest's own uptime at init); where the guest's goes (initcall_debug);
-# then vmm's RSS outside guest memory once the guest's init runs, and what it is made of.
+# then vmm's RSS outside guest memory once the guest's init runs (without and with the API), and
+# what it is made of, next to gRPC alone (//vmm:grpc_floor).
 . /lab/lib.sh
 K=/lab/vmlinuz
 I=/lab/l2.cpio
@@ -148,22 +149,50 @@ t=$(boot_time /tmp/qemu-dmesg.log timeout 300 qemu-system-x86_64 -L /usr/share/q
 check "qemu booted with initcall_debug" test "$t" != fail
 slow_paths qemu-microvm /tmp/qemu-dmesg.log
 
-# vmm's own memory once the guest runs, with the API on: RSS of every mapping except guest RAM
-# (the one mapping of exactly the guest's memory size).
+# rss_kib PID: the process's RSS outside guest memory (every mapping but the one of exactly the
+# guest's size).
+rss_kib() {
+  awk -v guest_kib=$((256 * 1024)) '/^[0-9a-f]+-[0-9a-f]+ / { guest = 0 } /^Size:/ { guest = ($2 == guest_kib) }
+       /^Rss:/ { if (!guest) o += $2 } END { print o }' /proc/$1/smaps
+}
+# rss NAME PID: that, the 20 largest mappings and the threads.
+rss() {
+  echo "lab: BENCH $1 RSS: $(rss_kib $2) KiB outside guest memory"
+  awk -v guest_kib=$((256 * 1024)) '/^[0-9a-f]+-[0-9a-f]+ / { name = ($6 == "" ? "[anon]" : $6); range = $1 }
+       /^Size:/ { size = $2 } /^Rss:/ { if (size != guest_kib && $2 > 0) printf "%d KiB rss of %d KiB %s %s\n", $2, size, name, range }' \
+    /proc/$2/smaps | sort -rn | head -n 20 | sed "s/^/lab: BENCH $1 RSS   /"
+  grep -E "^(Threads|VmRSS|RssAnon|RssFile|VmHWM)" /proc/$2/status | sed "s/^/lab: BENCH $1 /"
+}
+
+# vmm's own memory once the guest's init runs, without and with the API, and gRPC alone
+# (//vmm:grpc_floor: vmm's API server settings, the same build, nothing of vmm) once it accepts.
+vmm --kernel=$K --initrd=$I --memory=256 --cmdline="console=ttyS0 quiet l2mode=shell" \
+  </dev/null >/tmp/rss-noapi.log 2>&1 &
+pid=$!
+for i in $(seq 1 300); do grep -q "L2: booted" /tmp/rss-noapi.log && break; usleep 100000; done
+rss "vmm without the API" $pid
+noapi=$(rss_kib $pid)
+kill -TERM $pid
+wait $pid
+grpc_floor /tmp/floor.sock </dev/null >/tmp/floor.log 2>&1 &
+fpid=$!
+for i in $(seq 1 300); do [ -S /tmp/floor.sock ] && break; usleep 100000; done
+sleep 1
+rss "grpc_floor (gRPC alone)" $fpid
+floor=$(rss_kib $fpid)
+kill -TERM $fpid
+wait $fpid
+frc=$?
+check "grpc_floor exits 0 on SIGTERM (rc=$frc)" test "$frc" -eq 0
 vmm --kernel=$K --initrd=$I --memory=256 --cmdline="console=ttyS0 quiet l2mode=shell" \
   --api_socket=/tmp/rss.sock </dev/null >/tmp/rss.log 2>&1 &
 pid=$!
 for i in $(seq 1 300); do grep -q "L2: booted" /tmp/rss.log && break; usleep 100000; done
-awk -v guest_kib=$((256 * 1024)) '/^[0-9a-f]+-[0-9a-f]+ / { guest = 0 }
-     /^Size:/ { guest = ($2 == guest_kib) }
-     /^Rss:/ { if (guest) g += $2; else o += $2 }
-     END { printf "lab: BENCH vmm RSS at guest init: %d KiB outside guest memory (guest RAM resident: %d KiB)\n", o, g }' \
-  /proc/$pid/smaps
-# What the RSS is: the largest mappings outside guest memory, and the threads.
-awk -v guest_kib=$((256 * 1024)) '/^[0-9a-f]+-[0-9a-f]+ / { name = ($6 == "" ? "[anon]" : $6); range = $1 }
-     /^Size:/ { size = $2 } /^Rss:/ { if (size != guest_kib && $2 > 0) printf "%d KiB rss of %d KiB %s %s\n", $2, size, name, range }' \
-  /proc/$pid/smaps | sort -rn | head -n 20 | sed 's/^/lab: BENCH vmm RSS   /'
-grep -E "^(Threads|VmRSS|RssAnon|RssFile|VmHWM)" /proc/$pid/status | sed 's/^/lab: BENCH vmm /'
+rss "vmm at guest init with the API" $pid
+api=$(rss_kib $pid)
+awk -v api=$api -v noapi=$noapi -v floor=$floor 'BEGIN {
+  printf "lab: BENCH RSS (KiB): vmm with the API %d, without %d, gRPC alone %d; vmm with the API / gRPC alone %.2f; goal 4096: %.2fx (with the API), %.2fx (without)\n",
+    api, noapi, floor, api / floor, api / 4096, noapi / 4096 }'
 kill -TERM $pid
 wait $pid
 rc=$?
