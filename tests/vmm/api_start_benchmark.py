@@ -1,11 +1,11 @@
 """How fast vmm's API socket accepts: process start -> a successful connect(), in wall ms and in
 the process's CPU ms up to that moment (the sum of /proc/PID/task/*/schedstat, in ns, which counts
-dynamic loading and static initialisation too; read once the process is stopped, because a
-thread running on another CPU has its count brought up to date only when it stops running). Its peer, taking turns with it run by run, is
-//vmm:grpc_floor: the same gRPC server with nothing of vmm behind it, so the difference is vmm's.
-vmmkit's goal is 2 CPU ms (Firecracker's specification: 8), measured natively with
---config=release. Without a usable /dev/kvm vmm cannot start and only the floor is measured
-(vmm's part says skipped).
+dynamic loading and static initialisation too). The counters are read once the process is
+stopped: a thread running on another CPU has its count brought up to date only when it stops
+running. Its peer, taking turns with it run by run, is //vmm:grpc_floor: the same gRPC server
+with nothing of vmm behind it, so the difference is vmm's. vmmkit's goal is 2 CPU ms
+(Firecracker's specification: 8), measured natively with --config=release. Without a usable
+/dev/kvm vmm cannot start and only the floor is measured (vmm's part says skipped).
 
 usage: api_start_benchmark.py VMM MAKE_ELF GRPC_FLOOR [RUNS]
 """
@@ -72,7 +72,7 @@ def start_to_accept(argv, sock_path):
             os.kill(p.pid, signal.SIGCONT)
         p.wait()
         try:
-            os.unlink(sock_path)  # vmm removes its own; gRPC's listener leaves the file.
+            os.unlink(sock_path)  # Both remove their own on SIGTERM; this is for a crash.
         except FileNotFoundError:
             pass
 
