@@ -591,6 +591,17 @@ TEST(ApiSocketTest, AcceptsBeforeItIsServedAndCleansUpUnserved) {
   EXPECT_EQ(st.st_mode & 0777, 0600u);
   // The path is taken while the socket listens, served or not.
   EXPECT_THAT(ApiSocket::Listen(path), StatusIs(absl::StatusCode::kFailedPrecondition));
+  // The kernel accepts a connection already (into the backlog).
+  {
+    const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ASSERT_GE(fd, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::memcpy(addr.sun_path, path.c_str(), path.size());
+    EXPECT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0)
+        << std::strerror(errno);
+    ::close(fd);
+  }
 
   auto channel = grpc::CreateChannel("unix:" + path, grpc::InsecureChannelCredentials());
   auto stub = pb::VmService::NewStub(channel);
