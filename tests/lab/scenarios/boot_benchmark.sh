@@ -164,16 +164,25 @@ rss() {
   grep -E "^(Threads|VmRSS|RssAnon|RssFile|VmHWM)" /proc/$2/status | sed "s/^/lab: BENCH $1 /"
 }
 
+# vmm_at_init LOG ARGS...: starts vmm on the L2 kernel with ARGS, console to LOG, and returns
+# once the guest's init runs; its pid in $pid.
+vmm_at_init() {
+  log=$1; shift
+  vmm --kernel=$K --initrd=$I --memory=256 --cmdline="console=ttyS0 quiet l2mode=shell" "$@" \
+    </dev/null >"$log" 2>&1 &
+  pid=$!
+  for i in $(seq 1 300); do grep -q "L2: booted" "$log" && break; usleep 100000; done
+}
+
 # vmm's own memory once the guest's init runs, without and with the API, and gRPC alone
 # (//vmm:grpc_floor: vmm's API server settings, the same build, nothing of vmm) once it accepts.
-vmm --kernel=$K --initrd=$I --memory=256 --cmdline="console=ttyS0 quiet l2mode=shell" \
-  </dev/null >/tmp/rss-noapi.log 2>&1 &
-pid=$!
-for i in $(seq 1 300); do grep -q "L2: booted" /tmp/rss-noapi.log && break; usleep 100000; done
+vmm_at_init /tmp/rss-noapi.log
 rss "vmm without the API" $pid
 noapi=$(rss_kib $pid)
 kill -TERM $pid
 wait $pid
+rc=$?
+check "vmm without the API exits 0 on SIGTERM (rc=$rc)" test "$rc" -eq 0
 grpc_floor /tmp/floor.sock </dev/null >/tmp/floor.log 2>&1 &
 fpid=$!
 for i in $(seq 1 300); do [ -S /tmp/floor.sock ] && break; usleep 100000; done
@@ -184,10 +193,7 @@ kill -TERM $fpid
 wait $fpid
 frc=$?
 check "grpc_floor exits 0 on SIGTERM (rc=$frc)" test "$frc" -eq 0
-vmm --kernel=$K --initrd=$I --memory=256 --cmdline="console=ttyS0 quiet l2mode=shell" \
-  --api_socket=/tmp/rss.sock </dev/null >/tmp/rss.log 2>&1 &
-pid=$!
-for i in $(seq 1 300); do grep -q "L2: booted" /tmp/rss.log && break; usleep 100000; done
+vmm_at_init /tmp/rss.log --api_socket=/tmp/rss.sock
 rss "vmm at guest init with the API" $pid
 api=$(rss_kib $pid)
 awk -v api=$api -v noapi=$noapi -v floor=$floor 'BEGIN {
